@@ -1,0 +1,128 @@
+"""``create_app()``: one ASGI application — the OGC API under one base path, gis_ioc's own JSON API
+(``/api``), health probes, and the middleware in front of them all."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Request
+from psycopg_pool import PoolTimeout
+from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from gis_ioc import __version__
+from gis_ioc.catalog import Catalog, load_catalog
+from gis_ioc.database import migrations
+from gis_ioc.database.connection import create_pool, describe, translate_errors
+from gis_ioc.errors import DatabaseUnavailable, GisIocError
+from gis_ioc.publish.config import render_config
+from gis_ioc.publish.ogc import create_ogc_app
+from gis_ioc.settings import Settings
+
+log = logging.getLogger("gis_ioc")
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    """An RFC 9457 problem document."""
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return JSONResponse({"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
+                        status_code=status, media_type="application/problem+json", headers=headers)
+
+
+def database_state(pool: Any, catalog: Catalog) -> dict[str, Any]:
+    """What the health endpoint reports about PostGIS."""
+    with translate_errors(), pool.connection(timeout=5) as conn:
+        postgis = conn.execute("SELECT postgis_lib_version()").fetchone()[0]
+        server = conn.execute("SHOW server_version").fetchone()[0]
+        pending = [f"{m.version}_{m.name}" for m in migrations.pending(conn)]
+        counts = migrations.table_counts(conn, catalog)
+    return {
+        "reachable": True,
+        "server_version": server,
+        "postgis_version": postgis,
+        "migrations_pending": pending,
+        "layers": counts,
+        "layers_missing": sorted(k for k, v in counts.items() if v is None),
+    }
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    catalog = load_catalog(settings.layers_dir, settings.styles_dir, settings.config_dir)
+    pool = create_pool(settings)
+    try:
+        pool.open(wait=True, timeout=10)
+        with pool.connection(timeout=10) as conn:
+            config = render_config(settings, catalog, conn)
+    except (PoolTimeout, psycopg.OperationalError) as exc:
+        # the server still starts; the health endpoint says what is wrong, extents use the province's
+        log.warning("PostGIS at %s is not reachable yet: %s", describe(settings), exc)
+        config = render_config(settings, catalog, None)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        pool.close()
+
+    app = FastAPI(
+        title="gis_ioc",
+        version=__version__,
+        description="Geospatial analytics server of the Hưng Yên Intelligent Operations Center.",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.catalog = catalog
+    app.state.pool = pool
+    app.state.pygeoapi_config = config
+
+    @app.exception_handler(GisIocError)
+    async def gis_ioc_error(request: Request, exc: GisIocError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+        return problem(exc.status, exc.title, str(exc))
+
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="PostGIS reachable and schema current", response_model=None)
+    async def readyz() -> dict[str, Any] | JSONResponse:
+        try:
+            state = await run_in_threadpool(database_state, pool, catalog)
+        except DatabaseUnavailable as exc:
+            return problem(503, exc.title, str(exc))
+        if state["migrations_pending"] or state["layers_missing"]:
+            return problem(503, "Schema not current", "run `gis-ioc db upgrade`", database=state)
+        return {"status": "ready"}
+
+    @app.get("/api/health", tags=["health"], summary="Health with the database state", response_model=None)
+    async def health() -> dict[str, Any] | JSONResponse:
+        body: dict[str, Any] = {"version": __version__, "database": {"reachable": False}}
+        try:
+            body["database"] = await run_in_threadpool(database_state, pool, catalog)
+        except DatabaseUnavailable as exc:
+            body["status"] = "unavailable"
+            body["database"]["error"] = str(exc)
+            return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+        current = not body["database"]["migrations_pending"] and not body["database"]["layers_missing"]
+        body["status"] = "ok" if current else "degraded"
+        body["collections"] = sorted(config["resources"])
+        return body
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse(f"{settings.ogc_path}/", status_code=307)
+
+    @app.get(settings.ogc_path, include_in_schema=False)
+    async def ogc_root() -> RedirectResponse:
+        return RedirectResponse(f"{settings.ogc_path}/", status_code=307)
+
+    app.mount(settings.ogc_path, create_ogc_app(config))
+    return app

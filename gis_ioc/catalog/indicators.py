@@ -1,0 +1,117 @@
+"""Indicator definitions and targets (``config/indicators.yaml``).
+
+Indicators are not a map layer: their values live per commune and period in
+``gis_ioc.indicator_values``; definitions and targets live here and are synced to the database.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gis_ioc.catalog.models import Identifier, Text
+from gis_ioc.errors import CatalogError
+
+PERIOD_RE = re.compile(r"^(?P<year>\d{4})(?:-Q(?P<quarter>[1-4]))?$")
+Period = Annotated[str, Field(pattern=PERIOD_RE.pattern)]
+Sector = Literal[
+    "population", "health", "education", "transport", "environment", "public_order", "social_welfare",
+    "economy", "administration",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Target(_Strict):
+    """Targets for one period (a year applies to each of its quarters unless a quarter has its own)."""
+
+    province: float | None = None
+    communes: dict[str, float] = {}
+
+    @field_validator("communes")
+    @classmethod
+    def _codes(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [c for c in value if not re.fullmatch(r"\d{5}", c)]
+        if bad:
+            raise ValueError(f"commune codes must have 5 digits: {bad}")
+        return value
+
+
+class Aggregation(_Strict):
+    """How values combine over communes.
+
+    ``sum``: add the values. ``rate``: sum the numerators, sum the denominators, divide and multiply by
+    ``scale`` (never an average of rates). ``mean``: weighted by ``weight`` (an indicator id) or plain.
+    """
+
+    kind: Literal["sum", "rate", "mean"]
+    scale: float = 1.0
+    weight: Identifier | None = None
+
+
+class Indicator(_Strict):
+    id: Identifier
+    name: Text
+    sector: Sector
+    unit: str
+    direction: Literal["higher", "lower"]
+    aggregation: Aggregation
+    freshness_days: int = Field(ge=1)
+    source_unit: Text
+    personal: bool = False
+    description: Text | None = None
+    targets: dict[Period, Target] = {}
+
+    def target_for(self, period: str, commune_code: str | None = None) -> float | None:
+        """The target in force for a period (quarter, else its year), per commune where set."""
+        match = PERIOD_RE.match(period)
+        if match is None:
+            raise ValueError(f"period {period!r} is not YYYY or YYYY-Qn")
+        for key in (period, match["year"]):
+            target = self.targets.get(key)
+            if target is None:
+                continue
+            if commune_code is not None and commune_code in target.communes:
+                return target.communes[commune_code]
+            return target.province
+        return None
+
+
+class IndicatorCatalog(_Strict):
+    indicators: tuple[Indicator, ...]
+
+    @model_validator(mode="after")
+    def _check(self) -> IndicatorCatalog:
+        ids = [i.id for i in self.indicators]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"indicator ids repeat: {dupes}")
+        for ind in self.indicators:
+            if ind.aggregation.weight is not None and ind.aggregation.weight not in ids:
+                raise ValueError(f"indicator {ind.id}: weight {ind.aggregation.weight!r} is not an indicator")
+        return self
+
+    def get(self, indicator_id: str) -> Indicator:
+        for ind in self.indicators:
+            if ind.id == indicator_id:
+                return ind
+        raise CatalogError(f"unknown indicator {indicator_id!r}")
+
+
+def load_indicators(path: Path) -> IndicatorCatalog:
+    if not path.exists():
+        raise CatalogError(f"{path}: missing (indicator definitions)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return IndicatorCatalog.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{path.name}: not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        lines = [f"{path.name}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise CatalogError("\n  ".join(lines)) from exc

@@ -1,0 +1,157 @@
+"""Pydantic models of a layer file and a style file.
+
+A layer file says everything about a layer once: from it come the table, the OGC collection, its
+queryables, the loader's validation rules, the export schema and the map legend.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field as PydanticField, model_validator
+
+Identifier = Annotated[str, PydanticField(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+HexColor = Annotated[str, PydanticField(pattern=r"^#[0-9a-fA-F]{6}$")]
+
+#: Columns every layer table has; a layer's own fields may not use these names.
+SYSTEM_COLUMNS = ("fid", "geom", "is_demo", "load_id", "approval", "valid_from", "valid_to", "updated_at")
+
+FieldType = Literal["text", "integer", "number", "boolean", "date", "datetime"]
+GeometryType = Literal["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"]
+Group = Literal["administrative", "land", "housing", "infrastructure", "planning", "iot"]
+Access = Literal["public", "internal", "restricted"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Text(_Strict):
+    """A text in Vietnamese (the default language) and English."""
+
+    vi: str = PydanticField(min_length=1)
+    en: str = PydanticField(min_length=1)
+
+
+class AllowedValue(_Strict):
+    code: str | int
+    label: Text
+
+
+class Field(_Strict):
+    name: Identifier
+    type: FieldType
+    title: Text
+    description: Text | None = None
+    unit: str | None = None
+    required: bool = False
+    values: tuple[AllowedValue, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    personal: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> Field:
+        if self.name in SYSTEM_COLUMNS:
+            raise ValueError(f"field name {self.name!r} is reserved for a system column ({', '.join(SYSTEM_COLUMNS)})")
+        if self.values is not None:
+            codes = [v.code for v in self.values]
+            if len(set(codes)) != len(codes):
+                raise ValueError(f"field {self.name}: allowed values repeat")
+            expected = int if self.type == "integer" else str
+            bad = [c for c in codes if not isinstance(c, expected)]
+            if bad or self.type not in ("text", "integer"):
+                raise ValueError(f"field {self.name}: allowed values must be of the field's type (text or integer)")
+        if (self.minimum is not None or self.maximum is not None) and self.type not in ("integer", "number"):
+            raise ValueError(f"field {self.name}: minimum/maximum apply to numbers only")
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError(f"field {self.name}: minimum is above maximum")
+        return self
+
+    @property
+    def codes(self) -> tuple[str | int, ...]:
+        return tuple(v.code for v in self.values or ())
+
+
+class Paging(_Strict):
+    default_limit: int = PydanticField(default=10, ge=1)
+    max_limit: int = PydanticField(default=1000, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Paging:
+        if self.default_limit > self.max_limit:
+            raise ValueError("paging.default_limit is above paging.max_limit")
+        return self
+
+
+class Layer(_Strict):
+    id: Identifier
+    title: Text
+    description: Text
+    group: Group
+    geometry: GeometryType
+    fields: tuple[Field, ...] = PydanticField(min_length=1)
+    key: Identifier | None = None
+    access: Access
+    owner_unit: Text
+    freshness_days: int = PydanticField(ge=1, description="Data older than this is stale.")
+    keywords: tuple[str, ...] = ()
+    license: str = "CC-BY-4.0"
+    style: Identifier
+    temporal: Identifier | None = PydanticField(default=None, description="Date/time field giving the time extent.")
+    versioned: bool = PydanticField(default=False, description="Rows carry valid_from/valid_to; history is kept.")
+    no_overlap: bool = PydanticField(default=False, description="Features of this layer must not overlap.")
+    paging: Paging = Paging()
+
+    @model_validator(mode="after")
+    def _check(self) -> Layer:
+        names = [f.name for f in self.fields]
+        if len(set(names)) != len(names):
+            raise ValueError(f"layer {self.id}: field names repeat")
+        if self.key is not None and self.key not in names:
+            raise ValueError(f"layer {self.id}: key {self.key!r} is not one of its fields")
+        if self.temporal is not None:
+            field = self.field(self.temporal)
+            if field is None or field.type not in ("date", "datetime"):
+                raise ValueError(f"layer {self.id}: temporal {self.temporal!r} must name a date or datetime field")
+        if self.no_overlap and "Polygon" not in self.geometry:
+            raise ValueError(f"layer {self.id}: no_overlap applies to polygon layers only")
+        return self
+
+    def field(self, name: str) -> Field | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+    @property
+    def table(self) -> str:
+        return self.id
+
+
+class Symbol(_Strict):
+    fill: HexColor | None = None
+    stroke: HexColor = "#333333"
+    stroke_width: float = PydanticField(default=1.0, ge=0)
+    fill_opacity: float = PydanticField(default=0.5, ge=0, le=1)
+    radius: float = PydanticField(default=5, ge=0, description="Marker radius in pixels (points).")
+
+
+class StyleClass(Symbol):
+    value: str | int
+    label: Text | None = None
+
+
+class Style(_Strict):
+    id: Identifier
+    title: Text
+    kind: Literal["single", "categorized"]
+    symbol: Symbol = Symbol()
+    field: Identifier | None = None
+    classes: tuple[StyleClass, ...] = ()
+    min_zoom: int = PydanticField(default=0, ge=0, le=24)
+
+    @model_validator(mode="after")
+    def _check(self) -> Style:
+        if self.kind == "categorized" and (self.field is None or not self.classes):
+            raise ValueError(f"style {self.id}: a categorized style needs a field and classes")
+        if self.kind == "single" and (self.field is not None or self.classes):
+            raise ValueError(f"style {self.id}: a single style has no field or classes")
+        return self

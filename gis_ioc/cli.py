@@ -1,0 +1,317 @@
+"""``gis-ioc``: the command line of gis_ioc."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gis_ioc import __version__
+from gis_ioc.catalog import Catalog, load_catalog
+from gis_ioc.database import migrations
+from gis_ioc.database.connection import cluster_for, connect, describe, ensure_database
+from gis_ioc.errors import GisIocError
+from gis_ioc.settings import Settings
+
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _settings(ctx: click.Context) -> Settings:
+    obj = ctx.ensure_object(dict)
+    if "settings" not in obj:
+        obj["settings"] = Settings()
+    settings: Settings = obj["settings"]
+    return settings
+
+
+def _catalog(settings: Settings) -> Catalog:
+    return load_catalog(settings.layers_dir, settings.styles_dir, settings.config_dir)
+
+
+class _Group(click.Group):
+    """Turns gis_ioc errors into a one-line message and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GisIocError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            sys.exit(1)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="gis-ioc")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """gis_ioc: the geospatial analytics server of the Hưng Yên IOC."""
+    ctx.ensure_object(dict)
+
+
+# -- database -----------------------------------------------------------------------------------
+
+
+@main.group(cls=_Group)
+def db() -> None:
+    """The embedded PostGIS cluster and the schema."""
+
+
+def _require_embedded(settings: Settings) -> None:
+    if not settings.embedded:
+        raise click.UsageError("GIS_IOC_DATABASE_URL is set: gis_ioc manages no cluster of its own")
+
+
+@db.command("init")
+@click.pass_context
+def db_init(ctx: click.Context) -> None:
+    """Create the private cluster under GIS_IOC_HOME and its database."""
+    settings = _settings(ctx)
+    _require_embedded(settings)
+    cluster = cluster_for(settings)
+    created = cluster.init()
+    console.print(f"cluster {'created' if created else 'already exists'} in {cluster.data_dir}")
+    cluster.start()
+    if ensure_database(settings):
+        console.print(f"database {settings.db_name} created")
+
+
+@db.command("start")
+@click.pass_context
+def db_start(ctx: click.Context) -> None:
+    """Start the cluster (pg_ctl; 127.0.0.1 and a private socket)."""
+    settings = _settings(ctx)
+    _require_embedded(settings)
+    cluster = cluster_for(settings)
+    started = cluster.start()
+    console.print(f"PostgreSQL {'started' if started else 'already running'} on 127.0.0.1:{settings.db_port}")
+
+
+@db.command("stop")
+@click.pass_context
+def db_stop(ctx: click.Context) -> None:
+    """Stop the cluster (fast shutdown)."""
+    settings = _settings(ctx)
+    _require_embedded(settings)
+    stopped = cluster_for(settings).stop()
+    console.print("PostgreSQL stopped" if stopped else "PostgreSQL was not running")
+
+
+@db.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def db_status(ctx: click.Context, as_json: bool) -> None:
+    """Is the cluster running, where, and is the schema current. Exit 3 when not running."""
+    settings = _settings(ctx)
+    status: dict[str, Any] = {"database": describe(settings), "embedded": settings.embedded}
+    running = True
+    if settings.embedded:
+        status.update(cluster_for(settings).status())
+        running = bool(status["running"])
+    if running:
+        try:
+            with connect(settings, autocommit=True) as conn:
+                status["migrations_pending"] = [f"{m.version}_{m.name}" for m in migrations.pending(conn)]
+        except GisIocError as exc:
+            status["error"] = str(exc)
+    if as_json:
+        click.echo(json.dumps(status, indent=2, default=str))
+    else:
+        table = Table(show_header=False, box=None)
+        for key, value in status.items():
+            table.add_row(key, str(value))
+        Console().print(table)
+    if not running:
+        sys.exit(3)
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply migrations and make the layer tables and indicators match the catalog."""
+    settings = _settings(ctx)
+    _upgrade(settings, _catalog(settings))
+
+
+def _upgrade(settings: Settings, catalog: Catalog) -> None:
+    with connect(settings, autocommit=True) as conn:
+        report = migrations.upgrade(conn, catalog)
+    if report.applied:
+        console.print(f"applied migrations: {', '.join(report.applied)}")
+    if report.tables_created:
+        console.print(f"created {len(report.tables_created)} layer tables: {', '.join(report.tables_created)}")
+    if report.columns_added:
+        console.print(f"added columns: {', '.join(report.columns_added)}")
+    if report.extra_columns:
+        console.print(f"[yellow]columns in the database but not in the catalog (kept):[/] "
+                      f"{', '.join(report.extra_columns)}")
+    if not report.changed:
+        console.print("schema is current")
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+@main.group(cls=_Group)
+def boundaries() -> None:
+    """Administrative boundaries of Hưng Yên."""
+
+
+@boundaries.command("load")
+@click.pass_context
+def boundaries_load(ctx: click.Context) -> None:
+    """Load the 104 communes/wards, the province and the crosswalk from boundaries/ (valid from 2025-07-01)."""
+    from gis_ioc.loaders.boundaries import BoundarySet, load_boundaries
+
+    settings = _settings(ctx)
+    with connect(settings, autocommit=True) as conn:
+        result = load_boundaries(conn, BoundarySet.hung_yen_2025(settings.boundaries_dir))
+    console.print(result.message)
+
+
+class _RichProgress:
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: Any = None
+
+    def start(self, total: int) -> None:
+        self.task = self.progress.add_task("demo data", total=total)
+
+    def advance(self, label: str, rows: int) -> None:
+        self.progress.console.print(f"  {label:<20} {rows:>9,} rows")
+        self.progress.update(self.task, advance=1, description=f"demo data: {label}")
+
+
+@main.command()
+@click.option("--seed", type=int, default=None, help="Random seed (default GIS_IOC_DEMO_SEED).")
+@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Reference day: indicators for the four quarters before it, readings for the year before it.")
+@click.option("--parcels", type=click.IntRange(1000), default=200_000, show_default=True)
+@click.option("--buildings", type=click.IntRange(0), default=100_000, show_default=True)
+@click.option("--force", is_flag=True, help="Regenerate even if the same demo data is present.")
+@click.pass_context
+def demo(ctx: click.Context, seed: int | None, as_of: Any, parcels: int, buildings: int, force: bool) -> None:
+    """Fill every other layer with deterministic synthetic data, marked as demo data."""
+    from gis_ioc.demo import DemoOptions, generate_demo
+
+    settings = _settings(ctx)
+    options = DemoOptions(seed=settings.demo_seed if seed is None else seed,
+                          as_of=as_of.date() if as_of else date.today(), parcels=parcels, buildings=buildings)
+    catalog = _catalog(settings)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with connect(settings, autocommit=True) as conn, Progress(*columns, console=console, transient=True) as bar:
+        result = generate_demo(conn, catalog, options, force=force, progress=_RichProgress(bar))
+    console.print(result.message)
+
+
+@main.command()
+@click.option("--no-demo", is_flag=True, help="Do not generate demo data.")
+@click.pass_context
+def setup(ctx: click.Context, no_demo: bool) -> None:
+    """Everything the server needs: cluster, database, schema, boundaries, demo data. Idempotent."""
+    settings = _settings(ctx)
+    catalog = _catalog(settings)
+    if settings.embedded:
+        ctx.invoke(db_init)
+    _upgrade(settings, catalog)
+    ctx.invoke(boundaries_load)
+    if not no_demo:
+        ctx.invoke(demo, seed=None, as_of=None, parcels=200_000, buildings=100_000, force=False)
+
+
+# -- catalog and configuration --------------------------------------------------------------------
+
+
+@main.group(cls=_Group)
+def catalog() -> None:
+    """The layer catalog (layers/, styles/, config/indicators.yaml)."""
+
+
+@catalog.command("validate")
+@click.pass_context
+def catalog_validate(ctx: click.Context) -> None:
+    """Validate every layer, style and indicator file."""
+    cat = _catalog(_settings(ctx))
+    console.print(f"catalog valid: {len(cat.layers)} layers, {len(cat.styles)} styles, "
+                  f"{len(cat.indicators.indicators)} indicators")
+
+
+@catalog.command("list")
+@click.pass_context
+def catalog_list(ctx: click.Context) -> None:
+    """The layers with their group, geometry, access and owner."""
+    cat = _catalog(_settings(ctx))
+    table = Table("id", "title", "group", "geometry", "access", "owner unit")
+    for layer in cat:
+        table.add_row(layer.id, layer.title.vi, layer.group, layer.geometry, layer.access, layer.owner_unit.vi)
+    Console().print(table)
+
+
+@main.group(cls=_Group)
+def config() -> None:
+    """Rendered configuration."""
+
+
+@config.command("render")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+              help="Where to write (default GIS_IOC_HOME/pygeoapi/config.yml); '-' for standard output.")
+@click.option("--offline", is_flag=True, help="Do not read extents from the database.")
+@click.pass_context
+def config_render(ctx: click.Context, output: Path | None, offline: bool) -> None:
+    """Render pygeoapi's configuration from the catalog and validate it against pygeoapi's schema."""
+    import yaml
+    from pygeoapi.config import validate_config
+
+    from gis_ioc.publish.config import render_config, write_config
+
+    settings = _settings(ctx)
+    cat = _catalog(settings)
+    if offline:
+        rendered = render_config(settings, cat, None)
+    else:
+        with connect(settings, autocommit=True) as conn:
+            rendered = render_config(settings, cat, conn)
+    validate_config(rendered)
+    if str(output) == "-":
+        click.echo(yaml.safe_dump(rendered, allow_unicode=True, sort_keys=False))
+        return
+    path = write_config(rendered, output or settings.home / "pygeoapi" / "config.yml")
+    console.print(f"wrote {path} ({len(rendered['resources'])} collections, valid)")
+
+
+# -- server ----------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (default GIS_IOC_HOST, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default GIS_IOC_PORT, 8000).")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Run the server (uvicorn, one worker)."""
+    import uvicorn
+
+    from gis_ioc.app import create_app
+
+    settings = _settings(ctx)
+    updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    if updates:
+        settings = settings.model_copy(update=updates)
+    if settings.embedded:
+        cluster = cluster_for(settings)
+        if cluster.is_initialised():
+            cluster.start()
+    app = create_app(settings)
+    console.print(f"[bold green]gis_ioc[/] serving Hưng Yên at [bold]{settings.base_url}/[/]  "
+                  f"(OGC API: {settings.base_url}{settings.ogc_path}/collections, health: {settings.base_url}/api/health)")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, proxy_headers=True)
+
+
+if __name__ == "__main__":
+    main()

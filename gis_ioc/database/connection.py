@@ -1,0 +1,92 @@
+"""Connections to PostGIS: the connection string, single connections, the bounded pool.
+
+Driver exceptions become gis_ioc errors here (:func:`translate_errors`), in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import ConnectionPool
+
+from gis_ioc.database.cluster import Cluster
+from gis_ioc.errors import DatabaseUnavailable, GisIocError, InvalidInput
+from gis_ioc.settings import Settings
+
+
+def cluster_for(settings: Settings) -> Cluster:
+    return Cluster(
+        home=settings.home, port=settings.db_port, system_user=settings.db_system_user, bindir=settings.pg_bindir
+    )
+
+
+def conninfo(settings: Settings, dbname: str | None = None) -> str:
+    """The libpq connection string gis_ioc uses: ``GIS_IOC_DATABASE_URL`` or the embedded cluster."""
+    if settings.database_url is not None:
+        params = conninfo_to_dict(settings.database_url.get_secret_value())
+        if dbname:
+            params["dbname"] = dbname
+        return make_conninfo(**params)
+    return cluster_for(settings).conninfo(dbname or settings.db_name)
+
+
+def connection_params(settings: Settings) -> dict[str, Any]:
+    """host, port, dbname, user, password as separate values (for pygeoapi's providers)."""
+    params = conninfo_to_dict(conninfo(settings))
+    return {key: params[key] for key in ("host", "port", "dbname", "user", "password") if params.get(key)}
+
+
+def describe(settings: Settings) -> str:
+    """Where the database is, without credentials (for logs and messages)."""
+    params = connection_params(settings)
+    return f"{params.get('user', '?')}@{params.get('host', '?')}:{params.get('port', 5432)}/{params.get('dbname', '?')}"
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn driver exceptions into gis_ioc errors."""
+    try:
+        yield
+    except GisIocError:
+        raise
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"PostGIS is unreachable: {str(exc).strip().splitlines()[0]}") from exc
+    except (psycopg.errors.DataError, psycopg.errors.SyntaxErrorOrAccessRuleViolation) as exc:
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            raise
+        raise InvalidInput(str(exc).strip().splitlines()[0]) from exc
+
+
+def connect(settings: Settings, *, autocommit: bool = False, dbname: str | None = None) -> psycopg.Connection[Any]:
+    with translate_errors():
+        return psycopg.connect(conninfo(settings, dbname), autocommit=autocommit, connect_timeout=10)
+
+
+def create_pool(settings: Settings) -> ConnectionPool:
+    """The application's one bounded pool; open it in the lifespan, close it on shutdown."""
+    options = f"-c statement_timeout={settings.db_statement_timeout_ms} -c application_name=gis_ioc"
+    return ConnectionPool(
+        conninfo(settings),
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        max_lifetime=settings.db_pool_max_lifetime,
+        kwargs={"options": options, "connect_timeout": 5},
+        open=False,
+        name="gis_ioc",
+    )
+
+
+def ensure_database(settings: Settings) -> bool:
+    """Create the embedded cluster's database if it is missing. Returns True when created."""
+    with connect(settings, autocommit=True, dbname="postgres") as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings.db_name,)).fetchone()
+        if exists:
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(
+            sql.Identifier(settings.db_name)))
+        return True

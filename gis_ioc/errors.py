@@ -1,0 +1,60 @@
+"""One exception hierarchy for gis_ioc; HTTP statuses are mapped in one place (``app.py``)."""
+
+from __future__ import annotations
+
+
+class GisIocError(Exception):
+    """Base of every error gis_ioc raises on purpose."""
+
+    status = 500
+    title = "Internal error"
+
+
+class ConfigError(GisIocError):
+    """The catalog, the settings or a configuration file is wrong."""
+
+    title = "Configuration error"
+
+
+class CatalogError(ConfigError):
+    """A layer file or style does not validate."""
+
+    title = "Invalid layer catalog"
+
+
+class ClusterError(GisIocError):
+    """The embedded PostgreSQL cluster cannot be created, started or stopped."""
+
+    title = "Embedded database error"
+
+
+class DatabaseUnavailable(GisIocError):
+    """PostGIS cannot be reached."""
+
+    status = 503
+    title = "Database unavailable"
+
+
+class MigrationError(GisIocError):
+    """A schema migration failed or the database schema disagrees with the catalog."""
+
+    title = "Migration error"
+
+
+class InvalidInput(GisIocError):
+    """The caller sent something malformed; the message names it."""
+
+    status = 400
+    title = "Invalid input"
+
+
+class NotFound(GisIocError):
+    status = 404
+    title = "Not found"
+
+
+class LoadError(GisIocError):
+    """A data load was refused; nothing was written."""
+
+    status = 422
+    title = "Load refused"

@@ -1,0 +1,1 @@
+"""Loaders: boundaries (here), vector files and planning drawings (to come)."""

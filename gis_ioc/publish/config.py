@@ -1,0 +1,154 @@
+"""Render pygeoapi's configuration from the layer catalog (never edited by hand).
+
+Every layer that is not ``restricted`` becomes a collection; restricted layers are published only
+once per-layer access control guards the API. Extents come from the database when it is reachable.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+from psycopg import sql
+
+from gis_ioc import __version__
+from gis_ioc.catalog import Catalog, Layer
+from gis_ioc.catalog.ddl import SCHEMA
+from gis_ioc.database.connection import connection_params
+from gis_ioc.settings import Settings
+
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+#: Outline of Hưng Yên (lon/lat), used as the extent when the database cannot say better.
+PROVINCE_BBOX = [105.89, 20.32, 106.62, 21.01]
+LICENCES = {"CC-BY-4.0": "https://creativecommons.org/licenses/by/4.0/"}
+
+
+def published_layers(catalog: Catalog) -> list[Layer]:
+    return [layer for layer in catalog if layer.access != "restricted"]
+
+
+def _i18n(text: Any) -> dict[str, str]:
+    return {"vi": text.vi, "en": text.en}
+
+
+def layer_extents(conn: psycopg.Connection[Any], layer: Layer) -> dict[str, Any]:
+    """Spatial (and temporal) extent of a layer's table; an empty table gets the province's."""
+    table = sql.Identifier(SCHEMA, layer.table)
+    row = conn.execute(sql.SQL(
+        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) AS e FROM {}) s"
+    ).format(table)).fetchone()
+    bbox = [round(v, 6) for v in row] if row and row[0] is not None else PROVINCE_BBOX
+    extents: dict[str, Any] = {"spatial": {"bbox": bbox, "crs": CRS84}}
+    if layer.temporal:
+        times = conn.execute(sql.SQL("SELECT min({0}), max({0}) FROM {1}").format(
+            sql.Identifier(layer.temporal), table)).fetchone()
+        if times and times[0] is not None:
+            extents["temporal"] = {"begin": _as_datetime(times[0]), "end": _as_datetime(times[1])}
+    return extents
+
+
+def _as_datetime(value: Any) -> str:
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return str(value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _resource(settings: Settings, layer: Layer, extents: dict[str, Any], db: dict[str, Any]) -> dict[str, Any]:
+    owner = layer.owner_unit
+    description = {
+        "vi": f"{layer.description.vi} Đơn vị chủ quản: {owner.vi}.",
+        "en": f"{layer.description.en} Owner: {owner.en}.",
+    }
+    provider: dict[str, Any] = {
+        "type": "feature",
+        "name": "PostgreSQL",
+        "data": {**db, "search_path": [SCHEMA, "public"]},
+        "id_field": "fid",
+        "table": layer.table,
+        "geom_field": "geom",
+    }
+    if layer.temporal:
+        provider["time_field"] = layer.temporal
+    links = [{
+        "type": "text/html",
+        "rel": "license",
+        "title": layer.license,
+        "href": LICENCES.get(layer.license, f"{settings.base_url}/licence/{layer.license}"),
+    }]
+    return {
+        "type": "collection",
+        "title": _i18n(layer.title),
+        "description": description,
+        "keywords": {"vi": [*layer.keywords, owner.vi], "en": [*layer.keywords, owner.en]},
+        "links": links,
+        "extents": extents,
+        "limits": {"default_items": layer.paging.default_limit, "max_items": layer.paging.max_limit},
+        "providers": [provider],
+    }
+
+
+def render_config(settings: Settings, catalog: Catalog, conn: psycopg.Connection[Any] | None = None) -> dict[str, Any]:
+    """The whole pygeoapi configuration as a dict."""
+    db = connection_params(settings)
+    db["port"] = int(db.get("port", 5432))
+    resources = {}
+    for layer in published_layers(catalog):
+        extents = layer_extents(conn, layer) if conn is not None else {"spatial": {"bbox": PROVINCE_BBOX, "crs": CRS84}}
+        resources[layer.id] = _resource(settings, layer, extents, db)
+    return {
+        "server": {
+            "bind": {"host": settings.host, "port": settings.port},
+            "url": settings.base_url + settings.ogc_path,
+            "mimetype": "application/json; charset=UTF-8",
+            "encoding": "utf-8",
+            "gzip": False,
+            "languages": ["vi", "en"],
+            "pretty_print": False,
+            "limits": {"default_items": 10, "max_items": 1000},
+            "map": {"url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+                    "attribution": "&copy; OpenStreetMap contributors"},
+        },
+        "logging": {"level": settings.log_level.upper() if settings.log_level != "info" else "WARNING"},
+        "metadata": {
+            "identification": {
+                "title": {"vi": "Trung tâm Giám sát, điều hành thông minh tỉnh Hưng Yên — dữ liệu không gian",
+                          "en": "Hưng Yên Intelligent Operations Center — geospatial data"},
+                "description": {
+                    "vi": "Các lớp bản đồ số của tỉnh Hưng Yên (ranh giới hành chính, đất đai, nhà ở, hạ tầng kỹ thuật "
+                          "đô thị, quy hoạch, thiết bị IoT) theo chuẩn OGC API.",
+                    "en": "The digital map layers of Hưng Yên province (administrative boundaries, land, housing, urban "
+                          "infrastructure, planning, IoT devices) as OGC API.",
+                },
+                "keywords": {"vi": ["Hưng Yên", "IOC", "bản đồ số"], "en": ["Hưng Yên", "IOC", "digital map"]},
+                "keywords_type": "theme",
+                "terms_of_service": "https://creativecommons.org/licenses/by/4.0/",
+                "url": settings.base_url,
+            },
+            "license": {"name": "CC-BY 4.0", "url": "https://creativecommons.org/licenses/by/4.0/"},
+            "provider": {"name": "Trung tâm Giám sát, điều hành thông minh tỉnh Hưng Yên", "url": settings.base_url},
+            "contact": {
+                "name": "Trung tâm Giám sát, điều hành thông minh tỉnh Hưng Yên",
+                "position": "Bộ phận vận hành",
+                "address": "Tỉnh Hưng Yên",
+                "city": "Hưng Yên",
+                "country": "Việt Nam",
+                "url": settings.base_url,
+                "role": "pointOfContact",
+            },
+        },
+        "resources": resources,
+        "x-gis_ioc": {"version": __version__, "rendered_at": datetime.now(UTC).isoformat(timespec="seconds")},
+    }
+
+
+def write_config(config: dict[str, Any], path: Path) -> Path:
+    """Write the configuration (mode 0600: it holds the database connection)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,69 @@
+"""Settings, read from the environment (prefix ``GIS_IOC_``) and an optional ``.env`` file.
+
+Build a :class:`Settings` inside ``create_app()`` or the CLI, never at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The checkout (or installed source tree) that holds layers/, styles/, boundaries/ and config/.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every setting of gis_ioc. The README's Configuration table mirrors this class."""
+
+    model_config = SettingsConfigDict(env_prefix="GIS_IOC_", env_file=".env", extra="ignore")
+
+    home: Path = Field(
+        default=PROJECT_ROOT / "var",
+        description="Data folder: the embedded PostGIS cluster, rendered configuration, logs.",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="Use this PostGIS (postgresql://user:pass@host:port/db) instead of the embedded cluster.",
+    )
+    db_port: int = Field(default=54329, ge=1, le=65535, description="Port of the embedded cluster (127.0.0.1).")
+    db_name: str = Field(default="gis_ioc", description="Database name in the embedded cluster.")
+    db_system_user: str = Field(
+        default="gisioc",
+        description="Unprivileged system user that runs the embedded cluster when gis-ioc runs as root.",
+    )
+    pg_bindir: Path | None = Field(
+        default=None, description="PostgreSQL server binaries; default: the newest /usr/lib/postgresql/*/bin with PostGIS."
+    )
+    db_pool_min: int = Field(default=1, ge=0, description="Connections the pool keeps open.")
+    db_pool_max: int = Field(default=10, ge=1, description="Most connections the pool opens.")
+    db_pool_max_lifetime: float = Field(default=3600.0, gt=0, description="Seconds before a connection is recycled.")
+    db_statement_timeout_ms: int = Field(default=30000, ge=0, description="statement_timeout of API connections.")
+
+    host: str = Field(default="127.0.0.1", description="Address the server listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the server listens on.")
+    public_url: str | None = Field(
+        default=None,
+        description="Address clients reach the server at (links, OpenAPI servers); default http://HOST:PORT.",
+    )
+    ogc_path: str = Field(default="/ogc", description="Base path of the OGC API.")
+    log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
+
+    layers_dir: Path = Field(default=PROJECT_ROOT / "layers", description="The layer catalog (one YAML per layer).")
+    styles_dir: Path = Field(default=PROJECT_ROOT / "styles", description="Layer styles.")
+    config_dir: Path = Field(default=PROJECT_ROOT / "config", description="Indicators and other configuration.")
+    boundaries_dir: Path = Field(default=PROJECT_ROOT / "boundaries", description="Administrative boundaries.")
+
+    demo_seed: int = Field(default=20250701, description="Seed of the demo data generator.")
+
+    @property
+    def base_url(self) -> str:
+        """The public address without a trailing slash."""
+        url = self.public_url or f"http://{self.host}:{self.port}"
+        return url.rstrip("/")
+
+    @property
+    def embedded(self) -> bool:
+        """True when gis_ioc runs its own cluster (no ``GIS_IOC_DATABASE_URL``)."""
+        return self.database_url is None

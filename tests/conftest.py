@@ -1,0 +1,100 @@
+"""The suite's PostGIS: a throwaway cluster made by gis_ioc's own cluster machinery.
+
+It is created once per test session in a temporary folder on a free port, migrated, loaded with the
+real boundaries and the full demo data (fixed seed and reference day), and removed at the end.
+Nothing is mocked and nothing is skipped: if PostGIS cannot be started, the tests fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from gis_ioc.catalog import Catalog, load_catalog
+from gis_ioc.database.cluster import Cluster
+from gis_ioc.database.connection import cluster_for, connect, ensure_database
+from gis_ioc.database.migrations import upgrade
+from gis_ioc.demo import DemoOptions, DemoResult, generate_demo
+from gis_ioc.loaders.boundaries import BoundarySet, load_boundaries
+from gis_ioc.settings import Settings
+
+AS_OF = date(2026, 11, 27)
+SEED = 20250701
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def temp_home(prefix: str) -> Path:
+    """A folder the cluster's unprivileged user can reach (mkdtemp makes it private to root)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    home.chmod(0o755)
+    return home
+
+
+@pytest.fixture(scope="session")
+def settings() -> Iterator[Settings]:
+    home = temp_home("gis-ioc-test-")
+    s = Settings(home=home, db_port=free_port(), port=free_port(), database_url=None, _env_file=None)  # type: ignore[call-arg]
+    cluster = cluster_for(s)
+    cluster.init()
+    cluster.start()
+    ensure_database(s)
+    yield s
+    cluster.destroy()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def catalog(settings: Settings) -> Catalog:
+    return load_catalog(settings.layers_dir, settings.styles_dir, settings.config_dir)
+
+
+@pytest.fixture(scope="session")
+def cluster(settings: Settings) -> Cluster:
+    return cluster_for(settings)
+
+
+@pytest.fixture(scope="session")
+def loaded(settings: Settings, catalog: Catalog) -> DemoResult:
+    """The database as set-up leaves it: schema, boundaries, demo data."""
+    with connect(settings, autocommit=True) as conn:
+        upgrade(conn, catalog)
+        load_boundaries(conn, BoundarySet.hung_yen_2025(settings.boundaries_dir))
+        return generate_demo(conn, catalog, DemoOptions(seed=SEED, as_of=AS_OF))
+
+
+@pytest.fixture
+def db(settings: Settings, loaded: DemoResult) -> Iterator[psycopg.Connection[Any]]:
+    with connect(settings, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def empty_db(settings: Settings) -> Iterator[Settings]:
+    """A new, empty database in the suite's cluster; dropped afterwards."""
+    name = f"empty_{os.getpid()}_{free_port()}"
+    with connect(settings, autocommit=True, dbname="postgres") as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield settings.model_copy(update={"db_name": name})
+    with connect(settings, autocommit=True, dbname="postgres") as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return row[0]
