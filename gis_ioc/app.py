@@ -10,8 +10,8 @@ from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
-from psycopg_pool import PoolTimeout
 from fastapi.responses import JSONResponse, RedirectResponse
+from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
 from gis_ioc import __version__
@@ -29,8 +29,12 @@ log = logging.getLogger("gis_ioc")
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     """An RFC 9457 problem document."""
     headers = {"Retry-After": "5"} if status == 503 else None
-    return JSONResponse({"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
-                        status_code=status, media_type="application/problem+json", headers=headers)
+    return JSONResponse(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
+        status_code=status,
+        media_type="application/problem+json",
+        headers=headers,
+    )
 
 
 def database_state(pool: Any, catalog: Catalog) -> dict[str, Any]:

@@ -150,8 +150,9 @@ def _upgrade(settings: Settings, catalog: Catalog) -> None:
     if report.columns_added:
         console.print(f"added columns: {', '.join(report.columns_added)}")
     if report.extra_columns:
-        console.print(f"[yellow]columns in the database but not in the catalog (kept):[/] "
-                      f"{', '.join(report.extra_columns)}")
+        console.print(
+            f"[yellow]columns in the database but not in the catalog (kept):[/] {', '.join(report.extra_columns)}"
+        )
     if not report.changed:
         console.print("schema is current")
 
@@ -191,8 +192,13 @@ class _RichProgress:
 
 @main.command()
 @click.option("--seed", type=int, default=None, help="Random seed (default GIS_IOC_DEMO_SEED).")
-@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]), default=None,
-              help="Reference day: indicators for the four quarters before it, readings for the year before it.")
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Reference day: indicators for the four quarters before it, readings for the year before it.",
+)
 @click.option("--parcels", type=click.IntRange(1000), default=200_000, show_default=True)
 @click.option("--buildings", type=click.IntRange(0), default=100_000, show_default=True)
 @click.option("--force", is_flag=True, help="Regenerate even if the same demo data is present.")
@@ -202,8 +208,12 @@ def demo(ctx: click.Context, seed: int | None, as_of: Any, parcels: int, buildin
     from gis_ioc.demo import DemoOptions, generate_demo
 
     settings = _settings(ctx)
-    options = DemoOptions(seed=settings.demo_seed if seed is None else seed,
-                          as_of=as_of.date() if as_of else date.today(), parcels=parcels, buildings=buildings)
+    options = DemoOptions(
+        seed=settings.demo_seed if seed is None else seed,
+        as_of=as_of.date() if as_of else date.today(),
+        parcels=parcels,
+        buildings=buildings,
+    )
     catalog = _catalog(settings)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with connect(settings, autocommit=True) as conn, Progress(*columns, console=console, transient=True) as bar:
@@ -239,8 +249,10 @@ def catalog() -> None:
 def catalog_validate(ctx: click.Context) -> None:
     """Validate every layer, style and indicator file."""
     cat = _catalog(_settings(ctx))
-    console.print(f"catalog valid: {len(cat.layers)} layers, {len(cat.styles)} styles, "
-                  f"{len(cat.indicators.indicators)} indicators")
+    console.print(
+        f"catalog valid: {len(cat.layers)} layers, {len(cat.styles)} styles, "
+        f"{len(cat.indicators.indicators)} indicators"
+    )
 
 
 @catalog.command("list")
@@ -248,9 +260,14 @@ def catalog_validate(ctx: click.Context) -> None:
 def catalog_list(ctx: click.Context) -> None:
     """The layers with their group, geometry, access and owner."""
     cat = _catalog(_settings(ctx))
+    rows = [(lyr.id, lyr.title.vi, lyr.group, lyr.geometry, lyr.access, lyr.owner_unit.vi) for lyr in cat]
+    if not sys.stdout.isatty():  # tab-separated for scripts
+        for row in rows:
+            click.echo("\t".join(row))
+        return
     table = Table("id", "title", "group", "geometry", "access", "owner unit")
-    for layer in cat:
-        table.add_row(layer.id, layer.title.vi, layer.group, layer.geometry, layer.access, layer.owner_unit.vi)
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)
 
 
@@ -260,8 +277,13 @@ def config() -> None:
 
 
 @config.command("render")
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
-              help="Where to write (default GIS_IOC_HOME/pygeoapi/config.yml); '-' for standard output.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write (default GIS_IOC_HOME/pygeoapi/config.yml); '-' for standard output.",
+)
 @click.option("--offline", is_flag=True, help="Do not read extents from the database.")
 @click.pass_context
 def config_render(ctx: click.Context, output: Path | None, offline: bool) -> None:
@@ -308,8 +330,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         if cluster.is_initialised():
             cluster.start()
     app = create_app(settings)
-    console.print(f"[bold green]gis_ioc[/] serving Hưng Yên at [bold]{settings.base_url}/[/]  "
-                  f"(OGC API: {settings.base_url}{settings.ogc_path}/collections, health: {settings.base_url}/api/health)")
+    console.print(
+        f"[bold green]gis_ioc[/] serving Hưng Yên at [bold]{settings.base_url}/[/]  "
+        f"(OGC API: {settings.base_url}{settings.ogc_path}/collections, health: {settings.base_url}/api/health)"
+    )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, proxy_headers=True)
 
 

@@ -34,7 +34,8 @@ class Settings(BaseSettings):
         description="Unprivileged system user that runs the embedded cluster when gis-ioc runs as root.",
     )
     pg_bindir: Path | None = Field(
-        default=None, description="PostgreSQL server binaries; default: the newest /usr/lib/postgresql/*/bin with PostGIS."
+        default=None,
+        description="PostgreSQL server binaries; default: the newest /usr/lib/postgresql/*/bin with PostGIS.",
     )
     db_pool_min: int = Field(default=1, ge=0, description="Connections the pool keeps open.")
     db_pool_max: int = Field(default=10, ge=1, description="Most connections the pool opens.")

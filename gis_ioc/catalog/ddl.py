@@ -20,7 +20,7 @@ PG_TYPES: dict[FieldType, str] = {
 }
 
 
-def table_ident(layer: Layer) -> sql.Composed:
+def table_ident(layer: Layer) -> sql.Identifier:
     return sql.Identifier(SCHEMA, layer.table)
 
 
@@ -30,17 +30,19 @@ def column_types(layer: Layer) -> dict[str, str]:
     columns.update({f.name: PG_TYPES[f.type] for f in layer.fields})
     if layer.versioned:
         columns.update({"valid_from": "date", "valid_to": "date"})
-    columns.update({
-        "geom": f"geometry({layer.geometry},4326)",
-        "is_demo": "boolean",
-        "load_id": "bigint",
-        "approval": "text",
-        "updated_at": "timestamp with time zone",
-    })
+    columns.update(
+        {
+            "geom": f"geometry({layer.geometry},4326)",
+            "is_demo": "boolean",
+            "load_id": "bigint",
+            "approval": "text",
+            "updated_at": "timestamp with time zone",
+        }
+    )
     return columns
 
 
-def create_table(layer: Layer) -> list[sql.Composable]:
+def create_table(layer: Layer) -> list[sql.Composed]:
     """CREATE TABLE and its indexes."""
     table = table_ident(layer)
     cols: list[sql.Composable] = [sql.SQL("fid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY")]
@@ -50,14 +52,16 @@ def create_table(layer: Layer) -> list[sql.Composable]:
     if layer.versioned:
         cols.append(sql.SQL("valid_from date NOT NULL"))
         cols.append(sql.SQL("valid_to date CHECK (valid_to IS NULL OR valid_to > valid_from)"))
-    cols.extend([
-        sql.SQL("geom geometry({}, 4326) NOT NULL").format(sql.SQL(layer.geometry)),
-        sql.SQL("is_demo boolean NOT NULL DEFAULT false"),
-        sql.SQL("load_id bigint REFERENCES gis_ioc.loads (id)"),
-        sql.SQL("approval text NOT NULL DEFAULT 'approved' CHECK (approval IN ('draft', 'approved', 'rejected'))"),
-        sql.SQL("updated_at timestamptz NOT NULL DEFAULT now()"),
-    ])
-    stmts: list[sql.Composable] = [
+    cols.extend(
+        [
+            sql.SQL("geom geometry({}, 4326) NOT NULL").format(sql.SQL(layer.geometry)),
+            sql.SQL("is_demo boolean NOT NULL DEFAULT false"),
+            sql.SQL("load_id bigint REFERENCES gis_ioc.loads (id)"),
+            sql.SQL("approval text NOT NULL DEFAULT 'approved' CHECK (approval IN ('draft', 'approved', 'rejected'))"),
+            sql.SQL("updated_at timestamptz NOT NULL DEFAULT now()"),
+        ]
+    )
+    stmts: list[sql.Composed] = [
         sql.SQL("CREATE TABLE {} (\n    {}\n)").format(table, sql.SQL(",\n    ").join(cols)),
         sql.SQL("CREATE INDEX {} ON {} USING gist (geom)").format(sql.Identifier(f"{layer.id}_geom_idx"), table),
         sql.SQL("CREATE INDEX {} ON {} (load_id)").format(sql.Identifier(f"{layer.id}_load_idx"), table),
@@ -73,8 +77,11 @@ def create_table(layer: Layer) -> list[sql.Composable]:
         )
     for name in ("commune_code", layer.temporal):
         if name is not None and layer.field(name) is not None and name != layer.key:
-            stmts.append(sql.SQL("CREATE INDEX {} ON {} ({})").format(
-                sql.Identifier(f"{layer.id}_{name}_idx"), table, sql.Identifier(name)))
+            stmts.append(
+                sql.SQL("CREATE INDEX {} ON {} ({})").format(
+                    sql.Identifier(f"{layer.id}_{name}_idx"), table, sql.Identifier(name)
+                )
+            )
     comment = f"{layer.title.vi} / {layer.title.en} (from layers/{layer.id}.yaml)"
     stmts.append(sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(comment)))
     return stmts
@@ -101,7 +108,7 @@ def diff_table(layer: Layer, existing: dict[str, str]) -> TableDiff:
     return TableDiff(add=add, changed=changed, extra=extra)
 
 
-def add_columns(layer: Layer, names: list[str]) -> list[sql.Composable]:
+def add_columns(layer: Layer, names: list[str]) -> list[sql.Composed]:
     """ALTER TABLE … ADD COLUMN for new fields (nullable: existing rows have no value yet)."""
     types = column_types(layer)
     return [

@@ -19,8 +19,15 @@ from gis_ioc.errors import CatalogError
 PERIOD_RE = re.compile(r"^(?P<year>\d{4})(?:-Q(?P<quarter>[1-4]))?$")
 Period = Annotated[str, Field(pattern=PERIOD_RE.pattern)]
 Sector = Literal[
-    "population", "health", "education", "transport", "environment", "public_order", "social_welfare",
-    "economy", "administration",
+    "population",
+    "health",
+    "education",
+    "transport",
+    "environment",
+    "public_order",
+    "social_welfare",
+    "economy",
+    "administration",
 ]
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field as PydanticField, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import Field as PydanticField
 
 Identifier = Annotated[str, PydanticField(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 HexColor = Annotated[str, PydanticField(pattern=r"^#[0-9a-fA-F]{6}$")]

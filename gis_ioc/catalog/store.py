@@ -5,16 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from gis_ioc.catalog.indicators import IndicatorCatalog, load_indicators
 from gis_ioc.catalog.models import Layer, Style
 from gis_ioc.errors import CatalogError
-
-M = TypeVar("M", bound=BaseModel)
 
 
 def read_yaml(path: Path) -> Any:
@@ -33,7 +31,7 @@ def _format_validation(path: Path, exc: ValidationError) -> list[str]:
     return out
 
 
-def _load_dir(folder: Path, model: type[M], problems: list[str]) -> dict[str, M]:
+def _load_dir[M: (Layer, Style)](folder: Path, model: type[M], problems: list[str]) -> dict[str, M]:
     items: dict[str, M] = {}
     if not folder.is_dir():
         problems.append(f"{folder}: folder missing")
@@ -49,7 +47,7 @@ def _load_dir(folder: Path, model: type[M], problems: list[str]) -> dict[str, M]
         except ValidationError as exc:
             problems.extend(_format_validation(path, exc))
             continue
-        item_id = getattr(item, "id")
+        item_id = item.id
         if path.stem != item_id:
             problems.append(f"{path.name}: id {item_id!r} differs from the file name")
             continue
@@ -106,5 +104,6 @@ def load_catalog(layers_dir: Path, styles_dir: Path, config_dir: Path) -> Catalo
         problems.append(f"{layers_dir}: no layer files")
     if problems or indicators is None:
         raise CatalogError("The catalog does not validate:\n  " + "\n  ".join(problems))
-    return Catalog(layers=layers, styles=styles, indicators=indicators,
-                   source={lid: layers_dir / f"{lid}.yaml" for lid in layers})
+    return Catalog(
+        layers=layers, styles=styles, indicators=indicators, source={lid: layers_dir / f"{lid}.yaml" for lid in layers}
+    )

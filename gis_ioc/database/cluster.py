@@ -116,12 +116,16 @@ class Cluster:
             self._run(
                 [
                     "initdb",
-                    "-D", str(self.data_dir),
-                    "-U", SUPERUSER,
-                    "--pwfile", str(pwfile),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    SUPERUSER,
+                    "--pwfile",
+                    str(pwfile),
                     "--auth-local=trust",
                     "--auth-host=scram-sha-256",
-                    "-E", "UTF8",
+                    "-E",
+                    "UTF8",
                     "--locale=C.UTF-8",
                 ],
                 what="initdb",
@@ -222,9 +226,20 @@ class Cluster:
             pass
         useradd = shutil.which("useradd") or "/usr/sbin/useradd"
         result = subprocess.run(
-            [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", "/usr/sbin/nologin", self.system_user],
-            capture_output=True, text=True, check=False,
+            [
+                useradd,
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                self.system_user,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise ClusterError(f"Could not create the system user {self.system_user}: {result.stderr.strip()}")
@@ -262,7 +277,13 @@ class Cluster:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
         try:
             result = subprocess.run(
-                argv, capture_output=True, text=True, check=False, env=env, cwd="/", **kwargs  # type: ignore[call-overload]
+                argv,
+                capture_output=True,
+                text=True,
+                check=False,
+                env=env,
+                cwd="/",
+                **kwargs,  # type: ignore[call-overload]
             )
         except OSError as exc:
             raise ClusterError(f"{what} could not run: {exc}") from exc

@@ -31,7 +31,7 @@ def conninfo(settings: Settings, dbname: str | None = None) -> str:
         params = conninfo_to_dict(settings.database_url.get_secret_value())
         if dbname:
             params["dbname"] = dbname
-        return make_conninfo(**params)
+        return make_conninfo("", **params)
     return cluster_for(settings).conninfo(dbname or settings.db_name)
 
 
@@ -87,6 +87,7 @@ def ensure_database(settings: Settings) -> bool:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings.db_name,)).fetchone()
         if exists:
             return False
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(
-            sql.Identifier(settings.db_name)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(settings.db_name))
+        )
         return True

@@ -171,7 +171,7 @@ def sync_indicators(conn: psycopg.Connection[Any], catalog: Catalog) -> int:
             (ind.id, ind.sector, ind.unit, ind.direction, json.dumps(ind.model_dump(mode="json"))),
         )
         conn.execute("DELETE FROM gis_ioc.indicator_targets WHERE indicator_id = %s", (ind.id,))
-        rows = []
+        rows: list[tuple[str, str, str | None, float]] = []
         for period, target in ind.targets.items():
             if target.province is not None:
                 rows.append((ind.id, period, None, target.province))

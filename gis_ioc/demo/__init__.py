@@ -85,18 +85,32 @@ def _tag(rows: Iterable[Sequence[Any]], load_id: int) -> Iterator[tuple[Any, ...
 
 
 def generate_demo(
-    conn: psycopg.Connection[Any], catalog: Catalog, options: DemoOptions, *, force: bool = False,
+    conn: psycopg.Connection[Any],
+    catalog: Catalog,
+    options: DemoOptions,
+    *,
+    force: bool = False,
     progress: Progress | None = None,
 ) -> DemoResult:
     """Fill every non-administrative layer, the indicators and the sensor readings with demo data."""
     progress = progress or _Silent()
-    params = {"seed": options.seed, "parcels": options.parcels, "buildings": options.buildings,
-              "generator": GENERATOR_VERSION, "as_of": options.as_of.isoformat()}
+    params = {
+        "seed": options.seed,
+        "parcels": options.parcels,
+        "buildings": options.buildings,
+        "generator": GENERATOR_VERSION,
+        "as_of": options.as_of.isoformat(),
+    }
     same = {k: v for k, v in params.items() if k != "as_of"}
     previous = existing_demo(conn)
     if previous and not force and all(previous[1].get(k) == v for k, v in same.items()):
-        return DemoResult(False, previous[0], {}, 0.0,
-                          f"demo data already present (load {previous[0]}, seed {options.seed}); --force regenerates it")
+        return DemoResult(
+            False,
+            previous[0],
+            {},
+            0.0,
+            f"demo data already present (load {previous[0]}, seed {options.seed}); --force regenerates it",
+        )
     started = time.perf_counter()
     communes = _communes(conn)
     wards = {c.code for c in communes if c.is_ward}
@@ -152,19 +166,22 @@ def generate_demo(
         _clear(conn, catalog)
         load_id = start_load(conn, kind="demo", source_unit=SOURCE_UNIT, approval="approved", params=params)
         for layer_id, columns, make in layers:
-            n = copy_rows(conn, sql.Identifier(SCHEMA, layer_id), [*columns, "is_demo", "load_id"],
-                          _tag(make(), load_id))
+            n = copy_rows(
+                conn, sql.Identifier(SCHEMA, layer_id), [*columns, "is_demo", "load_id"], _tag(make(), load_id)
+            )
             counts[layer_id] = n
             progress.advance(layer_id, n)
         counts["indicator_values"] = copy_rows(
-            conn, sql.Identifier("gis_ioc", "indicator_values"),
+            conn,
+            sql.Identifier("gis_ioc", "indicator_values"),
             ["indicator_id", "commune_code", "period", "value", "numerator", "denominator", "is_demo", "load_id"],
             _tag(indicator_rows(rng(30), catalog.indicators, communes, periods, totals), load_id),
         )
         progress.advance("indicator_values", counts["indicator_values"])
         sensors = [(d[0], d[2]) for d in devices]
         counts["observations"] = copy_rows(
-            conn, sql.Identifier("gis_ioc", "observations"),
+            conn,
+            sql.Identifier("gis_ioc", "observations"),
             ["device_code", "quantity", "observed_at", "value", "unit", "is_demo", "load_id"],
             _tag(fac.observation_rows(rng(31), sensors, options.as_of), load_id),
         )
@@ -173,8 +190,13 @@ def generate_demo(
     for layer_id, *_ in layers:
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(SCHEMA, layer_id)))
     seconds = time.perf_counter() - started
-    return DemoResult(True, load_id, counts, seconds,
-                      f"demo data loaded in {seconds:.1f} s ({sum(counts.values()):,} rows, load {load_id})")
+    return DemoResult(
+        True,
+        load_id,
+        counts,
+        seconds,
+        f"demo data loaded in {seconds:.1f} s ({sum(counts.values()):,} rows, load {load_id})",
+    )
 
 
 def _clear(conn: psycopg.Connection[Any], catalog: Catalog) -> None:

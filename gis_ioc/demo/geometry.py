@@ -60,8 +60,16 @@ def prepare_commune(code: str, name: str, short_name: str, level: str, geom_lonl
     largest = max(getattr(inner, "geoms", [inner]), key=lambda g: g.area)
     centre = largest.point_on_surface() if not largest.contains(largest.centroid) else largest.centroid
     shapely.prepare(inner)
-    return Commune(code, name, short_name, level == "phường", geom_lonlat, inner,
-                   (float(centre.x), float(centre.y)), float(np.sqrt(metric.area / np.pi)))
+    return Commune(
+        code,
+        name,
+        short_name,
+        level == "phường",
+        geom_lonlat,
+        inner,
+        (float(centre.x), float(centre.y)),
+        float(np.sqrt(metric.area / np.pi)),
+    )
 
 
 def points_inside(rng: np.random.Generator, commune: Commune, n: int, spread: float = 0.35) -> NDArray[np.float64]:

@@ -61,8 +61,13 @@ def indicator_rows(
     for step, period in enumerate(periods):
         pop = np.round(base_pop * (1 + 0.002 * step))
         households = np.round(pop / hh_size)
-        denominators = {"population": pop, "households": households, "children": np.round(pop * 0.078),
-                        "adults": np.round(pop * 0.8), "procedures": np.round(pop * rng.uniform(0.01, 0.03))}
+        denominators = {
+            "population": pop,
+            "households": households,
+            "children": np.round(pop * 0.078),
+            "adults": np.round(pop * 0.8),
+            "procedures": np.round(pop * rng.uniform(0.01, 0.03)),
+        }
         for ind in catalog.indicators:
             target = ind.target_for(period)
             for c, commune in enumerate(communes):
@@ -80,8 +85,14 @@ def indicator_rows(
                     yield _rate(ind.id, code, period, num, float(pop[c]), ind.aggregation.scale)
                 elif ind.id == "schools_national_standard_rate":
                     counts = facilities.get(code, {})
-                    yield _rate(ind.id, code, period, counts.get("standard_schools", 0.0),
-                                counts.get("schools", 0.0), ind.aggregation.scale)
+                    yield _rate(
+                        ind.id,
+                        code,
+                        period,
+                        counts.get("standard_schools", 0.0),
+                        counts.get("schools", 0.0),
+                        ind.aggregation.scale,
+                    )
                 elif ind.id in _RATES and target is not None:
                     denominator_kind, offset, sd = _RATES[ind.id]
                     scale = ind.aggregation.scale

@@ -26,8 +26,17 @@ _RINGS: list[tuple[float, list[str], list[float]]] = [
     (1.01, ["LUC", "LUK", "NTS", "DTL", "HNK", "BCS"], [0.70, 0.10, 0.08, 0.05, 0.04, 0.03]),
 ]
 # price table (VND/m2) before the location factor; None: land without a price in the table
-_PRICE = {"ODT": 18e6, "ONT": 4.5e6, "TMD": 6e6, "SKC": 2.5e6, "LUC": 65e3, "LUK": 60e3, "HNK": 70e3,
-          "CLN": 85e3, "NTS": 60e3}
+_PRICE = {
+    "ODT": 18e6,
+    "ONT": 4.5e6,
+    "TMD": 6e6,
+    "SKC": 2.5e6,
+    "LUC": 65e3,
+    "LUK": 60e3,
+    "HNK": 70e3,
+    "CLN": 85e3,
+    "NTS": 60e3,
+}
 _BUILDABLE = ("ONT", "ODT", "TMD", "SKC", "TSC", "DGD", "DYT")
 
 
@@ -92,8 +101,9 @@ def make_parcels(rng: np.random.Generator, communes: list[Commune], total: int) 
         cols["w"].append(w)
         cols["h"].append(h)
         cols["land_use"].append(_land_use(rng, commune, dist))
-        cols["code"].append(np.array([f"{commune.code}-{s + 1:03d}-{k:04d}" for s, k in zip(sheet, number, strict=True)],
-                                     dtype=object))
+        cols["code"].append(
+            np.array([f"{commune.code}-{s + 1:03d}-{k:04d}" for s, k in zip(sheet, number, strict=True)], dtype=object)
+        )
     return Parcels(**{k: np.concatenate(v) for k, v in cols.items()})
 
 
@@ -118,17 +128,48 @@ def parcel_rows(rng: np.random.Generator, parcels: Parcels, ward_codes: set[str]
         owner_i = owner[i] if use not in ("DGT", "DTL", "NTD", "BCS") else "commune_people_committee"
         planned = planned_alt[i] if change[i] else use
         yield (
-            parcels.code[i], parcels.commune[i], int(parcels.code[i][6:9]), int(parcels.code[i][10:]), use,
-            float(area[i]), price, status[i], planned, owner_i,
-            date.fromordinal(date(2015, 1, 1).toordinal() + int(survey_day[i])), hexes[i],
+            parcels.code[i],
+            parcels.commune[i],
+            int(parcels.code[i][6:9]),
+            int(parcels.code[i][10:]),
+            use,
+            float(area[i]),
+            price,
+            status[i],
+            planned,
+            owner_i,
+            date.fromordinal(date(2015, 1, 1).toordinal() + int(survey_day[i])),
+            hexes[i],
         )
 
 
-PARCEL_COLUMNS = ["parcel_code", "commune_code", "map_sheet", "parcel_number", "land_use", "area_m2", "land_price",
-                  "legal_status", "planned_use", "owner_type", "survey_date", "geom"]
+PARCEL_COLUMNS = [
+    "parcel_code",
+    "commune_code",
+    "map_sheet",
+    "parcel_number",
+    "land_use",
+    "area_m2",
+    "land_price",
+    "legal_status",
+    "planned_use",
+    "owner_type",
+    "survey_date",
+    "geom",
+]
 
-BUILDING_COLUMNS = ["building_code", "commune_code", "parcel_code", "building_type", "floors", "dwellings",
-                    "households", "footprint_m2", "year_built", "geom"]
+BUILDING_COLUMNS = [
+    "building_code",
+    "commune_code",
+    "parcel_code",
+    "building_type",
+    "floors",
+    "dwellings",
+    "households",
+    "footprint_m2",
+    "year_built",
+    "geom",
+]
 
 
 def building_rows(rng: np.random.Generator, parcels: Parcels, total: int) -> Iterator[tuple[Any, ...]]:
@@ -169,10 +210,18 @@ def building_rows(rng: np.random.Generator, parcels: Parcels, total: int) -> Ite
         else:
             floors = int(rng.integers(1, 6))
             dwellings = 0
-        households = int(round(dwellings * rng.uniform(0.85, 1.0))) if dwellings > 1 else dwellings
+        households = round(dwellings * rng.uniform(0.85, 1.0)) if dwellings > 1 else dwellings
         if dwellings == 1 and rng.random() < 0.12:
             households = 2  # two generations registered as two households
         yield (
-            f"{parcels.code[p]}-B", parcels.commune[p], parcels.code[p], kind, floors, dwellings, households,
-            float(round(w[i] * h[i], 1)), int(year[i]), hexes[i],
+            f"{parcels.code[p]}-B",
+            parcels.commune[p],
+            parcels.code[p],
+            kind,
+            floors,
+            dwellings,
+            households,
+            float(round(w[i] * h[i], 1)),
+            int(year[i]),
+            hexes[i],
         )

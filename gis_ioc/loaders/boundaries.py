@@ -90,7 +90,9 @@ def _check_units(communes: gpd.GeoDataFrame, units_path: Path) -> None:
     for row in communes.itertuples():
         ref = official.get(row.code)
         if ref and (ref["name"] != row.name or ref["type"] != row.level):
-            problems.append(f"{row.code}: polygon says {row.name} ({row.level}), list says {ref['name']} ({ref['type']})")
+            problems.append(
+                f"{row.code}: polygon says {row.name} ({row.level}), list says {ref['name']} ({ref['type']})"
+            )
     if problems:
         raise LoadError(f"{units_path.name} and the polygons disagree: " + "; ".join(problems))
 
@@ -107,12 +109,15 @@ def already_loaded(conn: psycopg.Connection[Any], valid_from: date) -> int:
     return int(row[0]) if row else 0
 
 
-def load_boundaries(conn: psycopg.Connection[Any], files: BoundarySet, *, loaded_by: str | None = None) -> BoundaryResult:
+def load_boundaries(
+    conn: psycopg.Connection[Any], files: BoundarySet, *, loaded_by: str | None = None
+) -> BoundaryResult:
     """Load one version of the boundaries; a version already present is left as it is."""
     present = already_loaded(conn, files.valid_from)
     if present:
-        return BoundaryResult(False, None, present, 0, 0,
-                              f"boundaries valid from {files.valid_from} already loaded ({present} communes)")
+        return BoundaryResult(
+            False, None, present, 0, 0, f"boundaries valid from {files.valid_from} already loaded ({present} communes)"
+        )
     communes = _read_polygons(files.communes, "code")
     province = _read_polygons(files.province, "code")
     _check_units(communes, files.units)
@@ -122,47 +127,129 @@ def load_boundaries(conn: psycopg.Connection[Any], files: BoundarySet, *, loaded
     if unknown:
         raise LoadError(f"{files.crosswalk.name}: new codes without a commune: {unknown}")
 
+    try:
+        return _write(conn, files, communes, province, crosswalk, loaded_by)
+    except psycopg.Error as exc:
+        raise LoadError(f"boundaries not loaded, nothing changed: {str(exc).strip().splitlines()[0]}") from exc
+
+
+def _write(
+    conn: psycopg.Connection[Any],
+    files: BoundarySet,
+    communes: gpd.GeoDataFrame,
+    province: gpd.GeoDataFrame,
+    crosswalk: list[dict[str, str]],
+    loaded_by: str | None,
+) -> BoundaryResult:
     with conn.transaction():
-        load_id = start_load(conn, kind="boundaries", layer_id="communes", source_unit=SOURCE_UNIT,
-                             file=files.communes, approval="approved",
-                             params={"valid_from": files.valid_from.isoformat(), "loaded_by": loaded_by})
+        load_id = start_load(
+            conn,
+            kind="boundaries",
+            layer_id="communes",
+            source_unit=SOURCE_UNIT,
+            file=files.communes,
+            approval="approved",
+            params={"valid_from": files.valid_from.isoformat(), "loaded_by": loaded_by},
+        )
         for table in ("communes", "province"):
             conn.execute(
-                sql.SQL("UPDATE {} SET valid_to = %s, updated_at = now() WHERE valid_to IS NULL AND valid_from < %s")
-                .format(sql.Identifier(SCHEMA, table)),
+                sql.SQL(
+                    "UPDATE {} SET valid_to = %s, updated_at = now() WHERE valid_to IS NULL AND valid_from < %s"
+                ).format(sql.Identifier(SCHEMA, table)),
                 (files.valid_from, files.valid_from),
             )
         n_communes = copy_rows(
-            conn, sql.Identifier(SCHEMA, "communes"),
-            ["code", "name", "short_name", "name_en", "level", "province_code", "area_km2_official",
-             "former_districts", "former_provinces", "n_former_units", "valid_from", "geom", "load_id"],
+            conn,
+            sql.Identifier(SCHEMA, "communes"),
+            [
+                "code",
+                "name",
+                "short_name",
+                "name_en",
+                "level",
+                "province_code",
+                "area_km2_official",
+                "former_districts",
+                "former_provinces",
+                "n_former_units",
+                "valid_from",
+                "geom",
+                "load_id",
+            ],
             (
-                (r.code, r.name, r.short_name, r.name_en, r.level, r.province_code, r.area_km2_source,
-                 r.former_districts, r.former_provinces, int(r.n_former_units), files.valid_from,
-                 _ewkb(r.geometry), load_id)
+                (
+                    r.code,
+                    r.name,
+                    r.short_name,
+                    r.name_en,
+                    r.level,
+                    r.province_code,
+                    r.area_km2_source,
+                    r.former_districts,
+                    r.former_provinces,
+                    int(r.n_former_units),
+                    files.valid_from,
+                    _ewkb(r.geometry),
+                    load_id,
+                )
                 for r in communes.itertuples()
             ),
         )
         n_province = copy_rows(
-            conn, sql.Identifier(SCHEMA, "province"),
+            conn,
+            sql.Identifier(SCHEMA, "province"),
             ["code", "name", "name_en", "area_km2_official", "valid_from", "geom", "load_id"],
-            ((r.code, r.name, r.name_en, r.area_km2_official, files.valid_from, _ewkb(r.geometry), load_id)
-             for r in province.itertuples()),
+            (
+                (r.code, r.name, r.name_en, r.area_km2_official, files.valid_from, _ewkb(r.geometry), load_id)
+                for r in province.itertuples()
+            ),
         )
         for table in ("communes", "province"):
             conn.execute(
-                sql.SQL("UPDATE {} SET area_km2 = round((ST_Area(geom::geography) / 1e6)::numeric, 3) "
-                        "WHERE load_id = %s").format(sql.Identifier(SCHEMA, table)),
+                sql.SQL(
+                    "UPDATE {} SET area_km2 = round((ST_Area(geom::geography) / 1e6)::numeric, 3) WHERE load_id = %s"
+                ).format(sql.Identifier(SCHEMA, table)),
                 (load_id,),
             )
         n_cross = copy_rows(
-            conn, sql.Identifier("gis_ioc", "commune_crosswalk"),
-            ["old_code", "old_name", "old_district", "old_district_code", "old_province", "old_province_code",
-             "new_code", "new_name", "merge_type", "note", "valid_from"],
-            ((r["old_code"], r["old_name"], r["old_district"], r["old_district_code"], r["old_province"],
-              r["old_province_code"], r["new_code"], r["new_name"], r["merge_type"], r["note"] or None,
-              files.valid_from) for r in crosswalk),
+            conn,
+            sql.Identifier("gis_ioc", "commune_crosswalk"),
+            [
+                "old_code",
+                "old_name",
+                "old_district",
+                "old_district_code",
+                "old_province",
+                "old_province_code",
+                "new_code",
+                "new_name",
+                "merge_type",
+                "note",
+                "valid_from",
+            ],
+            (
+                (
+                    r["old_code"],
+                    r["old_name"],
+                    r["old_district"],
+                    r["old_district_code"],
+                    r["old_province"],
+                    r["old_province_code"],
+                    r["new_code"],
+                    r["new_name"],
+                    r["merge_type"],
+                    r["note"] or None,
+                    files.valid_from,
+                )
+                for r in crosswalk
+            ),
         )
         finish_load(conn, load_id, n_communes + n_province)
-    return BoundaryResult(True, load_id, n_communes, n_province, n_cross,
-                          f"loaded {n_communes} communes, {n_province} province outline, {n_cross} crosswalk rows")
+    return BoundaryResult(
+        True,
+        load_id,
+        n_communes,
+        n_province,
+        n_cross,
+        f"loaded {n_communes} communes, {n_province} province outline, {n_cross} crosswalk rows",
+    )

@@ -21,8 +21,9 @@ from gis_ioc.database.connection import connection_params
 from gis_ioc.settings import Settings
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
-#: Outline of Hưng Yên (lon/lat), used as the extent when the database cannot say better.
-PROVINCE_BBOX = [105.89, 20.32, 106.62, 21.01]
+#: Bounds of boundaries/hung_yen_2025_province.geojson (lon/lat, rounded outwards): the extent used
+#: when the database cannot say better.
+PROVINCE_BBOX = [105.8945, 20.249, 106.6595, 21.0071]
 LICENCES = {"CC-BY-4.0": "https://creativecommons.org/licenses/by/4.0/"}
 
 
@@ -37,14 +38,17 @@ def _i18n(text: Any) -> dict[str, str]:
 def layer_extents(conn: psycopg.Connection[Any], layer: Layer) -> dict[str, Any]:
     """Spatial (and temporal) extent of a layer's table; an empty table gets the province's."""
     table = sql.Identifier(SCHEMA, layer.table)
-    row = conn.execute(sql.SQL(
-        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) AS e FROM {}) s"
-    ).format(table)).fetchone()
+    row = conn.execute(
+        sql.SQL(
+            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) AS e FROM {}) s"
+        ).format(table)
+    ).fetchone()
     bbox = [round(v, 6) for v in row] if row and row[0] is not None else PROVINCE_BBOX
     extents: dict[str, Any] = {"spatial": {"bbox": bbox, "crs": CRS84}}
     if layer.temporal:
-        times = conn.execute(sql.SQL("SELECT min({0}), max({0}) FROM {1}").format(
-            sql.Identifier(layer.temporal), table)).fetchone()
+        times = conn.execute(
+            sql.SQL("SELECT min({0}), max({0}) FROM {1}").format(sql.Identifier(layer.temporal), table)
+        ).fetchone()
         if times and times[0] is not None:
             extents["temporal"] = {"begin": _as_datetime(times[0]), "end": _as_datetime(times[1])}
     return extents
@@ -72,12 +76,14 @@ def _resource(settings: Settings, layer: Layer, extents: dict[str, Any], db: dic
     }
     if layer.temporal:
         provider["time_field"] = layer.temporal
-    links = [{
-        "type": "text/html",
-        "rel": "license",
-        "title": layer.license,
-        "href": LICENCES.get(layer.license, f"{settings.base_url}/licence/{layer.license}"),
-    }]
+    links = [
+        {
+            "type": "text/html",
+            "rel": "license",
+            "title": layer.license,
+            "href": LICENCES.get(layer.license, f"{settings.base_url}/licence/{layer.license}"),
+        }
+    ]
     return {
         "type": "collection",
         "title": _i18n(layer.title),
@@ -108,19 +114,23 @@ def render_config(settings: Settings, catalog: Catalog, conn: psycopg.Connection
             "languages": ["vi", "en"],
             "pretty_print": False,
             "limits": {"default_items": 10, "max_items": 1000},
-            "map": {"url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
-                    "attribution": "&copy; OpenStreetMap contributors"},
+            "map": {
+                "url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+                "attribution": "&copy; OpenStreetMap contributors",
+            },
         },
         "logging": {"level": settings.log_level.upper() if settings.log_level != "info" else "WARNING"},
         "metadata": {
             "identification": {
-                "title": {"vi": "Trung tâm Giám sát, điều hành thông minh tỉnh Hưng Yên — dữ liệu không gian",
-                          "en": "Hưng Yên Intelligent Operations Center — geospatial data"},
+                "title": {
+                    "vi": "Trung tâm Giám sát, điều hành thông minh tỉnh Hưng Yên — dữ liệu không gian",
+                    "en": "Hưng Yên Intelligent Operations Center — geospatial data",
+                },
                 "description": {
                     "vi": "Các lớp bản đồ số của tỉnh Hưng Yên (ranh giới hành chính, đất đai, nhà ở, hạ tầng kỹ thuật "
-                          "đô thị, quy hoạch, thiết bị IoT) theo chuẩn OGC API.",
-                    "en": "The digital map layers of Hưng Yên province (administrative boundaries, land, housing, urban "
-                          "infrastructure, planning, IoT devices) as OGC API.",
+                    "đô thị, quy hoạch, thiết bị IoT) theo chuẩn OGC API.",
+                    "en": "The digital map layers of Hưng Yên province (administrative boundaries, land, housing, "
+                    "urban infrastructure, planning, IoT devices) as OGC API.",
                 },
                 "keywords": {"vi": ["Hưng Yên", "IOC", "bản đồ số"], "en": ["Hưng Yên", "IOC", "digital map"]},
                 "keywords_type": "theme",

@@ -73,14 +73,19 @@ def create_ogc_app(config: dict[str, Any]) -> Starlette:
         Route("/conformance", _handler(api, core_api.conformance)),
         Route("/collections", _handler(api, core_api.describe_collections)),
         Route("/collections/{collection_id}", _handler(api, core_api.describe_collections, "collection_id")),
-        Route("/collections/{collection_id}/queryables",
-              _handler(api, itemtypes_api.get_collection_queryables, "collection_id")),
-        Route("/collections/{collection_id}/schema",
-              _handler(api, core_api.get_collection_schema, "collection_id")),
-        Route("/collections/{collection_id}/items",
-              _handler(api, itemtypes_api.get_collection_items, "collection_id", validate=False)),
-        Route("/collections/{collection_id}/items/{item_id}",
-              _handler(api, itemtypes_api.get_collection_item, "collection_id", "item_id")),
+        Route(
+            "/collections/{collection_id}/queryables",
+            _handler(api, itemtypes_api.get_collection_queryables, "collection_id"),
+        ),
+        Route("/collections/{collection_id}/schema", _handler(api, core_api.get_collection_schema, "collection_id")),
+        Route(
+            "/collections/{collection_id}/items",
+            _handler(api, itemtypes_api.get_collection_items, "collection_id", validate=False),
+        ),
+        Route(
+            "/collections/{collection_id}/items/{item_id}",
+            _handler(api, itemtypes_api.get_collection_item, "collection_id", "item_id"),
+        ),
         Mount("/static", StaticFiles(directory=Path(pygeoapi.__file__).parent / "static")),
     ]
     app = Starlette(routes=routes)

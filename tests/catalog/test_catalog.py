@@ -15,16 +15,27 @@ from gis_ioc.settings import PROJECT_ROOT
 
 REQUIRED_LAYERS = {
     # administrative
-    "province": "MultiPolygon", "communes": "MultiPolygon",
+    "province": "MultiPolygon",
+    "communes": "MultiPolygon",
     # land and housing
-    "land_parcels": "MultiPolygon", "buildings": "MultiPolygon",
+    "land_parcels": "MultiPolygon",
+    "buildings": "MultiPolygon",
     # urban technical infrastructure
-    "roads": "MultiLineString", "power_lines": "MultiLineString", "power_substations": "Point",
-    "water_pipes": "MultiLineString", "drainage": "MultiLineString", "schools": "Point",
-    "health_facilities": "Point", "police_posts": "Point", "fire_stations": "Point", "trees": "Point",
-    "green_spaces": "MultiPolygon", "shelters": "Point",
+    "roads": "MultiLineString",
+    "power_lines": "MultiLineString",
+    "power_substations": "Point",
+    "water_pipes": "MultiLineString",
+    "drainage": "MultiLineString",
+    "schools": "Point",
+    "health_facilities": "Point",
+    "police_posts": "Point",
+    "fire_stations": "Point",
+    "trees": "Point",
+    "green_spaces": "MultiPolygon",
+    "shelters": "Point",
     # planning and IoT
-    "planning_zones": "MultiPolygon", "iot_devices": "Point",
+    "planning_zones": "MultiPolygon",
+    "iot_devices": "Point",
 }
 
 
@@ -42,11 +53,17 @@ def test_layers_carry_what_the_issue_asks(catalog: Catalog) -> None:
     buildings = catalog.layer("buildings")
     assert {"building_type", "floors", "households"} <= {f.name for f in buildings.fields}
     planning = catalog.layer("planning_zones")
-    assert {"plan_name", "plan_level", "decision_number", "approval_date", "zoning"} <= {f.name for f in planning.fields}
+    assert {"plan_name", "plan_level", "decision_number", "approval_date", "zoning"} <= {
+        f.name for f in planning.fields
+    }
     assert planning.field("plan_level").codes == ("master", "zoning", "detailed")  # type: ignore[union-attr]
     assert planning.temporal == "approval_date"
     assert set(catalog.layer("iot_devices").field("kind").codes) == {  # type: ignore[union-attr]
-        "camera", "air_quality", "water_level", "rain_gauge"}
+        "camera",
+        "air_quality",
+        "water_level",
+        "rain_gauge",
+    }
     communes = catalog.layer("communes")
     assert communes.versioned and communes.key == "code"
 
@@ -113,8 +130,10 @@ def test_unknown_field_type_is_named(catalog_copy: Path) -> None:
 
 
 def test_reserved_column_name_is_refused(catalog_copy: Path) -> None:
-    _edit(catalog_copy / "layers" / "trees.yaml", lambda d: d["fields"].append(
-        {"name": "geom", "type": "text", "title": {"vi": "x", "en": "x"}}))
+    _edit(
+        catalog_copy / "layers" / "trees.yaml",
+        lambda d: d["fields"].append({"name": "geom", "type": "text", "title": {"vi": "x", "en": "x"}}),
+    )
     with pytest.raises(CatalogError, match="reserved"):
         _load(catalog_copy)
 
@@ -127,8 +146,10 @@ def test_key_must_be_a_field_and_style_must_exist(catalog_copy: Path) -> None:
 
 
 def test_style_classes_must_be_allowed_values(catalog_copy: Path) -> None:
-    _edit(catalog_copy / "styles" / "schools.yaml", lambda d: d["classes"].append(
-        {"value": "university", "fill": "#000000"}))
+    _edit(
+        catalog_copy / "styles" / "schools.yaml",
+        lambda d: d["classes"].append({"value": "university", "fill": "#000000"}),
+    )
     with pytest.raises(CatalogError, match="university"):
         _load(catalog_copy)
 
@@ -147,6 +168,7 @@ def test_indicator_errors_are_named(catalog_copy: Path) -> None:
     def change(d: dict) -> None:  # type: ignore[type-arg]
         d["indicators"][2]["direction"] = "up"
         d["indicators"][3]["targets"]["2026-Q7"] = {"province": 1}
+
     _edit(catalog_copy / "config" / "indicators.yaml", change)
     with pytest.raises(CatalogError) as err:
         _load(catalog_copy)

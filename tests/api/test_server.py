@@ -1,0 +1,202 @@
+"""The ASGI application: every published layer answers as an OGC API Features collection;
+the health endpoint reports the database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from psycopg import sql
+from pygeoapi.config import validate_config
+
+from gis_ioc.app import create_app
+from gis_ioc.catalog import Catalog
+from gis_ioc.demo import DemoResult
+from gis_ioc.publish.config import PROVINCE_BBOX, published_layers, render_config
+from gis_ioc.settings import Settings
+from tests.conftest import free_port, scalar
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings, loaded: DemoResult) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def test_rendered_config_validates_against_pygeoapi_schema(
+    settings: Settings, catalog: Catalog, db: psycopg.Connection[Any]
+) -> None:
+    config = render_config(settings, catalog, db)
+    assert validate_config(config)
+    assert set(config["resources"]) == {layer.id for layer in catalog if layer.access != "restricted"}
+    parcels = config["resources"]["land_parcels"]
+    assert parcels["title"] == {"vi": "Thửa đất", "en": "Land parcels"}
+    assert parcels["providers"][0]["table"] == "land_parcels"
+    assert parcels["limits"] == {"default_items": 10, "max_items": 1000}
+    assert config["server"]["url"] == f"{settings.base_url}/ogc"
+    planning = config["resources"]["planning_zones"]
+    assert planning["providers"][0]["time_field"] == "approval_date"
+    assert planning["extents"]["temporal"]["begin"] <= planning["extents"]["temporal"]["end"]
+
+
+def test_root_redirects_to_the_ogc_landing_page(client: TestClient) -> None:
+    response = client.get("/", follow_redirects=False)
+    assert response.status_code == 307 and response.headers["location"] == "/ogc/"
+    landing = client.get("/ogc/", params={"f": "json"})
+    assert landing.status_code == 200
+    assert "Hưng Yên" in landing.json()["title"]
+    assert landing.json()["title"].startswith("Trung tâm")  # Vietnamese by default
+    english = client.get("/ogc/", params={"f": "json", "lang": "en"})
+    assert english.json()["title"].startswith("Hưng Yên Intelligent Operations Center")
+
+
+def test_collections_list_every_published_layer(client: TestClient, catalog: Catalog) -> None:
+    body = client.get("/ogc/collections", params={"f": "json"}).json()
+    ids = {c["id"] for c in body["collections"]}
+    assert ids == {layer.id for layer in published_layers(catalog)}
+    assert "police_posts" not in ids  # restricted: not published before access control exists
+    assert client.get("/ogc/collections/police_posts/items").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "layer_id",
+    [
+        "province",
+        "communes",
+        "land_parcels",
+        "buildings",
+        "roads",
+        "power_lines",
+        "power_substations",
+        "water_pipes",
+        "drainage",
+        "schools",
+        "health_facilities",
+        "fire_stations",
+        "trees",
+        "green_spaces",
+        "shelters",
+        "planning_zones",
+        "iot_devices",
+    ],
+)
+def test_every_collection_answers_with_its_features(
+    client: TestClient, db: psycopg.Connection[Any], layer_id: str
+) -> None:
+    meta = client.get(f"/ogc/collections/{layer_id}", params={"f": "json"})
+    assert meta.status_code == 200
+    bbox = meta.json()["extent"]["spatial"]["bbox"][0]
+    assert PROVINCE_BBOX[0] <= bbox[0] <= bbox[2] <= PROVINCE_BBOX[2]
+    assert PROVINCE_BBOX[1] <= bbox[1] <= bbox[3] <= PROVINCE_BBOX[3]
+    items = client.get(f"/ogc/collections/{layer_id}/items", params={"f": "json", "limit": 3})
+    assert items.status_code == 200
+    page = items.json()
+    expected = min(3, scalar(db, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("layers", layer_id))))
+    assert page["numberReturned"] == len(page["features"]) == expected
+    feature = page["features"][0]
+    one = client.get(f"/ogc/collections/{layer_id}/items/{feature['id']}", params={"f": "json"})
+    assert one.status_code == 200 and one.json()["properties"] == feature["properties"]
+
+
+def test_feature_properties_and_geometry_match_the_database(client: TestClient, db: psycopg.Connection[Any]) -> None:
+    fid, code, name = db.execute("SELECT fid, code, name FROM layers.communes WHERE code = '11953'").fetchone()  # type: ignore[misc]
+    feature = client.get(f"/ogc/collections/communes/items/{fid}", params={"f": "json"}).json()
+    assert feature["properties"]["code"] == code and feature["properties"]["name"] == name == "Phường Phố Hiến"
+    assert feature["geometry"]["type"] == "MultiPolygon"
+    assert (
+        abs(
+            feature["properties"]["area_km2"]
+            - scalar(db, "SELECT ST_Area(geom::geography) / 1e6 FROM layers.communes WHERE code = '11953'")
+        )
+        < 0.001
+    )
+
+
+def test_bbox_selects_what_postgis_selects(client: TestClient, db: psycopg.Connection[Any]) -> None:
+    bbox = (106.04, 20.64, 106.06, 20.66)  # around Phố Hiến
+    expected = scalar(
+        db,
+        "SELECT count(*) FROM layers.land_parcels WHERE ST_Intersects(geom, ST_MakeEnvelope(%s, %s, %s, %s, 4326))",
+        bbox,
+    )
+    assert expected > 0
+    body = client.get(
+        "/ogc/collections/land_parcels/items", params={"f": "json", "bbox": ",".join(map(str, bbox)), "limit": 1000}
+    ).json()
+    assert body["numberMatched"] == expected
+    assert len({f["id"] for f in body["features"]}) == min(expected, 1000)
+
+
+def test_unknown_feature_is_404(client: TestClient) -> None:
+    assert client.get("/ogc/collections/schools/items/999999999", params={"f": "json"}).status_code == 404
+
+
+def test_health_reports_the_database(client: TestClient, db: psycopg.Connection[Any], catalog: Catalog) -> None:
+    body = client.get("/api/health").json()
+    assert body["status"] == "ok"
+    database = body["database"]
+    assert database["reachable"] and database["postgis_version"].startswith("3.")
+    assert database["migrations_pending"] == []
+    assert database["layers"]["land_parcels"] == 200_000
+    assert database["layers"]["communes"] == 104
+    assert set(database["layers"]) == set(catalog.layers)
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_database_down_gives_503_not_500(settings: Settings) -> None:
+    down = settings.model_copy(update={"db_port": free_port(), "home": settings.home})
+    with TestClient(create_app(down)) as c:
+        health = c.get("/api/health")
+        assert health.status_code == 503 and health.headers["retry-after"] == "5"
+        assert health.json()["database"]["reachable"] is False
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and ready.headers["content-type"] == "application/problem+json"
+        assert c.get("/healthz").status_code == 200
+
+
+def test_gis_ioc_serve_runs_a_real_server(settings: Settings, loaded: DemoResult) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "GIS_IOC_HOME": str(settings.home),
+        "GIS_IOC_DB_PORT": str(settings.db_port),
+        "GIS_IOC_DB_NAME": settings.db_name,
+        "GIS_IOC_PORT": str(port),
+    }
+    env.pop("GIS_IOC_DATABASE_URL", None)
+    gis_ioc = Path(sys.executable).parent / "gis-ioc"
+    proc = subprocess.Popen(
+        [str(gis_ioc), "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "server did not come up in 60 s"
+            time.sleep(0.3)
+        collections = httpx.get(f"{base}/ogc/collections", params={"f": "json"}).json()
+        communes = next(c for c in collections["collections"] if c["id"] == "communes")
+        # links carry the address the server is reached at
+        assert any(link["href"].startswith(f"{base}/ogc/collections/communes") for link in communes["links"])
+        html = httpx.get(f"{base}/ogc/collections", params={"f": "html"})
+        assert html.status_code == 200 and "Xã, phường" in html.text
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert f"serving Hưng Yên at {base}/" in out
