@@ -19,22 +19,13 @@ from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.database import migrations
 from gis_ioc.database.connection import create_pool, describe, translate_errors
 from gis_ioc.errors import DatabaseUnavailable, GisIocError
+from gis_ioc.http import problem
 from gis_ioc.publish.config import render_config
 from gis_ioc.publish.ogc import create_ogc_app
+from gis_ioc.publish.provider import close_pools
 from gis_ioc.settings import Settings
 
 log = logging.getLogger("gis_ioc")
-
-
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
-    """An RFC 9457 problem document."""
-    headers = {"Retry-After": "5"} if status == 503 else None
-    return JSONResponse(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
-        status_code=status,
-        media_type="application/problem+json",
-        headers=headers,
-    )
 
 
 def database_state(pool: Any, catalog: Catalog) -> dict[str, Any]:
@@ -71,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         pool.close()
+        close_pools()
 
     app = FastAPI(
         title="gis_ioc",
@@ -128,5 +120,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def ogc_root() -> RedirectResponse:
         return RedirectResponse(f"{settings.ogc_path}/", status_code=307)
 
-    app.mount(settings.ogc_path, create_ogc_app(config))
+    app.mount(settings.ogc_path, create_ogc_app(config, catalog, pool, settings.public_url))
     return app

@@ -22,6 +22,7 @@ from psycopg import sql
 
 from gis_ioc.catalog import Catalog
 from gis_ioc.catalog.ddl import SCHEMA, add_columns, create_table, diff_table
+from gis_ioc.crs import ALL
 from gis_ioc.errors import MigrationError
 
 _LOCK_KEY = 0x6715_10C0  # advisory lock id shared by every gis-ioc process
@@ -114,6 +115,8 @@ def upgrade(conn: psycopg.Connection[Any], catalog: Catalog) -> UpgradeReport:
             sync_layers(conn, catalog, report)
         with conn.transaction():
             report.indicators = sync_indicators(conn, catalog)
+        with conn.transaction():
+            sync_crs(conn)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return report
@@ -184,6 +187,20 @@ def sync_indicators(conn: psycopg.Connection[Any], catalog: Catalog) -> int:
                     rows,
                 )
     return len(catalog.indicators.indicators)
+
+
+def sync_crs(conn: psycopg.Connection[Any]) -> None:
+    """The pinned VN-2000 SRIDs of :mod:`gis_ioc.crs` in spatial_ref_sys (PostGIS transforms with them)."""
+    for crs in ALL:
+        if crs.proj4 is None:
+            continue
+        conn.execute(
+            """INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, srtext, proj4text)
+               VALUES (%s, 'gis_ioc', %s, NULL, %s)
+               ON CONFLICT (srid) DO UPDATE SET auth_name = 'gis_ioc', auth_srid = EXCLUDED.auth_srid,
+                   srtext = NULL, proj4text = EXCLUDED.proj4text""",
+            (crs.srid, crs.srid, crs.proj4),
+        )
 
 
 def current(conn: psycopg.Connection[Any]) -> bool:

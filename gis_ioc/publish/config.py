@@ -17,10 +17,11 @@ from psycopg import sql
 from gis_ioc import __version__
 from gis_ioc.catalog import Catalog, Layer
 from gis_ioc.catalog.ddl import SCHEMA
-from gis_ioc.database.connection import connection_params
+from gis_ioc.crs import CRS84_URI, PUBLISHED_URIS
+from gis_ioc.database.connection import conninfo
 from gis_ioc.settings import Settings
 
-CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+CRS84 = CRS84_URI
 #: Bounds of boundaries/hung_yen_2025_province.geojson (lon/lat, rounded outwards): the extent used
 #: when the database cannot say better.
 PROVINCE_BBOX = [105.8945, 20.249, 106.6595, 21.0071]
@@ -60,7 +61,7 @@ def _as_datetime(value: Any) -> str:
     return str(value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
-def _resource(settings: Settings, layer: Layer, extents: dict[str, Any], db: dict[str, Any]) -> dict[str, Any]:
+def _resource(settings: Settings, layer: Layer, extents: dict[str, Any], db: str) -> dict[str, Any]:
     owner = layer.owner_unit
     description = {
         "vi": f"{layer.description.vi} Đơn vị chủ quản: {owner.vi}.",
@@ -68,11 +69,19 @@ def _resource(settings: Settings, layer: Layer, extents: dict[str, Any], db: dic
     }
     provider: dict[str, Any] = {
         "type": "feature",
-        "name": "PostgreSQL",
-        "data": {**db, "search_path": [SCHEMA, "public"]},
+        "name": "gis_ioc.publish.provider.GisIocProvider",
+        "data": db,
+        "layer": layer.id,
+        "catalog": {
+            "layers": str(settings.layers_dir),
+            "styles": str(settings.styles_dir),
+            "config": str(settings.config_dir),
+        },
         "id_field": "fid",
-        "table": layer.table,
+        "table": f"{SCHEMA}.{layer.table}",
         "geom_field": "geom",
+        "storage_crs": CRS84,
+        "crs": list(PUBLISHED_URIS),
     }
     if layer.temporal:
         provider["time_field"] = layer.temporal
@@ -98,8 +107,7 @@ def _resource(settings: Settings, layer: Layer, extents: dict[str, Any], db: dic
 
 def render_config(settings: Settings, catalog: Catalog, conn: psycopg.Connection[Any] | None = None) -> dict[str, Any]:
     """The whole pygeoapi configuration as a dict."""
-    db = connection_params(settings)
-    db["port"] = int(db.get("port", 5432))
+    db = conninfo(settings)
     resources = {}
     for layer in published_layers(catalog):
         extents = layer_extents(conn, layer) if conn is not None else {"spatial": {"bbox": PROVINCE_BBOX, "crs": CRS84}}

@@ -1,31 +1,46 @@
-"""The OGC API (Features) as a Starlette application over a pygeoapi ``API`` instance.
+"""The OGC API as a Starlette application: gis_ioc's own handlers in front of pygeoapi.
 
-pygeoapi's own Starlette module reads its configuration from environment variables when it is
-imported; gis_ioc instead builds the ``API`` object from the rendered configuration and routes to
-pygeoapi's request handlers itself, so one process can hold any configuration and gis_ioc can put
-its own checks in front of pygeoapi without forking it.
+Items, single features and queryables in JSON are answered by gis_ioc (validation, SQL that builds
+GeoJSON in PostGIS, pinned VN-2000, CQL2, paging links); pygeoapi answers the rest — landing page,
+conformance, OpenAPI, collection descriptions and every HTML page — from the configuration rendered
+from the catalog, through gis_ioc's provider. pygeoapi's own Starlette module reads its configuration
+from environment variables at import time, so gis_ioc builds the ``API`` object itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import psycopg
 import pygeoapi
 import pygeoapi.api as core_api
 import pygeoapi.api.itemtypes as itemtypes_api
+from psycopg_pool import ConnectionPool, PoolTimeout
 from pygeoapi.api import API, APIRequest, apply_gzip
 from pygeoapi.openapi import get_oas
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from gis_ioc.catalog import Catalog, Layer
+from gis_ioc.errors import DatabaseUnavailable, GisIocError, InvalidInput, NotFound
+from gis_ioc.http import problem
+from gis_ioc.publish.features import ItemsQuery, feature_collection, fetch_feature, fetch_page
+from gis_ioc.publish.params import ITEM_PARAMS, check_unknown, parse_crs, parse_items
+from gis_ioc.publish.queryables import queryables_document
+
 Handler = Callable[[Request], Awaitable[Response]]
+GEOJSON = "application/geo+json"
 
 
 def build_api(config: dict[str, Any]) -> API:
@@ -43,7 +58,7 @@ def _respond(headers: dict[str, str], status: int, content: Any) -> Response:
     return response
 
 
-def _handler(api: API, function: Callable[..., Any], *param_names: str, validate: bool = True) -> Handler:
+def pygeoapi_handler(api: API, function: Callable[..., Any], *param_names: str, validate: bool = True) -> Handler:
     async def endpoint(request: Request) -> Response:
         api_request = await APIRequest.from_starlette(request, api.locales)
         if validate and not api_request.is_valid():
@@ -56,7 +71,7 @@ def _handler(api: API, function: Callable[..., Any], *param_names: str, validate
                 asyncio.set_event_loop(loop)  # pygeoapi looks for a loop in its worker thread
                 return function(api, api_request, *args)  # type: ignore[no-any-return]
 
-            headers, status, content = await loop.run_in_executor(None, call)
+            headers, status, content = await loop.run_in_executor(None, contextvars.copy_context().run, call)
             if status != HTTPStatus.NO_CONTENT:
                 content = apply_gzip(headers, content)
         return _respond(headers, status, content)
@@ -64,27 +79,204 @@ def _handler(api: API, function: Callable[..., Any], *param_names: str, validate
     return endpoint
 
 
-def create_ogc_app(config: dict[str, Any]) -> Starlette:
-    """Landing page, conformance, OpenAPI, collections, queryables, schema, items and single items."""
+def wants_html(request: Request) -> bool:
+    f = request.query_params.get("f")
+    if f is not None:
+        return f.lower() == "html"
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "json" not in accept
+
+
+class FeaturesApi:
+    """gis_ioc's handlers for the data-heavy endpoints."""
+
+    def __init__(self, catalog: Catalog, pool: ConnectionPool, public_url: str | None, published: set[str]) -> None:
+        self.catalog = catalog
+        self.pool = pool
+        self.public_url = public_url
+        self.published = published
+
+    def layer(self, request: Request) -> Layer:
+        layer_id = request.path_params["collection_id"]
+        if layer_id not in self.published:
+            raise NotFound(f"no collection {layer_id!r}")
+        return self.catalog.layers[layer_id]
+
+    def _url(self, request: Request, params: dict[str, str] | None = None) -> str:
+        url = request.url
+        if self.public_url:
+            prefix = self.public_url.rstrip("/")
+            root = request.scope.get("root_path", "")
+            base = f"{prefix}{root}{request.scope['path']}"
+        else:
+            base = str(url.replace(query=""))
+        query = urlencode(params if params is not None else dict(request.query_params))
+        return f"{base}?{query}" if query else base
+
+    def _run[T](self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        try:
+            with self.pool.connection(timeout=10) as conn:
+                return work(conn)
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable("PostGIS is unreachable or busy") from exc
+        except psycopg.errors.QueryCanceled as exc:
+            raise DatabaseUnavailable("the query took too long; narrow it with bbox, filter or limit") from exc
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable("PostGIS is unreachable") from exc
+        except (psycopg.errors.DataError, psycopg.errors.InternalError, psycopg.errors.InvalidParameterValue) as exc:
+            message = str(exc).strip().splitlines()[0]
+            raise InvalidInput(f"the database refused the request: {message}") from exc
+
+    async def items(self, request: Request) -> Response:
+        layer = self.layer(request)
+        params = dict(request.query_params)
+        if request.method == "POST":  # a cql2-json filter in the body (OGC API Features Part 3)
+            body = (await request.body()).decode("utf-8", errors="replace")
+            if not body.strip():
+                raise InvalidInput("POST items needs a cql2-json filter in the body")
+            if "filter" in params:
+                raise InvalidInput("give the filter either in the body or as the filter parameter, not both")
+            params = {**params, "filter": body, "filter-lang": "cql2-json"}
+        query: ItemsQuery = parse_items(layer, params)
+        page = await run_in_threadpool(self._run, lambda conn: fetch_page(conn, query))
+        links = self._links(request, query, page.returned, page.matched, page.last_fid)
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = "{}" if query.hits else None
+        if query.hits:
+            body = (
+                f'{{"type": "FeatureCollection", "numberMatched": {page.matched}, "numberReturned": 0, '
+                f'"timeStamp": "{stamp}", "features": []}}'
+            )
+        else:
+            body = feature_collection(page, links, stamp)
+        return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{query.crs.uri}>"})
+
+    def _links(
+        self, request: Request, query: ItemsQuery, returned: int, matched: int | None, last_fid: int | None
+    ) -> list[dict[str, str]]:
+        params = {k: v for k, v in request.query_params.items() if k not in ("offset", "after")}
+        links = [
+            {"rel": "self", "type": GEOJSON, "title": "This page", "href": self._url(request)},
+            {
+                "rel": "alternate",
+                "type": "text/html",
+                "title": "This page as HTML",
+                "href": self._url(request, {**dict(request.query_params), "f": "html"}),
+            },
+            {
+                "rel": "collection",
+                "type": "application/json",
+                "title": query.layer.title.en,
+                "href": self._url(request, {}).rsplit("/items", 1)[0],
+            },
+        ]
+        full = returned == query.limit
+        if query.keyset:
+            if full and last_fid is not None:
+                links.append(
+                    {
+                        "rel": "next",
+                        "type": GEOJSON,
+                        "title": "Next page",
+                        "href": self._url(request, {**params, "after": str(last_fid)}),
+                    }
+                )
+        else:
+            if full and (matched is None or query.offset + returned < matched):
+                links.append(
+                    {
+                        "rel": "next",
+                        "type": GEOJSON,
+                        "title": "Next page",
+                        "href": self._url(request, {**params, "offset": str(query.offset + query.limit)}),
+                    }
+                )
+            if query.offset > 0:
+                links.append(
+                    {
+                        "rel": "prev",
+                        "type": GEOJSON,
+                        "title": "Previous page",
+                        "href": self._url(request, {**params, "offset": str(max(0, query.offset - query.limit))}),
+                    }
+                )
+        return links
+
+    async def item(self, request: Request) -> Response:
+        layer = self.layer(request)
+        params = dict(request.query_params)
+        check_unknown(params, ITEM_PARAMS)
+        crs = parse_crs(params, "crs")
+        raw = request.path_params["item_id"]
+        if not raw.isdigit() or len(raw) > 18:
+            raise NotFound(f"no feature {raw!r} in {layer.id}")
+        text = await run_in_threadpool(self._run, lambda conn: fetch_feature(conn, layer, int(raw), crs))
+        if text is None:
+            raise NotFound(f"no feature {raw} in {layer.id}")
+        links = [
+            {"rel": "self", "type": GEOJSON, "href": self._url(request)},
+            {"rel": "collection", "type": "application/json", "href": self._url(request, {}).rsplit("/items/", 1)[0]},
+        ]
+        body = text[:-1] + ', "links": ' + _json(links) + "}"
+        return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{crs.uri}>"})
+
+    async def queryables(self, request: Request) -> Response:
+        layer = self.layer(request)
+        check_unknown(dict(request.query_params), ["f", "lang"])
+        document = queryables_document(layer, self._url(request, {}))
+        return Response(_json(document), media_type="application/schema+json")
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _either(ours: Handler, theirs: Handler) -> Handler:
+    async def endpoint(request: Request) -> Response:
+        if wants_html(request):
+            return await theirs(request)
+        try:
+            return await ours(request)
+        except GisIocError as exc:
+            return problem(exc.status, exc.title, str(exc))
+
+    return endpoint
+
+
+def create_ogc_app(config: dict[str, Any], catalog: Catalog, pool: ConnectionPool, public_url: str | None) -> Starlette:
     api = build_api(config)
+    features = FeaturesApi(catalog, pool, public_url, set(config["resources"]))
     routes = [
-        Route("/", _handler(api, core_api.landing_page)),
-        Route("/openapi", _handler(api, core_api.openapi_)),
-        Route("/conformance", _handler(api, core_api.conformance)),
-        Route("/collections", _handler(api, core_api.describe_collections)),
-        Route("/collections/{collection_id}", _handler(api, core_api.describe_collections, "collection_id")),
+        Route("/", pygeoapi_handler(api, core_api.landing_page)),
+        Route("/openapi", pygeoapi_handler(api, core_api.openapi_)),
+        Route("/conformance", pygeoapi_handler(api, core_api.conformance)),
+        Route("/collections", pygeoapi_handler(api, core_api.describe_collections)),
+        Route("/collections/{collection_id}", pygeoapi_handler(api, core_api.describe_collections, "collection_id")),
         Route(
             "/collections/{collection_id}/queryables",
-            _handler(api, itemtypes_api.get_collection_queryables, "collection_id"),
+            _either(
+                features.queryables, pygeoapi_handler(api, itemtypes_api.get_collection_queryables, "collection_id")
+            ),
         ),
-        Route("/collections/{collection_id}/schema", _handler(api, core_api.get_collection_schema, "collection_id")),
+        Route(
+            "/collections/{collection_id}/schema",
+            pygeoapi_handler(api, core_api.get_collection_schema, "collection_id"),
+        ),
         Route(
             "/collections/{collection_id}/items",
-            _handler(api, itemtypes_api.get_collection_items, "collection_id", validate=False),
+            _either(
+                features.items,
+                pygeoapi_handler(api, itemtypes_api.get_collection_items, "collection_id", validate=False),
+            ),
+            methods=["GET", "POST"],
         ),
         Route(
             "/collections/{collection_id}/items/{item_id}",
-            _handler(api, itemtypes_api.get_collection_item, "collection_id", "item_id"),
+            _either(
+                features.item, pygeoapi_handler(api, itemtypes_api.get_collection_item, "collection_id", "item_id")
+            ),
         ),
         Mount("/static", StaticFiles(directory=Path(pygeoapi.__file__).parent / "static")),
     ]
@@ -92,10 +284,3 @@ def create_ogc_app(config: dict[str, Any]) -> Starlette:
     app.router.redirect_slashes = False
     app.state.pygeoapi = api
     return app
-
-
-def landing_redirect(target: str) -> Handler:
-    async def endpoint(request: Request) -> Response:
-        return RedirectResponse(target, status_code=307)
-
-    return endpoint

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +25,6 @@ from gis_ioc.settings import Settings
 from tests.conftest import free_port, scalar
 
 
-@pytest.fixture(scope="module")
-def client(settings: Settings, loaded: DemoResult) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
-        yield c
-
-
 def test_rendered_config_validates_against_pygeoapi_schema(
     settings: Settings, catalog: Catalog, db: psycopg.Connection[Any]
 ) -> None:
@@ -40,7 +33,7 @@ def test_rendered_config_validates_against_pygeoapi_schema(
     assert set(config["resources"]) == {layer.id for layer in catalog if layer.access != "restricted"}
     parcels = config["resources"]["land_parcels"]
     assert parcels["title"] == {"vi": "Thửa đất", "en": "Land parcels"}
-    assert parcels["providers"][0]["table"] == "land_parcels"
+    assert parcels["providers"][0]["table"] == "layers.land_parcels"
     assert parcels["limits"] == {"default_items": 10, "max_items": 1000}
     assert config["server"]["url"] == f"{settings.base_url}/ogc"
     planning = config["resources"]["planning_zones"]

@@ -1,0 +1,344 @@
+"""CQL2 filters (text and JSON) compiled to SQL whose every value is a bound parameter.
+
+Parsing is done by the ``cql2`` library (both encodings give canonical cql2-json); this module
+walks that JSON and emits ``psycopg.sql`` with named placeholders, checking each property against
+the layer's queryables and each value against the property's type.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+import cql2
+from psycopg import sql
+
+from gis_ioc.catalog import Layer
+from gis_ioc.crs import CRS84_URI, PublishedCrs
+from gis_ioc.errors import InvalidInput
+
+GEOMETRY_NAMES = ("geometry", "geom")
+_COMPARISONS = {"=": "=", "<>": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_SPATIAL = {
+    "s_intersects": "ST_Intersects",
+    "s_within": "ST_Within",
+    "s_contains": "ST_Contains",
+    "s_disjoint": "ST_Disjoint",
+    "s_equals": "ST_Equals",
+    "s_touches": "ST_Touches",
+    "s_crosses": "ST_Crosses",
+    "s_overlaps": "ST_Overlaps",
+}
+_METRES = {
+    "meters": 1.0,
+    "meter": 1.0,
+    "metres": 1.0,
+    "metre": 1.0,
+    "m": 1.0,
+    "kilometers": 1000.0,
+    "kilometres": 1000.0,
+    "km": 1000.0,
+    "feet": 0.3048,
+    "ft": 0.3048,
+    "miles": 1609.344,
+}
+
+
+def parse_filter(text: str, lang: str | None) -> dict[str, Any]:
+    """cql2-text or cql2-json → canonical cql2-json; 400 naming the problem when it does not parse."""
+    lang = (lang or ("cql2-json" if text.lstrip().startswith("{") else "cql2-text")).lower()
+    try:
+        if lang == "cql2-text":
+            expr = cql2.parse_text(text)
+        elif lang == "cql2-json":
+            expr = cql2.parse_json(text)
+        else:
+            raise InvalidInput(f"filter-lang {lang!r} is not supported; use cql2-text or cql2-json")
+    except (cql2.ParseError, ValueError) as exc:
+        raise InvalidInput(f"filter does not parse as {lang}: {str(exc).strip()}") from exc
+    result = expr.to_json()
+    if not isinstance(result, (dict, bool)):
+        raise InvalidInput("filter must be a boolean expression")
+    return result if isinstance(result, dict) else {"op": "=", "args": [result, True]}
+
+
+class Params:
+    """Collects bound values; each becomes a named placeholder."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def add(self, value: Any) -> sql.Placeholder:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return sql.Placeholder(name)
+
+
+def geometry_literal(params: Params, geojson: dict[str, Any], crs: PublishedCrs) -> sql.Composed:
+    """A GeoJSON geometry in ``crs`` as a PostGIS geometry in EPSG:4326 (VN-2000 pinned)."""
+    placeholder = params.add(json.dumps(geojson))
+    geom = sql.SQL("ST_GeomFromGeoJSON({})").format(placeholder)
+    if crs.uri == CRS84_URI or crs.srid == 4326:
+        out = sql.SQL("ST_SetSRID({}, 4326)").format(geom)
+        return sql.SQL("ST_FlipCoordinates({})").format(out) if crs.lat_first else out
+    if crs.lat_first:
+        geom = sql.SQL("ST_FlipCoordinates({})").format(geom)
+    return sql.SQL("ST_Transform(ST_SetSRID({}, {}), 4326)").format(geom, sql.Literal(crs.srid))
+
+
+class FilterCompiler:
+    """Compile one cql2-json expression for one layer (table alias ``t``)."""
+
+    def __init__(self, layer: Layer, filter_crs: PublishedCrs, params: Params) -> None:
+        self.layer = layer
+        self.crs = filter_crs
+        self.params = params
+
+    # -- entry ----------------------------------------------------------------------------------
+
+    def compile(self, node: Any) -> sql.Composable:
+        if isinstance(node, bool):
+            return sql.SQL("TRUE" if node else "FALSE")
+        if isinstance(node, dict) and "property" in node:  # a boolean property used as a predicate
+            if self._field_type(node) != "boolean":
+                raise InvalidInput(f"filter: {node['property']!r} is not a boolean property")
+            return self._property(node["property"])
+        if not isinstance(node, dict) or "op" not in node:
+            raise InvalidInput(f"filter: expected a predicate, found {json.dumps(node, ensure_ascii=False)}")
+        op = str(node["op"]).lower()
+        args = node.get("args", [])
+        handler = self._handlers().get(op)
+        if handler is None:
+            if op in _SPATIAL:
+                return self._spatial(op, args)
+            if op.startswith("t_"):
+                return self._temporal(op, args)
+            raise InvalidInput(f"filter: operator {node['op']!r} is not supported")
+        return handler(args)
+
+    def _handlers(self) -> dict[str, Callable[[list[Any]], sql.Composable]]:
+        return {
+            "and": lambda a: sql.SQL("({})").format(sql.SQL(" AND ").join(self.compile(x) for x in a)),
+            "or": lambda a: sql.SQL("({})").format(sql.SQL(" OR ").join(self.compile(x) for x in a)),
+            "not": lambda a: sql.SQL("(NOT {})").format(self.compile(a[0])),
+            **{op: self._comparison(op) for op in _COMPARISONS},
+            "like": self._like,
+            "in": self._in,
+            "between": self._between,
+            "isnull": self._isnull,
+            "s_dwithin": self._dwithin,
+        }
+
+    # -- operands ---------------------------------------------------------------------------------
+
+    def _field_type(self, node: Any) -> str | None:
+        if isinstance(node, dict) and "property" in node:
+            name = node["property"]
+            if name in GEOMETRY_NAMES:
+                return "geometry"
+            field = self.layer.field(name)
+            return field.type if field else None
+        if isinstance(node, dict) and node.get("op", "").lower() == "casei":
+            return "text"
+        return None
+
+    def _property(self, name: str) -> sql.Composable:
+        if name in GEOMETRY_NAMES:
+            return sql.SQL("t.geom")
+        if self.layer.field(name) is None:
+            queryables = ", ".join(f.name for f in self.layer.fields)
+            raise InvalidInput(f"filter: {name!r} is not a queryable of {self.layer.id}; queryables: {queryables}")
+        return sql.Identifier("t", name)
+
+    def _value(self, node: Any, field_type: str | None) -> sql.Composable:
+        """A literal (or property, or CASEI) as SQL, coerced to the type of the other operand."""
+        if isinstance(node, dict):
+            if "property" in node:
+                return self._property(node["property"])
+            if str(node.get("op", "")).lower() == "casei":
+                return sql.SQL("lower({})").format(self._value(node["args"][0], "text"))
+            if "op" in node:
+                raise InvalidInput(f"filter: operator {node['op']!r} is not supported in a value")
+            if "date" in node:
+                return self.params.add(_parse_date(node["date"]))
+            if "timestamp" in node:
+                return self.params.add(_parse_timestamp(node["timestamp"]))
+            if ("type" in node and "coordinates" in node) or node.get("type") == "GeometryCollection":
+                return geometry_literal(self.params, node, self.crs)
+            if "bbox" in node:
+                return self._bbox(node["bbox"])
+            raise InvalidInput(f"filter: unsupported literal {json.dumps(node, ensure_ascii=False)}")
+        return self.params.add(_coerce(node, field_type))
+
+    def _bbox(self, bbox: list[float]) -> sql.Composable:
+        if len(bbox) not in (4, 6):
+            raise InvalidInput("filter: BBOX needs 4 or 6 numbers")
+        minx, miny, maxx, maxy = (
+            (bbox[0], bbox[1], bbox[2], bbox[3]) if len(bbox) == 4 else (bbox[0], bbox[1], bbox[3], bbox[4])
+        )
+        ring = [[minx, miny], [maxx, miny], [maxx, maxy], [minx, maxy], [minx, miny]]
+        return geometry_literal(self.params, {"type": "Polygon", "coordinates": [ring]}, self.crs)
+
+    # -- predicates -------------------------------------------------------------------------------
+
+    def _comparison(self, op: str) -> Callable[[list[Any]], sql.Composable]:
+        return lambda args: self._compare(op, args)
+
+    def _compare(self, op: str, args: list[Any]) -> sql.Composable:
+        left, right = args
+        lt, rt = self._field_type(left), self._field_type(right)
+        if "geometry" in (lt, rt):
+            raise InvalidInput("filter: compare geometries with the spatial operators (S_INTERSECTS, …)")
+        return sql.SQL("{} {} {}").format(self._value(left, rt), sql.SQL(_COMPARISONS[op]), self._value(right, lt))
+
+    def _like(self, args: list[Any]) -> sql.Composable:
+        left, pattern = args
+        if self._field_type(left) != "text":
+            raise InvalidInput("filter: LIKE applies to text properties")
+        if not isinstance(pattern, str) and not (isinstance(pattern, dict) and "op" in pattern):
+            raise InvalidInput("filter: LIKE needs a text pattern")
+        return sql.SQL("{} LIKE {}").format(self._value(left, None), self._value(pattern, "text"))
+
+    def _in(self, args: list[Any]) -> sql.Composable:
+        left, values = args
+        if not isinstance(values, list) or not values:
+            raise InvalidInput("filter: IN needs a non-empty list")
+        field_type = self._field_type(left)
+        coerced = [_coerce(v, field_type) for v in values]
+        return sql.SQL("{} = ANY({})").format(self._value(left, None), self.params.add(coerced))
+
+    def _between(self, args: list[Any]) -> sql.Composable:
+        left, low, high = args
+        field_type = self._field_type(left)
+        if field_type not in ("integer", "number", "date", "datetime", None):
+            raise InvalidInput("filter: BETWEEN applies to numbers and dates")
+        return sql.SQL("{} BETWEEN {} AND {}").format(
+            self._value(left, None), self._value(low, field_type), self._value(high, field_type)
+        )
+
+    def _isnull(self, args: list[Any]) -> sql.Composable:
+        return sql.SQL("{} IS NULL").format(self._value(args[0], None))
+
+    def _geometry_operands(self, args: list[Any]) -> tuple[sql.Composable, sql.Composable]:
+        if len(args) < 2:
+            raise InvalidInput("filter: a spatial operator needs two geometries")
+        left, right = args[0], args[1]
+        for side in (left, right):
+            if isinstance(side, dict) and "property" in side and side["property"] not in GEOMETRY_NAMES:
+                raise InvalidInput(f"filter: {side['property']!r} is not a geometry; use 'geometry'")
+        return self._value(left, "geometry"), self._value(right, "geometry")
+
+    def _spatial(self, op: str, args: list[Any]) -> sql.Composable:
+        left, right = self._geometry_operands(args)
+        return sql.SQL("{}({}, {})").format(sql.SQL(_SPATIAL[op]), left, right)
+
+    def _dwithin(self, args: list[Any]) -> sql.Composable:
+        """Distance on the ground, in metres (or the unit named), through geography; index-assisted."""
+        if len(args) not in (3, 4):
+            raise InvalidInput("filter: S_DWITHIN(geometry, geometry, distance[, units])")
+        left, right = self._geometry_operands(args)
+        distance = args[2]
+        if isinstance(distance, bool) or not isinstance(distance, (int, float)) or distance < 0:
+            raise InvalidInput("filter: S_DWITHIN needs a distance ≥ 0")
+        unit_arg = args[3] if len(args) == 4 else "meters"
+        if isinstance(unit_arg, dict) and "property" in unit_arg:  # unquoted: S_DWITHIN(…, 500, meters)
+            unit_arg = unit_arg["property"]
+        unit = str(unit_arg).lower()
+        if unit not in _METRES:
+            raise InvalidInput(f"filter: unknown distance unit {unit_arg!r}; use meters or kilometers")
+        metres = float(distance) * _METRES[unit]
+        if metres > 500_000:
+            raise InvalidInput("filter: S_DWITHIN distance above 500 km")
+        d = self.params.add(metres)
+        # a box around the other geometry that is certainly larger than the distance (for the GiST index)
+        degrees = self.params.add(metres / (111_320.0 * math.cos(math.radians(30))) + 1e-6)
+        return sql.SQL("({0} && ST_Expand({1}, {3}) AND ST_DWithin({0}::geography, {1}::geography, {2}))").format(
+            left, right, d, degrees
+        )
+
+    def _temporal(self, op: str, args: list[Any]) -> sql.Composable:
+        """Temporal predicates on an instant property (a date or date-time field)."""
+        prop, other = args
+        field_type = self._field_type(prop)
+        if field_type not in ("date", "datetime"):
+            raise InvalidInput(f"filter: {op.upper()} needs a date or date-time property first")
+        column = self._value(prop, None)
+        if isinstance(other, dict) and "interval" in other:
+            begin, end = (self._instant(v) for v in other["interval"])
+            low = sql.SQL("TRUE") if begin is None else sql.SQL("{} >= {}").format(column, begin)
+            high = sql.SQL("TRUE") if end is None else sql.SQL("{} <= {}").format(column, end)
+            low_x = sql.SQL("TRUE") if begin is None else sql.SQL("{} > {}").format(column, begin)
+            high_x = sql.SQL("TRUE") if end is None else sql.SQL("{} < {}").format(column, end)
+            forms = {
+                "t_intersects": sql.SQL("({} AND {})").format(low, high),
+                "t_during": sql.SQL("({} AND {})").format(low_x, high_x),
+                "t_disjoint": sql.SQL("NOT ({} AND {})").format(low, high),
+                "t_after": high_x if end is None else sql.SQL("{} > {}").format(column, end),
+                "t_before": low_x if begin is None else sql.SQL("{} < {}").format(column, begin),
+            }
+        else:
+            instant = self._instant(other)
+            forms = {
+                "t_intersects": sql.SQL("{} = {}").format(column, instant),
+                "t_equals": sql.SQL("{} = {}").format(column, instant),
+                "t_disjoint": sql.SQL("{} <> {}").format(column, instant),
+                "t_after": sql.SQL("{} > {}").format(column, instant),
+                "t_before": sql.SQL("{} < {}").format(column, instant),
+            }
+        if op not in forms:
+            raise InvalidInput(f"filter: {op.upper()} is not meaningful for the instant property here")
+        return forms[op]
+
+    def _instant(self, node: Any) -> sql.Composable | None:
+        if node == "..":
+            return None
+        if isinstance(node, dict) and ("date" in node or "timestamp" in node):
+            return self._value(node, None)
+        if isinstance(node, str):
+            return self.params.add(_parse_timestamp(node) if "T" in node else _parse_date(node))
+        raise InvalidInput(f"filter: expected a date or timestamp, found {json.dumps(node, ensure_ascii=False)}")
+
+
+def _parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"filter: {text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _parse_timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"filter: {text!r} is not an RFC 3339 timestamp") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _coerce(value: Any, field_type: str | None) -> Any:
+    """A JSON literal as the Python value the property's type wants; 400 on a mismatch."""
+    if field_type is None or value is None:
+        return value
+    if field_type == "integer":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidInput(f"filter: {value!r} is not a number")
+        return int(value) if float(value).is_integer() else float(value)
+    if field_type == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidInput(f"filter: {value!r} is not a number")
+        return float(value)
+    if field_type == "boolean":
+        if not isinstance(value, bool):
+            raise InvalidInput(f"filter: {value!r} is not true or false")
+        return value
+    if field_type == "text":
+        if not isinstance(value, str):
+            raise InvalidInput(f"filter: {value!r} is not text (quote it)")
+        return value
+    if field_type == "date":
+        return _parse_date(value) if isinstance(value, str) else value
+    if field_type == "datetime":
+        return _parse_timestamp(value) if isinstance(value, str) else value
+    return value

@@ -1,0 +1,185 @@
+"""Feature queries for the OGC API: one layer, one request, GeoJSON built inside PostGIS.
+
+Paging: ordered by ``fid`` by default with keyset links (``after=<fid>``: every feature exactly
+once, as fast on the last page as on the first); with ``sortby`` the order is the requested one
+plus ``fid`` and links use ``offset``. ``numberMatched`` is given only when it is exact and cheap:
+the last page of an offset walk, a count that stays under :data:`COUNT_CAP`, or ``resulttype=hits``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from gis_ioc.catalog import Layer
+from gis_ioc.catalog.ddl import SCHEMA
+from gis_ioc.crs import PUBLISHED, PublishedCrs
+from gis_ioc.publish.cql import FilterCompiler, Params
+
+COUNT_CAP = 10_000
+#: decimals of coordinates by CRS kind: 1e-7° ≈ 1 cm; 1 mm in projected metres
+_PRECISION = {True: 7, False: 3}
+
+
+@dataclass
+class ItemsQuery:
+    """A validated items request (see :mod:`gis_ioc.publish.params`)."""
+
+    layer: Layer
+    limit: int
+    offset: int = 0
+    after: int | None = None
+    bbox: tuple[float, float, float, float] | None = None  # CRS84
+    interval: tuple[datetime | None, datetime | None] | None = None
+    crs: PublishedCrs = PUBLISHED[0]
+    properties: list[str] | None = None
+    sortby: list[tuple[str, bool]] = field(default_factory=list)  # (field, descending)
+    skip_geometry: bool = False
+    filter: dict[str, Any] | None = None
+    filter_crs: PublishedCrs = PUBLISHED[0]
+    equals: dict[str, Any] = field(default_factory=dict)
+    hits: bool = False
+
+    @property
+    def keyset(self) -> bool:
+        return not self.sortby
+
+
+@dataclass
+class FeaturePage:
+    features_json: str  # a JSON array of Feature objects
+    returned: int
+    matched: int | None
+    last_fid: int | None
+
+
+def geometry_sql(crs: PublishedCrs) -> sql.Composable:
+    """The layer's geometry (EPSG:4326) in the requested CRS, VN-2000 through the pinned SRIDs."""
+    if crs.srid == 4326:
+        return sql.SQL("ST_FlipCoordinates(t.geom)") if crs.lat_first else sql.SQL("t.geom")
+    return sql.SQL("ST_Transform(t.geom, {})").format(sql.Literal(crs.srid))
+
+
+def feature_sql(layer: Layer, crs: PublishedCrs, properties: list[str] | None, skip_geometry: bool) -> sql.Composed:
+    names = properties if properties is not None else [f.name for f in layer.fields]
+    pairs: list[sql.Composable] = []
+    for name in names:
+        pairs.extend([sql.Literal(name), sql.Identifier("t", name)])
+    props = sql.SQL("json_build_object({})").format(sql.SQL(", ").join(pairs)) if pairs else sql.SQL("'{}'::json")
+    geographic = crs.srid == 4326
+    geometry = (
+        sql.SQL("NULL::json")
+        if skip_geometry
+        else sql.SQL("ST_AsGeoJSON({}, {}, 0)::json").format(geometry_sql(crs), sql.Literal(_PRECISION[geographic]))
+    )
+    return sql.SQL("json_build_object('type', 'Feature', 'id', t.fid, 'geometry', {}, 'properties', {})").format(
+        geometry, props
+    )
+
+
+def where_sql(query: ItemsQuery, params: Params) -> sql.Composed:
+    layer = query.layer
+    parts: list[sql.Composable] = [sql.SQL("t.approval = 'approved'")]
+    if layer.versioned:
+        if query.interval is None:
+            parts.append(sql.SQL("t.valid_to IS NULL"))
+        else:
+            begin, end = query.interval
+            if end is not None:
+                parts.append(sql.SQL("t.valid_from <= {}::date").format(params.add(end)))
+            if begin is not None:
+                parts.append(sql.SQL("(t.valid_to IS NULL OR t.valid_to > {}::date)").format(params.add(begin)))
+    elif query.interval is not None and layer.temporal is not None:
+        column = sql.Identifier("t", layer.temporal)
+        begin, end = query.interval
+        if begin is not None:
+            parts.append(sql.SQL("{} >= {}").format(column, params.add(begin)))
+        if end is not None:
+            parts.append(sql.SQL("{} <= {}").format(column, params.add(end)))
+    if query.bbox is not None:
+        parts.append(
+            sql.SQL("t.geom && ST_MakeEnvelope({}, {}, {}, {}, 4326)").format(*(params.add(v) for v in query.bbox))
+        )
+        parts.append(
+            sql.SQL("ST_Intersects(t.geom, ST_MakeEnvelope({}, {}, {}, {}, 4326))").format(
+                *(params.add(v) for v in query.bbox)
+            )
+        )
+    for name, value in query.equals.items():
+        parts.append(sql.SQL("{} = {}").format(sql.Identifier("t", name), params.add(value)))
+    if query.filter is not None:
+        parts.append(FilterCompiler(layer, query.filter_crs, params).compile(query.filter))
+    return sql.SQL(" AND ").join(parts)
+
+
+def order_sql(query: ItemsQuery) -> sql.Composed:
+    terms: list[sql.Composable] = [
+        sql.SQL("{} {} NULLS LAST").format(sql.Identifier("t", name), sql.SQL("DESC" if desc else "ASC"))
+        for name, desc in query.sortby
+    ]
+    terms.append(sql.SQL("t.fid"))
+    return sql.SQL(", ").join(terms)
+
+
+def fetch_page(conn: psycopg.Connection[Any], query: ItemsQuery) -> FeaturePage:
+    params = Params()
+    where = where_sql(query, params)
+    table = sql.Identifier(SCHEMA, query.layer.table)
+    matched: int | None = None
+    if query.hits:
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {} t WHERE {}").format(table, where), params.values).fetchone()
+        return FeaturePage("[]", 0, int(row[0]) if row else 0, None)
+    page_where: sql.Composable = where
+    if query.keyset and query.after is not None:
+        page_where = sql.SQL("{} AND t.fid > {}").format(where, params.add(query.after))
+    statement = sql.SQL(
+        "WITH page AS (SELECT t.fid, {feature} AS feature FROM {table} t WHERE {where} ORDER BY {order} "
+        "LIMIT {limit} OFFSET {offset}) "
+        "SELECT coalesce(json_agg(feature), '[]'::json)::text, count(*), max(fid) FROM page"
+    ).format(
+        feature=feature_sql(query.layer, query.crs, query.properties, query.skip_geometry),
+        table=table,
+        where=page_where,
+        order=order_sql(query),
+        limit=params.add(query.limit),
+        offset=params.add(0 if query.keyset else query.offset),
+    )
+    row = conn.execute(statement, params.values).fetchone()
+    assert row is not None
+    features_json, returned, last_fid = row[0], int(row[1]), row[2]
+    if returned < query.limit and not (query.keyset and query.after is not None):
+        matched = (0 if query.keyset else query.offset) + returned  # the walk ends here: exact for free
+    else:
+        capped = conn.execute(
+            sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} t WHERE {} LIMIT {}) c").format(
+                table, where, sql.Literal(COUNT_CAP + 1)
+            ),
+            params.values,
+        ).fetchone()
+        if capped is not None and capped[0] <= COUNT_CAP:
+            matched = int(capped[0])
+    return FeaturePage(features_json, returned, matched, last_fid)
+
+
+def fetch_feature(conn: psycopg.Connection[Any], layer: Layer, fid: int, crs: PublishedCrs) -> str | None:
+    """One approved (and, for versioned layers, any version's) feature as GeoJSON text, or None."""
+    statement = sql.SQL("SELECT {}::text FROM {} t WHERE t.fid = %(fid)s AND t.approval = 'approved'").format(
+        feature_sql(layer, crs, None, False), sql.Identifier(SCHEMA, layer.table)
+    )
+    row = conn.execute(statement, {"fid": fid}).fetchone()
+    return None if row is None else str(row[0])
+
+
+def feature_collection(page: FeaturePage, links: list[dict[str, str]], stamp: str) -> str:
+    """The response body, assembled around the features JSON that PostGIS built."""
+    head = {"type": "FeatureCollection", "numberReturned": page.returned}
+    if page.matched is not None:
+        head["numberMatched"] = page.matched
+    head["timeStamp"] = stamp
+    head["links"] = links
+    return json.dumps(head, ensure_ascii=False)[:-1] + ', "features": ' + page.features_json + "}"

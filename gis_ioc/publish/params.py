@@ -1,0 +1,213 @@
+"""Query parameters of the items endpoint, validated into an :class:`ItemsQuery`.
+
+Every malformed value is a 400 whose message names the parameter and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from gis_ioc import crs as crs_registry
+from gis_ioc.catalog import Layer
+from gis_ioc.crs import PublishedCrs
+from gis_ioc.errors import InvalidInput
+from gis_ioc.publish.cql import parse_filter
+from gis_ioc.publish.features import ItemsQuery
+
+ITEMS_PARAMS = (
+    "f",
+    "lang",
+    "limit",
+    "offset",
+    "after",
+    "bbox",
+    "bbox-crs",
+    "datetime",
+    "crs",
+    "properties",
+    "sortby",
+    "skipGeometry",
+    "filter",
+    "filter-lang",
+    "filter-crs",
+    "resulttype",
+)
+ITEM_PARAMS = ("f", "lang", "crs")
+_RFC3339 = re.compile(
+    r"^(?P<date>\d{4}-\d{2}-\d{2})(?:[Tt ](?P<time>\d{2}:\d{2}:\d{2}(?:\.\d+)?)(?P<tz>[Zz]|[+-]\d{2}:\d{2}))?$"
+)
+
+
+def check_unknown(params: Mapping[str, str], allowed: tuple[str, ...] | list[str]) -> None:
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        names = ", ".join(repr(u) for u in unknown)
+        raise InvalidInput(f"unknown parameter {names}; this endpoint takes: {', '.join(allowed)}")
+
+
+def _int(params: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise InvalidInput(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def parse_crs(params: Mapping[str, str], name: str) -> PublishedCrs:
+    raw = params.get(name)
+    if raw is None:
+        return crs_registry.PUBLISHED[0]
+    try:
+        return crs_registry.lookup(raw)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{name}: {exc}") from None
+
+
+def parse_bbox(raw: str, bbox_crs: PublishedCrs) -> tuple[float, float, float, float]:
+    """bbox in its CRS → CRS84 (VN-2000 through the pinned transformation)."""
+    parts = raw.split(",")
+    if len(parts) == 6:
+        raise InvalidInput("bbox has 6 numbers (3D), but the layers are 2D: give minx,miny,maxx,maxy")
+    if len(parts) != 4:
+        raise InvalidInput(f"bbox needs 4 comma-separated numbers (minx,miny,maxx,maxy), got {len(parts)}: {raw!r}")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise InvalidInput(f"bbox values must be numbers: {raw!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise InvalidInput(f"bbox values must be finite numbers: {raw!r}")
+    if bbox_crs.lat_first:  # EPSG:4326 / 4756: latitude first
+        values = [values[1], values[0], values[3], values[2]]
+    minx, miny, maxx, maxy = values
+    if bbox_crs.srid == 4326 or bbox_crs.epsg == 4756:
+        if not (-90 <= miny <= 90 and -90 <= maxy <= 90):
+            raise InvalidInput(f"bbox latitude out of range [-90, 90]: {raw!r}")
+        if not (-180 <= minx <= 180 and -180 <= maxx <= 180):
+            raise InvalidInput(f"bbox longitude out of range [-180, 180]: {raw!r}")
+    if miny > maxy:
+        raise InvalidInput(f"bbox: the lower y ({miny}) is above the upper y ({maxy})")
+    if minx > maxx:
+        raise InvalidInput(
+            f"bbox: minx ({minx}) is greater than maxx ({maxx}); boxes across the antimeridian are not supported"
+        )
+    if bbox_crs.srid == 4326:
+        return (minx, miny, maxx, maxy)
+    t = crs_registry.transformer(bbox_crs.epsg or 4326, 4326)
+    lon0, lat0, lon1, lat1 = t.transform_bounds(minx, miny, maxx, maxy, densify_pts=21)
+    return (float(lon0), float(lat0), float(lon1), float(lat1))
+
+
+def _instant(text: str, *, end: bool) -> datetime:
+    match = _RFC3339.match(text)
+    if match is None:
+        raise InvalidInput(f"datetime {text!r} is not RFC 3339 (e.g. 2026-07-01T00:00:00Z or 2026-07-01)")
+    try:
+        day = date.fromisoformat(match["date"])
+        if match["time"] is None:  # a whole day
+            start = datetime.combine(day, time(0), UTC)
+            return start + timedelta(days=1, microseconds=-1) if end else start
+        tz = "+00:00" if match["tz"] in ("Z", "z") else match["tz"]
+        return datetime.fromisoformat(f"{match['date']}T{match['time']}{tz}")
+    except ValueError:
+        raise InvalidInput(f"datetime {text!r} is not a valid date or time") from None
+
+
+def parse_datetime(raw: str) -> tuple[datetime | None, datetime | None]:
+    if "/" in raw:
+        first, _, second = raw.partition("/")
+        if "/" in second:
+            raise InvalidInput(f"datetime interval has more than two ends: {raw!r}")
+        begin = None if first in ("", "..") else _instant(first, end=False)
+        end = None if second in ("", "..") else _instant(second, end=True)
+        if begin is None and end is None:
+            raise InvalidInput("datetime interval open at both ends ('../..'): leave datetime out instead")
+        if begin is not None and end is not None and begin > end:
+            raise InvalidInput(f"datetime interval ends before it begins: {raw!r}")
+        return (begin, end)
+    return (_instant(raw, end=False), _instant(raw, end=True))
+
+
+def _coerce_query_value(layer: Layer, name: str, raw: str) -> Any:
+    field = layer.field(name)
+    assert field is not None
+    try:
+        if field.type == "integer":
+            return int(raw)
+        if field.type == "number":
+            return float(raw)
+        if field.type == "boolean":
+            if raw.lower() not in ("true", "false"):
+                raise ValueError
+            return raw.lower() == "true"
+        if field.type == "date":
+            return date.fromisoformat(raw)
+        if field.type == "datetime":
+            return _instant(raw, end=False)
+    except ValueError:
+        raise InvalidInput(f"{name}={raw!r}: not a valid {field.type}") from None
+    return raw
+
+
+def parse_items(layer: Layer, params: Mapping[str, str]) -> ItemsQuery:
+    queryables = [f.name for f in layer.fields]
+    check_unknown(params, [*ITEMS_PARAMS, *queryables])
+    limit = _int(params, "limit", layer.paging.default_limit, 1)
+    query = ItemsQuery(layer=layer, limit=min(limit, layer.paging.max_limit))
+    query.offset = _int(params, "offset", 0, 0)
+    if "after" in params:
+        query.after = _int(params, "after", 0, 0)
+    query.crs = parse_crs(params, "crs")
+    if "bbox-crs" in params and "bbox" not in params:
+        raise InvalidInput("bbox-crs given without bbox")
+    if "bbox" in params:
+        query.bbox = parse_bbox(params["bbox"], parse_crs(params, "bbox-crs"))
+    if "datetime" in params:
+        query.interval = parse_datetime(params["datetime"])
+        if not (layer.temporal or layer.versioned):
+            raise InvalidInput(f"datetime: collection {layer.id} has no time dimension")
+    if "properties" in params:
+        names = [p.strip() for p in params["properties"].split(",") if p.strip()]
+        unknown = [n for n in names if n not in queryables]
+        if unknown:
+            raise InvalidInput(f"properties: unknown {unknown}; available: {', '.join(queryables)}")
+        query.properties = names
+    if "sortby" in params:
+        for term in params["sortby"].split(","):
+            term = term.strip()
+            desc = term.startswith("-")
+            name = term.lstrip("+-").strip()
+            if name not in queryables:
+                raise InvalidInput(
+                    f"sortby: {term!r} is not a property of {layer.id}; "
+                    f"sort by one of {', '.join(queryables)}, with - for descending"
+                )
+            query.sortby.append((name, desc))
+        if query.after is not None:
+            raise InvalidInput("after pages by fid and cannot be combined with sortby; use offset")
+    if "skipGeometry" in params:
+        value = params["skipGeometry"].lower()
+        if value not in ("true", "false"):
+            raise InvalidInput("skipGeometry must be true or false")
+        query.skip_geometry = value == "true"
+    if "resulttype" in params:
+        if params["resulttype"] not in ("results", "hits"):
+            raise InvalidInput("resulttype must be results or hits")
+        query.hits = params["resulttype"] == "hits"
+    query.filter_crs = parse_crs(params, "filter-crs")
+    if "filter" in params:
+        query.filter = parse_filter(params["filter"], params.get("filter-lang"))
+    elif "filter-lang" in params or "filter-crs" in params:
+        raise InvalidInput("filter-lang/filter-crs given without filter")
+    for name in queryables:
+        if name in params:
+            query.equals[name] = _coerce_query_value(layer, name, params[name])
+    return query
