@@ -141,14 +141,7 @@ class FeaturesApi:
         page = await run_in_threadpool(self._run, lambda conn: fetch_page(conn, query))
         links = self._links(request, query, page.returned, page.matched, page.last_fid)
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = "{}" if query.hits else None
-        if query.hits:
-            body = (
-                f'{{"type": "FeatureCollection", "numberMatched": {page.matched}, "numberReturned": 0, '
-                f'"timeStamp": "{stamp}", "features": []}}'
-            )
-        else:
-            body = feature_collection(page, links, stamp)
+        body = feature_collection(page, links, stamp)
         return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{query.crs.uri}>"})
 
     def _links(
