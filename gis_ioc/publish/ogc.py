@@ -28,7 +28,7 @@ from pygeoapi.openapi import get_oas
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -38,9 +38,40 @@ from gis_ioc.http import problem
 from gis_ioc.publish.features import ItemsQuery, feature_collection, fetch_feature, fetch_page
 from gis_ioc.publish.params import ITEM_PARAMS, check_unknown, parse_crs, parse_items
 from gis_ioc.publish.queryables import queryables_document
+from gis_ioc.publish.tiles import (
+    fetch_tile,
+    parse_tile,
+    tile_response,
+    tileset,
+    tileset_list,
+    tms_list,
+    web_mercator_quad,
+)
 
 Handler = Callable[[Request], Awaitable[Response]]
 GEOJSON = "application/geo+json"
+_SPEC = "http://www.opengis.net/spec/"
+#: What gis_ioc's own handlers add to pygeoapi's conformance declaration, and what they withdraw.
+EXTRA_CONFORMANCE = [
+    f"{_SPEC}ogcapi-features-3/1.0/conf/filter",
+    f"{_SPEC}ogcapi-features-3/1.0/conf/features-filter",
+    f"{_SPEC}cql2/1.0/conf/cql2-json",
+    f"{_SPEC}cql2/1.0/conf/advanced-comparison-operators",
+    f"{_SPEC}cql2/1.0/conf/case-insensitive-comparison",
+    f"{_SPEC}cql2/1.0/conf/basic-spatial-functions",
+    f"{_SPEC}cql2/1.0/conf/basic-spatial-functions-plus",
+    f"{_SPEC}cql2/1.0/conf/spatial-functions",
+    f"{_SPEC}cql2/1.0/conf/temporal-functions",
+    f"{_SPEC}ogcapi-tiles-1/1.0/conf/core",
+    f"{_SPEC}ogcapi-tiles-1/1.0/conf/tileset",
+    f"{_SPEC}ogcapi-tiles-1/1.0/conf/tilesets-list",
+    f"{_SPEC}ogcapi-tiles-1/1.0/conf/geodata-tilesets",
+    f"{_SPEC}ogcapi-tiles-1/1.0/conf/mvt",
+    f"{_SPEC}ogcapi-tiles-1/1.0/conf/oas30",
+    f"{_SPEC}tms/2.0/conf/json-tilematrixset",
+]
+WITHDRAWN_CONFORMANCE = {f"{_SPEC}ogcapi-features-4/1.0/conf/create-replace-delete"}
+TILESETS_REL = "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"
 
 
 def build_api(config: dict[str, Any]) -> API:
@@ -95,6 +126,7 @@ class FeaturesApi:
         self.pool = pool
         self.public_url = public_url
         self.published = published
+        self.extents: dict[str, list[float]] = {}
 
     def layer(self, request: Request) -> Layer:
         layer_id = request.path_params["collection_id"]
@@ -213,6 +245,41 @@ class FeaturesApi:
         body = text[:-1] + ', "links": ' + _json(links) + "}"
         return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{crs.uri}>"})
 
+    def _collection_base(self, request: Request) -> str:
+        url = self._url(request, {})
+        return url.split("/tiles", 1)[0]
+
+    async def tilesets(self, request: Request) -> Response:
+        layer = self.layer(request)
+        check_unknown(dict(request.query_params), ["f"])
+        return JSONResponse(tileset_list(layer, self._collection_base(request)))
+
+    async def tileset(self, request: Request) -> Response:
+        layer = self.layer(request)
+        check_unknown(dict(request.query_params), ["f"])
+        if request.path_params["tms"] != "WebMercatorQuad":
+            raise NotFound(f"tile matrix set {request.path_params['tms']!r} is not offered; use WebMercatorQuad")
+        bbox = self.extents.get(layer.id, [-180.0, -85.0, 180.0, 85.0])
+        return JSONResponse(tileset(layer, self.catalog, self._collection_base(request), bbox))
+
+    async def tile(self, request: Request) -> Response:
+        layer = self.layer(request)
+        check_unknown(dict(request.query_params), ["f"])
+        p = request.path_params
+        z, x, y = parse_tile(layer, p["tms"], p["z"], p["row"], p["col"])
+        if z < self.catalog.style_of(layer).min_zoom:
+            return tile_response(request, b"", layer)
+        data = await run_in_threadpool(self._run, lambda conn: fetch_tile(conn, layer, z, x, y))
+        return tile_response(request, data, layer)
+
+    async def tile_matrix_sets(self, request: Request) -> Response:
+        return tms_list(self._url(request, {}).rsplit("/tileMatrixSets", 1)[0])
+
+    async def tile_matrix_set(self, request: Request) -> Response:
+        if request.path_params["tms"] != "WebMercatorQuad":
+            raise NotFound(f"tile matrix set {request.path_params['tms']!r} is not offered; use WebMercatorQuad")
+        return JSONResponse(web_mercator_quad())
+
     async def queryables(self, request: Request) -> Response:
         layer = self.layer(request)
         check_unknown(dict(request.query_params), ["f", "lang"])
@@ -220,10 +287,61 @@ class FeaturesApi:
         return Response(_json(document), media_type="application/schema+json")
 
 
+def amend_json(handler: Handler, amend: Callable[[Any, Request], None]) -> Handler:
+    """Run pygeoapi's handler, then let gis_ioc complete its JSON answer."""
+
+    async def endpoint(request: Request) -> Response:
+        response = await handler(request)
+        if response.status_code != 200 or not response.headers.get("content-type", "").startswith("application/json"):
+            return response
+        import json
+
+        data = json.loads(bytes(response.body))
+        amend(data, request)
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+        return JSONResponse(data, headers=headers)
+
+    return endpoint
+
+
+def _conformance(data: Any, request: Request) -> None:
+    classes = [c for c in data.get("conformsTo", []) if c not in WITHDRAWN_CONFORMANCE]
+    data["conformsTo"] = sorted(set(classes) | set(EXTRA_CONFORMANCE))
+
+
+def _tiles_link(collection: dict[str, Any]) -> None:
+    self_link = next((li["href"] for li in collection.get("links", []) if li.get("rel") == "self"), None)
+    if self_link is None:
+        return
+    base = self_link.split("?", 1)[0]
+    collection["links"].append(
+        {"rel": TILESETS_REL, "type": "application/json", "title": "Vector tiles", "href": f"{base}/tiles?f=json"}
+    )
+
+
+def _collections(data: Any, request: Request) -> None:
+    for collection in data.get("collections", []):
+        _tiles_link(collection)
+
+
+def _collection(data: Any, request: Request) -> None:
+    _tiles_link(data)
+
+
 def _json(value: Any) -> str:
     import json
 
     return json.dumps(value, ensure_ascii=False)
+
+
+def _guard(handler: Handler) -> Handler:
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except GisIocError as exc:
+            return problem(exc.status, exc.title, str(exc))
+
+    return endpoint
 
 
 def _either(ours: Handler, theirs: Handler) -> Handler:
@@ -241,12 +359,21 @@ def _either(ours: Handler, theirs: Handler) -> Handler:
 def create_ogc_app(config: dict[str, Any], catalog: Catalog, pool: ConnectionPool, public_url: str | None) -> Starlette:
     api = build_api(config)
     features = FeaturesApi(catalog, pool, public_url, set(config["resources"]))
+    features.extents = {rid: r["extents"]["spatial"]["bbox"] for rid, r in config["resources"].items()}
     routes = [
         Route("/", pygeoapi_handler(api, core_api.landing_page)),
         Route("/openapi", pygeoapi_handler(api, core_api.openapi_)),
-        Route("/conformance", pygeoapi_handler(api, core_api.conformance)),
-        Route("/collections", pygeoapi_handler(api, core_api.describe_collections)),
-        Route("/collections/{collection_id}", pygeoapi_handler(api, core_api.describe_collections, "collection_id")),
+        Route("/conformance", amend_json(pygeoapi_handler(api, core_api.conformance), _conformance)),
+        Route("/collections", amend_json(pygeoapi_handler(api, core_api.describe_collections), _collections)),
+        Route(
+            "/collections/{collection_id}",
+            amend_json(pygeoapi_handler(api, core_api.describe_collections, "collection_id"), _collection),
+        ),
+        Route("/tileMatrixSets", _guard(features.tile_matrix_sets)),
+        Route("/tileMatrixSets/{tms}", _guard(features.tile_matrix_set)),
+        Route("/collections/{collection_id}/tiles", _guard(features.tilesets)),
+        Route("/collections/{collection_id}/tiles/{tms}", _guard(features.tileset)),
+        Route("/collections/{collection_id}/tiles/{tms}/{z}/{row}/{col}", _guard(features.tile)),
         Route(
             "/collections/{collection_id}/queryables",
             _either(

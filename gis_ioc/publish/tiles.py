@@ -1,0 +1,215 @@
+"""OGC API Tiles for every published layer: WebMercatorQuad, Mapbox Vector Tiles made by PostGIS.
+
+Geometries are simplified to the tile's pixel size before ``ST_AsMVTGeom`` quantises them, and
+polygons smaller than a pixel are left out below zoom 14, so a map can draw the 200,000 parcels.
+Tiles carry an ETag and Cache-Control; an unchanged tile answers 304.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gis_ioc.catalog import Catalog, Layer
+from gis_ioc.catalog.ddl import SCHEMA
+from gis_ioc.errors import InvalidInput, NotFound
+
+TMS_ID = "WebMercatorQuad"
+TMS_URI = "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad"
+MVT = "application/vnd.mapbox-vector-tile"
+MAX_ZOOM = 22
+EXTENT = 4096
+_WORLD = 40075016.68557849  # metres, the side of the Web Mercator square
+
+
+def tile_sql(layer: Layer, z: int) -> sql.Composed:
+    """One tile of one layer as MVT bytes (parameters: z, x, y)."""
+    pixel = _WORLD / (2**z) / 256  # metres per screen pixel at this zoom
+    geom: sql.Composable = sql.SQL("ST_Transform(t.geom, 3857)")
+    if "Point" not in layer.geometry:
+        geom = sql.SQL("ST_Simplify({}, {}, true)").format(geom, sql.Literal(pixel / 2))
+    where: list[sql.Composable] = [
+        sql.SQL("t.geom && ST_Transform(b.env, 4326)"),
+        sql.SQL("t.approval = 'approved'"),
+    ]
+    if layer.versioned:
+        where.append(sql.SQL("t.valid_to IS NULL"))
+    if "Polygon" in layer.geometry and z < 14:
+        where.append(sql.SQL("ST_Area(t.geom::box2d::geometry) > {}").format(sql.Literal((pixel / 111_000) ** 2)))
+    props = sql.SQL(", ").join(sql.Identifier("t", f.name) for f in layer.fields)
+    return sql.SQL(
+        "WITH b AS (SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS env), "
+        "m AS (SELECT t.fid, {props}, ST_AsMVTGeom({geom}, b.env, {extent}, 64, true) AS mvt_geom "
+        "FROM {table} t, b WHERE {where}) "
+        "SELECT ST_AsMVT(m.*, {name}, {extent}, 'mvt_geom', 'fid') FROM m WHERE mvt_geom IS NOT NULL"
+    ).format(
+        props=props,
+        geom=geom,
+        extent=sql.Literal(EXTENT),
+        table=sql.Identifier(SCHEMA, layer.table),
+        where=sql.SQL(" AND ").join(where),
+        name=sql.Literal(layer.id),
+    )
+
+
+def fetch_tile(conn: psycopg.Connection[Any], layer: Layer, z: int, x: int, y: int) -> bytes:
+    row = conn.execute(tile_sql(layer, z), {"z": z, "x": x, "y": y}).fetchone()
+    return bytes(row[0]) if row and row[0] is not None else b""
+
+
+def parse_tile(layer: Layer, tms: str, z: str, row: str, col: str) -> tuple[int, int, int]:
+    if tms != TMS_ID:
+        raise NotFound(f"tile matrix set {tms!r} is not offered; use {TMS_ID}")
+    try:
+        zi, yi, xi = int(z), int(row), int(col)
+    except ValueError:
+        raise InvalidInput(f"tile indices must be integers: {z}/{row}/{col}") from None
+    if not 0 <= zi <= MAX_ZOOM:
+        raise InvalidInput(f"tileMatrix {zi} outside 0–{MAX_ZOOM}")
+    if not (0 <= xi < 2**zi and 0 <= yi < 2**zi):
+        raise InvalidInput(f"tile {zi}/{yi}/{xi} is outside the tile matrix (0–{2**zi - 1})")
+    return zi, xi, yi
+
+
+def tile_response(request: Request, data: bytes, layer: Layer) -> Response:
+    etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=300", "Vary": "Accept-Encoding"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    if not data:
+        return Response(status_code=204, headers=headers)
+    return Response(data, media_type=MVT, headers=headers)
+
+
+def _tile_range(bbox: list[float], z: int) -> dict[str, Any]:
+    def col(lon: float) -> int:
+        return int((lon + 180) / 360 * 2**z)
+
+    def row(lat: float) -> int:
+        r = math.radians(lat)
+        return int((1 - math.asinh(math.tan(r)) / math.pi) / 2 * 2**z)
+
+    return {
+        "tileMatrix": str(z),
+        "minTileRow": row(bbox[3]),
+        "maxTileRow": row(bbox[1]),
+        "minTileCol": col(bbox[0]),
+        "maxTileCol": col(bbox[2]),
+    }
+
+
+def tileset(layer: Layer, catalog: Catalog, base: str, bbox: list[float]) -> dict[str, Any]:
+    """Tileset metadata (OGC API Tiles, 2DTMS JSON)."""
+    min_zoom = catalog.style_of(layer).min_zoom
+    return {
+        "title": layer.title.vi,
+        "description": layer.description.vi,
+        "dataType": "vector",
+        "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
+        "tileMatrixSetURI": TMS_URI,
+        "tileMatrixSetLimits": [_tile_range(bbox, z) for z in range(min_zoom, MAX_ZOOM + 1)],
+        "layers": [
+            {
+                "id": layer.id,
+                "title": layer.title.vi,
+                "dataType": "vector",
+                "geometryDimension": 0 if "Point" in layer.geometry else 1 if "Line" in layer.geometry else 2,
+                "minTileMatrix": str(min_zoom),
+                "maxTileMatrix": str(MAX_ZOOM),
+                "propertiesSchema": {
+                    "type": "object",
+                    "properties": {f.name: {"title": f.title.vi} for f in layer.fields},
+                },
+            }
+        ],
+        "boundingBox": {
+            "lowerLeft": bbox[:2],
+            "upperRight": bbox[2:],
+            "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+        },
+        "links": [
+            {"rel": "self", "type": "application/json", "href": f"{base}/tiles/{TMS_ID}"},
+            {
+                "rel": "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme",
+                "type": "application/json",
+                "href": f"{base.rsplit('/collections/', 1)[0]}/tileMatrixSets/{TMS_ID}",
+            },
+            {
+                "rel": "item",
+                "type": MVT,
+                "templated": True,
+                "href": f"{base}/tiles/{TMS_ID}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}",
+            },
+        ],
+    }
+
+
+def tileset_list(layer: Layer, base: str) -> dict[str, Any]:
+    return {
+        "tilesets": [
+            {
+                "title": layer.title.vi,
+                "dataType": "vector",
+                "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
+                "tileMatrixSetURI": TMS_URI,
+                "links": [
+                    {"rel": "self", "type": "application/json", "href": f"{base}/tiles/{TMS_ID}"},
+                    {
+                        "rel": "item",
+                        "type": MVT,
+                        "templated": True,
+                        "href": f"{base}/tiles/{TMS_ID}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}",
+                    },
+                ],
+            }
+        ],
+        "links": [{"rel": "self", "type": "application/json", "href": f"{base}/tiles"}],
+    }
+
+
+def web_mercator_quad() -> dict[str, Any]:
+    """The WebMercatorQuad tile matrix set (OGC 17-083r4), levels 0–MAX_ZOOM."""
+    origin = [-_WORLD / 2, _WORLD / 2]
+    return {
+        "id": TMS_ID,
+        "title": "Google Maps Compatible for the World",
+        "uri": TMS_URI,
+        "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
+        "orderedAxes": ["X", "Y"],
+        "wellKnownScaleSet": "http://www.opengis.net/def/wkss/OGC/1.0/GoogleMapsCompatible",
+        "tileMatrices": [
+            {
+                "id": str(z),
+                "scaleDenominator": 559082264.0287178 / 2**z,
+                "cellSize": _WORLD / 256 / 2**z,
+                "cornerOfOrigin": "topLeft",
+                "pointOfOrigin": origin,
+                "tileWidth": 256,
+                "tileHeight": 256,
+                "matrixWidth": 2**z,
+                "matrixHeight": 2**z,
+            }
+            for z in range(MAX_ZOOM + 1)
+        ],
+    }
+
+
+def tms_list(base: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "tileMatrixSets": [
+                {
+                    "id": TMS_ID,
+                    "title": "Google Maps Compatible for the World",
+                    "uri": TMS_URI,
+                    "links": [{"rel": "self", "type": "application/json", "href": f"{base}/tileMatrixSets/{TMS_ID}"}],
+                }
+            ]
+        }
+    )
