@@ -36,6 +36,7 @@ from gis_ioc.catalog import Catalog, Layer
 from gis_ioc.errors import DatabaseUnavailable, GisIocError, InvalidInput, NotFound
 from gis_ioc.http import problem
 from gis_ioc.publish.features import ItemsQuery, feature_collection, fetch_feature, fetch_page
+from gis_ioc.publish.openapi import self_contained
 from gis_ioc.publish.params import ITEM_PARAMS, check_unknown, parse_crs, parse_items
 from gis_ioc.publish.queryables import queryables_document
 from gis_ioc.publish.tiles import (
@@ -76,7 +77,7 @@ TILESETS_REL = "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"
 
 def build_api(config: dict[str, Any]) -> API:
     """pygeoapi's API object with an OpenAPI document generated from the same configuration."""
-    openapi = get_oas(config, fail_on_invalid_collection=False)
+    openapi = self_contained(get_oas(config, fail_on_invalid_collection=False), list(config["resources"]))
     return API(config, openapi)
 
 

@@ -1,0 +1,156 @@
+"""Real clients against a real server: GDAL's OAPIF driver, OWSLib, and a schemathesis run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from owslib.ogcapi.features import Features
+
+from gis_ioc.catalog import Catalog
+from gis_ioc.demo import DemoResult
+from gis_ioc.publish.config import published_layers
+from gis_ioc.settings import Settings
+from tests.conftest import free_port, scalar
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def server(
+    settings: Settings, loaded: DemoResult, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """`gis-ioc serve` on a free port; yields its address and its access log."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "access.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIS_IOC_")}
+    env.update(
+        {
+            "GIS_IOC_HOME": str(settings.home),
+            "GIS_IOC_DB_PORT": str(settings.db_port),
+            "GIS_IOC_DB_NAME": settings.db_name,
+            "GIS_IOC_PORT": str(port),
+        }
+    )
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(BIN / "gis-ioc"), "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.3)
+        yield base, log
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _gdal(*argv: str) -> str:
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "CPL_DEBUG": "OFF"}
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_gdal_lists_every_collection(server: tuple[str, Path], catalog: Catalog) -> None:
+    base, _ = server
+    listing = _gdal("ogrinfo", "-ro", "-q", f"OAPIF:{base}/ogc")
+    for layer in published_layers(catalog):
+        assert f": {layer.id} (title: {layer.title.vi})" in listing
+
+
+def test_gdal_reads_a_whole_collection(server: tuple[str, Path]) -> None:
+    base, _ = server
+    summary = _gdal("ogrinfo", "-ro", "-so", "-al", f"OAPIF:{base}/ogc/collections/communes")
+    assert "Feature Count: 104" in summary and "code: String" in summary
+
+
+def test_gdal_pushes_spatial_and_attribute_filters_to_the_server(
+    server: tuple[str, Path], db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    base, log = server
+    target = tmp_path / "schools.gpkg"
+    _gdal(
+        "ogr2ogr",
+        "-f",
+        "GPKG",
+        str(target),
+        f"OAPIF:{base}/ogc/collections/schools",
+        "-spat",
+        "106.0",
+        "20.6",
+        "106.1",
+        "20.7",
+        "-where",
+        "level = 'primary'",
+    )
+    expected = scalar(
+        db,
+        "SELECT count(*) FROM layers.schools WHERE level = 'primary' AND "
+        "ST_Intersects(geom, ST_MakeEnvelope(106, 20.6, 106.1, 20.7, 4326))",
+    )
+    assert f"Feature Count: {expected}" in _gdal("ogrinfo", "-so", "-al", str(target))
+    requests = [line for line in log.read_text().splitlines() if "/collections/schools/items?" in line]
+    assert any("bbox=106" in line and "level=primary" in line for line in requests), requests[-3:]
+
+
+def test_owslib_reads_collections_queryables_filtered_items_and_vn2000(
+    server: tuple[str, Path], db: psycopg.Connection[Any]
+) -> None:
+    base, _ = server
+    api = Features(f"{base}/ogc")
+    ids = {c["id"] for c in api.collections()["collections"]}
+    assert {"communes", "land_parcels", "schools"} <= ids
+    queryables = api.collection_queryables("land_parcels")
+    assert "land_use" in queryables["properties"]
+    items = api.collection_items(
+        "land_parcels", filter="land_use = 'ODT' AND area_m2 > 3000", limit=1000, skipGeometry="true"
+    )
+    expected = scalar(db, "SELECT count(*) FROM layers.land_parcels WHERE land_use = 'ODT' AND area_m2 > 3000")
+    assert items["numberReturned"] == min(expected, 1000) and expected > 0
+    vn2000 = api.collection_items("schools", limit=1, crs="http://www.opengis.net/def/crs/EPSG/0/9209")
+    easting, northing = vn2000["features"][0]["geometry"]["coordinates"]
+    assert 500_000 < easting < 650_000 and 2_200_000 < northing < 2_350_000
+
+
+def test_schemathesis_finds_no_server_error(server: tuple[str, Path]) -> None:
+    base, _ = server
+    result = subprocess.run(
+        [
+            str(BIN / "schemathesis"),
+            "run",
+            f"{base}/ogc/openapi?f=json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "2",
+            "--include-method",
+            "GET",
+            "--workers",
+            "2",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    tail = "\n".join(result.stdout.splitlines()[-25:])
+    assert result.returncode == 0, tail
+    assert " passed" in tail and "failed" not in tail.split("Test cases:", 1)[-1]
