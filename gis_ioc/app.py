@@ -120,5 +120,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def ogc_root() -> RedirectResponse:
         return RedirectResponse(f"{settings.ogc_path}/", status_code=307)
 
-    app.mount(settings.ogc_path, create_ogc_app(config, catalog, pool, settings.public_url))
+    app.mount(settings.ogc_path, create_ogc_app(config, catalog, pool, settings.public_url, settings.ogc_path))
     return app

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import re
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -90,8 +92,42 @@ def _respond(headers: dict[str, str], status: int, content: Any) -> Response:
     return response
 
 
-def pygeoapi_handler(api: API, function: Callable[..., Any], *param_names: str, validate: bool = True) -> Handler:
+class ApisByAddress:
+    """pygeoapi takes its links and OpenAPI ``servers`` from ``server.url``; so that they are right for
+    the address a client reached the server at, one ``API`` is kept per address (at most ``MAX``;
+    further addresses get the configured one). With ``GIS_IOC_PUBLIC_URL`` set, that address is used always.
+    """
+
+    MAX = 8
+
+    def __init__(self, config: dict[str, Any], ogc_path: str, fixed: bool) -> None:
+        self.config = config
+        self.ogc_path = ogc_path
+        self.fixed = fixed
+        self.default = build_api(config)
+        self.apis: dict[str, API] = {config["server"]["url"]: self.default}
+        self.lock = threading.Lock()
+
+    def __call__(self, request: Request) -> API:
+        if self.fixed:
+            return self.default
+        host = request.headers.get("host", "")
+        if not re.fullmatch(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?", host):
+            return self.default
+        url = f"{request.url.scheme}://{host}{self.ogc_path}"
+        with self.lock:
+            api = self.apis.get(url)
+            if api is None and len(self.apis) < self.MAX:
+                config = {**self.config, "server": {**self.config["server"], "url": url}}
+                api = self.apis[url] = build_api(config)
+        return api or self.default
+
+
+def pygeoapi_handler(
+    apis: Callable[[Request], API], function: Callable[..., Any], *param_names: str, validate: bool = True
+) -> Handler:
     async def endpoint(request: Request) -> Response:
+        api = apis(request)
         api_request = await APIRequest.from_starlette(request, api.locales)
         if validate and not api_request.is_valid():
             headers, status, content = api.get_format_exception(api_request)
@@ -357,8 +393,10 @@ def _either(ours: Handler, theirs: Handler) -> Handler:
     return endpoint
 
 
-def create_ogc_app(config: dict[str, Any], catalog: Catalog, pool: ConnectionPool, public_url: str | None) -> Starlette:
-    api = build_api(config)
+def create_ogc_app(
+    config: dict[str, Any], catalog: Catalog, pool: ConnectionPool, public_url: str | None, ogc_path: str = "/ogc"
+) -> Starlette:
+    api = ApisByAddress(config, ogc_path, fixed=public_url is not None)
     features = FeaturesApi(catalog, pool, public_url, set(config["resources"]))
     features.extents = {rid: r["extents"]["spatial"]["bbox"] for rid, r in config["resources"].items()}
     routes = [
@@ -403,5 +441,5 @@ def create_ogc_app(config: dict[str, Any], catalog: Catalog, pool: ConnectionPoo
     ]
     app = Starlette(routes=routes)
     app.router.redirect_slashes = False
-    app.state.pygeoapi = api
+    app.state.pygeoapi = api.default
     return app

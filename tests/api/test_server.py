@@ -193,3 +193,23 @@ def test_gis_ioc_serve_runs_a_real_server(settings: Settings, loaded: DemoResult
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
     assert f"serving Hưng Yên at {base}/" in out
+
+
+def test_links_and_openapi_servers_follow_the_address_reached(client: TestClient) -> None:
+    headers = {"Host": "10.20.30.40:8080"}
+    collections = client.get("/ogc/collections", params={"f": "json"}, headers=headers).json()
+    hrefs = [link["href"] for c in collections["collections"] for link in c["links"] if link["rel"] == "self"]
+    assert hrefs and all(h.startswith("http://10.20.30.40:8080/ogc/") for h in hrefs)
+    openapi = client.get("/ogc/openapi", params={"f": "json"}, headers=headers).json()
+    assert openapi["servers"][0]["url"] == "http://10.20.30.40:8080/ogc"
+    page = client.get("/ogc/collections/schools/items", params={"limit": 1}, headers=headers).json()
+    assert all(link["href"].startswith("http://10.20.30.40:8080/ogc/") for link in page["links"])
+    # and the default address still answers with its own links
+    default = client.get("/ogc/collections", params={"f": "json"}).json()
+    assert default["collections"][0]["links"][1]["href"].startswith("http://")
+
+
+def test_openapi_is_self_contained(client: TestClient) -> None:
+    text = client.get("/ogc/openapi", params={"f": "json"}).text.replace(" ", "")
+    assert '"$ref":"http' not in text
+    assert "/collections/land_parcels/tiles/WebMercatorQuad/{tileMatrix}/{tileRow}/{tileCol}" in text
