@@ -44,6 +44,7 @@ from gis_ioc.publish.queryables import queryables_document
 from gis_ioc.publish.tiles import (
     fetch_tile,
     parse_tile,
+    parse_tile_properties,
     tile_response,
     tileset,
     tileset_list,
@@ -301,12 +302,14 @@ class FeaturesApi:
 
     async def tile(self, request: Request) -> Response:
         layer = self.layer(request)
-        check_unknown(dict(request.query_params), ["f"])
+        params = dict(request.query_params)
+        check_unknown(params, ["f", "properties"])
         p = request.path_params
         z, x, y = parse_tile(layer, p["tms"], p["z"], p["row"], p["col"])
+        properties = parse_tile_properties(layer, self.catalog, params.get("properties"))
         if z < self.catalog.style_of(layer).min_zoom:
             return tile_response(request, b"", layer)
-        data = await run_in_threadpool(self._run, lambda conn: fetch_tile(conn, layer, z, x, y))
+        data = await run_in_threadpool(self._run, lambda conn: fetch_tile(conn, layer, z, x, y, properties))
         return tile_response(request, data, layer)
 
     async def tile_matrix_sets(self, request: Request) -> Response:

@@ -28,8 +28,14 @@ EXTENT = 4096
 _WORLD = 40075016.68557849  # metres, the side of the Web Mercator square
 
 
-def tile_sql(layer: Layer, z: int) -> sql.Composed:
-    """One tile of one layer as MVT bytes (parameters: z, x, y)."""
+def default_tile_properties(layer: Layer, catalog: Catalog) -> list[str]:
+    """What a tile carries unless asked: the key, the name and the styled field (the rest: /items/{fid})."""
+    wanted = [layer.key, "name", catalog.style_of(layer).field]
+    return [f.name for f in layer.fields if f.name in wanted]
+
+
+def tile_sql(layer: Layer, z: int, properties: list[str] | None = None) -> sql.Composed:
+    """One tile of one layer as MVT bytes (parameters: z, x, y); ``properties`` None: every field."""
     pixel = _WORLD / (2**z) / 256  # metres per screen pixel at this zoom
     geom: sql.Composable = sql.SQL("ST_Transform(t.geom, 3857)")
     if "Point" not in layer.geometry:
@@ -42,10 +48,11 @@ def tile_sql(layer: Layer, z: int) -> sql.Composed:
         where.append(sql.SQL("t.valid_to IS NULL"))
     if "Polygon" in layer.geometry and z < 14:
         where.append(sql.SQL("ST_Area(t.geom::box2d::geometry) > {}").format(sql.Literal((pixel / 111_000) ** 2)))
-    props = sql.SQL(", ").join(sql.Identifier("t", f.name) for f in layer.fields)
+    names = [f.name for f in layer.fields] if properties is None else properties
+    props = sql.SQL("").join(sql.SQL("{}, ").format(sql.Identifier("t", n)) for n in names)
     return sql.SQL(
         "WITH b AS (SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS env), "
-        "m AS (SELECT t.fid, {props}, ST_AsMVTGeom({geom}, b.env, {extent}, 64, true) AS mvt_geom "
+        "m AS (SELECT t.fid, {props}ST_AsMVTGeom({geom}, b.env, {extent}, 64, true) AS mvt_geom "
         "FROM {table} t, b WHERE {where}) "
         "SELECT ST_AsMVT(m.*, {name}, {extent}, 'mvt_geom', 'fid') FROM m WHERE mvt_geom IS NOT NULL"
     ).format(
@@ -58,8 +65,10 @@ def tile_sql(layer: Layer, z: int) -> sql.Composed:
     )
 
 
-def fetch_tile(conn: psycopg.Connection[Any], layer: Layer, z: int, x: int, y: int) -> bytes:
-    row = conn.execute(tile_sql(layer, z), {"z": z, "x": x, "y": y}).fetchone()
+def fetch_tile(
+    conn: psycopg.Connection[Any], layer: Layer, z: int, x: int, y: int, properties: list[str] | None
+) -> bytes:
+    row = conn.execute(tile_sql(layer, z, properties), {"z": z, "x": x, "y": y}).fetchone()
     return bytes(row[0]) if row and row[0] is not None else b""
 
 
@@ -75,6 +84,19 @@ def parse_tile(layer: Layer, tms: str, z: str, row: str, col: str) -> tuple[int,
     if not (0 <= xi < 2**zi and 0 <= yi < 2**zi):
         raise InvalidInput(f"tile {zi}/{yi}/{xi} is outside the tile matrix (0–{2**zi - 1})")
     return zi, xi, yi
+
+
+def parse_tile_properties(layer: Layer, catalog: Catalog, raw: str | None) -> list[str]:
+    """``properties=a,b`` (or ``*`` for every field); default: :func:`default_tile_properties`."""
+    if raw is None:
+        return default_tile_properties(layer, catalog)
+    if raw.strip() == "*":
+        return [f.name for f in layer.fields]
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    unknown = [n for n in names if layer.field(n) is None]
+    if unknown:
+        raise InvalidInput(f"properties: unknown {unknown}; available: {', '.join(f.name for f in layer.fields)}")
+    return names
 
 
 def tile_response(request: Request, data: bytes, layer: Layer) -> Response:

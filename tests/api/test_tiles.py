@@ -35,9 +35,19 @@ def test_tile_holds_the_features_postgis_selects(client: TestClient, db: psycopg
         )
     }
     assert ids == expected and len(ids) > 100
-    feature = layer["features"][0]
-    assert {"parcel_code", "land_use", "area_m2"} <= set(feature["properties"])
+    assert set(layer["features"][0]["properties"]) == {"parcel_code", "land_use"}  # key and styled field
     assert layer["extent"] == 4096
+    full = client.get(
+        f"/ogc/collections/land_parcels/tiles/WebMercatorQuad/{z}/{row}/{col}", params={"properties": "*"}
+    )
+    props = mapbox_vector_tile.decode(full.content)["land_parcels"]["features"][0]["properties"]
+    assert {"parcel_code", "land_use", "area_m2", "legal_status"} <= set(props)
+    assert (
+        client.get(
+            f"/ogc/collections/land_parcels/tiles/WebMercatorQuad/{z}/{row}/{col}", params={"properties": "nope"}
+        ).status_code
+        == 400
+    )
 
 
 def test_unchanged_tile_is_304(client: TestClient) -> None:
