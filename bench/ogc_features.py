@@ -146,6 +146,35 @@ def pgbench(
     return (len(latencies) / duration, statistics.median(latencies), latencies[int(0.95 * (len(latencies) - 1))], 0)
 
 
+def measure(request: str, url: str, args: argparse.Namespace) -> tuple[float, float, float, int] | None:
+    """One request type against one running contender; None when it does not answer properly."""
+    try:
+        started = time.perf_counter()
+        check = httpx.get(url, timeout=30)
+        single = time.perf_counter() - started
+    except httpx.HTTPError as exc:
+        print(f"  {request:<22} no answer within 30 s ({type(exc).__name__}): n/a", flush=True)
+        return None
+    if check.status_code not in (200, 204):
+        print(f"  {request:<22} HTTP {check.status_code}: n/a ({check.text[:100]!r})", flush=True)
+        return None
+    if single > 5:
+        print(f"  {request:<22} one request took {single:.1f} s: not loaded further, n/a", flush=True)
+        return None
+    wrk(url, 2, args.connections)  # warm-up
+    result = wrk(url, args.duration, args.connections)
+    rps, p50, p95, errors = result
+    if rps == 0:
+        print(f"  {request:<22} no request completed under load: n/a", flush=True)
+        return None
+    print(
+        f"  {request:<22} {rps:8.1f} req/s  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms"
+        f"{f'  ({errors} errors)' if errors else ''}",
+        flush=True,
+    )
+    return result
+
+
 def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("w") as out:
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -165,7 +194,10 @@ def tipg_python(cache: Path) -> Path:
     if not python.exists():
         print("installing tipg into its own environment …", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "tipg>=1.0", "uvicorn"], check=True)
+    # the same HTTP server stack as gis_ioc (uvicorn with uvloop and httptools), for a fair comparison
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "tipg>=1.0", "uvicorn[standard]"], check=True, capture_output=True
+    )
     return python
 
 
@@ -307,19 +339,7 @@ def main() -> None:
             wait_ready(urls["single feature"], proc)
             results[name] = {}
             for request, url in urls.items():
-                check = httpx.get(url, timeout=60)
-                if check.status_code not in (200, 204):
-                    print(f"  {request}: HTTP {check.status_code}, skipped: {check.text[:120]}")
-                    results[name][request] = None
-                    continue
-                wrk(url, 2, args.connections)  # warm-up
-                results[name][request] = wrk(url, args.duration, args.connections)
-                rps, p50, p95, errors = results[name][request]  # type: ignore[misc]
-                print(
-                    f"  {request:<22} {rps:8.1f} req/s  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms"
-                    f"{f'  ({errors} errors)' if errors else ''}",
-                    flush=True,
-                )
+                results[name][request] = measure(request, url, args)
             stop(proc)
         if "raw SQL" not in args.skip:
             print("raw SQL (pgbench) …", flush=True)

@@ -57,7 +57,9 @@ def parse_filter(text: str, lang: str | None) -> dict[str, Any]:
             expr = cql2.parse_json(text)
         else:
             raise InvalidInput(f"filter-lang {lang!r} is not supported; use cql2-text or cql2-json")
-    except (cql2.ParseError, ValueError) as exc:
+    except InvalidInput:
+        raise
+    except Exception as exc:  # the parser's own error types vary by version: all mean "does not parse"
         raise InvalidInput(f"filter does not parse as {lang}: {str(exc).strip()}") from exc
     result = expr.to_json()
     if not isinstance(result, (dict, bool)):
@@ -100,6 +102,12 @@ class FilterCompiler:
     # -- entry ----------------------------------------------------------------------------------
 
     def compile(self, node: Any) -> sql.Composable:
+        try:
+            return self._compile(node)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise InvalidInput(f"filter: malformed expression ({exc})") from exc
+
+    def _compile(self, node: Any) -> sql.Composable:
         if isinstance(node, bool):
             return sql.SQL("TRUE" if node else "FALSE")
         if isinstance(node, dict) and "property" in node:  # a boolean property used as a predicate

@@ -21,7 +21,7 @@ from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.crs import PUBLISHED, PublishedCrs
 from gis_ioc.publish.cql import FilterCompiler, Params
 
-COUNT_CAP = 10_000
+COUNT_CAP = 1_000
 #: decimals of coordinates by CRS kind: 1e-7° ≈ 1 cm; 1 mm in projected metres
 _PRECISION = {True: 7, False: 3}
 

@@ -328,6 +328,25 @@ def test_bad_filters_are_400(client: TestClient, cql: str, message: str) -> None
     assert message in error(client, "/ogc/collections/schools/items", filter=cql)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"op": "=", "args": [{"property": "level"}]}',
+        '{"op": "and", "args": "level"}',
+        '{"op": "in", "args": [{"property": "level"}, "primary"]}',
+        '{"op": "s_intersects", "args": [{"property": "geometry"}, {"type": "Polygon", "coordinates": 5}]}',
+        '{"op": "t_after", "args": [{"property": "name"}, {"timestamp": "soon"}]}',
+        "not json at all",
+    ],
+)
+def test_malformed_cql2_json_is_400(client: TestClient, body: str) -> None:
+    response = client.post(
+        "/ogc/collections/schools/items", content=body, headers={"Content-Type": "application/query-cql-json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"].startswith("filter")
+
+
 def test_injection_attempts_reach_the_database_only_as_values(client: TestClient, db: psycopg.Connection[Any]) -> None:
     before = scalar(db, "SELECT count(*) FROM layers.schools")
     for cql in (
