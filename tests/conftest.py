@@ -10,12 +10,17 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -98,3 +103,38 @@ def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any
     row = conn.execute(query, params).fetchone()
     assert row is not None
     return row[0]
+
+
+@contextmanager
+def serve(settings: Settings, log: Path) -> Iterator[str]:
+    """`gis-ioc serve` as a user runs it, on a free port against the suite's database; yields its address."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIS_IOC_")}
+    env.update(
+        {
+            "GIS_IOC_HOME": str(settings.home),
+            "GIS_IOC_DB_PORT": str(settings.db_port),
+            "GIS_IOC_DB_NAME": settings.db_name,
+            "GIS_IOC_PORT": str(port),
+        }
+    )
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gis-ioc"), "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the server did not answer within 60 s"
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

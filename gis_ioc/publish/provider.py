@@ -25,6 +25,7 @@ from gis_ioc.crs import lookup
 from gis_ioc.errors import DatabaseUnavailable, InvalidInput
 from gis_ioc.publish.features import ItemsQuery, fetch_feature, fetch_page
 from gis_ioc.publish.params import parse_datetime
+from gis_ioc.publish.queryables import json_schema_type
 
 _JSON_TYPES = {
     "text": "string",
@@ -64,15 +65,6 @@ def close_pools() -> None:
         for pool in _pools.values():
             pool.close()
         _pools.clear()
-
-
-def json_schema_type(field_type: str) -> dict[str, str]:
-    out = {"type": _JSON_TYPES[field_type]}
-    if field_type == "date":
-        out["format"] = "date"
-    elif field_type == "datetime":
-        out["format"] = "date-time"
-    return out
 
 
 class GisIocProvider(BaseProvider):  # type: ignore[misc]

@@ -24,6 +24,16 @@ _TYPES = {
 }
 
 
+def json_schema_type(field_type: str) -> dict[str, str]:
+    """The JSON Schema type (and format) of a catalog field type."""
+    out = {"type": _TYPES[field_type]}
+    if field_type == "date":
+        out["format"] = "date"
+    elif field_type == "datetime":
+        out["format"] = "date-time"
+    return out
+
+
 def queryables_document(layer: Layer, url: str) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "geometry": {
@@ -33,11 +43,7 @@ def queryables_document(layer: Layer, url: str) -> dict[str, Any]:
         },
     }
     for f in layer.fields:
-        schema: dict[str, Any] = {"title": f.title.vi, "x-title-en": f.title.en, "type": _TYPES[f.type]}
-        if f.type == "date":
-            schema["format"] = "date"
-        elif f.type == "datetime":
-            schema["format"] = "date-time"
+        schema: dict[str, Any] = {"title": f.title.vi, "x-title-en": f.title.en, **json_schema_type(f.type)}
         if f.description:
             schema["description"] = f.description.vi
         if f.unit:

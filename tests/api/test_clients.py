@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 from owslib.ogcapi.features import Features
@@ -19,7 +17,7 @@ from gis_ioc.catalog import Catalog
 from gis_ioc.demo import DemoResult
 from gis_ioc.publish.config import published_layers
 from gis_ioc.settings import Settings
-from tests.conftest import free_port, scalar
+from tests.conftest import scalar, serve
 
 BIN = Path(sys.executable).parent
 
@@ -29,35 +27,9 @@ def server(
     settings: Settings, loaded: DemoResult, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Path]]:
     """`gis-ioc serve` on a free port; yields its address and its access log."""
-    port = free_port()
     log = tmp_path_factory.mktemp("server") / "access.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIS_IOC_")}
-    env.update(
-        {
-            "GIS_IOC_HOME": str(settings.home),
-            "GIS_IOC_DB_PORT": str(settings.db_port),
-            "GIS_IOC_DB_NAME": settings.db_name,
-            "GIS_IOC_PORT": str(port),
-        }
-    )
-    with log.open("w") as out:
-        proc = subprocess.Popen([str(BIN / "gis-ioc"), "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.3)
+    with serve(settings, log) as base:
         yield base, log
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def _gdal(*argv: str) -> str:

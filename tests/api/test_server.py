@@ -3,10 +3,6 @@ the health endpoint reports the database."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +15,17 @@ from pygeoapi.config import validate_config
 
 from gis_ioc.app import create_app
 from gis_ioc.catalog import Catalog
+from gis_ioc.catalog import load_catalog as _load
 from gis_ioc.demo import DemoResult
 from gis_ioc.publish.config import PROVINCE_BBOX, published_layers, render_config
-from gis_ioc.settings import Settings
-from tests.conftest import free_port, scalar
+from gis_ioc.settings import PROJECT_ROOT, Settings
+from tests.conftest import free_port, scalar, serve
+
+PUBLISHED = [
+    lyr.id
+    for lyr in _load(PROJECT_ROOT / "layers", PROJECT_ROOT / "styles", PROJECT_ROOT / "config")
+    if lyr.access != "restricted"
+]
 
 
 def test_rendered_config_validates_against_pygeoapi_schema(
@@ -60,28 +63,7 @@ def test_collections_list_every_published_layer(client: TestClient, catalog: Cat
     assert client.get("/ogc/collections/police_posts/items").status_code == 404
 
 
-@pytest.mark.parametrize(
-    "layer_id",
-    [
-        "province",
-        "communes",
-        "land_parcels",
-        "buildings",
-        "roads",
-        "power_lines",
-        "power_substations",
-        "water_pipes",
-        "drainage",
-        "schools",
-        "health_facilities",
-        "fire_stations",
-        "trees",
-        "green_spaces",
-        "shelters",
-        "planning_zones",
-        "iot_devices",
-    ],
-)
+@pytest.mark.parametrize("layer_id", PUBLISHED)
 def test_every_collection_answers_with_its_features(
     client: TestClient, db: psycopg.Connection[Any], layer_id: str
 ) -> None:
@@ -160,42 +142,16 @@ def test_database_down_gives_503_not_500(settings: Settings) -> None:
         assert c.get("/healthz").status_code == 200
 
 
-def test_gis_ioc_serve_runs_a_real_server(settings: Settings, loaded: DemoResult) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "GIS_IOC_HOME": str(settings.home),
-        "GIS_IOC_DB_PORT": str(settings.db_port),
-        "GIS_IOC_DB_NAME": settings.db_name,
-        "GIS_IOC_PORT": str(port),
-    }
-    env.pop("GIS_IOC_DATABASE_URL", None)
-    gis_ioc = Path(sys.executable).parent / "gis-ioc"
-    proc = subprocess.Popen(
-        [str(gis_ioc), "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "server did not come up in 60 s"
-            time.sleep(0.3)
+def test_gis_ioc_serve_runs_a_real_server(settings: Settings, loaded: DemoResult, tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    with serve(settings, log) as base:
         collections = httpx.get(f"{base}/ogc/collections", params={"f": "json"}).json()
         communes = next(c for c in collections["collections"] if c["id"] == "communes")
         # links carry the address the server is reached at
         assert any(link["href"].startswith(f"{base}/ogc/collections/communes") for link in communes["links"])
         html = httpx.get(f"{base}/ogc/collections", params={"f": "html"})
         assert html.status_code == 200 and "Xã, phường" in html.text
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=20)
-    assert f"serving Hưng Yên at {base}/" in out
+    assert f"serving Hưng Yên at {base}/" in log.read_text()
 
 
 def test_links_and_openapi_servers_follow_the_address_reached(client: TestClient) -> None:
