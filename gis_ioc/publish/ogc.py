@@ -173,13 +173,8 @@ class FeaturesApi:
         return self.catalog.layers[layer_id]
 
     def _url(self, request: Request, params: dict[str, str] | None = None) -> str:
-        url = request.url
-        if self.public_url:
-            prefix = self.public_url.rstrip("/")
-            root = request.scope.get("root_path", "")
-            base = f"{prefix}{root}{request.scope['path']}"
-        else:
-            base = str(url.replace(query=""))
+        public = self.public_url
+        base = public.rstrip("/") + request.url.path if public else str(request.url.replace(query=""))
         query = urlencode(params if params is not None else dict(request.query_params))
         return f"{base}?{query}" if query else base
 

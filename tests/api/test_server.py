@@ -172,3 +172,15 @@ def test_openapi_is_self_contained(client: TestClient) -> None:
     text = client.get("/ogc/openapi", params={"f": "json"}).text.replace(" ", "")
     assert '"$ref":"http' not in text
     assert "/collections/land_parcels/tiles/WebMercatorQuad/{tileMatrix}/{tileRow}/{tileCol}" in text
+
+
+def test_public_url_sets_every_link(settings: Settings, loaded: DemoResult) -> None:
+    public = settings.model_copy(update={"public_url": "https://gis.hungyen.example"})
+    with TestClient(create_app(public)) as c:
+        page = c.get("/ogc/collections/schools/items", params={"limit": 1}, headers={"Host": "10.0.0.9"}).json()
+        assert {link["href"].split("?")[0] for link in page["links"]} >= {
+            "https://gis.hungyen.example/ogc/collections/schools/items",
+            "https://gis.hungyen.example/ogc/collections/schools",
+        }
+        meta = c.get("/ogc/collections/schools", params={"f": "json"}, headers={"Host": "10.0.0.9"}).json()
+        assert any(li["href"] == "https://gis.hungyen.example/ogc/collections/schools?f=json" for li in meta["links"])
