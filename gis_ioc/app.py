@@ -15,6 +15,7 @@ from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
 from gis_ioc import __version__
+from gis_ioc.api import scenarios as scenarios_api
 from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.database import migrations
 from gis_ioc.database.connection import create_pool, describe, translate_errors
@@ -23,6 +24,7 @@ from gis_ioc.http import problem
 from gis_ioc.publish.config import render_config
 from gis_ioc.publish.ogc import create_ogc_app
 from gis_ioc.publish.provider import close_pools
+from gis_ioc.scenarios.models import load_scenarios
 from gis_ioc.settings import Settings
 
 log = logging.getLogger("gis_ioc")
@@ -77,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.catalog = catalog
     app.state.pool = pool
     app.state.pygeoapi_config = config
+    app.state.scenarios = load_scenarios(settings.config_dir / "scenarios", catalog)
+    app.include_router(scenarios_api.router)
 
     @app.exception_handler(GisIocError)
     async def gis_ioc_error(request: Request, exc: GisIocError) -> JSONResponse:

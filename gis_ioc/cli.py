@@ -236,6 +236,104 @@ def setup(ctx: click.Context, no_demo: bool) -> None:
         ctx.invoke(demo, seed=None, as_of=None, parcels=200_000, buildings=100_000, force=False)
 
 
+# -- scenarios ------------------------------------------------------------------------------------
+
+
+@main.group(cls=_Group)
+def scenario() -> None:
+    """Scenarios: indicators over a selection, against their targets."""
+
+
+@scenario.command("list")
+@click.pass_context
+def scenario_list(ctx: click.Context) -> None:
+    """The scenarios and their indicators."""
+    from gis_ioc.scenarios.models import load_scenarios
+
+    settings = _settings(ctx)
+    for s in load_scenarios(settings.config_dir / "scenarios", _catalog(settings)).values():
+        click.echo(f"{s.id}\t{s.title.vi}\t{', '.join(s.indicators)}")
+
+
+@scenario.command("run")
+@click.argument("name")
+@click.option("--period", required=True, help="YYYY-Qn or YYYY, e.g. 2026-Q3.")
+@click.option("--commune", "codes", multiple=True, help="A commune code (repeat for several).")
+@click.option("--province", "whole", is_flag=True, help="The whole province.")
+@click.option("--at", "at", help="X,Y of a point (with --radius: the centre).")
+@click.option("--radius", type=float, help="Metres on the ground around --at.")
+@click.option(
+    "--zone",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A GeoJSON file with one polygon (a geometry, a Feature or a one-feature collection).",
+)
+@click.option("--crs", help="CRS of --at/--zone coordinates (default CRS84 lon,lat; e.g. EPSG:9209).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+@click.pass_context
+def scenario_run(
+    ctx: click.Context,
+    name: str,
+    period: str,
+    codes: tuple[str, ...],
+    whole: bool,
+    at: str | None,
+    radius: float | None,
+    zone: Path | None,
+    crs: str | None,
+    as_json: bool,
+) -> None:
+    """Run scenario NAME over a selection and print its figures and flags (the run is stored)."""
+    from gis_ioc.scenarios import selectors
+    from gis_ioc.scenarios.engine import run_scenario
+    from gis_ioc.scenarios.models import get_scenario, load_scenarios
+
+    settings = _settings(ctx)
+    cat = _catalog(settings)
+    chosen = get_scenario(load_scenarios(settings.config_dir / "scenarios", cat), name)
+    given = sum(bool(v) for v in (codes, whole, zone, at))
+    if given != 1:
+        raise click.UsageError("give exactly one of --commune, --province, --at (with or without --radius), --zone")
+    with connect(settings, autocommit=True) as conn:
+        if codes:
+            selection = selectors.communes(conn, list(codes))
+        elif whole:
+            selection = selectors.province(conn)
+        elif zone is not None:
+            data = json.loads(zone.read_text(encoding="utf-8"))
+            if data.get("type") == "FeatureCollection":
+                data = data["features"][0]
+            selection = selectors.zone(conn, data.get("geometry", data), crs)
+        else:
+            try:
+                x, y = (float(v) for v in str(at).split(","))
+            except ValueError:
+                raise click.BadParameter("--at wants X,Y (e.g. 106.05,20.65)") from None
+            selection = (
+                selectors.radius(conn, x, y, radius, crs) if radius is not None else selectors.point(conn, x, y, crs)
+            )
+        run = run_scenario(conn, cat, chosen, selection, period)
+    if as_json:
+        click.echo(json.dumps(run.as_dict(), ensure_ascii=False, indent=2, default=str))
+        return
+    table = Table("indicator", "unit", "value", "target", "status", "change", title=f"{chosen.title.vi} — {period}")
+    for ind in run.indicators:
+        total = ind["total"]
+        value = "–" if total["value"] is None else f"{total['value']:,.2f}"
+        target = "–" if total["target"] is None else f"{total['target']:,.2f}"
+        change = "–" if total["change"] is None else f"{total['change']:+,.2f}"
+        colour = {"met": "green", "not met": "red"}.get(total["status"], "yellow")
+        table.add_row(ind["name"]["vi"], ind["unit"], value, target, f"[{colour}]{total['status']}[/]", change)
+    out = Console()
+    out.print(table)
+    methods = sorted({c["method"] for c in run.communes})
+    out.print(f"{len(run.communes)} communes ({', '.join(methods)}); {len(run.flags)} flags; run {run.id}")
+    for flag in run.flags[:10]:
+        where = "toàn vùng chọn" if flag["where"] == "total" else flag["commune"]
+        out.print(
+            f"  [red]✗[/] {flag['name']['vi']} — {where}: {flag['value']:,.2f} / {flag['target']:,.2f} {flag['unit']}"
+        )
+
+
 # -- catalog and configuration --------------------------------------------------------------------
 
 

@@ -1,0 +1,1 @@
+"""gis_ioc's own JSON API (``/api``): thin HTTP shells over the domain code."""

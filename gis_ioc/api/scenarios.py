@@ -1,0 +1,54 @@
+"""``/api/scenarios``: list scenarios, run one over a selection, read a stored run."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request
+from starlette.concurrency import run_in_threadpool
+
+from gis_ioc.database.connection import translate_errors
+from gis_ioc.errors import InvalidInput
+from gis_ioc.scenarios import selectors
+from gis_ioc.scenarios.engine import get_run, run_scenario
+from gis_ioc.scenarios.models import get_scenario
+
+router = APIRouter(prefix="/api/scenarios", tags=["scenarios"])
+
+_EXAMPLE = {"period": "2026-Q3", "radius": {"at": [106.05, 20.65], "metres": 2000}}
+
+
+@router.get("", summary="The scenarios and their indicators")
+async def list_scenarios(request: Request) -> list[dict[str, Any]]:
+    scenarios = request.app.state.scenarios
+    return [s.model_dump(mode="json") for s in scenarios.values()]
+
+
+@router.post("/{scenario_id}/run", summary="Run a scenario over a selection for a period (stored)")
+async def run(
+    request: Request, scenario_id: str, body: Annotated[dict[str, Any], Body(examples=[_EXAMPLE])]
+) -> dict[str, Any]:
+    """Body: ``period`` and exactly one of ``point`` [x, y], ``radius`` {"at": [x, y], "metres": m},
+    ``zone`` (GeoJSON polygon, or "layer:fid"), ``communes`` [codes], ``province`` (true); optional
+    ``crs`` for the coordinates (default CRS84; VN-2000 EPSG:9209 and others accepted)."""
+    app = request.app
+    scenario = get_scenario(app.state.scenarios, scenario_id)
+    period = body.get("period")
+    if not isinstance(period, str):
+        raise InvalidInput("period is required, e.g. 2026-Q3")
+
+    def work() -> dict[str, Any]:
+        with translate_errors(), app.state.pool.connection(timeout=10) as conn:
+            selection = selectors.from_request(conn, body, app.state.catalog)
+            return run_scenario(conn, app.state.catalog, scenario, selection, period).as_dict()
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/runs/{run_id}", summary="A stored run, as it was answered")
+async def stored_run(request: Request, run_id: int) -> dict[str, Any]:
+    def work() -> dict[str, Any]:
+        with translate_errors(), request.app.state.pool.connection(timeout=10) as conn:
+            return get_run(conn, run_id)
+
+    return await run_in_threadpool(work)

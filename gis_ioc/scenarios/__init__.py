@@ -1,0 +1,1 @@
+"""Scenarios: select by point, radius, zone or commune; aggregate indicators; flag targets not met."""

@@ -1,0 +1,225 @@
+"""Indicators over a selection: apportion communes, aggregate by kind, compare with targets.
+
+Communes cut by a selection count with the share of their households inside it, from the
+buildings layer (dasymetric), or with the share of their area where no household is mapped;
+the result says which. Rates are recomputed from apportioned numerators and denominators and
+means are weighted, never averaged or apportioned blindly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from gis_ioc.catalog.indicators import PERIOD_RE, Indicator
+from gis_ioc.scenarios.selectors import Selection
+
+
+@dataclass
+class CommuneShare:
+    code: str
+    name: str
+    share: float
+    method: str  # whole | containing commune | households in buildings | area
+
+
+@dataclass
+class Figure:
+    value: float | None
+    target: float | None
+    status: str  # met | not met | no data | stale | no target
+    gap: float | None = None  # shortfall against the target (positive = short), in the indicator's unit
+    share_of_target: float | None = None
+    previous: float | None = None
+    change: float | None = None
+
+
+@dataclass
+class IndicatorResult:
+    id: str
+    name: dict[str, str]
+    sector: str
+    unit: str
+    direction: str
+    total: Figure
+    communes: dict[str, Figure] = field(default_factory=dict)
+
+
+def previous_period(period: str) -> str:
+    match = PERIOD_RE.match(period)
+    if match is None:
+        raise ValueError(period)
+    year = int(match["year"])
+    if match["quarter"] is None:
+        return str(year - 1)
+    quarter = int(match["quarter"])
+    return f"{year - 1}-Q4" if quarter == 1 else f"{year}-Q{quarter - 1}"
+
+
+def apportion(conn: psycopg.Connection[Any], selection: Selection) -> list[CommuneShare]:
+    if selection.kind == "communes":
+        rows = conn.execute(
+            "SELECT code, name FROM layers.communes WHERE valid_to IS NULL AND code = ANY(%s) ORDER BY code",
+            (selection.communes,),
+        ).fetchall()
+        return [CommuneShare(code, name, 1.0, "whole") for code, name in rows]
+    if selection.kind == "province":
+        rows = conn.execute("SELECT code, name FROM layers.communes WHERE valid_to IS NULL ORDER BY code").fetchall()
+        return [CommuneShare(code, name, 1.0, "whole") for code, name in rows]
+    geom = {"g": selection.geometry}
+    if selection.kind == "point":
+        rows = conn.execute(
+            "SELECT code, name FROM layers.communes WHERE valid_to IS NULL AND "
+            "ST_Intersects(geom, ST_GeomFromEWKB(decode(%(g)s, 'hex'))) ORDER BY code",
+            geom,
+        ).fetchall()
+        return [CommuneShare(code, name, 1.0, "containing commune") for code, name in rows]
+    rows = conn.execute(
+        """WITH sel AS (SELECT ST_GeomFromEWKB(decode(%(g)s, 'hex')) AS g),
+                cut AS (SELECT c.code, c.name, c.geom FROM layers.communes c, sel
+                        WHERE c.valid_to IS NULL AND ST_Intersects(c.geom, sel.g)),
+                hh AS (SELECT b.commune_code,
+                              coalesce(sum(b.households) FILTER (WHERE ST_Intersects(b.geom, sel.g)), 0) AS inside,
+                              coalesce(sum(b.households), 0) AS total
+                         FROM layers.buildings b, sel
+                        WHERE b.commune_code IN (SELECT code FROM cut) AND b.approval = 'approved'
+                        GROUP BY b.commune_code)
+           SELECT cut.code, cut.name,
+                  ST_Area(ST_Intersection(cut.geom, sel.g)::geography) / ST_Area(cut.geom::geography),
+                  hh.inside, hh.total
+             FROM cut CROSS JOIN sel LEFT JOIN hh ON hh.commune_code = cut.code
+            ORDER BY cut.code""",
+        geom,
+    ).fetchall()
+    shares = []
+    for code, name, area_share, inside, total in rows:
+        if total:
+            shares.append(CommuneShare(code, name, float(inside) / float(total), "households in buildings"))
+        else:
+            shares.append(CommuneShare(code, name, min(1.0, float(area_share)), "area"))
+    return shares
+
+
+def _values(
+    conn: psycopg.Connection[Any], ids: list[str], codes: list[str], periods: list[str]
+) -> dict[tuple[str, str, str], tuple[Any, ...]]:
+    rows = conn.execute(
+        "SELECT indicator_id, commune_code, period, value, numerator, denominator, updated_at "
+        "FROM gis_ioc.indicator_values WHERE indicator_id = ANY(%s) AND commune_code = ANY(%s) AND period = ANY(%s)",
+        (ids, codes, periods),
+    ).fetchall()
+    return {(r[0], r[1], r[2]): r[3:] for r in rows}
+
+
+def combine(
+    ind: Indicator, shares: list[CommuneShare], values: dict[tuple[str, str, str], tuple[Any, ...]], period: str
+) -> float | None:
+    """The indicator over the selection for one period."""
+    kind = ind.aggregation.kind
+    if kind == "sum":
+        parts = [s.share * v[0] for s in shares if (v := values.get((ind.id, s.code, period))) and v[0] is not None]
+        return sum(parts) if parts else None
+    if kind == "rate":
+        num = den = 0.0
+        for s in shares:
+            v = values.get((ind.id, s.code, period))
+            if v and v[1] is not None and v[2] is not None:
+                num += s.share * v[1]
+                den += s.share * v[2]
+        return num / den * ind.aggregation.scale if den > 0 else None
+    weight_id = ind.aggregation.weight
+    total_w = acc = 0.0
+    for s in shares:
+        v = values.get((ind.id, s.code, period))
+        if not v or v[0] is None:
+            continue
+        w = 1.0
+        if weight_id is not None:
+            wv = values.get((weight_id, s.code, period))
+            if not wv or wv[0] is None:
+                continue
+            w = wv[0]
+        total_w += s.share * w
+        acc += s.share * w * v[0]
+    return acc / total_w if total_w > 0 else None
+
+
+def judge(ind: Indicator, value: float | None, target: float | None, previous: float | None, stale: bool) -> Figure:
+    change = None if value is None or previous is None else value - previous
+    if value is None:
+        return Figure(None, target, "no data", previous=previous)
+    if target is None:
+        return Figure(value, None, "stale" if stale else "no target", previous=previous, change=change)
+    higher = ind.direction == "higher"
+    gap = (target - value) if higher else (value - target)
+    share = (value / target if higher else (target / value if value else None)) if target else None
+    status = "stale" if stale else ("met" if gap <= 0 else "not met")
+    return Figure(value, target, status, gap=gap, share_of_target=share, previous=previous, change=change)
+
+
+def evaluate(
+    conn: psycopg.Connection[Any],
+    indicators: list[Indicator],
+    shares: list[CommuneShare],
+    period: str,
+    now: datetime | None = None,
+) -> list[IndicatorResult]:
+    now = now or datetime.now(UTC)
+    prev = previous_period(period)
+    ids = sorted({i.id for i in indicators} | {i.aggregation.weight for i in indicators if i.aggregation.weight})
+    codes = [s.code for s in shares]
+    values = _values(conn, ids, codes, [period, prev])
+    results = []
+    for ind in indicators:
+        used = [v[3] for s in shares if (v := values.get((ind.id, s.code, period)))]
+        stale = bool(used) and max(used) < now - timedelta(days=ind.freshness_days)
+        total = judge(
+            ind, combine(ind, shares, values, period), ind.target_for(period), combine(ind, shares, values, prev), stale
+        )
+        per_commune = {}
+        for s in shares:
+            whole = [CommuneShare(s.code, s.name, 1.0, "whole")]
+            own = combine(ind, whole, values, period)
+            if ind.aggregation.kind == "sum" and own is not None:
+                own *= s.share  # the part of the commune's total inside the selection
+            before = combine(ind, whole, values, prev)
+            if ind.aggregation.kind == "sum" and before is not None:
+                before *= s.share
+            per_commune[s.code] = judge(ind, own, ind.target_for(period, s.code), before, stale)
+        results.append(
+            IndicatorResult(
+                ind.id, {"vi": ind.name.vi, "en": ind.name.en}, ind.sector, ind.unit, ind.direction, total, per_commune
+            )
+        )
+    return results
+
+
+def flags(results: list[IndicatorResult], shares: list[CommuneShare]) -> list[dict[str, Any]]:
+    """Everything not met, most severe (largest relative shortfall) first."""
+    names = {s.code: s.name for s in shares}
+    out = []
+    for r in results:
+        for where, fig in [("total", r.total), *r.communes.items()]:
+            if fig.status != "not met" or fig.gap is None or not fig.target:
+                continue
+            out.append(
+                {
+                    "indicator": r.id,
+                    "name": r.name,
+                    "where": where,
+                    "commune": names.get(where),
+                    "value": fig.value,
+                    "target": fig.target,
+                    "gap": fig.gap,
+                    "unit": r.unit,
+                    "severity": abs(fig.gap / fig.target),
+                }
+            )
+    return sorted(out, key=lambda f: (-f["severity"], f["indicator"], f["where"]))
+
+
+def as_dict(results: list[IndicatorResult]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in results]

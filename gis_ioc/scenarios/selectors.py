@@ -1,0 +1,158 @@
+"""Selections: a point, a radius around a point, a zone, some communes, or the whole province.
+
+Each selector takes its coordinates in any CRS the server publishes (VN-2000 pinned to EPSG:6960)
+and becomes one geometry in EPSG:4326 inside PostGIS; radii are measured on the ground (geography).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from gis_ioc import crs as crs_registry
+from gis_ioc.catalog import Catalog
+from gis_ioc.catalog.ddl import SCHEMA
+from gis_ioc.errors import InvalidInput, NotFound
+from gis_ioc.publish.cql import Params, geometry_literal
+
+MAX_RADIUS_M = 50_000.0
+
+
+@dataclass
+class Selection:
+    """What was selected: its kind, how it was asked for, and its geometry (EPSG:4326, as EWKB hex)."""
+
+    kind: str  # point | radius | zone | communes | province
+    request: dict[str, Any]
+    geometry: str
+    communes: list[str] = field(default_factory=list)  # the codes asked for (kind communes)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self.request}
+
+
+def _point_sql(params: Params, x: float, y: float, crs: str | None) -> sql.Composable:
+    target = crs_registry.lookup(crs) if crs else crs_registry.PUBLISHED[0]
+    return geometry_literal(params, {"type": "Point", "coordinates": [x, y]}, target)
+
+
+def _fetch(conn: psycopg.Connection[Any], expr: sql.Composable, params: Params) -> str:
+    row = conn.execute(sql.SQL("SELECT ST_AsEWKB({})").format(expr), params.values).fetchone()
+    if row is None or row[0] is None:
+        raise InvalidInput("the selection is empty")
+    return bytes(row[0]).hex()
+
+
+def _check_coordinates(x: float, y: float) -> None:
+    for v in (x, y):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v or abs(v) == float("inf"):
+            raise InvalidInput(f"coordinates must be finite numbers, got {x!r}, {y!r}")
+
+
+def point(conn: psycopg.Connection[Any], x: float, y: float, crs: str | None = None) -> Selection:
+    _check_coordinates(x, y)
+    params = Params()
+    return Selection("point", {"x": x, "y": y, "crs": crs}, _fetch(conn, _point_sql(params, x, y, crs), params))
+
+
+def radius(conn: psycopg.Connection[Any], x: float, y: float, metres: float, crs: str | None = None) -> Selection:
+    _check_coordinates(x, y)
+    if not isinstance(metres, (int, float)) or isinstance(metres, bool) or not 0 < metres <= MAX_RADIUS_M:
+        raise InvalidInput(f"radius must be above 0 and at most {MAX_RADIUS_M:,.0f} m, got {metres!r}")
+    params = Params()
+    centre = _point_sql(params, x, y, crs)
+    expr = sql.SQL("ST_Buffer(({})::geography, {}, 'quad_segs=32')::geometry").format(centre, params.add(metres))
+    return Selection("radius", {"x": x, "y": y, "crs": crs, "radius_m": metres}, _fetch(conn, expr, params))
+
+
+def zone(
+    conn: psycopg.Connection[Any],
+    geojson: dict[str, Any] | None = None,
+    crs: str | None = None,
+    feature: str | None = None,
+    catalog: Catalog | None = None,
+) -> Selection:
+    """A GeoJSON polygon (in ``crs``), or a reference ``layer:fid`` to a polygon feature."""
+    params = Params()
+    if feature is not None:
+        match = re.fullmatch(r"([a-z][a-z0-9_]*):(\d{1,18})", feature)
+        if match is None or catalog is None or match[1] not in catalog.layers:
+            raise InvalidInput(f"zone reference {feature!r} must be LAYER:FID with a known layer")
+        layer = catalog.layers[match[1]]
+        if "Polygon" not in layer.geometry:
+            raise InvalidInput(f"zone reference: layer {layer.id} has no polygons")
+        row = conn.execute(
+            sql.SQL("SELECT ST_AsEWKB(geom) FROM {} WHERE fid = %s").format(sql.Identifier(SCHEMA, layer.table)),
+            (int(match[2]),),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"zone reference: no feature {match[2]} in {layer.id}")
+        return Selection("zone", {"feature": feature}, bytes(row[0]).hex())
+    if not isinstance(geojson, dict) or geojson.get("type") not in ("Polygon", "MultiPolygon"):
+        raise InvalidInput("zone must be a GeoJSON Polygon or MultiPolygon geometry")
+    crs_obj = crs_registry.lookup(crs) if crs else crs_registry.PUBLISHED[0]
+    expr = geometry_literal(params, geojson, crs_obj)
+    try:
+        row = conn.execute(
+            sql.SQL("SELECT ST_IsValid(g), ST_IsValidReason(g), ST_AsEWKB(g) FROM (SELECT {} AS g) s").format(expr),
+            params.values,
+        ).fetchone()
+    except psycopg.Error as exc:
+        raise InvalidInput(f"zone is not a valid GeoJSON geometry: {str(exc).strip().splitlines()[0]}") from None
+    assert row is not None
+    if not row[0]:
+        raise InvalidInput(f"zone geometry is invalid: {row[1]}")
+    return Selection("zone", {"geometry": geojson, "crs": crs}, bytes(row[2]).hex())
+
+
+def communes(conn: psycopg.Connection[Any], codes: list[str]) -> Selection:
+    codes = sorted({c.strip() for c in codes if c.strip()})
+    if not codes:
+        raise InvalidInput("give at least one commune code")
+    rows = conn.execute(
+        "SELECT code FROM layers.communes WHERE valid_to IS NULL AND code = ANY(%s)", (codes,)
+    ).fetchall()
+    unknown = sorted(set(codes) - {r[0] for r in rows})
+    if unknown:
+        raise InvalidInput(f"unknown commune codes: {', '.join(unknown)}")
+    row = conn.execute(
+        "SELECT ST_AsEWKB(ST_Union(geom)) FROM layers.communes WHERE valid_to IS NULL AND code = ANY(%s)", (codes,)
+    ).fetchone()
+    assert row is not None
+    return Selection("communes", {"codes": codes}, bytes(row[0]).hex(), communes=codes)
+
+
+def province(conn: psycopg.Connection[Any]) -> Selection:
+    row = conn.execute("SELECT ST_AsEWKB(geom) FROM layers.province WHERE valid_to IS NULL").fetchone()
+    if row is None:
+        raise InvalidInput("no province boundary loaded")
+    return Selection("province", {}, bytes(row[0]).hex())
+
+
+def from_request(conn: psycopg.Connection[Any], body: dict[str, Any], catalog: Catalog) -> Selection:
+    """A selection from a JSON request: {"point"|"radius"|"zone"|"communes"|"province": …}."""
+    kinds = [k for k in ("point", "radius", "zone", "communes", "province") if k in body]
+    if len(kinds) != 1:
+        raise InvalidInput("give exactly one of point, radius, zone, communes, province")
+    kind = kinds[0]
+    value = body[kind]
+    crs = body.get("crs")
+    try:
+        if kind == "point":
+            return point(conn, float(value[0]), float(value[1]), crs)
+        if kind == "radius":
+            return radius(conn, float(value["at"][0]), float(value["at"][1]), float(value["metres"]), crs)
+        if kind == "zone":
+            if isinstance(value, str):
+                return zone(conn, feature=value, catalog=catalog)
+            return zone(conn, json.loads(value) if isinstance(value, str) else value, crs)
+        if kind == "communes":
+            return communes(conn, [str(c) for c in value])
+    except (TypeError, KeyError, IndexError, ValueError) as exc:
+        raise InvalidInput(f"{kind}: malformed ({exc}); see the API documentation for the shape") from None
+    return province(conn)

@@ -1,0 +1,1 @@
+from tests.api.conftest import client  # noqa: F401  (the same application for the HTTP tests)
