@@ -69,7 +69,7 @@ def connect(settings: Settings, *, autocommit: bool = False, dbname: str | None 
 
 def create_pool(settings: Settings) -> ConnectionPool:
     """The application's one bounded pool; open it in the lifespan, close it on shutdown."""
-    options = f"-c statement_timeout={settings.db_statement_timeout_ms} -c application_name=gis_ioc"
+    options = f"-c statement_timeout={settings.db_statement_timeout_ms} -c application_name=gis_ioc -c timezone=UTC"
     return ConnectionPool(
         conninfo(settings),
         min_size=settings.db_pool_min,

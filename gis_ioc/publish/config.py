@@ -50,15 +50,16 @@ def layer_extents(conn: psycopg.Connection[Any], layer: Layer) -> dict[str, Any]
         times = conn.execute(
             sql.SQL("SELECT min({0}), max({0}) FROM {1}").format(sql.Identifier(layer.temporal), table)
         ).fetchone()
-        if times and times[0] is not None:
+        if times and times[0] is not None:  # datetimes: pygeoapi compares them when it checks `datetime`
             extents["temporal"] = {"begin": _as_datetime(times[0]), "end": _as_datetime(times[1])}
     return extents
 
 
-def _as_datetime(value: Any) -> str:
-    if not isinstance(value, datetime):
-        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
-    return str(value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+def _as_datetime(value: Any) -> datetime:
+    moment: datetime = (
+        value if isinstance(value, datetime) else datetime(value.year, value.month, value.day, tzinfo=UTC)
+    )
+    return moment.astimezone(UTC)
 
 
 def _resource(settings: Settings, layer: Layer, extents: dict[str, Any], db: str) -> dict[str, Any]:

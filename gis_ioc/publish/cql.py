@@ -47,8 +47,40 @@ _METRES = {
 }
 
 
+MAX_DEPTH = 40
+MAX_LENGTH = 100_000
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest bracket nesting outside quoted strings (both encodings)."""
+    depth = deepest = 0
+    quote: str | None = None
+    escaped = False
+    for ch in text:
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = None
+            continue
+        if ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")]}":
+            depth -= 1
+    return deepest
+
+
 def parse_filter(text: str, lang: str | None) -> dict[str, Any]:
     """cql2-text or cql2-json → canonical cql2-json; 400 naming the problem when it does not parse."""
+    if len(text) > MAX_LENGTH:
+        raise InvalidInput(f"filter longer than {MAX_LENGTH:,} characters")
+    if nesting_depth(text) > MAX_DEPTH:  # the parser would exhaust its stack
+        raise InvalidInput(f"filter nested deeper than {MAX_DEPTH} levels")
     lang = (lang or ("cql2-json" if text.lstrip().startswith("{") else "cql2-text")).lower()
     try:
         if lang == "cql2-text":
@@ -104,6 +136,8 @@ class FilterCompiler:
     def compile(self, node: Any) -> sql.Composable:
         try:
             return self._compile(node)
+        except RecursionError:
+            raise InvalidInput(f"filter nested deeper than {MAX_DEPTH} levels") from None
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
             raise InvalidInput(f"filter: malformed expression ({exc})") from exc
 
@@ -129,8 +163,8 @@ class FilterCompiler:
 
     def _handlers(self) -> dict[str, Callable[[list[Any]], sql.Composable]]:
         return {
-            "and": lambda a: sql.SQL("({})").format(sql.SQL(" AND ").join(self.compile(x) for x in a)),
-            "or": lambda a: sql.SQL("({})").format(sql.SQL(" OR ").join(self.compile(x) for x in a)),
+            "and": lambda a: self._combine("AND", a),
+            "or": lambda a: self._combine("OR", a),
             "not": lambda a: sql.SQL("(NOT {})").format(self.compile(a[0])),
             **{op: self._comparison(op) for op in _COMPARISONS},
             "like": self._like,
@@ -139,6 +173,11 @@ class FilterCompiler:
             "isnull": self._isnull,
             "s_dwithin": self._dwithin,
         }
+
+    def _combine(self, word: str, args: list[Any]) -> sql.Composable:
+        if not isinstance(args, list) or len(args) < 2:
+            raise InvalidInput(f"filter: {word} needs at least two operands")
+        return sql.SQL("({})").format(sql.SQL(f" {word} ").join(self.compile(x) for x in args))
 
     # -- operands ---------------------------------------------------------------------------------
 
@@ -167,12 +206,17 @@ class FilterCompiler:
             if "property" in node:
                 return self._property(node["property"])
             if str(node.get("op", "")).lower() == "casei":
-                return sql.SQL("lower({})").format(self._value(node["args"][0], "text"))
+                inner = node["args"][0]
+                if not isinstance(inner, str) and self._field_type(inner) != "text":
+                    raise InvalidInput("filter: CASEI applies to text")
+                return sql.SQL("lower({})").format(self._value(inner, "text"))
             if "op" in node:
                 raise InvalidInput(f"filter: operator {node['op']!r} is not supported in a value")
-            if "date" in node:
-                return self.params.add(_parse_date(node["date"]))
-            if "timestamp" in node:
+            if "date" in node or "timestamp" in node:
+                if field_type not in (None, "date", "datetime"):
+                    raise InvalidInput(f"filter: a date or timestamp compared with a {field_type} property")
+                if "date" in node:
+                    return self.params.add(_parse_date(node["date"]))
                 return self.params.add(_parse_timestamp(node["timestamp"]))
             if ("type" in node and "coordinates" in node) or node.get("type") == "GeometryCollection":
                 return geometry_literal(self.params, node, self.crs)
@@ -200,6 +244,8 @@ class FilterCompiler:
         lt, rt = self._field_type(left), self._field_type(right)
         if "geometry" in (lt, rt):
             raise InvalidInput("filter: compare geometries with the spatial operators (S_INTERSECTS, …)")
+        if lt and rt and _family(lt) != _family(rt):
+            raise InvalidInput(f"filter: cannot compare a {lt} property with a {rt} property")
         return sql.SQL("{} {} {}").format(self._value(left, rt), sql.SQL(_COMPARISONS[op]), self._value(right, lt))
 
     def _like(self, args: list[Any]) -> sql.Composable:
@@ -221,8 +267,11 @@ class FilterCompiler:
     def _between(self, args: list[Any]) -> sql.Composable:
         left, low, high = args
         field_type = self._field_type(left)
-        if field_type not in ("integer", "number", "date", "datetime", None):
-            raise InvalidInput("filter: BETWEEN applies to numbers and dates")
+        if field_type not in ("integer", "number", "date", "datetime"):
+            raise InvalidInput("filter: BETWEEN applies to number and date properties")
+        for bound in (low, high):
+            if self._field_type(bound) is not None and _family(self._field_type(bound)) != _family(field_type):
+                raise InvalidInput("filter: BETWEEN bounds must be of the property's type")
         return sql.SQL("{} BETWEEN {} AND {}").format(
             self._value(left, None), self._value(low, field_type), self._value(high, field_type)
         )
@@ -284,8 +333,9 @@ class FilterCompiler:
                 "t_intersects": sql.SQL("({} AND {})").format(low, high),
                 "t_during": sql.SQL("({} AND {})").format(low_x, high_x),
                 "t_disjoint": sql.SQL("NOT ({} AND {})").format(low, high),
-                "t_after": high_x if end is None else sql.SQL("{} > {}").format(column, end),
-                "t_before": low_x if begin is None else sql.SQL("{} < {}").format(column, begin),
+                # after an interval open at the end, or before one open at the start: never
+                "t_after": sql.SQL("FALSE") if end is None else sql.SQL("{} > {}").format(column, end),
+                "t_before": sql.SQL("FALSE") if begin is None else sql.SQL("{} < {}").format(column, begin),
             }
         else:
             instant = self._instant(other)
@@ -345,8 +395,14 @@ def _coerce(value: Any, field_type: str | None) -> Any:
         if not isinstance(value, str):
             raise InvalidInput(f"filter: {value!r} is not text (quote it)")
         return value
-    if field_type == "date":
-        return _parse_date(value) if isinstance(value, str) else value
-    if field_type == "datetime":
-        return _parse_timestamp(value) if isinstance(value, str) else value
+    if field_type in ("date", "datetime"):
+        if not isinstance(value, str):
+            raise InvalidInput(f"filter: {value!r} is not a date; write DATE('YYYY-MM-DD') or TIMESTAMP('…')")
+        return _parse_date(value) if field_type == "date" and "T" not in value else _parse_timestamp(value)
     return value
+
+
+def _family(field_type: str | None) -> str | None:
+    return {"integer": "number", "number": "number", "date": "time", "datetime": "time"}.get(
+        field_type or "", field_type
+    )

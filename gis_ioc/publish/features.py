@@ -47,7 +47,8 @@ class ItemsQuery:
 
     @property
     def keyset(self) -> bool:
-        return not self.sortby
+        """Paging by fid (``after``): the default order, unless an offset was asked for."""
+        return not self.sortby and self.offset == 0
 
 
 @dataclass
@@ -96,11 +97,14 @@ def where_sql(query: ItemsQuery, params: Params) -> sql.Composed:
                 parts.append(sql.SQL("(t.valid_to IS NULL OR t.valid_to > {}::date)").format(params.add(begin)))
     elif query.interval is not None and layer.temporal is not None:
         column = sql.Identifier("t", layer.temporal)
+        field = layer.field(layer.temporal)
+        # a date matches when its day (UTC) meets the interval
+        cast = sql.SQL("::date") if field is not None and field.type == "date" else sql.SQL("")
         begin, end = query.interval
         if begin is not None:
-            parts.append(sql.SQL("{} >= {}").format(column, params.add(begin)))
+            parts.append(sql.SQL("{} >= {}{}").format(column, params.add(begin), cast))
         if end is not None:
-            parts.append(sql.SQL("{} <= {}").format(column, params.add(end)))
+            parts.append(sql.SQL("{} <= {}{}").format(column, params.add(end), cast))
     if query.bbox is not None:
         parts.append(
             sql.SQL("t.geom && ST_MakeEnvelope({}, {}, {}, {}, 4326)").format(*(params.add(v) for v in query.bbox))
@@ -152,8 +156,8 @@ def fetch_page(conn: psycopg.Connection[Any], query: ItemsQuery) -> FeaturePage:
     row = conn.execute(statement, params.values).fetchone()
     assert row is not None
     features_json, returned, last_fid = row[0], int(row[1]), row[2]
-    if returned < query.limit and not (query.keyset and query.after is not None):
-        matched = (0 if query.keyset else query.offset) + returned  # the walk ends here: exact for free
+    if returned < query.limit and (returned > 0 or query.offset == 0) and query.after is None:
+        matched = query.offset + returned  # the walk ends here: exact for free
     else:
         capped = conn.execute(
             sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} t WHERE {} LIMIT {}) c").format(

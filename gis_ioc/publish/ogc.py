@@ -151,8 +151,8 @@ def pygeoapi_handler(
 def wants_html(request: Request) -> bool:
     f = request.query_params.get("f")
     if f is not None:
-        return f.lower() == "html"
-    accept = request.headers.get("accept", "")
+        return f == "html"
+    accept = request.headers.get("accept", "").lower()
     return "text/html" in accept and "json" not in accept
 
 
@@ -188,7 +188,12 @@ class FeaturesApi:
             raise DatabaseUnavailable("the query took too long; narrow it with bbox, filter or limit") from exc
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable("PostGIS is unreachable") from exc
-        except (psycopg.errors.DataError, psycopg.errors.InternalError, psycopg.errors.InvalidParameterValue) as exc:
+        except (
+            psycopg.errors.DataError,
+            psycopg.errors.InternalError,
+            psycopg.errors.InvalidParameterValue,
+            psycopg.ProgrammingError,  # e.g. an operator between types the filter checks did not foresee
+        ) as exc:
             message = str(exc).strip().splitlines()[0]
             raise InvalidInput(f"the database refused the request: {message}") from exc
 
@@ -204,22 +209,29 @@ class FeaturesApi:
             params = {**params, "filter": body, "filter-lang": "cql2-json"}
         query: ItemsQuery = parse_items(layer, params)
         page = await run_in_threadpool(self._run, lambda conn: fetch_page(conn, query))
-        links = self._links(request, query, page.returned, page.matched, page.last_fid)
+        links = self._links(request, params, query, page.returned, page.matched, page.last_fid)
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = feature_collection(page, links, stamp)
         return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{query.crs.uri}>"})
 
     def _links(
-        self, request: Request, query: ItemsQuery, returned: int, matched: int | None, last_fid: int | None
+        self,
+        request: Request,
+        asked: dict[str, str],
+        query: ItemsQuery,
+        returned: int,
+        matched: int | None,
+        last_fid: int | None,
     ) -> list[dict[str, str]]:
-        params = {k: v for k, v in request.query_params.items() if k not in ("offset", "after")}
+        """Links that repeat the request as asked (a POSTed filter goes into the query as cql2-json)."""
+        params = {k: v for k, v in asked.items() if k not in ("offset", "after")}
         links = [
-            {"rel": "self", "type": GEOJSON, "title": "This page", "href": self._url(request)},
+            {"rel": "self", "type": GEOJSON, "title": "This page", "href": self._url(request, asked)},
             {
                 "rel": "alternate",
                 "type": "text/html",
                 "title": "This page as HTML",
-                "href": self._url(request, {**dict(request.query_params), "f": "html"}),
+                "href": self._url(request, {**asked, "f": "html"}),
             },
             {
                 "rel": "collection",
@@ -266,7 +278,7 @@ class FeaturesApi:
         check_unknown(params, ITEM_PARAMS)
         crs = parse_crs(params, "crs")
         raw = request.path_params["item_id"]
-        if not raw.isdigit() or len(raw) > 18:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             raise NotFound(f"no feature {raw!r} in {layer.id}")
         text = await run_in_threadpool(self._run, lambda conn: fetch_feature(conn, layer, int(raw), crs))
         if text is None:
@@ -379,9 +391,18 @@ def _guard(handler: Handler) -> Handler:
     return endpoint
 
 
+#: ``f`` values: gis_ioc answers JSON itself; pygeoapi renders the others.
+OURS_FORMATS = ("json", "geojson")
+PYGEOAPI_FORMATS = ("html", "jsonld", "csv")
+
+
 def _either(ours: Handler, theirs: Handler) -> Handler:
     async def endpoint(request: Request) -> Response:
-        if wants_html(request):
+        f = request.query_params.get("f")
+        if f is not None and f not in OURS_FORMATS + PYGEOAPI_FORMATS:
+            allowed = ", ".join(OURS_FORMATS + PYGEOAPI_FORMATS)
+            return problem(400, "Invalid input", f"f={f!r} is not offered here; use one of {allowed}")
+        if wants_html(request) or f in PYGEOAPI_FORMATS:
             return await theirs(request)
         try:
             return await ours(request)

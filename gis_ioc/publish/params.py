@@ -136,7 +136,7 @@ def parse_datetime(raw: str) -> tuple[datetime | None, datetime | None]:
     return (_instant(raw, end=False), _instant(raw, end=True))
 
 
-def _coerce_query_value(layer: Layer, name: str, raw: str) -> Any:
+def coerce_query_value(layer: Layer, name: str, raw: str) -> Any:
     field = layer.field(name)
     assert field is not None
     try:
@@ -165,6 +165,8 @@ def parse_items(layer: Layer, params: Mapping[str, str]) -> ItemsQuery:
     query.offset = _int(params, "offset", 0, 0)
     if "after" in params:
         query.after = _int(params, "after", 0, 0)
+        if query.offset:
+            raise InvalidInput("after and offset cannot be combined: follow the next link, or use offset alone")
     query.crs = parse_crs(params, "crs")
     if "bbox-crs" in params and "bbox" not in params:
         raise InvalidInput("bbox-crs given without bbox")
@@ -209,5 +211,5 @@ def parse_items(layer: Layer, params: Mapping[str, str]) -> ItemsQuery:
         raise InvalidInput("filter-lang/filter-crs given without filter")
     for name in queryables:
         if name in params:
-            query.equals[name] = _coerce_query_value(layer, name, params[name])
+            query.equals[name] = coerce_query_value(layer, name, params[name])
     return query

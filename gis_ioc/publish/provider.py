@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg_pool import ConnectionPool
 from pygeoapi.provider.base import (
     BaseProvider,
@@ -24,7 +25,7 @@ from gis_ioc.catalog import Catalog, Layer, load_catalog
 from gis_ioc.crs import lookup
 from gis_ioc.errors import DatabaseUnavailable, InvalidInput
 from gis_ioc.publish.features import ItemsQuery, fetch_feature, fetch_page
-from gis_ioc.publish.params import parse_datetime
+from gis_ioc.publish.params import coerce_query_value, parse_datetime
 from gis_ioc.publish.queryables import json_schema_type
 
 _JSON_TYPES = {
@@ -54,7 +55,7 @@ def _pool(conninfo: str) -> ConnectionPool:
                 max_size=4,
                 open=True,
                 name="gis_ioc-pygeoapi",
-                kwargs={"options": "-c statement_timeout=30000"},
+                kwargs={"options": "-c statement_timeout=30000 -c timezone=UTC"},
             )
             _pools[conninfo] = pool
         return pool
@@ -106,7 +107,7 @@ class GisIocProvider(BaseProvider):  # type: ignore[misc]
                 query.bbox = (bbox[0], bbox[1], bbox[2], bbox[3])
             if datetime_:
                 query.interval = parse_datetime(datetime_)
-            query.equals = dict(properties or [])
+            query.equals = {k: coerce_query_value(self.layer, k, str(v)) for k, v in properties or []}
             query.sortby = [(s["property"], s["order"] == "-") for s in sortby or []]
             query.properties = list(select_properties) if select_properties else None
             if crs_transform_spec is not None:
@@ -119,6 +120,10 @@ class GisIocProvider(BaseProvider):  # type: ignore[misc]
                 page = fetch_page(conn, query)
         except InvalidInput as exc:
             raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
+        except (psycopg.ProgrammingError, psycopg.DataError, psycopg.errors.InternalError) as exc:
+            raise ProviderInvalidQueryError(user_msg=str(exc).strip().splitlines()[0]) from exc
+        except (ValueError, TypeError, KeyError) as exc:  # pygeofilter's output that gis_ioc cannot read
+            raise ProviderInvalidQueryError(user_msg=f"filter not understood: {exc}") from exc
         except (DatabaseUnavailable, OSError) as exc:
             raise ProviderConnectionError(user_msg="PostGIS is unreachable") from exc
         result: dict[str, Any] = {
