@@ -28,14 +28,6 @@ from gis_ioc.publish.features import ItemsQuery, fetch_feature, fetch_page
 from gis_ioc.publish.params import coerce_query_value, parse_datetime
 from gis_ioc.publish.queryables import json_schema_type
 
-_JSON_TYPES = {
-    "text": "string",
-    "integer": "integer",
-    "number": "number",
-    "boolean": "boolean",
-    "date": "string",
-    "datetime": "string",
-}
 _pools: dict[str, ConnectionPool] = {}
 _lock = threading.Lock()
 
