@@ -55,11 +55,31 @@ class Aggregation(_Strict):
 
     ``sum``: add the values. ``rate``: sum the numerators, sum the denominators, divide and multiply by
     ``scale`` (never an average of rates). ``mean``: weighted by ``weight`` (an indicator id) or plain.
+    ``layer``: computed from a layer's features inside the selection, exactly, by spatial query:
+    ``measure`` is ``count``, ``sum`` (of ``field``), ``length`` (km, lines) or ``area`` (km², polygons),
+    of the features matching ``filter`` (cql2-text); ``per`` divides by the population (``capita``, from
+    the population indicator, apportioned) or by the selection's land area (``km2``), times ``scale``.
     """
 
-    kind: Literal["sum", "rate", "mean"]
+    kind: Literal["sum", "rate", "mean", "layer"]
     scale: float = 1.0
     weight: Identifier | None = None
+    layer: Identifier | None = None
+    measure: Literal["count", "sum", "length", "area"] | None = None
+    field: Identifier | None = None
+    filter: str | None = None
+    per: Literal["capita", "km2"] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Aggregation:
+        if self.kind == "layer":
+            if self.layer is None or self.measure is None:
+                raise ValueError("a layer aggregation needs layer and measure")
+            if (self.measure == "sum") != (self.field is not None):
+                raise ValueError("measure sum needs a field, and only sum takes one")
+        elif any(v is not None for v in (self.layer, self.measure, self.field, self.filter, self.per)):
+            raise ValueError("layer, measure, field, filter and per belong to kind: layer")
+        return self
 
 
 class Indicator(_Strict):

@@ -77,6 +77,29 @@ class Catalog:
         return self.styles[layer.style]
 
 
+def _check_layer_indicators(indicators: IndicatorCatalog, layers: dict[str, Layer]) -> list[str]:
+    problems = []
+    for ind in indicators.indicators:
+        agg = ind.aggregation
+        if agg.kind != "layer":
+            continue
+        layer = layers.get(agg.layer or "")
+        if layer is None:
+            problems.append(f"indicators.yaml: {ind.id}: unknown layer {agg.layer!r}")
+            continue
+        if agg.field is not None:
+            field = layer.field(agg.field)
+            if field is None or field.type not in ("integer", "number"):
+                problems.append(f"indicators.yaml: {ind.id}: {agg.field!r} is not a number field of {layer.id}")
+        if agg.measure == "length" and "Line" not in layer.geometry:
+            problems.append(f"indicators.yaml: {ind.id}: length needs a line layer, {layer.id} is not")
+        if agg.measure == "area" and "Polygon" not in layer.geometry:
+            problems.append(f"indicators.yaml: {ind.id}: area needs a polygon layer, {layer.id} is not")
+        if agg.per == "capita" and not any(i.id == "population" for i in indicators.indicators):
+            problems.append(f"indicators.yaml: {ind.id}: per capita needs the population indicator")
+    return problems
+
+
 def load_catalog(layers_dir: Path, styles_dir: Path, config_dir: Path) -> Catalog:
     """Read and validate everything; raise one :class:`CatalogError` listing every problem."""
     problems: list[str] = []
@@ -100,6 +123,8 @@ def load_catalog(layers_dir: Path, styles_dir: Path, config_dir: Path) -> Catalo
         indicators = load_indicators(config_dir / "indicators.yaml")
     except CatalogError as exc:
         problems.append(str(exc))
+    if indicators is not None:
+        problems.extend(_check_layer_indicators(indicators, layers))
     if not layers and not problems:
         problems.append(f"{layers_dir}: no layer files")
     if problems or indicators is None:

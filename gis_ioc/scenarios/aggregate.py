@@ -13,8 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
+from gis_ioc.catalog import Catalog
+from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.catalog.indicators import PERIOD_RE, Indicator
+from gis_ioc.crs import PUBLISHED
+from gis_ioc.publish.cql import FilterCompiler, Params, parse_filter
 from gis_ioc.scenarios.selectors import Selection
 
 
@@ -160,20 +165,116 @@ def judge(ind: Indicator, value: float | None, target: float | None, previous: f
     return Figure(value, target, status, gap=gap, share_of_target=share, previous=previous, change=change)
 
 
+def _layer_measure(
+    conn: psycopg.Connection[Any], catalog: Catalog, ind: Indicator, selection: Selection
+) -> dict[str, float]:
+    """The measure of the layer's features inside the selection, per commune code (exact, spatial)."""
+    agg = ind.aggregation
+    layer = catalog.layer(agg.layer or "")
+    params = Params()
+    where: list[sql.Composable] = [sql.SQL("t.approval = 'approved'"), sql.SQL("ST_Intersects(t.geom, s.g)")]
+    if agg.filter:
+        where.append(FilterCompiler(layer, PUBLISHED[0], params).compile(parse_filter(agg.filter, "cql2-text")))
+    measure = {
+        "count": sql.SQL("count(*)::float8"),
+        "sum": sql.SQL("coalesce(sum({}), 0)::float8").format(sql.Identifier("t", agg.field or "")),
+        "length": sql.SQL("sum(ST_Length(ST_Intersection(t.geom, s.g)::geography)) / 1000"),
+        "area": sql.SQL("sum(ST_Area(ST_Intersection(t.geom, s.g)::geography)) / 1e6"),
+    }[agg.measure or "count"]
+    statement = sql.SQL(
+        "WITH s AS ({sel}) SELECT t.commune_code, {measure} FROM {table} t, s WHERE {where} GROUP BY t.commune_code"
+    ).format(
+        sel=_selection_sql(selection, params),
+        measure=measure,
+        table=sql.Identifier(SCHEMA, layer.table),
+        where=sql.SQL(" AND ").join(where),
+    )
+    return {code: float(v or 0) for code, v in conn.execute(statement, params.values).fetchall()}
+
+
+def _selection_sql(selection: Selection, params: Params) -> sql.Composable:
+    """The selected area: a point counts as the commune that contains it."""
+    geom = sql.SQL("ST_GeomFromEWKB(decode({}, 'hex'))").format(params.add(selection.geometry))
+    if selection.kind == "point":
+        return sql.SQL(
+            "SELECT geom AS g FROM layers.communes WHERE valid_to IS NULL AND ST_Intersects(geom, {})"
+        ).format(geom)
+    return sql.SQL("SELECT {} AS g").format(geom)
+
+
+def _land_areas(conn: psycopg.Connection[Any], selection: Selection) -> dict[str, float]:
+    """km² of each commune inside the selection."""
+    params = Params()
+    statement = sql.SQL(
+        "WITH s AS ({}) SELECT c.code, ST_Area(ST_Intersection(c.geom, s.g)::geography) / 1e6 "
+        "FROM layers.communes c, s WHERE c.valid_to IS NULL AND ST_Intersects(c.geom, s.g)"
+    ).format(_selection_sql(selection, params))
+    return {code: float(a) for code, a in conn.execute(statement, params.values).fetchall()}
+
+
+def _layer_figures(
+    conn: psycopg.Connection[Any],
+    catalog: Catalog,
+    ind: Indicator,
+    selection: Selection,
+    shares: list[CommuneShare],
+    values: dict[tuple[str, str, str], tuple[Any, ...]],
+    period: str,
+) -> tuple[Figure, dict[str, Figure]]:
+    agg = ind.aggregation
+    measured = _layer_measure(conn, catalog, ind, selection)
+    codes = [s.code for s in shares]
+    base: dict[str, float] = {}
+    base_total = 1.0
+    if agg.per == "capita":
+        for s in shares:
+            v = values.get(("population", s.code, period))
+            if v and v[0] is not None:
+                base[s.code] = v[0] * s.share
+        base_total = sum(base.values())
+    elif agg.per == "km2":
+        base = _land_areas(conn, selection)
+        base_total = sum(base.values())
+
+    def ratio(amount: float, denominator: float | None) -> float | None:
+        if agg.per is None:
+            return amount * agg.scale
+        return amount / denominator * agg.scale if denominator else None
+
+    total = judge(
+        ind, ratio(sum(measured.values()), base_total) if codes else None, ind.target_for(period), None, False
+    )
+    per_commune = {
+        c: judge(ind, ratio(measured.get(c, 0.0), base.get(c)), ind.target_for(period, c), None, False) for c in codes
+    }
+    return total, per_commune
+
+
 def evaluate(
     conn: psycopg.Connection[Any],
     indicators: list[Indicator],
     shares: list[CommuneShare],
     period: str,
     now: datetime | None = None,
+    *,
+    selection: Selection | None = None,
+    catalog: Catalog | None = None,
 ) -> list[IndicatorResult]:
     now = now or datetime.now(UTC)
     prev = previous_period(period)
-    ids = sorted({i.id for i in indicators} | {i.aggregation.weight for i in indicators if i.aggregation.weight})
+    weights = {i.aggregation.weight for i in indicators if i.aggregation.weight}
+    ids = sorted({i.id for i in indicators} | weights | {"population"})
     codes = [s.code for s in shares]
     values = _values(conn, ids, codes, [period, prev])
     results = []
     for ind in indicators:
+        if ind.aggregation.kind == "layer":
+            if selection is None or catalog is None:
+                raise ValueError("layer indicators need the selection and the catalog")
+            total, communes = _layer_figures(conn, catalog, ind, selection, shares, values, period)
+            name = {"vi": ind.name.vi, "en": ind.name.en}
+            results.append(IndicatorResult(ind.id, name, ind.sector, ind.unit, ind.direction, total, communes))
+            continue
         used = [v[3] for s in shares if (v := values.get((ind.id, s.code, period)))]
         stale = bool(used) and max(used) < now - timedelta(days=ind.freshness_days)
         total = judge(

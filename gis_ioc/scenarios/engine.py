@@ -56,7 +56,7 @@ def run_scenario(
     started = time.perf_counter()
     shares = apportion(conn, selection)
     indicators = [catalog.indicators.get(i) for i in scenario.indicators]
-    results = evaluate(conn, indicators, shares, period)
+    results = evaluate(conn, indicators, shares, period, selection=selection, catalog=catalog)
     run = ScenarioRun(
         id=0,
         scenario=scenario.id,

@@ -20,6 +20,7 @@ from gis_ioc.scenarios.aggregate import previous_period
 from gis_ioc.scenarios.engine import get_run, run_scenario
 from gis_ioc.scenarios.models import get_scenario, load_scenarios
 from gis_ioc.settings import Settings
+from tests.conftest import scalar
 
 GEOD = Geod(ellps="WGS84")
 PERIOD = "2026-Q3"
@@ -156,7 +157,10 @@ def test_zone_touching_no_commune_and_period_without_data(
     assert run.communes == [] and run.flags == []
     assert {i["total"]["status"] for i in run.indicators} == {"no data"}
     old = run_scenario(db, catalog, scenarios["health"], selectors.communes(db, ["11953"]), "2019-Q1")
-    assert {i["total"]["status"] for i in old.indicators} == {"no data"}
+    table = {i.id for i in catalog.indicators.indicators if i.aggregation.kind != "layer"}
+    assert {i["total"]["status"] for i in old.indicators if i["id"] in table} == {"no data"}
+    # layer indicators measure today's features whatever the period
+    assert {i["total"]["status"] for i in old.indicators if i["id"] not in table} == {"no target"}
 
 
 def test_zero_denominator_is_no_data_not_an_error(
@@ -253,3 +257,29 @@ def test_http_api(client: TestClient) -> None:
         assert answer.status_code == status, (bad, answer.text)
         assert answer.headers["content-type"] == "application/problem+json"
     assert client.post("/api/scenarios/nope/run", json={"period": PERIOD, "province": True}).status_code == 404
+
+
+def test_layer_indicators_are_exact_spatial_measures(
+    db: psycopg.Connection[Any], catalog: Catalog, scenarios: dict[str, Any], settings: Settings
+) -> None:
+    dsn = f"postgresql://gis_ioc@/{settings.db_name}?host={settings.home / 'run'}&port={settings.db_port}"
+    # schools matching a filter inside a 3 km circle, counted by geopandas over the same rows
+    lon, lat = 106.06, 20.66
+    run = run_scenario(db, catalog, scenarios["education"], selectors.radius(db, lon, lat, 3000), PERIOD)
+    schools = gpd.read_postgis("SELECT level, geom FROM layers.schools", dsn, geom_col="geom")
+    inside = schools[schools.within(_circle(lon, lat, 3000)) & (schools.level == "upper_secondary")]
+    assert _indicator(run, "upper_secondary_schools")["total"]["value"] == len(inside)
+    # road length per km² of one commune, measured on the ellipsoid by pyproj
+    run = run_scenario(db, catalog, scenarios["transport"], selectors.communes(db, ["11953"]), PERIOD)
+    roads = gpd.read_postgis("SELECT geom FROM layers.roads WHERE commune_code = '11953'", dsn, geom_col="geom")
+    commune = gpd.read_postgis("SELECT geom FROM layers.communes WHERE code = '11953'", dsn, geom_col="geom")
+    km = sum(GEOD.geometry_length(g) for g in roads.geometry) / 1000
+    km2 = abs(GEOD.geometry_area_perimeter(commune.geometry.iloc[0])[0]) / 1e6
+    density = _indicator(run, "road_density")
+    assert density["total"]["value"] == pytest.approx(km / km2, rel=0.005)
+    assert density["total"]["target"] == 1.2 and density["total"]["status"] in ("met", "not met")
+    # shelter places per 100 people over the province: capacity over the population of the period
+    run = run_scenario(db, catalog, scenarios["social_welfare"], selectors.province(db), PERIOD)
+    places = scalar(db, "SELECT sum(capacity) FROM layers.shelters")
+    people = sum(v[0] for v in _rows(db, "population", PERIOD).values())
+    assert _indicator(run, "shelter_places_per_100")["total"]["value"] == pytest.approx(places / people * 100)
