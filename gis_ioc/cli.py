@@ -269,6 +269,11 @@ def scenario_list(ctx: click.Context) -> None:
 )
 @click.option("--crs", help="CRS of --at/--zone coordinates (default CRS84 lon,lat; e.g. EPSG:9209).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+@click.option(
+    "--show-personal",
+    is_flag=True,
+    help="Do not suppress figures about fewer people than GIS_IOC_PRIVACY_THRESHOLD (operators only).",
+)
 @click.pass_context
 def scenario_run(
     ctx: click.Context,
@@ -281,6 +286,7 @@ def scenario_run(
     zone: Path | None,
     crs: str | None,
     as_json: bool,
+    show_personal: bool,
 ) -> None:
     """Run scenario NAME over a selection and print its figures and flags (the run is stored)."""
     from gis_ioc.scenarios import selectors
@@ -311,7 +317,15 @@ def scenario_run(
             selection = (
                 selectors.radius(conn, x, y, radius, crs) if radius is not None else selectors.point(conn, x, y, crs)
             )
-        run = run_scenario(conn, cat, chosen, selection, period)
+        run = run_scenario(
+            conn,
+            cat,
+            chosen,
+            selection,
+            period,
+            personal_access=show_personal,
+            privacy_threshold=settings.privacy_threshold,
+        )
     if as_json:
         click.echo(json.dumps(run.as_dict(), ensure_ascii=False, indent=2, default=str))
         return
@@ -326,7 +340,10 @@ def scenario_run(
     out = Console()
     out.print(table)
     methods = sorted({c["method"] for c in run.communes})
-    out.print(f"{len(run.communes)} communes ({', '.join(methods)}); {len(run.flags)} flags; run {run.id}")
+    out.print(
+        f"{len(run.communes)} communes ({', '.join(methods)}); {len(run.flags)} flags; "
+        f"{run.suppressed} figures suppressed for privacy; run {run.id}"
+    )
     for flag in run.flags[:10]:
         where = "toàn vùng chọn" if flag["where"] == "total" else flag["commune"]
         out.print(

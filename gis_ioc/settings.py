@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     boundaries_dir: Path = Field(default=PROJECT_ROOT / "boundaries", description="Administrative boundaries.")
 
     demo_seed: int = Field(default=20250701, description="Seed of the demo data generator.")
+    privacy_threshold: int = Field(
+        default=5, ge=1, description="Scenario figures about fewer people or households than this are suppressed."
+    )
 
     @property
     def base_url(self) -> str:

@@ -40,7 +40,14 @@ async def run(
     def work() -> dict[str, Any]:
         with translate_errors(), app.state.pool.connection(timeout=10) as conn:
             selection = selectors.from_request(conn, body, app.state.catalog)
-            return run_scenario(conn, app.state.catalog, scenario, selection, period).as_dict()
+            return run_scenario(
+                conn,
+                app.state.catalog,
+                scenario,
+                selection,
+                period,
+                privacy_threshold=app.state.settings.privacy_threshold,
+            ).as_dict()
 
     return await run_in_threadpool(work)
 

@@ -40,6 +40,7 @@ class Figure:
     share_of_target: float | None = None
     previous: float | None = None
     change: float | None = None
+    basis: float | None = None  # for rates: the (apportioned) denominator the value rests on
 
 
 @dataclass
@@ -150,6 +151,33 @@ def combine(
         total_w += s.share * w
         acc += s.share * w * v[0]
     return acc / total_w if total_w > 0 else None
+
+
+def rate_basis(
+    ind: Indicator, shares: list[CommuneShare], values: dict[tuple[str, str, str], tuple[Any, ...]], period: str
+) -> float | None:
+    """The apportioned denominator of a rate (None for other kinds)."""
+    if ind.aggregation.kind != "rate":
+        return None
+    parts = [s.share * v[2] for s in shares if (v := values.get((ind.id, s.code, period))) and v[2] is not None]
+    return sum(parts) if parts else None
+
+
+def suppress(results: list[IndicatorResult], personal: set[str], threshold: int) -> int:
+    """Hide figures that could single people out: counts of personal indicators below ``threshold``, and
+    rates resting on fewer than ``threshold`` (people, households…). Returns how many were hidden."""
+    hidden = 0
+    for r in results:
+        for fig in [r.total, *r.communes.values()]:
+            if fig.value is None:
+                continue  # nothing to hide
+            small_count = r.id in personal and fig.value < threshold
+            small_basis = fig.basis is not None and fig.basis < threshold
+            if small_count or small_basis:
+                fig.value = fig.gap = fig.share_of_target = fig.previous = fig.change = fig.basis = None
+                fig.status = "suppressed"
+                hidden += 1
+    return hidden
 
 
 def judge(ind: Indicator, value: float | None, target: float | None, previous: float | None, stale: bool) -> Figure:
@@ -280,6 +308,7 @@ def evaluate(
         total = judge(
             ind, combine(ind, shares, values, period), ind.target_for(period), combine(ind, shares, values, prev), stale
         )
+        total.basis = rate_basis(ind, shares, values, period)
         per_commune = {}
         for s in shares:
             whole = [CommuneShare(s.code, s.name, 1.0, "whole")]
@@ -290,6 +319,7 @@ def evaluate(
             if ind.aggregation.kind == "sum" and before is not None:
                 before *= s.share
             per_commune[s.code] = judge(ind, own, ind.target_for(period, s.code), before, stale)
+            per_commune[s.code].basis = rate_basis(ind, whole, values, period)
         results.append(
             IndicatorResult(
                 ind.id, {"vi": ind.name.vi, "en": ind.name.en}, ind.sector, ind.unit, ind.direction, total, per_commune

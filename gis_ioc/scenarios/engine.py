@@ -12,7 +12,7 @@ import psycopg
 from gis_ioc.catalog import Catalog
 from gis_ioc.catalog.indicators import PERIOD_RE
 from gis_ioc.errors import InvalidInput, NotFound
-from gis_ioc.scenarios.aggregate import apportion, as_dict, evaluate, flags
+from gis_ioc.scenarios.aggregate import apportion, as_dict, evaluate, flags, suppress
 from gis_ioc.scenarios.models import Scenario
 from gis_ioc.scenarios.selectors import Selection
 
@@ -26,6 +26,7 @@ class ScenarioRun:
     communes: list[dict[str, Any]]
     indicators: list[dict[str, Any]]
     flags: list[dict[str, Any]]
+    suppressed: int
     data_version: dict[str, Any]
     duration_ms: float
 
@@ -50,13 +51,21 @@ def run_scenario(
     period: str,
     *,
     store: bool = True,
+    personal_access: bool = False,
+    privacy_threshold: int = 5,
 ) -> ScenarioRun:
+    """Run a scenario. Without ``personal_access`` (the default), figures that could single people out
+    are suppressed (see :func:`gis_ioc.scenarios.aggregate.suppress`) and the result counts them."""
     if not PERIOD_RE.match(period):
         raise InvalidInput(f"period {period!r} must be YYYY or YYYY-Qn (e.g. 2026-Q3)")
     started = time.perf_counter()
     shares = apportion(conn, selection)
     indicators = [catalog.indicators.get(i) for i in scenario.indicators]
     results = evaluate(conn, indicators, shares, period, selection=selection, catalog=catalog)
+    hidden = 0
+    if not personal_access:
+        personal = {i.id for i in catalog.indicators.indicators if i.personal}
+        hidden = suppress(results, personal, privacy_threshold)
     run = ScenarioRun(
         id=0,
         scenario=scenario.id,
@@ -65,6 +74,7 @@ def run_scenario(
         communes=[asdict(s) for s in shares],
         indicators=as_dict(results),
         flags=flags(results, shares),
+        suppressed=hidden,
         data_version=data_version(conn),
         duration_ms=0.0,
     )
@@ -79,7 +89,7 @@ def run_scenario(
                 period,
                 json.dumps(run.selection),
                 json.dumps(run.data_version),
-                json.dumps({k: body[k] for k in ("communes", "indicators", "flags")}),
+                json.dumps({k: body[k] for k in ("communes", "indicators", "flags", "suppressed")}),
                 run.duration_ms,
             ),
         ).fetchone()

@@ -283,3 +283,27 @@ def test_layer_indicators_are_exact_spatial_measures(
     places = scalar(db, "SELECT sum(capacity) FROM layers.shelters")
     people = sum(v[0] for v in _rows(db, "population", PERIOD).values())
     assert _indicator(run, "shelter_places_per_100")["total"]["value"] == pytest.approx(places / people * 100)
+
+
+def test_small_personal_figures_are_suppressed(
+    db: psycopg.Connection[Any], catalog: Catalog, scenarios: dict[str, Any]
+) -> None:
+    # a 15 m circle on one house; the threshold raised to 50 because the demo's indicator counts about
+    # eight households for each household recorded on a building
+    lon, lat = db.execute(
+        "SELECT ST_X(ST_Centroid(geom)), ST_Y(ST_Centroid(geom)) FROM layers.buildings "
+        "WHERE households = 1 ORDER BY fid LIMIT 1"
+    ).fetchone()  # type: ignore[misc]
+    tiny = selectors.radius(db, lon, lat, 15)
+    hidden = run_scenario(db, catalog, scenarios["socio_economic"], tiny, PERIOD, privacy_threshold=50)
+    households = _indicator(hidden, "households")["total"]
+    assert households["status"] == "suppressed" and households["value"] is None
+    poor = _indicator(hidden, "poor_household_rate")["total"]
+    assert poor["status"] == "suppressed"  # a rate over one or two households would single them out
+    assert hidden.suppressed >= 2 and not any(f["indicator"] == "poor_household_rate" for f in hidden.flags)
+    shown = run_scenario(
+        db, catalog, scenarios["socio_economic"], tiny, PERIOD, personal_access=True, privacy_threshold=50
+    )
+    assert 0 < _indicator(shown, "households")["total"]["value"] < 50 and shown.suppressed == 0
+    # the whole province is far above the threshold: nothing hidden
+    assert run_scenario(db, catalog, scenarios["socio_economic"], selectors.province(db), PERIOD).suppressed == 0
