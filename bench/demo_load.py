@@ -11,6 +11,7 @@ Runs against a throwaway cluster of its own (nothing else is touched) and prints
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -91,6 +92,7 @@ def main() -> None:
             engine.dispose()
     finally:
         cluster.destroy()
+        shutil.rmtree(home, ignore_errors=True)
 
     med = statistics.median
     print(

@@ -10,6 +10,7 @@ the result (``store=False``), which shows what keeping the run for reproducibili
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -99,6 +100,7 @@ def main() -> None:
                 print(f"{name:<28}{p50:9.1f}{p95:9.1f}{target:12.0f}{statistics.median(timings[False]):14.1f}")
     finally:
         cluster.destroy()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import stat
 from pathlib import Path
 
@@ -77,6 +78,7 @@ def test_lifecycle_init_start_stop_status_is_idempotent() -> None:
         assert cluster.status()["running"] is False
     finally:
         cluster.destroy()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_port_in_use_gives_a_clear_error(settings: Settings) -> None:
@@ -88,6 +90,7 @@ def test_port_in_use_gives_a_clear_error(settings: Settings) -> None:
             cluster.start()
     finally:
         cluster.destroy()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_socket_path_too_long_is_refused() -> None:
