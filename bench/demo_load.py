@@ -11,27 +11,20 @@ Runs against a throwaway cluster of its own (nothing else is touched) and prints
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import tempfile
 import time
 from datetime import date
-from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import shapely
+from _support import bench_database
 from psycopg import sql
 from sqlalchemy import create_engine
 
-from gis_ioc.catalog import load_catalog
-from gis_ioc.database.cluster import Cluster
-from gis_ioc.database.connection import connect, ensure_database
+from gis_ioc.database.connection import connect
 from gis_ioc.database.loads import copy_rows
-from gis_ioc.database.migrations import upgrade
 from gis_ioc.demo import DemoOptions, _communes, generate_demo, land
-from gis_ioc.loaders.boundaries import BoundarySet, load_boundaries
-from gis_ioc.settings import Settings
 
 
 def main() -> None:
@@ -40,59 +33,43 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="gis-ioc-bench-"))
-    home.chmod(0o755)
-    settings = Settings(home=home, db_port=54391, database_url=None, _env_file=None)  # type: ignore[call-arg]
-    cluster = Cluster(home=home, port=settings.db_port)
-    cluster.init()
-    cluster.start()
-    try:
-        ensure_database(settings)
-        catalog = load_catalog(settings.layers_dir, settings.styles_dir, settings.config_dir)
-        with connect(settings, autocommit=True) as conn:
-            upgrade(conn, catalog)
-            load_boundaries(conn, BoundarySet.hung_yen_2025(settings.boundaries_dir))
-            demo_times = []
-            for i in range(args.repeat):
-                options = DemoOptions(as_of=date(2026, 11, 27), parcels=args.parcels, seed=20250701 + i)
-                result = generate_demo(conn, catalog, options, force=True)
-                demo_times.append(result.seconds)
-            rows_total = sum(result.counts.values())
+    with bench_database() as (settings, cluster, catalog), connect(settings, autocommit=True) as conn:
+        demo_times = []
+        for i in range(args.repeat):
+            options = DemoOptions(as_of=date(2026, 11, 27), parcels=args.parcels, seed=20250701 + i)
+            result = generate_demo(conn, catalog, options, force=True)
+            demo_times.append(result.seconds)
+        rows_total = sum(result.counts.values())
 
-            communes = _communes(conn)
-            wards = {c.code for c in communes if c.is_ward}
-            parcels = land.make_parcels(np.random.default_rng([1, 1]), communes, args.parcels)
-            rows = list(land.parcel_rows(np.random.default_rng([1, 2]), parcels, wards))
-            conn.execute("CREATE SCHEMA IF NOT EXISTS bench")
-            conn.execute("DROP TABLE IF EXISTS bench.parcels_copy")
-            # same columns, identity and spatial index as the reference table to_postgis makes
-            conn.execute(
-                "CREATE TABLE bench.parcels_copy (LIKE layers.land_parcels INCLUDING DEFAULTS INCLUDING IDENTITY)"
-            )
-            conn.execute("CREATE INDEX ON bench.parcels_copy USING gist (geom)")
-            frame = gpd.GeoDataFrame(
-                [r[:-1] for r in rows],
-                columns=land.PARCEL_COLUMNS[:-1],
-                geometry=shapely.from_wkb([r[-1] for r in rows]),
-                crs="EPSG:4326",
-            )
-            copy_times, ref_times = [], []
-            engine = create_engine(
-                f"postgresql+psycopg://gis_ioc@/{settings.db_name}?host={cluster.socket_dir}&port={settings.db_port}"
-            )
-            for _ in range(args.repeat):
-                conn.execute("TRUNCATE bench.parcels_copy")
-                started = time.perf_counter()
-                with conn.transaction():
-                    copy_rows(conn, sql.Identifier("bench", "parcels_copy"), land.PARCEL_COLUMNS, rows)
-                copy_times.append(time.perf_counter() - started)
-                started = time.perf_counter()
-                frame.to_postgis("parcels_to_postgis", engine, schema="bench", if_exists="replace", index=False)
-                ref_times.append(time.perf_counter() - started)
-            engine.dispose()
-    finally:
-        cluster.destroy()
-        shutil.rmtree(home, ignore_errors=True)
+        communes = _communes(conn)
+        wards = {c.code for c in communes if c.is_ward}
+        parcels = land.make_parcels(np.random.default_rng([1, 1]), communes, args.parcels)
+        rows = list(land.parcel_rows(np.random.default_rng([1, 2]), parcels, wards))
+        conn.execute("CREATE SCHEMA IF NOT EXISTS bench")
+        conn.execute("DROP TABLE IF EXISTS bench.parcels_copy")
+        # same columns, identity and spatial index as the reference table to_postgis makes
+        conn.execute("CREATE TABLE bench.parcels_copy (LIKE layers.land_parcels INCLUDING DEFAULTS INCLUDING IDENTITY)")
+        conn.execute("CREATE INDEX ON bench.parcels_copy USING gist (geom)")
+        frame = gpd.GeoDataFrame(
+            [r[:-1] for r in rows],
+            columns=land.PARCEL_COLUMNS[:-1],
+            geometry=shapely.from_wkb([r[-1] for r in rows]),
+            crs="EPSG:4326",
+        )
+        copy_times, ref_times = [], []
+        engine = create_engine(
+            f"postgresql+psycopg://gis_ioc@/{settings.db_name}?host={cluster.socket_dir}&port={settings.db_port}"
+        )
+        for _ in range(args.repeat):
+            conn.execute("TRUNCATE bench.parcels_copy")
+            started = time.perf_counter()
+            with conn.transaction():
+                copy_rows(conn, sql.Identifier("bench", "parcels_copy"), land.PARCEL_COLUMNS, rows)
+            copy_times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            frame.to_postgis("parcels_to_postgis", engine, schema="bench", if_exists="replace", index=False)
+            ref_times.append(time.perf_counter() - started)
+        engine.dispose()
 
     med = statistics.median
     print(

@@ -34,13 +34,11 @@ from pathlib import Path
 import httpx
 import psycopg
 import yaml
+from _support import free_port, remove_bench_database, start_bench_database
 
-from gis_ioc.catalog import load_catalog
-from gis_ioc.database.cluster import SUPERUSER, Cluster
-from gis_ioc.database.connection import connect, ensure_database
-from gis_ioc.database.migrations import upgrade
+from gis_ioc.database.cluster import SUPERUSER
+from gis_ioc.database.connection import connect
 from gis_ioc.demo import DemoOptions, generate_demo
-from gis_ioc.loaders.boundaries import BoundarySet, load_boundaries
 from gis_ioc.publish.features import ItemsQuery
 from gis_ioc.publish.params import parse_items
 from gis_ioc.publish.tiles import tile_sql
@@ -63,14 +61,6 @@ def tile_index(lon: float, lat: float, z: int) -> tuple[int, int, int]:
     x = int((lon + 180) / 360 * 2**z)
     y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2**z)
     return z, x, y
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 120) -> None:
@@ -212,23 +202,15 @@ def main() -> None:
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is missing: apt-get install -y wrk postgresql-client")
 
-    home = Path(tempfile.mkdtemp(prefix="gis-ioc-bench-"))
-    home.chmod(0o755)
     cache = PROJECT_ROOT / "var" / "bench"
     cache.mkdir(parents=True, exist_ok=True)
-    settings = Settings(home=home, db_port=free_port(), database_url=None, _env_file=None)  # type: ignore[call-arg]
-    cluster = Cluster(home=home, port=settings.db_port)
-    cluster.init()
-    cluster.start()
+    settings, cluster, catalog = start_bench_database()
+    home = settings.home
     procs: list[subprocess.Popen[bytes]] = []
     results: dict[str, dict[str, tuple[float, float, float, int] | None]] = {}
     try:
-        ensure_database(settings)
-        catalog = load_catalog(settings.layers_dir, settings.styles_dir, settings.config_dir)
-        print("loading boundaries and demo data …", flush=True)
+        print("loading demo data …", flush=True)
         with connect(settings, autocommit=True) as conn:
-            upgrade(conn, catalog)
-            load_boundaries(conn, BoundarySet.hung_yen_2025(settings.boundaries_dir))
             generate_demo(conn, catalog, DemoOptions(as_of=date(2026, 11, 27), parcels=args.parcels))
             fid = conn.execute(
                 "SELECT fid FROM layers.land_parcels ORDER BY fid OFFSET %s LIMIT 1", (args.parcels // 2,)
@@ -349,8 +331,7 @@ def main() -> None:
         for proc in procs:
             if proc.poll() is None:
                 stop(proc)
-        cluster.destroy()
-        shutil.rmtree(home, ignore_errors=True)
+        remove_bench_database(cluster)
     report(results, args)
 
 

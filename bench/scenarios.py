@@ -10,97 +10,69 @@ the result (``store=False``), which shows what keeping the run for reproducibili
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 from typing import Any
 
-from gis_ioc.catalog import load_catalog
-from gis_ioc.database.cluster import Cluster
-from gis_ioc.database.connection import connect, ensure_database
-from gis_ioc.database.migrations import upgrade
+from _support import bench_database
+
+from gis_ioc.database.connection import connect
 from gis_ioc.demo import DemoOptions, generate_demo
-from gis_ioc.loaders.boundaries import BoundarySet, load_boundaries
 from gis_ioc.scenarios import selectors
 from gis_ioc.scenarios.engine import run_scenario
 from gis_ioc.scenarios.models import load_scenarios
-from gis_ioc.settings import Settings
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=50)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="gis-ioc-bench-"))
-    home.chmod(0o755)
-    settings = Settings(home=home, db_port=_free_port(), database_url=None, _env_file=None)  # type: ignore[call-arg]
-    cluster = Cluster(home=home, port=settings.db_port)
-    cluster.init()
-    cluster.start()
-    try:
-        ensure_database(settings)
-        catalog = load_catalog(settings.layers_dir, settings.styles_dir, settings.config_dir)
+    with bench_database() as (settings, _cluster, catalog), connect(settings, autocommit=True) as conn:
         scenarios = load_scenarios(settings.config_dir / "scenarios", catalog)
-        with connect(settings, autocommit=True) as conn:
-            upgrade(conn, catalog)
-            load_boundaries(conn, BoundarySet.hung_yen_2025(settings.boundaries_dir))
-            generate_demo(conn, catalog, DemoOptions(as_of=date(2026, 11, 27)))
-            cases: list[tuple[str, float, Callable[[bool], Any]]] = [
-                (
-                    "health, 2 km radius",
-                    100,
-                    lambda store: run_scenario(
-                        conn,
-                        catalog,
-                        scenarios["health"],
-                        selectors.radius(conn, 106.05, 20.65, 2000),
-                        "2026-Q3",
-                        store=store,
-                    ),
+        generate_demo(conn, catalog, DemoOptions(as_of=date(2026, 11, 27)))
+        cases: list[tuple[str, float, Callable[[bool], Any]]] = [
+            (
+                "health, 2 km radius",
+                100,
+                lambda store: run_scenario(
+                    conn,
+                    catalog,
+                    scenarios["health"],
+                    selectors.radius(conn, 106.05, 20.65, 2000),
+                    "2026-Q3",
+                    store=store,
                 ),
-                (
-                    "health, one commune",
-                    100,
-                    lambda store: run_scenario(
-                        conn, catalog, scenarios["health"], selectors.communes(conn, ["11953"]), "2026-Q3", store=store
-                    ),
+            ),
+            (
+                "health, one commune",
+                100,
+                lambda store: run_scenario(
+                    conn, catalog, scenarios["health"], selectors.communes(conn, ["11953"]), "2026-Q3", store=store
                 ),
-                (
-                    "socio-economic, province",
-                    500,
-                    lambda store: run_scenario(
-                        conn, catalog, scenarios["socio_economic"], selectors.province(conn), "2026-Q3", store=store
-                    ),
+            ),
+            (
+                "socio-economic, province",
+                500,
+                lambda store: run_scenario(
+                    conn, catalog, scenarios["socio_economic"], selectors.province(conn), "2026-Q3", store=store
                 ),
-            ]
-            print(f"{'case':<28}{'p50 ms':>9}{'p95 ms':>9}{'target p50':>12}{'no store p50':>14}")
-            for name, target, run in cases:
-                timings = {True: [], False: []}
-                for _ in range(3):
-                    run(True)  # warm the cache
-                for _ in range(args.repeat):
-                    for store in (True, False):
-                        started = time.perf_counter()
-                        run(store)
-                        timings[store].append((time.perf_counter() - started) * 1000)
-                stored = sorted(timings[True])
-                p50, p95 = statistics.median(stored), stored[int(0.95 * (len(stored) - 1))]
-                print(f"{name:<28}{p50:9.1f}{p95:9.1f}{target:12.0f}{statistics.median(timings[False]):14.1f}")
-    finally:
-        cluster.destroy()
-        shutil.rmtree(home, ignore_errors=True)
+            ),
+        ]
+        print(f"{'case':<28}{'p50 ms':>9}{'p95 ms':>9}{'target p50':>12}{'no store p50':>14}")
+        for name, target, run in cases:
+            timings = {True: [], False: []}
+            for _ in range(3):
+                run(True)  # warm the cache
+            for _ in range(args.repeat):
+                for store in (True, False):
+                    started = time.perf_counter()
+                    run(store)
+                    timings[store].append((time.perf_counter() - started) * 1000)
+            stored = sorted(timings[True])
+            p50, p95 = statistics.median(stored), stored[int(0.95 * (len(stored) - 1))]
+            print(f"{name:<28}{p50:9.1f}{p95:9.1f}{target:12.0f}{statistics.median(timings[False]):14.1f}")
 
 
 if __name__ == "__main__":
