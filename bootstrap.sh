@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 ROOT=$(pwd)
 VENV=${GIS_IOC_VENV:-$ROOT/.venv}
-DEBIAN_PACKAGES=(postgresql-15-postgis-3 postgresql-15-postgis-3-scripts gdal-bin)
+DEBIAN_PACKAGES=(postgresql-15-postgis-3 postgresql-15-postgis-3-scripts gdal-bin
+                 chromium poppler-utils fonts-dejavu-core)
 
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
