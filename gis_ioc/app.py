@@ -10,12 +10,17 @@ from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
 from gis_ioc import __version__
+from gis_ioc.api import loads as loads_api
 from gis_ioc.api import scenarios as scenarios_api
+from gis_ioc.api import web as web_api
 from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.database import migrations
 from gis_ioc.database.connection import create_pool, describe, translate_errors
@@ -24,8 +29,9 @@ from gis_ioc.http import problem
 from gis_ioc.publish.config import render_config
 from gis_ioc.publish.ogc import create_ogc_app
 from gis_ioc.publish.provider import close_pools
-from gis_ioc.scenarios.models import load_scenarios
+from gis_ioc.scenarios.models import load_emergency, load_scenarios
 from gis_ioc.settings import Settings
+from gis_ioc.web import STATIC_DIR
 
 log = logging.getLogger("gis_ioc")
 
@@ -80,13 +86,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.pool = pool
     app.state.pygeoapi_config = config
     app.state.scenarios = load_scenarios(settings.config_dir / "scenarios", catalog)
+    app.state.emergency = load_emergency(settings.config_dir / "scenarios", catalog)
     app.include_router(scenarios_api.router)
+    app.include_router(loads_api.router)
+    app.include_router(scenarios_api.emergency_router)
+    app.include_router(web_api.router)
 
     @app.exception_handler(GisIocError)
     async def gis_ioc_error(request: Request, exc: GisIocError) -> JSONResponse:
         if exc.status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc)
         return problem(exc.status, exc.title, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own checks (query and body types, ranges) answer problem+json naming the parameter
+        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return problem(422, "Invalid request", "; ".join(parts), errors=jsonable_encoder(exc.errors()))
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     async def healthz() -> dict[str, str]:
@@ -116,13 +132,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body["collections"] = sorted(config["resources"])
         return body
 
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse(f"{settings.ogc_path}/", status_code=307)
-
     @app.get(settings.ogc_path, include_in_schema=False)
     async def ogc_root() -> RedirectResponse:
         return RedirectResponse(f"{settings.ogc_path}/", status_code=307)
 
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(settings.ogc_path, create_ogc_app(config, catalog, pool, settings.public_url, settings.ogc_path))
     return app

@@ -44,9 +44,9 @@ def test_rendered_config_validates_against_pygeoapi_schema(
     assert planning["extents"]["temporal"]["begin"] <= planning["extents"]["temporal"]["end"]
 
 
-def test_root_redirects_to_the_ogc_landing_page(client: TestClient) -> None:
+def test_root_is_the_web_map_and_ogc_has_its_landing_page(client: TestClient) -> None:
     response = client.get("/", follow_redirects=False)
-    assert response.status_code == 307 and response.headers["location"] == "/ogc/"
+    assert response.status_code == 200 and "maplibre-gl.js" in response.text  # the leaders' web map
     landing = client.get("/ogc/", params={"f": "json"})
     assert landing.status_code == 200
     assert "Hưng Yên" in landing.json()["title"]

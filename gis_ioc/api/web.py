@@ -1,0 +1,101 @@
+"""The leaders' web map at ``/`` and the small JSON API it reads: ``/api/map/config`` (layers, styles,
+scenarios, periods), ``/api/communes`` (search by name with or without diacritics, or by code) and
+``/api/identify`` (what is at a point)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from gis_ioc import __version__
+from gis_ioc.database.connection import translate_errors
+from gis_ioc.errors import InvalidInput, NotFound
+from gis_ioc.maps import mapstyle, places
+from gis_ioc.publish.config import PROVINCE_BBOX
+from gis_ioc.web import TEMPLATES_DIR
+
+router = APIRouter(tags=["web map"])
+_templates = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]))
+
+
+def _communes(request: Request) -> list[places.Commune]:
+    """The communes, read once per application (they change only with a boundary load)."""
+    cached: list[places.Commune] | None = getattr(request.app.state, "communes_cache", None)
+    if cached is None:
+        with translate_errors(), request.app.state.pool.connection(timeout=10) as conn:
+            cached = places.communes(conn)
+        request.app.state.communes_cache = cached
+    return cached
+
+
+@router.get("/", include_in_schema=False, response_class=HTMLResponse)
+async def index(request: Request, lang: str = "vi") -> HTMLResponse:
+    page = _templates.get_template("index.html").render(
+        version=__version__, lang="en" if lang == "en" else "vi", ogc_path=request.app.state.settings.ogc_path
+    )
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/api/map/config", summary="Layers, MapLibre style, scenarios and periods of the web map")
+async def map_config(request: Request) -> dict[str, Any]:
+    app = request.app
+
+    def work() -> list[str]:
+        with translate_errors(), app.state.pool.connection(timeout=10) as conn:
+            return places.periods(conn)
+
+    periods = await run_in_threadpool(work)
+    catalog = app.state.catalog
+    return {
+        "version": __version__,
+        "bbox": PROVINCE_BBOX,
+        "style": mapstyle.map_style(catalog, app.state.settings.ogc_path),
+        "layers": mapstyle.layer_list(catalog),
+        "periods": periods,
+        "scenarios": [
+            {"id": s.id, "title": s.title.model_dump(), "description": s.description.model_dump()}
+            for s in app.state.scenarios.values()
+        ],
+    }
+
+
+@router.get("/api/communes", summary="Find communes by name (with or without diacritics) or code")
+async def find_communes(
+    request: Request,
+    q: Annotated[str | None, Query(max_length=100, description="name or code; empty: all communes")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 10,
+) -> dict[str, Any]:
+    items = await run_in_threadpool(_communes, request)
+    found = places.search(items, q, limit) if q and q.strip() else items[:limit]
+    return {"query": q, "communes": [c.as_dict() for c in found], "numberMatched": len(found)}
+
+
+@router.get("/api/communes/{code}", summary="One commune with its bounding box")
+async def one_commune(request: Request, code: str) -> dict[str, Any]:
+    items = await run_in_threadpool(_communes, request)
+    for c in items:
+        if c.code == code:
+            return c.as_dict()
+    raise NotFound(f"no commune with code {code!r} (codes have 5 digits, e.g. 11953)")
+
+
+@router.get("/api/identify", summary="The commune, the parcel and the facilities nearby at a point (CRS84)")
+async def identify(
+    request: Request,
+    lon: Annotated[float, Query(ge=-180, le=180)],
+    lat: Annotated[float, Query(ge=-90, le=90)],
+    radius: Annotated[float, Query(gt=0, le=places.MAX_NEARBY_METRES, description="metres")] = 500.0,
+) -> dict[str, Any]:
+    app = request.app
+
+    def work() -> dict[str, Any]:
+        with translate_errors(), app.state.pool.connection(timeout=10) as conn:
+            return places.identify(conn, app.state.catalog, lon, lat, radius)
+
+    if lon != lon or lat != lat:  # NaN
+        raise InvalidInput("lon and lat must be numbers")
+    return await run_in_threadpool(work)

@@ -1,0 +1,355 @@
+/* gis_ioc web map: MapLibre GL over gis_ioc's own vector tiles; scenarios over a radius, a drawn
+   polygon or picked communes; Vietnamese by default, English on a switch. No external requests. */
+(function () {
+  "use strict";
+  const T = {
+    vi: {
+      title: "Bản đồ điều hành tỉnh Hưng Yên", search: "Tìm xã, phường (tên hoặc mã)", selection: "Vùng chọn",
+      mode_identify: "Xem thông tin", mode_radius: "Bán kính", mode_polygon: "Vẽ vùng", mode_communes: "Chọn xã",
+      radius: "Bán kính (m)", finish: "Đóng vùng", clear: "Xóa vùng chọn", scenario: "Kịch bản", period: "Kỳ",
+      run: "Phân tích", layers: "Lớp bản đồ", hint_identify: "Bấm vào bản đồ để xem thông tin tại điểm đó.",
+      hint_radius: "Bấm vào bản đồ để đặt tâm vòng tròn.", hint_polygon: "Bấm để thêm đỉnh, rồi bấm «Đóng vùng».",
+      hint_communes: "Bấm vào xã trên bản đồ (hoặc tìm theo tên) để chọn hoặc bỏ chọn.",
+      centre: "Tâm", communes_picked: "Xã đã chọn", vertices: "Số đỉnh", nothing: "Chưa chọn vùng.",
+      running: "Đang phân tích…", loading: "Đang tải…", results: "Kết quả", run_id: "Lần chạy",
+      indicator: "Chỉ tiêu", value: "Giá trị", target: "Mục tiêu", status: "Đánh giá", flags: "Chỉ tiêu chưa đạt",
+      no_flags: "Tất cả chỉ tiêu có mục tiêu đều đạt.", gap: "còn thiếu", commune: "Xã/phường", whole: "toàn vùng",
+      flagged_communes: "Xã có chỉ tiêu chưa đạt", report: "Báo cáo PDF", export_gpkg: "Xuất GeoPackage (VN-2000)",
+      export_xlsx: "Xuất Excel", parcel: "Thửa đất", nearby: "Gần đây", none_found: "Không tìm thấy.",
+      s_met: "đạt", "s_not met": "chưa đạt", "s_no data": "không có số liệu", s_stale: "số liệu cũ",
+      "s_no target": "không có mục tiêu", s_suppressed: "ẩn (bảo vệ dữ liệu cá nhân)", error: "Lỗi",
+      communes_in: "Số xã trong vùng", change: "so với kỳ trước",
+    },
+    en: {
+      title: "Hưng Yên operations map", search: "Find a commune or ward (name or code)", selection: "Selection",
+      mode_identify: "Identify", mode_radius: "Radius", mode_polygon: "Draw area", mode_communes: "Pick communes",
+      radius: "Radius (m)", finish: "Close area", clear: "Clear selection", scenario: "Scenario", period: "Period",
+      run: "Analyse", layers: "Layers", hint_identify: "Click the map to see what is there.",
+      hint_radius: "Click the map to place the centre of the circle.", hint_polygon: "Click to add corners, then «Close area».",
+      hint_communes: "Click communes on the map (or search by name) to pick or drop them.",
+      centre: "Centre", communes_picked: "Communes picked", vertices: "Corners", nothing: "Nothing selected.",
+      running: "Analysing…", loading: "Loading…", results: "Results", run_id: "Run",
+      indicator: "Indicator", value: "Value", target: "Target", status: "Status", flags: "Targets not met",
+      no_flags: "Every indicator with a target is met.", gap: "short by", commune: "Commune", whole: "whole selection",
+      flagged_communes: "Communes with targets not met", report: "PDF report", export_gpkg: "GeoPackage (VN-2000)",
+      export_xlsx: "Excel", parcel: "Parcel", nearby: "Nearby", none_found: "Nothing found.",
+      s_met: "met", "s_not met": "not met", "s_no data": "no data", s_stale: "stale", "s_no target": "no target",
+      s_suppressed: "suppressed (privacy)", error: "Error", communes_in: "Communes in the selection",
+      change: "from the previous period",
+    },
+  };
+  const $ = (id) => document.getElementById(id);
+  const params = new URLSearchParams(location.search);
+  const state = {
+    lang: params.get("lang") || localStorage.getItem("gis_ioc.lang") || document.body.dataset.lang || "vi",
+    mode: "identify", centre: null, polygon: [], polygonClosed: false, communes: new Map(), point: null,
+    config: null, lastRun: null, flagged: [], ready: false,
+  };
+  window.gisIoc = state;
+  const t = (k) => (T[state.lang] && T[state.lang][k]) || T.vi[k] || k;
+  const tx = (o) => (o && typeof o === "object" ? o[state.lang] || o.vi : o);
+  const fmt = (v, digits) => (v === null || v === undefined ? "—" : Number(v).toLocaleString(state.lang === "vi" ? "vi-VN" : "en-GB", { maximumFractionDigits: digits === undefined ? 2 : digits }));
+  const esc = (s) => String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+
+  function status(text, isError) {
+    const el = $("status");
+    el.textContent = text || "";
+    el.className = text ? (isError ? "on error" : "on") : "";
+  }
+
+  async function api(url, options) {
+    const res = await fetch(url, options);
+    const type = res.headers.get("content-type") || "";
+    const body = type.includes("json") ? await res.json() : await res.text();
+    if (!res.ok) throw new Error((body && body.detail) ? (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)) : res.statusText);
+    return body;
+  }
+
+  function applyLang() {
+    document.documentElement.lang = state.lang;
+    document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+    document.querySelectorAll("[data-i18n-placeholder]").forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
+    $("lang").textContent = state.lang === "vi" ? "EN" : "VI";
+    document.title = t("title") + " — IOC";
+    if (state.config) { fillSelects(); buildLayerList(); }
+    describeSelection();
+    if (state.lastRun) renderResults(state.lastRun);
+  }
+
+  function fillSelects() {
+    const sc = $("scenario"), pe = $("period");
+    const keepS = sc.value, keepP = pe.value;
+    sc.innerHTML = state.config.scenarios.map((s) => `<option value="${esc(s.id)}" title="${esc(tx(s.description))}">${esc(tx(s.title))}</option>`).join("");
+    pe.innerHTML = state.config.periods.map((p) => `<option>${esc(p)}</option>`).join("");
+    if (keepS) sc.value = keepS; else if (params.get("scenario")) sc.value = params.get("scenario");
+    if (keepP) pe.value = keepP;
+  }
+
+  // ---- map ----
+  let map;
+  function absoluteStyle(style) {
+    const copy = JSON.parse(JSON.stringify(style));
+    for (const src of Object.values(copy.sources)) {
+      if (src.tiles) src.tiles = src.tiles.map((u) => location.origin + u);
+    }
+    return copy;
+  }
+
+  const empty = () => ({ type: "FeatureCollection", features: [] });
+
+  function addOverlays() {
+    map.addSource("selection", { type: "geojson", data: empty() });
+    map.addLayer({ id: "selection-fill", type: "fill", source: "selection", filter: ["==", ["geometry-type"], "Polygon"], paint: { "fill-color": "#1565c0", "fill-opacity": 0.12 } });
+    map.addLayer({ id: "selection-line", type: "line", source: "selection", paint: { "line-color": "#1565c0", "line-width": 2.5, "line-dasharray": [2, 1] } });
+    map.addLayer({ id: "selection-point", type: "circle", source: "selection", filter: ["==", ["geometry-type"], "Point"], paint: { "circle-radius": 6, "circle-color": "#1565c0", "circle-stroke-color": "#fff", "circle-stroke-width": 2 } });
+    map.addLayer({ id: "picked-communes", type: "line", source: "communes", "source-layer": "communes", filter: ["in", ["get", "code"], ["literal", []]], paint: { "line-color": "#1565c0", "line-width": 3 } });
+    map.addLayer({ id: "flagged-fill", type: "fill", source: "communes", "source-layer": "communes", filter: ["in", ["get", "code"], ["literal", []]], paint: { "fill-color": "#c62828", "fill-opacity": 0.45 } });
+    map.addLayer({ id: "flagged-line", type: "line", source: "communes", "source-layer": "communes", filter: ["in", ["get", "code"], ["literal", []]], paint: { "line-color": "#b71c1c", "line-width": 3 } });
+  }
+
+  function circle(centre, metres, steps) {
+    const [lon, lat] = centre, ring = [];
+    const dy = metres / 110574, dx = metres / (111320 * Math.cos((lat * Math.PI) / 180));
+    for (let i = 0; i <= steps; i++) {
+      const a = (i / steps) * 2 * Math.PI;
+      ring.push([lon + dx * Math.cos(a), lat + dy * Math.sin(a)]);
+    }
+    return { type: "Polygon", coordinates: [ring] };
+  }
+
+  function drawSelection() {
+    const fc = empty();
+    if (state.mode === "radius" && state.centre) {
+      fc.features.push({ type: "Feature", properties: {}, geometry: circle(state.centre, radiusValue(), 96) });
+      fc.features.push({ type: "Feature", properties: {}, geometry: { type: "Point", coordinates: state.centre } });
+    } else if (state.mode === "polygon" && state.polygon.length) {
+      const ring = state.polygon.slice();
+      if (state.polygonClosed && ring.length >= 3) {
+        fc.features.push({ type: "Feature", properties: {}, geometry: { type: "Polygon", coordinates: [[...ring, ring[0]]] } });
+      } else {
+        fc.features.push({ type: "Feature", properties: {}, geometry: { type: "LineString", coordinates: ring.length > 1 ? ring : [ring[0], ring[0]] } });
+        ring.forEach((c) => fc.features.push({ type: "Feature", properties: {}, geometry: { type: "Point", coordinates: c } }));
+      }
+    } else if (state.mode === "identify" && state.point) {
+      fc.features.push({ type: "Feature", properties: {}, geometry: { type: "Point", coordinates: state.point } });
+    }
+    if (map.getSource("selection")) map.getSource("selection").setData(fc);
+    if (map.getLayer("picked-communes")) {
+      map.setFilter("picked-communes", ["in", ["get", "code"], ["literal", state.mode === "communes" ? [...state.communes.keys()] : []]]);
+    }
+    describeSelection();
+  }
+
+  function radiusValue() {
+    const v = Number($("radius").value);
+    return Number.isFinite(v) && v > 0 ? v : 2000;
+  }
+
+  function describeSelection() {
+    let text = t("hint_" + state.mode);
+    if (state.mode === "radius" && state.centre) text = `${t("centre")}: ${state.centre[0].toFixed(5)}, ${state.centre[1].toFixed(5)} — ${fmt(radiusValue(), 0)} m`;
+    if (state.mode === "polygon" && state.polygon.length) text = `${t("vertices")}: ${state.polygon.length}` + (state.polygonClosed ? " ✓" : "");
+    if (state.mode === "communes" && state.communes.size) text = `${t("communes_picked")}: ${[...state.communes.values()].join(", ")}`;
+    $("selection-text").textContent = text;
+    $("radius-row").hidden = state.mode !== "radius";
+    $("polygon-row").hidden = state.mode !== "polygon";
+  }
+
+  function setFlagged(codes) {
+    state.flagged = codes;
+    const filter = ["in", ["get", "code"], ["literal", codes]];
+    map.setFilter("flagged-fill", filter);
+    map.setFilter("flagged-line", filter);
+  }
+
+  // ---- identify ----
+  async function identifyAt(lngLat) {
+    state.point = [lngLat.lng, lngLat.lat];
+    drawSelection();
+    try {
+      const r = await api(`/api/identify?lon=${lngLat.lng}&lat=${lngLat.lat}&radius=500`);
+      let html = "";
+      if (r.commune) html += `<h4>${esc(r.commune.properties.name)}</h4><div>${esc(t("commune"))}: ${esc(r.commune.properties.code)} · ${fmt(r.commune.properties.area_km2)} km²</div>`;
+      if (r.parcel) {
+        const p = r.parcel.properties;
+        html += `<h4>${esc(t("parcel"))} ${esc(p.parcel_code)}</h4><div>${esc(p.land_use)} · ${fmt(p.area_m2, 0)} m² · ${esc(p.legal_status || "")}</div>`;
+      }
+      if (r.nearby.length) {
+        html += `<h4>${esc(t("nearby"))} (500 m)</h4><ul>` + r.nearby.map((n) => `<li>${esc(n.name || n.code)} <small>(${esc(tx(n.title))}, ${fmt(n.distance_m, 0)} m)</small></li>`).join("") + "</ul>";
+      }
+      if (!html) html = esc(t("none_found"));
+      new maplibregl.Popup({ maxWidth: "none" }).setLngLat(lngLat).setHTML(`<div class="identify">${html}</div>`).addTo(map);
+    } catch (e) {
+      status(`${t("error")}: ${e.message}`, true);
+    }
+  }
+
+  function onClick(e) {
+    if (state.mode === "identify") return identifyAt(e.lngLat);
+    if (state.mode === "radius") { state.centre = [e.lngLat.lng, e.lngLat.lat]; return drawSelection(); }
+    if (state.mode === "polygon") {
+      if (state.polygonClosed) { state.polygon = []; state.polygonClosed = false; }
+      state.polygon.push([e.lngLat.lng, e.lngLat.lat]);
+      return drawSelection();
+    }
+    if (state.mode === "communes") {
+      const hits = map.queryRenderedFeatures(e.point, { layers: ["communes-fill"] });
+      if (!hits.length) return;
+      const code = String(hits[0].properties.code), name = hits[0].properties.name;
+      if (state.communes.has(code)) state.communes.delete(code); else state.communes.set(code, name);
+      drawSelection();
+    }
+  }
+
+  // ---- search ----
+  let searchTimer = null, searchItems = [], active = -1;
+  function renderSearch() {
+    const ul = $("search-results");
+    ul.innerHTML = searchItems.map((c, i) => `<li role="option" data-i="${i}" aria-selected="${i === active}">${esc(c.name)}<span class="code">${esc(c.code)}</span></li>`).join("");
+    ul.hidden = !searchItems.length;
+  }
+  async function runSearch() {
+    const q = $("search").value.trim();
+    if (!q) { searchItems = []; renderSearch(); return; }
+    try {
+      const r = await api(`/api/communes?q=${encodeURIComponent(q)}&limit=10`);
+      if ($("search").value.trim() !== q) return;
+      searchItems = r.communes; active = searchItems.length ? 0 : -1; renderSearch();
+    } catch (e) { status(`${t("error")}: ${e.message}`, true); }
+  }
+  function pick(c) {
+    $("search").value = c.name;
+    searchItems = []; renderSearch();
+    map.fitBounds([[c.bbox[0], c.bbox[1]], [c.bbox[2], c.bbox[3]]], { padding: 40, duration: 0 });
+    state.picked = c;
+    if (state.mode === "communes") state.communes.set(c.code, c.name);
+    else if (state.mode === "radius" || state.mode === "identify") { state.centre = c.centre; if (state.mode === "identify") setMode("radius"); }
+    drawSelection();
+  }
+
+  function setMode(mode) {
+    state.mode = mode;
+    document.querySelectorAll('input[name="mode"]').forEach((el) => { el.checked = el.value === mode; });
+    map.getCanvas().style.cursor = mode === "identify" ? "" : "crosshair";
+    drawSelection();
+  }
+
+  // ---- scenario ----
+  function selectionBody() {
+    if (state.mode === "radius" && state.centre) return { radius: { at: state.centre, metres: radiusValue() } };
+    if (state.mode === "polygon" && state.polygon.length >= 3) return { zone: { type: "Polygon", coordinates: [[...state.polygon, state.polygon[0]]] } };
+    if (state.mode === "communes" && state.communes.size) return { communes: [...state.communes.keys()] };
+    if (state.mode === "identify" && state.point) return { point: state.point };
+    return null;
+  }
+
+  async function runScenario() {
+    const sel = selectionBody();
+    if (!sel) { status(t("nothing"), true); return; }
+    if (state.mode === "polygon") { state.polygonClosed = true; drawSelection(); }
+    const scenario = $("scenario").value, period = $("period").value;
+    status(t("running"));
+    $("run").disabled = true;
+    try {
+      const run = await api(`/api/scenarios/${encodeURIComponent(scenario)}/run`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ period, ...sel }),
+      });
+      state.lastRun = run;
+      renderResults(run);
+      const codes = [...new Set(run.flags.filter((f) => f.where !== "total").map((f) => f.where))];
+      setFlagged(codes);
+      status("");
+    } catch (e) {
+      status(`${t("error")}: ${e.message}`, true);
+    } finally {
+      $("run").disabled = false;
+    }
+  }
+
+  function statusCell(s) {
+    const cls = s === "met" ? "status-met" : s === "not met" ? "status-not-met" : "status-other";
+    return `<span class="${cls}">${esc(t("s_" + s))}</span>`;
+  }
+
+  function renderResults(run) {
+    const names = Object.fromEntries(run.communes.map((c) => [c.code, c.name]));
+    const rows = run.indicators.map((ind) => {
+      const f = ind.total;
+      const bad = f.status === "not met";
+      const change = f.change === null || f.change === undefined ? "" : ` <small title="${esc(t("change"))}">(${f.change > 0 ? "+" : ""}${fmt(f.change)})</small>`;
+      return `<tr class="${bad ? "not-met" : ""}" data-indicator="${esc(ind.id)}"><td>${esc(tx(ind.name))} <small>(${esc(ind.unit)})</small></td><td class="num">${fmt(f.value)}${change}</td><td class="num">${fmt(f.target)}</td><td>${statusCell(f.status)}</td></tr>`;
+    }).join("");
+    const flags = run.flags.map((f) => `<li class="flag" data-where="${esc(f.where)}">${esc(f.where === "total" ? t("whole") : f.commune || names[f.where] || f.where)}: ${esc(tx(f.name))} ${fmt(f.value)} / ${fmt(f.target)} ${esc(f.unit)} (${esc(t("gap"))} ${fmt(f.gap)})</li>`).join("");
+    const flaggedCodes = [...new Set(run.flags.filter((f) => f.where !== "total").map((f) => f.where))];
+    const scenario = encodeURIComponent(run.scenario);
+    $("results").innerHTML = `<h2>${esc(t("results"))}</h2>
+      <p class="hint">${esc(t("run_id"))} #${run.id} · ${esc(run.period)} · ${esc(t("communes_in"))}: ${run.communes.length}</p>
+      <table><thead><tr><th>${esc(t("indicator"))}</th><th>${esc(t("value"))}</th><th>${esc(t("target"))}</th><th>${esc(t("status"))}</th></tr></thead><tbody>${rows}</tbody></table>
+      <h2>${esc(t("flags"))} (${run.flags.length})</h2>
+      ${run.flags.length ? `<ul class="flags">${flags}</ul>` : `<p class="status-met">${esc(t("no_flags"))}</p>`}
+      ${flaggedCodes.length ? `<p><b>${esc(t("flagged_communes"))}:</b> <span id="flagged-list">${flaggedCodes.map((c) => esc(names[c] || c)).join(", ")}</span></p>` : ""}
+      <p class="actions"><a href="/api/reports?runs=${run.id}&format=pdf" target="_blank" rel="noopener">${esc(t("report"))}</a>
+      <a href="/api/exports/runs/${run.id}?format=gpkg&crs=EPSG:9209${flaggedCodes.length ? "&flagged=true" : ""}">${esc(t("export_gpkg"))}</a>
+      <a href="/api/exports/runs/${run.id}?format=xlsx">${esc(t("export_xlsx"))}</a></p>`;
+    void scenario;
+  }
+
+  // ---- layers ----
+  function buildLayerList() {
+    const groups = {};
+    for (const l of state.config.layers) (groups[l.group] = groups[l.group] || []).push(l);
+    $("layers").innerHTML = Object.entries(groups).map(([g, ls]) => `<div class="layer-group"><h3>${esc(g)}</h3>` + ls.map((l) => {
+      const on = map && map.getLayer(l.style_layers[0]) ? map.getLayoutProperty(l.style_layers[0], "visibility") !== "none" : l.base;
+      const sw = l.legend[0] || {};
+      return `<label title="${esc(l.id)}"><input type="checkbox" data-layer="${esc(l.id)}" ${on ? "checked" : ""}> <span class="legend-swatch" style="background:${esc(sw.fill || "transparent")};border-color:${esc(sw.stroke || "#555")}"></span>${esc(tx(l.title))}${l.min_zoom ? ` <small>(z ≥ ${l.min_zoom})</small>` : ""}</label>`;
+    }).join("") + "</div>").join("");
+  }
+  function toggleLayer(id, on) {
+    const l = state.config.layers.find((x) => x.id === id);
+    if (!l) return;
+    l.style_layers.forEach((sid) => map.getLayer(sid) && map.setLayoutProperty(sid, "visibility", on ? "visible" : "none"));
+  }
+
+  async function start() {
+    status(t("loading"));
+    state.config = await api("/api/map/config");
+    fillSelects();
+    const b = state.config.bbox;
+    map = new maplibregl.Map({
+      container: "map", style: absoluteStyle(state.config.style), bounds: [[b[0], b[1]], [b[2], b[3]]],
+      fitBoundsOptions: { padding: 20 }, attributionControl: false, maxZoom: 19, preserveDrawingBuffer: true,
+    });
+    window.gisIocMap = map;
+    map.addControl(new maplibregl.NavigationControl(), "top-right");
+    map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-left");
+    map.addControl(new maplibregl.AttributionControl({ compact: true, customAttribution: "IOC Hưng Yên — gis_ioc" }));
+    map.on("load", () => {
+      addOverlays();
+      buildLayerList();
+      drawSelection();
+      state.ready = true;
+      status("");
+    });
+    map.on("click", onClick);
+    map.on("mousemove", "communes-fill", (e) => { if (e.features.length) map.getCanvas().title = e.features[0].properties.name; });
+  }
+
+  // ---- wiring ----
+  $("lang").addEventListener("click", () => { state.lang = state.lang === "vi" ? "en" : "vi"; localStorage.setItem("gis_ioc.lang", state.lang); applyLang(); });
+  $("search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(runSearch, 150); });
+  $("search").addEventListener("keydown", (e) => {
+    if (e.key === "ArrowDown" && searchItems.length) { active = (active + 1) % searchItems.length; renderSearch(); e.preventDefault(); }
+    else if (e.key === "ArrowUp" && searchItems.length) { active = (active - 1 + searchItems.length) % searchItems.length; renderSearch(); e.preventDefault(); }
+    else if (e.key === "Enter") { if (searchItems[active]) pick(searchItems[active]); else runSearch(); e.preventDefault(); }
+    else if (e.key === "Escape") { searchItems = []; renderSearch(); }
+  });
+  $("search-results").addEventListener("click", (e) => { const li = e.target.closest("li"); if (li) pick(searchItems[Number(li.dataset.i)]); });
+  document.querySelectorAll('input[name="mode"]').forEach((el) => el.addEventListener("change", () => setMode(el.value)));
+  $("radius").addEventListener("input", drawSelection);
+  $("polygon-finish").addEventListener("click", () => { if (state.polygon.length >= 3) { state.polygonClosed = true; drawSelection(); } });
+  $("clear").addEventListener("click", () => { state.centre = null; state.polygon = []; state.polygonClosed = false; state.communes.clear(); state.point = null; setFlagged([]); drawSelection(); });
+  $("run").addEventListener("click", runScenario);
+  $("layers").addEventListener("change", (e) => { if (e.target.dataset.layer) toggleLayer(e.target.dataset.layer, e.target.checked); });
+  applyLang();
+  start().catch((e) => status(`${t("error")}: ${e.message}`, true));
+})();

@@ -1,0 +1,242 @@
+"""The leaders' web map in a real headless chromium: loads clean, finds communes without diacritics,
+runs a scenario over a radius and shows the flagged communes in red."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from gis_ioc.catalog import Catalog
+from tests.conftest import ARTIFACTS
+from tests.web.conftest import PageLog
+
+THAI_BINH = "13225"
+PHO_HIEN = "11953"
+
+
+@pytest.fixture
+def page(browser: Browser, base_url: str) -> Iterator[tuple[Page, PageLog]]:
+    context = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="vi-VN")
+    page = context.new_page()
+    log = PageLog()
+    log.attach(page)
+    page.goto(f"{base_url}/")
+    page.wait_for_function("window.gisIoc && window.gisIoc.ready", timeout=30000)
+    wait_idle(page)
+    yield page, log
+    context.close()
+
+
+def indicator_count(base_url: str, scenario: str) -> int:
+    return len(next(s for s in httpx.get(f"{base_url}/api/scenarios").json() if s["id"] == scenario)["indicators"])
+
+
+def wait_idle(page: Page) -> None:
+    page.wait_for_function(
+        "window.gisIocMap && window.gisIocMap.loaded() && window.gisIocMap.areTilesLoaded()", timeout=30000
+    )
+
+
+def test_root_serves_the_map_and_its_own_scripts(base_url: str) -> None:
+    html = httpx.get(f"{base_url}/").text
+    assert "maplibre-gl.js" in html and "Bản đồ điều hành" in html
+    assert "http://" not in html.replace(base_url, "") and "https://" not in html  # no CDN
+    script = httpx.get(f"{base_url}/static/vendor/maplibre-gl/maplibre-gl.js")
+    assert script.status_code == 200 and "maplibregl" in script.text[:5000]
+    licence = httpx.get(f"{base_url}/static/vendor/maplibre-gl/LICENSE.txt").text
+    assert "Copyright" in licence
+
+
+def test_page_loads_without_errors_and_only_asks_our_server(page: tuple[Page, PageLog], base_url: str) -> None:
+    p, log = page
+    assert log.errors == []
+    assert log.urls and not [u for u in log.urls if not u.startswith((base_url, "data:", "blob:"))], log.urls
+    tiles = [u for u in log.urls if "/tiles/WebMercatorQuad/" in u]
+    assert any("/collections/communes/" in u for u in tiles) and any("/collections/province/" in u for u in tiles)
+    rendered = p.evaluate(
+        "new Set(window.gisIocMap.queryRenderedFeatures({layers: ['communes-fill']}).map(f => f.properties.code)).size"
+    )
+    assert rendered >= 100  # the whole province is in view: 104 communes
+    expect(p.locator("#scenario option")).to_have_count(len(httpx.get(f"{base_url}/api/scenarios").json()))
+    assert p.locator("#period").input_value() == "2026-Q3"
+    p.screenshot(path=str(ARTIFACTS / "web-map-province.png"))
+
+
+@pytest.mark.parametrize(
+    ("typed", "code"), [("pho hien", PHO_HIEN), ("Phố Hiến", PHO_HIEN), ("11953", PHO_HIEN), ("thai binh", THAI_BINH)]
+)
+def test_commune_search_without_diacritics_zooms_to_it(
+    page: tuple[Page, PageLog], typed: str, code: str, db: psycopg.Connection[Any]
+) -> None:
+    p, log = page
+    p.fill("#search", typed)
+    first = p.locator("#search-results li").first
+    expect(first).to_contain_text(code)
+    name = db.execute("SELECT name FROM layers.communes WHERE code = %s AND valid_to IS NULL", (code,)).fetchone()[0]
+    expect(first).to_contain_text(name)
+    p.keyboard.press("Enter")
+    wait_idle(p)
+    centre = p.evaluate("window.gisIocMap.getCenter().toArray()")
+    inside = db.execute(
+        "SELECT ST_Intersects(geom, ST_Expand(ST_SetSRID(ST_MakePoint(%s, %s), 4326), 0.005)) FROM layers.communes "
+        "WHERE code = %s AND valid_to IS NULL",
+        (centre[0], centre[1], code),
+    ).fetchone()[0]
+    assert inside, centre
+    assert p.evaluate("window.gisIocMap.getZoom()") > 11
+    assert log.errors == []
+
+
+def test_search_api_answers_problems_for_bad_input(base_url: str) -> None:
+    r = httpx.get(f"{base_url}/api/communes", params={"limit": "lots"})
+    assert (
+        r.status_code == 422
+        and r.headers["content-type"] == "application/problem+json"
+        and "limit" in r.json()["detail"]
+    )
+    r = httpx.get(f"{base_url}/api/communes/99999")
+    assert r.status_code == 404 and "99999" in r.json()["detail"]
+    r = httpx.get(f"{base_url}/api/identify", params={"lon": 106.05, "lat": 95})
+    assert r.status_code == 422 and "lat" in r.json()["detail"]
+
+
+def expected_flags(
+    db: psycopg.Connection[Any], catalog: Catalog, codes: list[str], period: str, indicators: list[str]
+) -> set[str]:
+    """Communes whose own value of a rate indicator misses its target, computed from the tables directly."""
+    out = set()
+    for ind_id in indicators:
+        ind = catalog.indicators.get(ind_id)
+        if ind.aggregation.kind != "rate":
+            continue
+        rows = db.execute(
+            "SELECT commune_code, numerator / denominator * %s FROM gis_ioc.indicator_values "
+            "WHERE indicator_id = %s AND period = %s AND commune_code = ANY(%s) AND denominator > 0",
+            (ind.aggregation.scale, ind_id, period, codes),
+        ).fetchall()
+        for code, value in rows:
+            target = ind.target_for(period, code)
+            if target is None:
+                continue
+            if (value < target) if ind.direction == "higher" else (value > target):
+                out.add(code)
+    return out
+
+
+def test_radius_scenario_shows_results_and_flags_in_red(
+    page: tuple[Page, PageLog], db: psycopg.Connection[Any], catalog: Catalog, base_url: str
+) -> None:
+    p, log = page
+    p.fill("#search", "thai binh")
+    expect(p.locator("#search-results li").first).to_contain_text("Thái Bình")
+    p.keyboard.press("Enter")
+    p.check('input[name="mode"][value="radius"]')
+    p.fill("#radius", "2500")
+    p.select_option("#scenario", "education")
+    p.select_option("#period", "2026-Q3")
+    p.click("#run")
+    expect(p.locator("#results table tbody tr")).to_have_count(indicator_count(base_url, "education"))
+    run = p.evaluate("window.gisIoc.lastRun")
+    stored = db.execute("SELECT selection, result FROM gis_ioc.scenario_runs WHERE id = %s", (run["id"],)).fetchone()
+    assert stored[0]["kind"] == "radius" and stored[0]["radius_m"] == 2500
+    flagged_db = sorted({f["where"] for f in stored[1]["flags"] if f["where"] != "total"})
+    shown = sorted(p.evaluate("window.gisIoc.flagged"))
+    assert shown == flagged_db and shown
+    codes = [c["code"] for c in run["communes"]]
+    rates = [i["id"] for i in run["indicators"] if catalog.indicators.get(i["id"]).aggregation.kind == "rate"]
+    independent = expected_flags(db, catalog, codes, "2026-Q3", rates)
+    assert independent and independent == {f["where"] for f in stored[1]["flags"] if f["indicator"] in rates} - {
+        "total"
+    }
+    # every flag is listed in red; the map paints exactly those communes red
+    expect(p.locator("#results li.flag")).to_have_count(len(stored[1]["flags"]))
+    color = p.eval_on_selector("#results li.flag", "el => getComputedStyle(el).color")
+    assert color == "rgb(198, 40, 40)"
+    wait_idle(p)
+    painted = p.evaluate(
+        "[...new Set(window.gisIocMap.queryRenderedFeatures({layers: ['flagged-fill']})"
+        ".map(f => f.properties.code))].sort()"
+    )
+    assert painted == shown
+    names = [
+        r[0] for r in db.execute("SELECT name FROM layers.communes WHERE code = ANY(%s) AND valid_to IS NULL", (shown,))
+    ]
+    for name in names:
+        expect(p.locator("#flagged-list")).to_contain_text(name)
+    assert log.errors == []
+    p.screenshot(path=str(ARTIFACTS / "web-map-radius-education.png"))
+
+
+def test_identify_a_point_and_pick_communes(
+    page: tuple[Page, PageLog], db: psycopg.Connection[Any], base_url: str
+) -> None:
+    p, log = page
+    p.fill("#search", "11953")
+    p.keyboard.press("Enter")
+    wait_idle(p)
+    # identify at the middle of the map: the commune there, as PostGIS says
+    box = p.locator("#map").bounding_box()
+    assert box is not None
+    x, y = box["width"] / 2, box["height"] / 2
+    lnglat = p.evaluate(f"window.gisIocMap.unproject([{x}, {y}]).toArray()")
+    p.mouse.click(box["x"] + x, box["y"] + y)
+    expected = db.execute(
+        "SELECT name FROM layers.communes WHERE valid_to IS NULL "
+        "AND ST_Intersects(geom, ST_SetSRID(ST_MakePoint(%s, %s), 4326))",
+        tuple(lnglat),
+    ).fetchone()[0]
+    expect(p.locator(".maplibregl-popup-content h4").first).to_have_text(expected)
+    p.keyboard.press("Escape")
+    # pick communes by clicking, then run the health scenario over them
+    p.check('input[name="mode"][value="communes"]')
+    p.mouse.click(box["x"] + x, box["y"] + y)
+    expect(p.locator("#selection-text")).to_contain_text(expected)
+    p.select_option("#scenario", "health")
+    p.click("#run")
+    expect(p.locator("#results table tbody tr")).to_have_count(indicator_count(base_url, "health"))
+    run = p.evaluate("window.gisIoc.lastRun")
+    assert [c["name"] for c in run["communes"]] == [expected]
+    assert log.errors == []
+
+
+def test_polygon_selection(page: tuple[Page, PageLog], base_url: str) -> None:
+    p, log = page
+    p.check('input[name="mode"][value="polygon"]')
+    box = p.locator("#map").bounding_box()
+    assert box is not None
+    for dx, dy in ((-60, -60), (60, -60), (60, 60), (-60, 60)):
+        p.mouse.click(box["x"] + box["width"] / 2 + dx, box["y"] + box["height"] / 2 + dy)
+    p.click("#polygon-finish")
+    p.select_option("#scenario", "transport")
+    p.click("#run")
+    expect(p.locator("#results table tbody tr")).to_have_count(indicator_count(base_url, "transport"))
+    run = p.evaluate("window.gisIoc.lastRun")
+    assert run["selection"]["kind"] == "zone" and run["communes"]
+    assert log.errors == []
+
+
+def test_english_on_a_switch_and_control_room_screen(browser: Browser, base_url: str) -> None:
+    context = browser.new_context(viewport={"width": 3840, "height": 2160})
+    p = context.new_page()
+    log = PageLog()
+    log.attach(p)
+    p.goto(f"{base_url}/")
+    p.wait_for_function("window.gisIoc && window.gisIoc.ready", timeout=30000)
+    expect(p.locator("h1")).to_have_text("Bản đồ điều hành tỉnh Hưng Yên")
+    p.click("#lang")
+    expect(p.locator("h1")).to_have_text("Hưng Yên operations map")
+    expect(p.locator("#run")).to_have_text("Analyse")
+    font = p.evaluate("parseFloat(getComputedStyle(document.body).fontSize)")
+    assert font >= 24  # readable across a control room
+    wait_idle(p)
+    p.screenshot(path=str(ARTIFACTS / "web-map-4k-english.png"))
+    p.reload()
+    p.wait_for_function("window.gisIoc && window.gisIoc.ready", timeout=30000)
+    expect(p.locator("h1")).to_have_text("Hưng Yên operations map")  # the choice is remembered
+    assert log.errors == []
+    context.close()
