@@ -68,7 +68,7 @@ def test_config_render_writes_a_valid_private_file(settings: Settings, loaded: D
 def test_catalog_commands() -> None:
     runner = CliRunner()
     result = runner.invoke(main, ["catalog", "validate"])
-    assert result.exit_code == 0 and "18 layers, 18 styles, 20 indicators" in result.output
+    assert result.exit_code == 0 and "18 layers, 18 styles, 23 indicators" in result.output
     listing = runner.invoke(main, ["catalog", "list"])
     assert "land_parcels" in listing.output and "Sở Nông nghiệp và Môi trường" in listing.output
 

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from gis_ioc.database.connection import translate_errors
 from gis_ioc.errors import InvalidInput
 from gis_ioc.scenarios import selectors
+from gis_ioc.scenarios.emergency import incident_from_request, run_emergency
 from gis_ioc.scenarios.engine import get_run, run_scenario
 from gis_ioc.scenarios.models import get_scenario
 
@@ -57,5 +58,39 @@ async def stored_run(request: Request, run_id: int) -> dict[str, Any]:
     def work() -> dict[str, Any]:
         with translate_errors(), request.app.state.pool.connection(timeout=10) as conn:
             return get_run(conn, run_id)
+
+    return await run_in_threadpool(work)
+
+
+emergency_router = APIRouter(prefix="/api/emergency", tags=["scenarios"])
+
+_INCIDENT_EXAMPLE = {"incident": "flood", "at": [106.05, 20.65], "rings": [500, 1000, 2000]}
+
+
+@emergency_router.get("", summary="The emergency scenario: incidents, default rings, layers it looks at")
+async def emergency_config(request: Request) -> dict[str, Any]:
+    config: dict[str, Any] = request.app.state.emergency.model_dump(mode="json")
+    return config
+
+
+@emergency_router.post("/run", summary="People, facilities, shelters and contacts for an incident (stored)")
+async def emergency_run(
+    request: Request, body: Annotated[dict[str, Any], Body(examples=[_INCIDENT_EXAMPLE])]
+) -> dict[str, Any]:
+    """Body: ``incident`` (flood, fire, epidemic, environment, rescue) and either ``at`` [x, y] with optional
+    ``rings`` (metres, ascending, at most six; default 500, 1000, 2000) or ``zone`` (a GeoJSON polygon, or
+    "layer:fid"); optional ``crs`` for the coordinates (default CRS84; VN-2000 EPSG:9209 and others)."""
+    app = request.app
+
+    def work() -> dict[str, Any]:
+        with translate_errors(), app.state.pool.connection(timeout=10) as conn:
+            incident = incident_from_request(conn, body, app.state.emergency, app.state.catalog)
+            return run_emergency(
+                conn,
+                app.state.catalog,
+                app.state.emergency,
+                incident,
+                privacy_threshold=app.state.settings.privacy_threshold,
+            ).as_dict()
 
     return await run_in_threadpool(work)

@@ -59,9 +59,15 @@ class Aggregation(_Strict):
     ``measure`` is ``count``, ``sum`` (of ``field``), ``length`` (km, lines) or ``area`` (km², polygons),
     of the features matching ``filter`` (cql2-text); ``per`` divides by the population (``capita``, from
     the population indicator, apportioned) or by the selection's land area (``km2``), times ``scale``.
+    ``reach``: the share (times ``scale``) of the ``origin_weight`` (households) of the ``origin`` layer's
+    features (buildings) inside the selection that lie within ``distance`` metres, on the ground, of a
+    feature of ``layer`` matching ``filter`` (schools within reach of residential areas).
+    ``sensor``: a ``statistic`` of the readings of ``quantity`` (gis_ioc.observations) over the period,
+    from the IoT devices inside the selection: ``mean`` and ``max`` of the readings, ``p95``, or
+    ``days_over``: the days whose mean over the selection's devices exceeds ``threshold``.
     """
 
-    kind: Literal["sum", "rate", "mean", "layer"]
+    kind: Literal["sum", "rate", "mean", "layer", "reach", "sensor"]
     scale: float = 1.0
     weight: Identifier | None = None
     layer: Identifier | None = None
@@ -69,16 +75,52 @@ class Aggregation(_Strict):
     field: Identifier | None = None
     filter: str | None = None
     per: Literal["capita", "km2"] | None = None
+    distance: float | None = Field(default=None, gt=0, le=50_000)
+    origin: Identifier | None = None
+    origin_weight: Identifier | None = None
+    quantity: Identifier | None = None
+    statistic: Literal["mean", "max", "p95", "days_over"] | None = None
+    threshold: float | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Aggregation:
+        own = {
+            "layer": {"layer", "measure", "field", "filter", "per"},
+            "reach": {"layer", "filter", "distance", "origin", "origin_weight"},
+            "sensor": {"quantity", "statistic", "threshold"},
+        }
+        given = {
+            name
+            for name in (
+                "layer",
+                "measure",
+                "field",
+                "filter",
+                "per",
+                "distance",
+                "origin",
+                "origin_weight",
+                "quantity",
+                "statistic",
+                "threshold",
+            )
+            if getattr(self, name) is not None
+        }
+        if stray := sorted(given - own.get(self.kind, set())):
+            raise ValueError(f"{', '.join(stray)} do not belong to kind: {self.kind}")
         if self.kind == "layer":
             if self.layer is None or self.measure is None:
                 raise ValueError("a layer aggregation needs layer and measure")
             if (self.measure == "sum") != (self.field is not None):
                 raise ValueError("measure sum needs a field, and only sum takes one")
-        elif any(v is not None for v in (self.layer, self.measure, self.field, self.filter, self.per)):
-            raise ValueError("layer, measure, field, filter and per belong to kind: layer")
+        elif self.kind == "reach":
+            if None in (self.layer, self.distance, self.origin, self.origin_weight):
+                raise ValueError("a reach aggregation needs layer, distance, origin and origin_weight")
+        elif self.kind == "sensor":
+            if self.quantity is None or self.statistic is None:
+                raise ValueError("a sensor aggregation needs quantity and statistic")
+            if (self.statistic == "days_over") != (self.threshold is not None):
+                raise ValueError("statistic days_over needs a threshold, and only days_over takes one")
         return self
 
 

@@ -81,7 +81,17 @@ def _check_layer_indicators(indicators: IndicatorCatalog, layers: dict[str, Laye
     problems = []
     for ind in indicators.indicators:
         agg = ind.aggregation
-        if agg.kind != "layer":
+        if agg.kind == "sensor" and "iot_devices" not in layers:
+            problems.append(f"indicators.yaml: {ind.id}: sensor indicators need the iot_devices layer")
+        if agg.kind == "reach":
+            origin = layers.get(agg.origin or "")
+            if origin is None:
+                problems.append(f"indicators.yaml: {ind.id}: unknown origin layer {agg.origin!r}")
+            elif (weight := origin.field(agg.origin_weight or "")) is None or weight.type not in ("integer", "number"):
+                problems.append(
+                    f"indicators.yaml: {ind.id}: {agg.origin_weight!r} is not a number field of {origin.id}"
+                )
+        if agg.kind not in ("layer", "reach"):
             continue
         layer = layers.get(agg.layer or "")
         if layer is None:

@@ -21,13 +21,13 @@ from psycopg import sql
 from gis_ioc.catalog import Catalog
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.database.loads import copy_rows, finish_load, start_load
+from gis_ioc.demo import contacts, land, network
 from gis_ioc.demo import facilities as fac
-from gis_ioc.demo import land, network
 from gis_ioc.demo.geometry import Commune, prepare_commune
 from gis_ioc.demo.indicators import indicator_rows, last_quarters
 from gis_ioc.errors import LoadError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SOURCE_UNIT = "gis_ioc demo generator (synthetic data, not real)"
 
 
@@ -160,7 +160,7 @@ def generate_demo(
     if missing:
         raise LoadError(f"the catalog lacks layers the demo fills: {missing}")
     periods = last_quarters(options.as_of)
-    progress.start(len(layers) + 2)
+    progress.start(len(layers) + 3)
     counts: dict[str, int] = {}
     with conn.transaction():
         _clear(conn, catalog)
@@ -174,10 +174,27 @@ def generate_demo(
         counts["indicator_values"] = copy_rows(
             conn,
             sql.Identifier("gis_ioc", "indicator_values"),
-            ["indicator_id", "commune_code", "period", "value", "numerator", "denominator", "is_demo", "load_id"],
-            _tag(indicator_rows(rng(30), catalog.indicators, communes, periods, totals), load_id),
+            [
+                "indicator_id",
+                "commune_code",
+                "period",
+                "value",
+                "numerator",
+                "denominator",
+                "updated_at",
+                "is_demo",
+                "load_id",
+            ],
+            _tag(indicator_rows(rng(30), catalog.indicators, communes, periods, totals, options.as_of), load_id),
         )
         progress.advance("indicator_values", counts["indicator_values"])
+        counts["commune_contacts"] = copy_rows(
+            conn,
+            sql.Identifier("gis_ioc", "commune_contacts"),
+            [*contacts.CONTACT_COLUMNS, "is_demo", "load_id"],
+            _tag(contacts.contact_rows(rng(40), communes), load_id),
+        )
+        progress.advance("commune_contacts", counts["commune_contacts"])
         sensors = [(d[0], d[2]) for d in devices]
         counts["observations"] = copy_rows(
             conn,
@@ -205,4 +222,5 @@ def _clear(conn: psycopg.Connection[Any], catalog: Catalog) -> None:
         conn.execute(sql.SQL("DELETE FROM {} WHERE is_demo").format(sql.Identifier(SCHEMA, layer.table)))
     conn.execute("DELETE FROM gis_ioc.indicator_values WHERE is_demo")
     conn.execute("DELETE FROM gis_ioc.observations WHERE is_demo")
+    conn.execute("DELETE FROM gis_ioc.commune_contacts WHERE is_demo")
     conn.execute("DELETE FROM gis_ioc.loads WHERE kind = 'demo'")

@@ -47,7 +47,12 @@ _SCHOOL_NAMES = {
 
 def school_rows(rng: np.random.Generator, communes: list[Commune]) -> Iterator[tuple[Any, ...]]:
     for i, commune in enumerate(communes):
-        levels = ["preschool"] * int(rng.integers(1, 3)) + ["primary"] * int(rng.integers(1, 3)) + ["lower_secondary"]
+        # A commune of 2025 joins three or four former communes, each with its own primary school and kindergarten.
+        levels = (
+            ["preschool"] * int(rng.integers(2, 5))
+            + ["primary"] * int(rng.integers(3, 6))
+            + ["lower_secondary"] * int(rng.integers(1, 3))
+        )
         if _major(commune, i) or rng.random() < 0.3:
             levels.append("upper_secondary")
         for k, (level, geom) in enumerate(zip(levels, _points(rng, commune, len(levels)), strict=True), start=1):

@@ -8,7 +8,7 @@ Values are drawn around each indicator's target so that some communes and some t
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -45,14 +45,71 @@ def last_quarters(as_of: date, n: int = 4) -> list[str]:
     return out[::-1]
 
 
+# Late reporting, so that "stale" occurs: most communes have not reported chip-based ID coverage since
+# the first quarter (their later rows carry that figure and its date forward, as a stale register
+# does), and a few communes last reported clean-water access for the fourth quarter of 2025.
+CARRIED_FORWARD = "chip_id_coverage"
+CARRIED_SHARE = 0.6
+LATE = "clean_water_access_rate"
+LATE_COMMUNES = 8
+
+
+def reported_on(period: str, lag_days: int, as_of: date) -> datetime:
+    """When a period's figure reached the IOC: ``lag_days`` after the period ends, never after ``as_of``."""
+    year, quarter = int(period[:4]), int(period[-1])
+    end = date(year + 1, 1, 1) if quarter == 4 else date(year, 3 * quarter + 1, 1)
+    day = min(end + timedelta(days=lag_days), as_of)
+    return datetime(day.year, day.month, day.day, 9, tzinfo=UTC)
+
+
 def indicator_rows(
     rng: np.random.Generator,
     catalog: IndicatorCatalog,
     communes: list[Commune],
     periods: list[str],
     facilities: dict[str, dict[str, float]],
+    as_of: date,
 ) -> Iterator[tuple[Any, ...]]:
-    """Rows (indicator_id, commune_code, period, value, numerator, denominator)."""
+    """Rows (indicator_id, commune_code, period, value, numerator, denominator, updated_at)."""
+    carried = set(rng.permutation(len(communes))[: round(CARRIED_SHARE * len(communes))].tolist())
+    late = set(rng.permutation(len(communes))[:LATE_COMMUNES].tolist())
+    last: dict[tuple[str, int], tuple[Any, ...]] = {}
+    for row, c in _values(rng, catalog, communes, periods, facilities):
+        indicator_id, period = row[0], row[2]
+        step = periods.index(period)
+        if indicator_id == CARRIED_FORWARD and c in carried and step >= 2 and (indicator_id, c) in last:
+            value, numerator, denominator, when = last[(indicator_id, c)]
+            yield (indicator_id, row[1], period, value, numerator, denominator, when)
+            continue
+        if indicator_id == LATE and c in late and step >= 1 and (indicator_id, c) in last:
+            value, numerator, denominator, when = last[(indicator_id, c)]
+            yield (indicator_id, row[1], period, value, numerator, denominator, when)
+            continue
+        when = reported_on(period, int(rng.integers(12, 30)), as_of)
+        last[(indicator_id, c)] = (*row[3:6], when)
+        yield (*row, when)
+
+
+def _values(
+    rng: np.random.Generator,
+    catalog: IndicatorCatalog,
+    communes: list[Commune],
+    periods: list[str],
+    facilities: dict[str, dict[str, float]],
+) -> Iterator[tuple[tuple[Any, ...], int]]:
+    """(row, commune index) with rows (indicator_id, commune_code, period, value, numerator, denominator)."""
+    index_of = {c.code: i for i, c in enumerate(communes)}
+    for row in _value_rows(rng, catalog, communes, periods, facilities):
+        yield row, index_of[row[1]]
+
+
+def _value_rows(
+    rng: np.random.Generator,
+    catalog: IndicatorCatalog,
+    communes: list[Commune],
+    periods: list[str],
+    facilities: dict[str, dict[str, float]],
+) -> Iterator[tuple[Any, ...]]:
     weights = np.array([c.area * (3.2 if c.is_ward else 1.0) for c in communes])
     base_pop = np.round(PROVINCE_POPULATION * weights / weights.sum() * rng.uniform(0.85, 1.15, len(communes)))
     hh_size = rng.uniform(3.1, 3.6, len(communes))

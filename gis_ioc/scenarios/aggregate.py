@@ -9,7 +9,7 @@ means are weighted, never averaged or apportioned blindly.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -21,6 +21,8 @@ from gis_ioc.catalog.indicators import PERIOD_RE, Indicator
 from gis_ioc.crs import PUBLISHED
 from gis_ioc.publish.cql import FilterCompiler, Params, parse_filter
 from gis_ioc.scenarios.selectors import Selection
+
+VN_TIME = timezone(timedelta(hours=7), "ICT")
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Figure:
     previous: float | None = None
     change: float | None = None
     basis: float | None = None  # for rates: the (apportioned) denominator the value rests on
+    updated_at: str | None = None  # the oldest report (or latest sensor reading) the value rests on
 
 
 @dataclass
@@ -63,6 +66,20 @@ def previous_period(period: str) -> str:
         return str(year - 1)
     quarter = int(match["quarter"])
     return f"{year - 1}-Q4" if quarter == 1 else f"{year}-Q{quarter - 1}"
+
+
+def period_bounds(period: str) -> tuple[datetime, datetime]:
+    """The period as [start, end) instants, days counted in Vietnam's time (UTC+7)."""
+    match = PERIOD_RE.match(period)
+    if match is None:
+        raise ValueError(period)
+    year = int(match["year"])
+    if match["quarter"] is None:
+        start, end = (year, 1), (year + 1, 1)
+    else:
+        q = int(match["quarter"])
+        start, end = (year, 3 * q - 2), ((year, 3 * q + 1) if q < 4 else (year + 1, 1))
+    return datetime(*start, 1, tzinfo=VN_TIME), datetime(*end, 1, tzinfo=VN_TIME)
 
 
 def apportion(conn: psycopg.Connection[Any], selection: Selection) -> list[CommuneShare]:
@@ -278,6 +295,123 @@ def _layer_figures(
     return total, per_commune
 
 
+def _reach_figures(
+    conn: psycopg.Connection[Any],
+    catalog: Catalog,
+    ind: Indicator,
+    selection: Selection,
+    codes: list[str],
+    period: str,
+) -> tuple[Figure, dict[str, Figure]]:
+    """Share of the origin weight (households in buildings) within ``distance`` of a destination feature.
+
+    Distances are on the ground (geography); the bounding-box test in degrees only narrows the search
+    (one degree is more than 100 km anywhere in Vietnam, so ``distance / 100000`` degrees covers it)."""
+    agg = ind.aggregation
+    origin = catalog.layer(agg.origin or "")
+    target = catalog.layer(agg.layer or "")
+    params = Params()
+    where: list[sql.Composable] = [sql.SQL("t.approval = 'approved'")]
+    if agg.filter:
+        where.append(FilterCompiler(target, PUBLISHED[0], params).compile(parse_filter(agg.filter, "cql2-text")))
+    distance = params.add(float(agg.distance or 0))
+    statement = sql.SQL(
+        """WITH s AS ({sel}),
+                o AS (SELECT o.commune_code, o.{weight}::float8 AS w, o.geom FROM {origin} o, s
+                       WHERE o.approval = 'approved' AND o.{weight} > 0 AND ST_Intersects(o.geom, s.g))
+           SELECT o.commune_code, sum(o.w),
+                  coalesce(sum(o.w) FILTER (WHERE EXISTS (
+                      SELECT 1 FROM {target} t
+                       WHERE {where} AND t.geom && ST_Expand(o.geom, {distance} / 100000.0)
+                         AND ST_DWithin(t.geom::geography, o.geom::geography, {distance}))), 0)
+             FROM o GROUP BY o.commune_code"""
+    ).format(
+        sel=_selection_sql(selection, params),
+        weight=sql.Identifier(agg.origin_weight or ""),
+        origin=sql.Identifier(SCHEMA, origin.table),
+        target=sql.Identifier(SCHEMA, target.table),
+        where=sql.SQL(" AND ").join(where),
+        distance=distance,
+    )
+    rows = {code: (float(den), float(num)) for code, den, num in conn.execute(statement, params.values).fetchall()}
+
+    def figure(den: float, num: float, commune: str | None) -> Figure:
+        value = num / den * agg.scale if den > 0 else None
+        fig = judge(ind, value, ind.target_for(period, commune), None, False)
+        fig.basis = den if den > 0 else None
+        return fig
+
+    total = figure(sum(d for d, _ in rows.values()), sum(n for _, n in rows.values()), None)
+    return total, {c: figure(*rows.get(c, (0.0, 0.0)), c) for c in codes}
+
+
+_STATISTIC = {
+    "mean": sql.SQL("avg(value)"),
+    "max": sql.SQL("max(value)"),
+    "p95": sql.SQL("percentile_cont(0.95) WITHIN GROUP (ORDER BY value)"),
+}
+
+
+def sensor_statistics(
+    conn: psycopg.Connection[Any], ind: Indicator, selection: Selection, period: str
+) -> dict[str | None, tuple[float | None, int, datetime | None]]:
+    """The statistic over the period, per commune code and in total (key None), with the number of
+    readings and the latest reading, from the approved IoT devices inside the selection."""
+    agg = ind.aggregation
+    start, end = period_bounds(period)
+    params = Params()
+    head = sql.SQL(
+        """WITH s AS ({sel}),
+                dev AS (SELECT t.device_code, t.commune_code FROM layers.iot_devices t, s
+                         WHERE t.approval = 'approved' AND ST_Intersects(t.geom, s.g)),
+                obs AS (SELECT dev.commune_code, o.observed_at, o.value
+                          FROM gis_ioc.observations o JOIN dev USING (device_code)
+                         WHERE o.quantity = {q} AND o.observed_at >= {start} AND o.observed_at < {end})"""
+    ).format(
+        sel=_selection_sql(selection, params), q=params.add(agg.quantity), start=params.add(start), end=params.add(end)
+    )
+    if agg.statistic == "days_over":
+        body = sql.SQL(
+            """, local AS (SELECT commune_code, (observed_at AT TIME ZONE 'Asia/Ho_Chi_Minh')::date AS day,
+                                  observed_at, value FROM obs),
+                 daily AS (SELECT commune_code, day, avg(value) AS value, count(*) AS n, max(observed_at) AS latest,
+                                  GROUPING(commune_code) AS whole
+                             FROM local GROUP BY GROUPING SETS ((commune_code, day), (day)))
+               SELECT CASE WHEN whole = 1 THEN NULL ELSE commune_code END,
+                      count(*) FILTER (WHERE value > {threshold})::float8, sum(n)::int, max(latest)
+                 FROM daily GROUP BY 1, whole"""
+        ).format(threshold=params.add(agg.threshold))
+    else:
+        body = sql.SQL(
+            """ SELECT CASE WHEN GROUPING(commune_code) = 1 THEN NULL ELSE commune_code END,
+                       {stat}::float8, count(*)::int, max(observed_at)
+                  FROM obs GROUP BY GROUPING SETS ((commune_code), ())"""
+        ).format(stat=_STATISTIC[agg.statistic or "mean"])
+    rows = conn.execute(head + body, params.values).fetchall()
+    return {code: (value if n else None, int(n), latest) for code, value, n, latest in rows}
+
+
+def _sensor_figures(
+    conn: psycopg.Connection[Any], ind: Indicator, selection: Selection, codes: list[str], period: str, now: datetime
+) -> tuple[Figure, dict[str, Figure]]:
+    """Sensor statistics; a figure is stale when its readings stop more than the indicator's freshness
+    before the end of the period (or before now, for the period under way)."""
+    current = sensor_statistics(conn, ind, selection, period)
+    before = sensor_statistics(conn, ind, selection, previous_period(period))
+    horizon = min(period_bounds(period)[1], now) - timedelta(days=ind.freshness_days)
+
+    def figure(key: str | None) -> Figure:
+        value, n, latest = current.get(key, (None, 0, None))
+        if n == 0 and ind.aggregation.statistic == "days_over":
+            value = None
+        stale = latest is not None and latest < horizon
+        fig = judge(ind, value, ind.target_for(period, key), before.get(key, (None, 0, None))[0], stale)
+        fig.updated_at = latest.isoformat() if latest else None
+        return fig
+
+    return figure(None), {c: figure(c) for c in codes}
+
+
 def evaluate(
     conn: psycopg.Connection[Any],
     indicators: list[Indicator],
@@ -296,19 +430,29 @@ def evaluate(
     values = _values(conn, ids, codes, [period, prev])
     results = []
     for ind in indicators:
-        if ind.aggregation.kind == "layer":
+        kind = ind.aggregation.kind
+        if kind in ("layer", "reach", "sensor"):
             if selection is None or catalog is None:
-                raise ValueError("layer indicators need the selection and the catalog")
-            total, communes = _layer_figures(conn, catalog, ind, selection, shares, values, period)
+                raise ValueError("layer, reach and sensor indicators need the selection and the catalog")
+            if kind == "layer":
+                total, communes = _layer_figures(conn, catalog, ind, selection, shares, values, period)
+            elif kind == "reach":
+                total, communes = _reach_figures(conn, catalog, ind, selection, codes, period)
+            else:
+                total, communes = _sensor_figures(conn, ind, selection, codes, period, now)
             name = {"vi": ind.name.vi, "en": ind.name.en}
             results.append(IndicatorResult(ind.id, name, ind.sector, ind.unit, ind.direction, total, communes))
             continue
-        used = [v[3] for s in shares if (v := values.get((ind.id, s.code, period)))]
-        stale = bool(used) and max(used) < now - timedelta(days=ind.freshness_days)
+        horizon = now - timedelta(days=ind.freshness_days)
+        reported = {s.code: v[3] for s in shares if (v := values.get((ind.id, s.code, period)))}
+        stale_codes = {code for code, when in reported.items() if when < horizon}
+        # A total is stale when most of the communes it rests on last reported too long ago.
+        stale = bool(reported) and 2 * len(stale_codes) > len(reported)
         total = judge(
             ind, combine(ind, shares, values, period), ind.target_for(period), combine(ind, shares, values, prev), stale
         )
         total.basis = rate_basis(ind, shares, values, period)
+        total.updated_at = min(reported.values()).isoformat() if reported else None
         per_commune = {}
         for s in shares:
             whole = [CommuneShare(s.code, s.name, 1.0, "whole")]
@@ -318,8 +462,10 @@ def evaluate(
             before = combine(ind, whole, values, prev)
             if ind.aggregation.kind == "sum" and before is not None:
                 before *= s.share
-            per_commune[s.code] = judge(ind, own, ind.target_for(period, s.code), before, stale)
-            per_commune[s.code].basis = rate_basis(ind, whole, values, period)
+            fig = judge(ind, own, ind.target_for(period, s.code), before, s.code in stale_codes)
+            fig.basis = rate_basis(ind, whole, values, period)
+            fig.updated_at = reported[s.code].isoformat() if s.code in reported else None
+            per_commune[s.code] = fig
         results.append(
             IndicatorResult(
                 ind.id, {"vi": ind.name.vi, "en": ind.name.en}, ind.sector, ind.unit, ind.direction, total, per_commune

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -53,15 +54,17 @@ def run_scenario(
     store: bool = True,
     personal_access: bool = False,
     privacy_threshold: int = 5,
+    now: datetime | None = None,
 ) -> ScenarioRun:
     """Run a scenario. Without ``personal_access`` (the default), figures that could single people out
-    are suppressed (see :func:`gis_ioc.scenarios.aggregate.suppress`) and the result counts them."""
+    are suppressed (see :func:`gis_ioc.scenarios.aggregate.suppress`) and the result counts them.
+    ``now`` (default: the clock) decides which figures are stale."""
     if not PERIOD_RE.match(period):
         raise InvalidInput(f"period {period!r} must be YYYY or YYYY-Qn (e.g. 2026-Q3)")
     started = time.perf_counter()
     shares = apportion(conn, selection)
     indicators = [catalog.indicators.get(i) for i in scenario.indicators]
-    results = evaluate(conn, indicators, shares, period, selection=selection, catalog=catalog)
+    results = evaluate(conn, indicators, shares, period, now, selection=selection, catalog=catalog)
     hidden = 0
     if not personal_access:
         personal = {i.id for i in catalog.indicators.indicators if i.personal}

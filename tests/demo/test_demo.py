@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from typing import Any
 
 import numpy as np
@@ -13,7 +15,7 @@ from psycopg import sql
 from gis_ioc.catalog import Catalog
 from gis_ioc.demo import DemoOptions, DemoResult, facilities, generate_demo, land
 from gis_ioc.demo.geometry import prepare_commune
-from gis_ioc.demo.indicators import last_quarters
+from gis_ioc.demo.indicators import CARRIED_FORWARD, CARRIED_SHARE, LATE, LATE_COMMUNES, last_quarters
 from tests.conftest import AS_OF, SEED, scalar
 
 DEMO_LAYERS = [
@@ -129,7 +131,7 @@ def test_indicator_values_for_the_last_four_quarters(db: psycopg.Connection[Any]
     periods = last_quarters(AS_OF)
     assert periods == ["2025-Q4", "2026-Q1", "2026-Q2", "2026-Q3"]
     assert [r[0] for r in db.execute("SELECT DISTINCT period FROM gis_ioc.indicator_values ORDER BY 1")] == periods
-    table_indicators = [i for i in catalog.indicators.indicators if i.aggregation.kind != "layer"]
+    table_indicators = [i for i in catalog.indicators.indicators if i.aggregation.kind in ("sum", "rate", "mean")]
     assert scalar(db, "SELECT count(*) FROM gis_ioc.indicator_values") == 104 * 4 * len(table_indicators)
     # rates are their numerator over their denominator, never stored inconsistently
     assert (
@@ -246,3 +248,32 @@ def test_a_failing_regeneration_changes_nothing(
     }
     assert after == before
     assert scalar(db, "SELECT count(*) FROM gis_ioc.loads WHERE kind = 'demo'") == 1
+
+
+def test_reports_arrive_after_their_period_and_some_are_late(db: psycopg.Connection[Any]) -> None:
+    """Each figure is dated when it reached the IOC: after its period ended, never after AS_OF; chip-ID
+    coverage is carried forward from the first quarter in most communes, clean water in a few (stale)."""
+    rows = db.execute(
+        "SELECT indicator_id, commune_code, period, updated_at, value FROM gis_ioc.indicator_values"
+    ).fetchall()
+    ends = {"2025-Q4": date(2026, 1, 1), "2026-Q1": date(2026, 4, 1), "2026-Q2": date(2026, 7, 1)}
+    ends["2026-Q3"] = date(2026, 10, 1)
+    carried = {(r[0], r[1]) for r in rows if r[3].date() < ends[r[2]]}
+    assert all(r[3].date() <= AS_OF for r in rows)
+    assert {i for i, _ in carried} == {CARRIED_FORWARD, LATE}
+    assert len({c for i, c in carried if i == CARRIED_FORWARD}) == round(CARRIED_SHARE * 104)
+    assert len({c for i, c in carried if i == LATE}) == LATE_COMMUNES
+    by_key = {(r[0], r[1], r[2]): r for r in rows}
+    for indicator_id, code in carried:  # a carried row repeats the figure and date of the last report
+        q3 = by_key[(indicator_id, code, "2026-Q3")]
+        source = by_key[(indicator_id, code, "2026-Q1" if indicator_id == CARRIED_FORWARD else "2025-Q4")]
+        assert (q3[3], q3[4]) == (source[3], source[4])
+
+
+def test_every_commune_has_its_leaders_contacts(db: psycopg.Connection[Any]) -> None:
+    rows = db.execute(
+        "SELECT commune_code, count(*), bool_and(is_demo), bool_and(email LIKE '%@hungyen.gov.vn') "
+        "FROM gis_ioc.commune_contacts GROUP BY 1"
+    ).fetchall()
+    assert len(rows) == 104
+    assert all(n == 4 and demo and mail for _, n, demo, mail in rows)

@@ -1,0 +1,592 @@
+"""The emergency scenario: an incident at a point with radius rings, or a flooded zone.
+
+It answers at once, from one connection:
+
+- the people and households exposed, per ring and per commune. Households come from the buildings layer
+  (the households living in buildings within reach) scaled to each commune's registered households and
+  population of the latest period (dasymetric, as the sector scenarios apportion); a commune with no
+  households mapped falls back to the share of its area. The result says which method each commune used;
+- the schools, health facilities and shelters inside, with their ring and distance;
+- the nearest hospitals and fire stations with their distance on the ground;
+- shelter capacity against the people to evacuate: each exposed building goes to its nearest usable
+  shelter (within ``search_m`` of the zone and outside it, or inside it when the incident is a flood and
+  the shelter is flood-safe); shelters that would be over capacity, and a total shortfall, are flagged;
+- the communes concerned, with their leaders' contacts (``gis_ioc.commune_contacts``).
+
+Distances are measured on the ground (geography). A building counts in the first ring it reaches.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from gis_ioc.catalog import Catalog
+from gis_ioc.catalog.ddl import SCHEMA
+from gis_ioc.catalog.models import Layer
+from gis_ioc.crs import PUBLISHED
+from gis_ioc.errors import InvalidInput
+from gis_ioc.publish.cql import FilterCompiler, Params, parse_filter
+from gis_ioc.scenarios import selectors
+from gis_ioc.scenarios.engine import data_version
+from gis_ioc.scenarios.models import EmergencyScenario
+
+# ST_Expand by distance / DEGREE_M degrees covers ``distance`` metres anywhere in Vietnam (a degree of
+# longitude is still above 100 km at 24° N); the exact test is always on the geography.
+DEGREE_M = 100_000.0
+
+
+@dataclass
+class Incident:
+    """What happened and where: a point with rings (metres, ascending) or a zone (EWKB hex, EPSG:4326)."""
+
+    kind: str
+    request: dict[str, Any]
+    geometry: str  # the point, or the zone
+    rings: list[float] = field(default_factory=list)  # empty for a zone
+
+    @property
+    def is_zone(self) -> bool:
+        return not self.rings
+
+    def ring_label(self, ring: int) -> str:
+        if self.is_zone:
+            return "zone"
+        low = 0.0 if ring == 1 else self.rings[ring - 2]
+        return f"{low:g}–{self.rings[ring - 1]:g} m"
+
+
+@dataclass
+class EmergencyRun:
+    id: int
+    scenario: str
+    incident: dict[str, Any]
+    period: str | None  # the period of the population and household figures used
+    rings: list[dict[str, Any]]
+    communes: list[dict[str, Any]]
+    inside: dict[str, list[dict[str, Any]]]
+    nearest: dict[str, list[dict[str, Any]]]
+    shelters: dict[str, Any]
+    flags: list[dict[str, Any]]
+    suppressed: int
+    method: str
+    data_version: dict[str, Any]
+    duration_ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInput(f"{what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def incident_from_request(
+    conn: psycopg.Connection[Any], body: dict[str, Any], scenario: EmergencyScenario, catalog: Catalog
+) -> Incident:
+    """{"incident": "flood", "at": [x, y], "rings": [500, 1000, 2000], "crs": …} or
+    {"incident": "flood", "zone": GeoJSON polygon | "layer:fid", "crs": …}."""
+    if not isinstance(body, dict):
+        raise InvalidInput("the request body must be a JSON object")
+    unknown = sorted(set(body) - {"incident", "at", "rings", "zone", "crs"})
+    if unknown:
+        raise InvalidInput(f"unknown fields {unknown}; expected incident, at, rings, zone, crs")
+    kind = body.get("incident")
+    if kind not in scenario.incidents:
+        raise InvalidInput(f"incident must be one of {', '.join(scenario.incidents)}, got {kind!r}")
+    crs = body.get("crs")
+    if crs is not None and not isinstance(crs, str):
+        raise InvalidInput("crs must be a string such as EPSG:9209")
+    if ("at" in body) == ("zone" in body):
+        raise InvalidInput("give either at (a point, with rings) or zone (a flooded polygon)")
+    if "zone" in body:
+        if "rings" in body:
+            raise InvalidInput("rings go with at, not with zone")
+        value = body["zone"]
+        if isinstance(value, str):
+            selection = selectors.zone(conn, feature=value, catalog=catalog)
+        else:
+            selection = selectors.zone(conn, value, crs)
+        return Incident(str(kind), {"incident": kind, **selection.request}, selection.geometry)
+    at = body["at"]
+    if not isinstance(at, list) or len(at) != 2:
+        raise InvalidInput("at must be [x, y]")
+    x, y = _number(at[0], "at[0]"), _number(at[1], "at[1]")
+    rings_in = body.get("rings", list(scenario.rings))
+    if not isinstance(rings_in, list) or not 1 <= len(rings_in) <= 6:
+        raise InvalidInput("rings must be a list of one to six distances in metres")
+    rings = [_number(r, "a ring") for r in rings_in]
+    if rings != sorted(set(rings)) or rings[0] <= 0 or rings[-1] > selectors.MAX_RADIUS_M:
+        raise InvalidInput(
+            f"rings must ascend, each above 0 and at most {selectors.MAX_RADIUS_M:,.0f} m, got {rings_in!r}"
+        )
+    centre = selectors.point(conn, x, y, crs)
+    return Incident(str(kind), {"incident": kind, "at": [x, y], "crs": crs, "rings": rings}, centre.geometry, rings)
+
+
+class _Geo:
+    """SQL for distances and rings around the incident, for a table aliased ``alias``."""
+
+    def __init__(self, incident: Incident, params: Params) -> None:
+        self.incident = incident
+        self.g = sql.SQL("ST_GeomFromEWKB(decode({}, 'hex'))").format(params.add(incident.geometry))
+        self.reach = params.add(incident.rings[-1] if incident.rings else 0.0)
+        self.rings = params.add(incident.rings or [0.0])
+
+    def distance(self, alias: str) -> sql.Composable:
+        return sql.SQL("ST_Distance({}.geom::geography, {}::geography)").format(sql.Identifier(alias), self.g)
+
+    def within(self, alias: str, extra: sql.Composable | None = None) -> sql.Composable:
+        """The feature is in the zone (or within the outer ring), plus ``extra`` metres."""
+        a = sql.Identifier(alias)
+        if extra is None:
+            if self.incident.is_zone:
+                return sql.SQL("ST_Intersects({}.geom, {})").format(a, self.g)
+            reach: sql.Composable = self.reach
+        else:
+            reach = extra if self.incident.is_zone else sql.SQL("({} + {})").format(self.reach, extra)
+        return sql.SQL(
+            "{a}.geom && ST_Expand({g}, {r} / {deg}) AND ST_DWithin({a}.geom::geography, {g}::geography, {r})"
+        ).format(a=a, g=self.g, r=reach, deg=sql.Literal(DEGREE_M))
+
+    def ring(self, distance: sql.Composable) -> sql.Composable:
+        if self.incident.is_zone:
+            return sql.SQL("1")
+        return sql.SQL(
+            "(SELECT min(i)::int FROM unnest({}::float8[]) WITH ORDINALITY AS r(m, i) WHERE {} <= m)"
+        ).format(self.rings, distance)
+
+
+def _latest_period(conn: psycopg.Connection[Any]) -> str | None:
+    row = conn.execute(
+        "SELECT max(period) FROM gis_ioc.indicator_values "
+        "WHERE indicator_id = 'population' AND period ~ '^\\d{4}-Q[1-4]$' AND value IS NOT NULL"
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _name_field(layer: Layer) -> str | None:
+    return "name" if layer.field("name") is not None else None
+
+
+def _columns(layer: Layer, fields: tuple[str, ...]) -> list[str]:
+    names = [n for n in (layer.key, _name_field(layer)) if n]
+    return names + [f for f in fields if f not in names]
+
+
+def _exposure(
+    conn: psycopg.Connection[Any], catalog: Catalog, incident: Incident
+) -> tuple[dict[tuple[str, int], tuple[float, int]], dict[str, float], dict[tuple[str, int], float]]:
+    """Households in mapped buildings per (commune, ring) with the buildings' count; each touched commune's
+    mapped households in total; and each commune's area share within each ring (cumulative)."""
+    params = Params()
+    geo = _Geo(incident, params)
+    buildings = sql.Identifier(SCHEMA, catalog.layer("buildings").table)
+    distance = sql.SQL("0::float8") if incident.is_zone else geo.distance("b")
+    rows = conn.execute(
+        sql.SQL(
+            """SELECT commune_code, ring, sum(hh), count(*)::int FROM (
+                   SELECT b.commune_code, b.households::float8 AS hh, {ring} AS ring
+                     FROM {buildings} b
+                    WHERE b.approval = 'approved' AND b.households > 0 AND {within}) x
+                GROUP BY commune_code, ring"""
+        ).format(ring=geo.ring(distance), buildings=buildings, within=geo.within("b")),
+        params.values,
+    ).fetchall()
+    mapped = {(code, int(ring)): (float(hh), int(n)) for code, ring, hh, n in rows}
+
+    params = Params()
+    geo = _Geo(incident, params)
+    if incident.is_zone:
+        shapes = sql.SQL("SELECT 1 AS ring, {} AS z").format(geo.g)
+    else:
+        shapes = sql.SQL(
+            "SELECT i::int AS ring, ST_Buffer({g}::geography, m, 'quad_segs=16')::geometry AS z "
+            "FROM unnest({rings}::float8[]) WITH ORDINALITY AS r(m, i)"
+        ).format(g=geo.g, rings=geo.rings)
+    rows = conn.execute(
+        sql.SQL(
+            """WITH zones AS ({shapes})
+               SELECT c.code, zones.ring,
+                      ST_Area(ST_Intersection(c.geom, zones.z)::geography) / ST_Area(c.geom::geography)
+                 FROM layers.communes c JOIN zones ON ST_Intersects(c.geom, zones.z)
+                WHERE c.valid_to IS NULL"""
+        ).format(shapes=shapes),
+        params.values,
+    ).fetchall()
+    area_share = {(code, int(ring)): float(share) for code, ring, share in rows}
+    codes = sorted({code for code, _ in area_share} | {code for code, _ in mapped})
+    totals = dict(
+        conn.execute(
+            sql.SQL(
+                "SELECT commune_code, sum(households)::float8 FROM {} WHERE approval = 'approved' "
+                "AND households > 0 AND commune_code = ANY(%s) GROUP BY commune_code"
+            ).format(buildings),
+            (codes,),
+        ).fetchall()
+    )
+    return mapped, {c: float(totals.get(c) or 0.0) for c in codes}, area_share
+
+
+def _features(
+    conn: psycopg.Connection[Any], catalog: Catalog, incident: Incident, layer_id: str, fields: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    layer = catalog.layer(layer_id)
+    params = Params()
+    geo = _Geo(incident, params)
+    columns = _columns(layer, fields)
+    distance = geo.distance("t")
+    rows = conn.execute(
+        sql.SQL(
+            """SELECT {cols}, {distance}, {ring}, ST_X(ST_PointOnSurface(t.geom)), ST_Y(ST_PointOnSurface(t.geom))
+                 FROM {table} t WHERE t.approval = 'approved' AND {within} ORDER BY 1"""
+        ).format(
+            cols=sql.SQL(", ").join(sql.Identifier("t", c) for c in columns),
+            distance=distance,
+            ring=geo.ring(distance),
+            table=sql.Identifier(SCHEMA, layer.table),
+            within=geo.within("t"),
+        ),
+        params.values,
+    ).fetchall()
+    out = []
+    for row in rows:
+        item = dict(zip(columns, row[: len(columns)], strict=True))
+        d, ring, lon, lat = row[len(columns) :]
+        item.update(
+            distance_m=round(float(d), 1), ring=incident.ring_label(int(ring or 1)), lon=float(lon), lat=float(lat)
+        )
+        out.append(item)
+    return sorted(out, key=lambda i: (i["distance_m"], str(i.get(layer.key or "", ""))))
+
+
+def _nearest(
+    conn: psycopg.Connection[Any], catalog: Catalog, incident: Incident, scenario: EmergencyScenario
+) -> dict[str, list[dict[str, Any]]]:
+    result: dict[str, list[dict[str, Any]]] = {}
+    for spec in scenario.nearest:
+        layer = catalog.layer(spec.layer)
+        params = Params()
+        geo = _Geo(incident, params)
+        where: list[sql.Composable] = [sql.SQL("t.approval = 'approved'")]
+        if spec.filter:
+            where.append(FilterCompiler(layer, PUBLISHED[0], params).compile(parse_filter(spec.filter, "cql2-text")))
+        columns = _columns(layer, spec.fields)
+        # The index orders candidates by planar distance in degrees; take extra and sort them on the ground.
+        rows = conn.execute(
+            sql.SQL(
+                """SELECT {cols}, {distance}, ST_X(ST_PointOnSurface(t.geom)), ST_Y(ST_PointOnSurface(t.geom))
+                     FROM {table} t WHERE {where} ORDER BY t.geom <-> {g} LIMIT {limit}"""
+            ).format(
+                cols=sql.SQL(", ").join(sql.Identifier("t", c) for c in columns),
+                distance=geo.distance("t"),
+                table=sql.Identifier(SCHEMA, layer.table),
+                where=sql.SQL(" AND ").join(where),
+                g=geo.g,
+                limit=sql.Literal(spec.count * 4 + 8),
+            ),
+            params.values,
+        ).fetchall()
+        items = []
+        for row in rows:
+            item = dict(zip(columns, row[: len(columns)], strict=True))
+            d, lon, lat = row[len(columns) :]
+            item.update(distance_m=round(float(d), 1), lon=float(lon), lat=float(lat))
+            items.append(item)
+        items.sort(key=lambda i: i["distance_m"])
+        result[spec.id] = items[: spec.count]
+    return result
+
+
+def _shelter_demand(
+    conn: psycopg.Connection[Any], catalog: Catalog, incident: Incident, scenario: EmergencyScenario
+) -> tuple[list[dict[str, Any]], dict[tuple[int, str], float]]:
+    """The usable shelters, and the mapped households of exposed buildings per (shelter fid, commune)
+    when each building goes to its nearest usable shelter."""
+    rule = scenario.shelters
+    layer = catalog.layer(rule.layer)
+
+    def usable(geo: _Geo, params: Params) -> sql.Composable:
+        near = geo.within("s", params.add(rule.search_m))
+        if incident.kind == "flood":
+            safe = sql.Identifier(rule.flood_safe)
+            return sql.SQL("{} AND (NOT ({}) OR s.{} IS TRUE)").format(near, geo.within("s"), safe)
+        return sql.SQL("{} AND NOT ({})").format(near, geo.within("s"))
+
+    params = Params()
+    geo = _Geo(incident, params)
+    columns = _columns(layer, (rule.capacity, rule.flood_safe))
+    buildings = sql.Identifier(SCHEMA, catalog.layer("buildings").table)
+    statement = sql.SQL(
+        """WITH usable AS MATERIALIZED (
+               SELECT s.fid, s.geom::geography AS g FROM {shelters} s
+                WHERE s.approval = 'approved' AND {usable}),
+                exposed AS (SELECT b.commune_code, b.households::float8 AS hh, b.geom::geography AS g
+                              FROM {buildings} b
+                             WHERE b.approval = 'approved' AND b.households > 0 AND {within})
+           SELECT n.fid, e.commune_code, sum(e.hh)
+             FROM exposed e CROSS JOIN LATERAL (SELECT u.fid FROM usable u ORDER BY u.g <-> e.g LIMIT 1) n
+            GROUP BY n.fid, e.commune_code"""
+    ).format(
+        shelters=sql.Identifier(SCHEMA, layer.table),
+        usable=usable(geo, params),
+        buildings=buildings,
+        within=geo.within("b"),
+    )
+    demand = {(int(fid), code): float(hh) for fid, code, hh in conn.execute(statement, params.values).fetchall()}
+    params = Params()
+    geo = _Geo(incident, params)
+    rows = conn.execute(
+        sql.SQL(
+            """SELECT s.fid, {cols}, {distance}, {inside}, ST_X(s.geom), ST_Y(s.geom) FROM {shelters} s
+                WHERE s.approval = 'approved' AND {usable} ORDER BY 1"""
+        ).format(
+            cols=sql.SQL(", ").join(sql.Identifier("s", c) for c in columns),
+            distance=geo.distance("s"),
+            inside=geo.within("s"),
+            shelters=sql.Identifier(SCHEMA, layer.table),
+            usable=usable(geo, params),
+        ),
+        params.values,
+    ).fetchall()
+    shelters = []
+    for row in rows:
+        item: dict[str, Any] = {"fid": int(row[0]), **dict(zip(columns, row[1 : 1 + len(columns)], strict=True))}
+        d, is_inside, lon, lat = row[1 + len(columns) :]
+        item.update(distance_m=round(float(d), 1), inside_zone=bool(is_inside), lon=float(lon), lat=float(lat))
+        shelters.append(item)
+    return shelters, demand
+
+
+def _contacts(conn: psycopg.Connection[Any], codes: list[str]) -> dict[str, list[dict[str, Any]]]:
+    rows = conn.execute(
+        """SELECT commune_code, role, full_name, title, office_phone, mobile_phone, email, updated_at
+             FROM gis_ioc.commune_contacts WHERE commune_code = ANY(%s)
+            ORDER BY commune_code, array_position(
+                ARRAY['chairman', 'vice_chairman', 'police_chief', 'military_commander'], role)""",
+        (codes,),
+    ).fetchall()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for code, role, name, title, office, mobile, email, updated in rows:
+        out.setdefault(code, []).append(
+            {
+                "role": role,
+                "name": name,
+                "title": title,
+                "office_phone": office,
+                "mobile_phone": mobile,
+                "email": email,
+                "updated_at": updated.isoformat(),
+            }
+        )
+    return out
+
+
+def run_emergency(
+    conn: psycopg.Connection[Any],
+    catalog: Catalog,
+    scenario: EmergencyScenario,
+    incident: Incident,
+    *,
+    store: bool = True,
+    personal_access: bool = False,
+    privacy_threshold: int = 5,
+) -> EmergencyRun:
+    """Everything the emergency scenario answers, for one incident (see the module's description)."""
+    started = time.perf_counter()
+    period = _latest_period(conn)
+    mapped, mapped_totals, area_share = _exposure(conn, catalog, incident)
+    codes = sorted(mapped_totals)
+    figures: dict[str, dict[str, float]] = {}
+    if period is not None and codes:
+        for ind, code, value in conn.execute(
+            "SELECT indicator_id, commune_code, value FROM gis_ioc.indicator_values "
+            "WHERE indicator_id IN ('population', 'households') AND period = %s AND commune_code = ANY(%s)",
+            (period, codes),
+        ).fetchall():
+            if value is not None:
+                figures.setdefault(code, {})[ind] = float(value)
+    n_rings = len(incident.rings) or 1
+    names = dict(
+        conn.execute(
+            "SELECT code, name FROM layers.communes WHERE valid_to IS NULL AND code = ANY(%s)", (codes,)
+        ).fetchall()
+    )
+
+    def scale(code: str) -> tuple[float, float, str]:
+        """People and households per mapped household of the commune (or per unit of area share)."""
+        pop = figures.get(code, {}).get("population", 0.0)
+        hh = figures.get(code, {}).get("households", 0.0)
+        if mapped_totals.get(code):
+            return pop / mapped_totals[code], hh / mapped_totals[code], "households in buildings"
+        return pop, hh, "area"
+
+    ring_people = [0.0] * n_rings
+    ring_households = [0.0] * n_rings
+    ring_mapped = [0.0] * n_rings
+    ring_buildings = [0] * n_rings
+    communes: list[dict[str, Any]] = []
+    for code in codes:
+        per_person, per_household, method = scale(code)
+        people = households = 0.0
+        for ring in range(1, n_rings + 1):
+            if method == "households in buildings":
+                hh, n = mapped.get((code, ring), (0.0, 0))
+                ring_mapped[ring - 1] += hh
+                ring_buildings[ring - 1] += n
+                part = hh
+            else:  # no households mapped: the share of the commune's area in this ring (cumulative → band)
+                before = area_share.get((code, ring - 1), 0.0) if ring > 1 else 0.0
+                part = max(0.0, area_share.get((code, ring), 0.0) - before)
+            ring_people[ring - 1] += part * per_person
+            ring_households[ring - 1] += part * per_household
+            people += part * per_person
+            households += part * per_household
+        communes.append(
+            {
+                "code": code,
+                "name": names.get(code),
+                "people": round(people),
+                "households": round(households),
+                "method": method,
+                "contacts": [],
+            }
+        )
+    contacts = _contacts(conn, codes)
+    for commune in communes:
+        commune["contacts"] = contacts.get(commune["code"], [])
+
+    rings = []
+    people_within = households_within = 0.0
+    for i in range(n_rings):
+        people_within += ring_people[i]
+        households_within += ring_households[i]
+        rings.append(
+            {
+                "ring": i + 1,
+                "label": incident.ring_label(i + 1),
+                "from_m": (0.0 if i == 0 else incident.rings[i - 1]) if incident.rings else None,
+                "to_m": incident.rings[i] if incident.rings else None,
+                "people": round(ring_people[i]),
+                "households": round(ring_households[i]),
+                "buildings": ring_buildings[i],
+                "mapped_households": round(ring_mapped[i]),
+                "people_within": round(people_within),
+                "households_within": round(households_within),
+            }
+        )
+
+    inside = {spec.layer: _features(conn, catalog, incident, spec.layer, spec.fields) for spec in scenario.inside}
+    nearest = _nearest(conn, catalog, incident, scenario)
+    shelters, demand = _shelter_demand(conn, catalog, incident, scenario)
+    rule = scenario.shelters
+    for shelter in shelters:
+        need = sum(hh * scale(code)[0] for (fid, code), hh in demand.items() if fid == shelter["fid"])
+        shelter["assigned_people"] = round(need)
+        capacity = int(shelter.get(rule.capacity) or 0)
+        shelter["short_by"] = max(0, round(need) - capacity)
+    exposed_people = round(people_within)
+    capacity_total = sum(int(s.get(rule.capacity) or 0) for s in shelters)
+    flags: list[dict[str, Any]] = []
+    if capacity_total < exposed_people:
+        flags.append(
+            {
+                "kind": "shelter capacity",
+                "where": "total",
+                "value": capacity_total,
+                "needed": exposed_people,
+                "gap": exposed_people - capacity_total,
+                "severity": (exposed_people - capacity_total) / exposed_people,
+            }
+        )
+    for shelter in shelters:
+        if shelter["short_by"] > 0:
+            flags.append(
+                {
+                    "kind": "shelter over capacity",
+                    "where": shelter.get(layer_key(catalog, rule.layer)),
+                    "name": shelter.get("name"),
+                    "value": int(shelter.get(rule.capacity) or 0),
+                    "needed": shelter["assigned_people"],
+                    "gap": shelter["short_by"],
+                    "severity": shelter["short_by"] / max(shelter["assigned_people"], 1),
+                }
+            )
+    flags.sort(key=lambda f: (f["where"] != "total", -f["severity"], str(f["where"])))
+    shelter_summary = {
+        "rule": (
+            f"shelters within {rule.search_m:g} m of the zone and outside it"
+            + (", or inside it when safe in floods" if incident.kind == "flood" else "")
+            + "; each exposed building goes to its nearest one"
+        ),
+        "capacity": capacity_total,
+        "people_to_evacuate": exposed_people,
+        "short_by": max(0, exposed_people - capacity_total),
+        "usable": shelters,
+    }
+    hidden = 0 if personal_access else _suppress(rings, communes, shelters, privacy_threshold)
+    run = EmergencyRun(
+        id=0,
+        scenario=scenario.id,
+        incident=incident.request,
+        period=period,
+        rings=rings,
+        communes=communes,
+        inside=inside,
+        nearest=nearest,
+        shelters=shelter_summary,
+        flags=flags,
+        suppressed=hidden,
+        method=(
+            "people and households: the households living in mapped buildings within reach, scaled to each "
+            f"commune's registered population and households of {period}; communes with no mapped households "
+            "by the share of their area"
+        ),
+        data_version=data_version(conn),
+        duration_ms=0.0,
+    )
+    run.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    if store and period is not None:
+        body = run.as_dict()
+        row = conn.execute(
+            "INSERT INTO gis_ioc.scenario_runs (scenario, period, selection, data_version, result, duration_ms) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            (
+                scenario.id,
+                period,
+                json.dumps(incident.request),
+                json.dumps(run.data_version),
+                json.dumps({k: body[k] for k in body if k not in ("id", "scenario", "period", "data_version")}),
+                run.duration_ms,
+            ),
+        ).fetchone()
+        assert row is not None
+        run.id = int(row[0])
+    return run
+
+
+def layer_key(catalog: Catalog, layer_id: str) -> str:
+    return catalog.layer(layer_id).key or "fid"
+
+
+def _suppress(
+    rings: list[dict[str, Any]], communes: list[dict[str, Any]], shelters: list[dict[str, Any]], threshold: int
+) -> int:
+    """Counts of people and households below ``threshold`` could single people out: hide them."""
+    hidden = 0
+    keys = ("people", "households", "mapped_households", "people_within", "households_within", "assigned_people")
+    for item in [*rings, *communes, *shelters]:
+        for key in keys:
+            value = item.get(key)
+            if isinstance(value, int) and 0 < value < threshold:
+                item[key] = None
+                hidden += 1
+    return hidden
