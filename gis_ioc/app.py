@@ -18,6 +18,7 @@ from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
 from gis_ioc import __version__
+from gis_ioc.api import exports as exports_api
 from gis_ioc.api import loads as loads_api
 from gis_ioc.api import scenarios as scenarios_api
 from gis_ioc.api import web as web_api
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        if (jobs := getattr(app.state, "export_jobs", None)) is not None:
+            jobs.close()
         pool.close()
         close_pools()
 
@@ -91,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(loads_api.router)
     app.include_router(scenarios_api.emergency_router)
     app.include_router(web_api.router)
+    app.include_router(exports_api.router)
 
     @app.exception_handler(GisIocError)
     async def gis_ioc_error(request: Request, exc: GisIocError) -> JSONResponse:

@@ -1,0 +1,490 @@
+"""Exports of a layer (with a CQL2 filter) or a scenario run as GeoPackage, zipped Shapefile, GeoJSON,
+CSV or XLSX, in any published CRS (VN-2000 through the pinned EPSG:6960 SRIDs in PostGIS).
+
+Rows come from a server-side cursor in batches and are written as they arrive, so memory stays flat
+whatever the size of the layer; a callback reports progress (rows written, rows in all). The result
+is a file in a folder the caller owns; the HTTP layer streams it back.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import shapely
+from psycopg import sql
+
+from gis_ioc import __version__
+from gis_ioc.catalog import Catalog
+from gis_ioc.catalog.ddl import SCHEMA
+from gis_ioc.crs import PUBLISHED, PublishedCrs, lookup
+from gis_ioc.errors import InvalidInput, NotFound
+from gis_ioc.publish.cql import Params, parse_filter
+from gis_ioc.publish.features import ItemsQuery, where_sql
+
+Progress = Callable[[int, int], None]
+
+#: format → (file suffix, media type)
+FORMATS: dict[str, tuple[str, str]] = {
+    "gpkg": (".gpkg", "application/geopackage+sqlite3"),
+    "shp": (".shp.zip", "application/zip"),
+    "geojson": (".geojson", "application/geo+json"),
+    "csv": (".csv", "text/csv; charset=utf-8"),
+    "xlsx": (".xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+}
+BATCH = 5000
+XLSX_CELL_MAX = 32767  # characters Excel keeps in a cell
+SHP_FIELD_MAX = 10
+
+
+def check_format(fmt: str) -> str:
+    value = fmt.lower().strip().lstrip(".")
+    value = {"shapefile": "shp", "json": "geojson", "excel": "xlsx", "geopackage": "gpkg"}.get(value, value)
+    if value not in FORMATS:
+        raise InvalidInput(f"format {fmt!r} is not offered; use one of: {', '.join(FORMATS)}")
+    return value
+
+
+def shorten_field_names(names: list[str]) -> dict[str, str]:
+    """Shapefile (dBase) names of at most 10 characters, deterministic and collision-safe.
+
+    In order: a name of ≤ 10 characters is kept; a longer one is cut to 10; a cut (or kept) name that
+    is already taken (ignoring case) becomes its first 7 characters, ``_`` and a two-digit counter
+    (``schools_na`` → ``schools_01``…). The same names in the same order always give the same result.
+    """
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in names:
+        clean = re.sub(r"[^A-Za-z0-9_]", "_", name) or "field"
+        candidate = clean[:SHP_FIELD_MAX]
+        n = 0
+        while candidate.lower() in taken:
+            n += 1
+            if n > 99:
+                raise InvalidInput(f"too many fields share the start of {name!r} for shapefile names")
+            candidate = f"{clean[:7]}_{n:02d}"
+        taken.add(candidate.lower())
+        out[name] = candidate
+    return out
+
+
+@dataclass
+class Column:
+    name: str
+    type: str  # text | integer | number | boolean | date | datetime
+    title: dict[str, str] = field(default_factory=dict)
+    unit: str | None = None
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    media_type: str
+    filename: str
+    count: int
+    crs: str
+    columns: list[str]
+    field_map: dict[str, str] = field(default_factory=dict)  # shapefile: field → short name
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "file": self.filename,
+            "format": self.format,
+            "features": self.count,
+            "crs": self.crs,
+            "columns": self.columns,
+            "shapefile_fields": self.field_map or None,
+            "bytes": self.path.stat().st_size,
+        }
+
+
+@dataclass
+class Source:
+    """What to export: columns, a count and an iterator of (values, WKB geometry) batches."""
+
+    name: str  # base of the file name
+    title: str
+    columns: list[Column]
+    geometry_type: str
+    count: int
+    batches: Callable[[], Iterator[list[tuple[list[Any], bytes | None]]]]
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+# -- sources ---------------------------------------------------------------------------------------
+
+
+def layer_source(
+    conn: psycopg.Connection[Any],
+    catalog: Catalog,
+    layer_id: str,
+    crs: PublishedCrs,
+    *,
+    cql: str | None = None,
+    filter_lang: str | None = None,
+    filter_crs: PublishedCrs = PUBLISHED[0],
+    bbox: tuple[float, float, float, float] | None = None,
+    include_personal: bool = False,
+    allow_restricted: bool = False,
+) -> Source:
+    """A layer's current approved features, filtered like the OGC API's items (same CQL2 compiler)."""
+    layer = catalog.layers.get(layer_id)
+    if layer is None or (layer.access == "restricted" and not allow_restricted):
+        known = ", ".join(sorted(k for k, v in catalog.layers.items() if v.access != "restricted"))
+        raise NotFound(f"no layer {layer_id!r} to export; known: {known}")
+    query = ItemsQuery(
+        layer=layer,
+        limit=0,
+        bbox=bbox,
+        filter=parse_filter(cql, filter_lang) if cql else None,
+        filter_crs=filter_crs,
+    )
+    params = Params()
+    where = where_sql(query, params)
+    fields = [f for f in layer.fields if include_personal or not f.personal]
+    table = sql.Identifier(SCHEMA, layer.table)
+    count_row = conn.execute(
+        sql.SQL("SELECT count(*) FROM {} t WHERE {}").format(table, where), params.values
+    ).fetchone()
+    count = int(count_row[0]) if count_row else 0
+    statement = sql.SQL("SELECT t.fid, {cols}, ST_AsBinary({geom}) FROM {table} t WHERE {where} ORDER BY t.fid").format(
+        cols=sql.SQL(", ").join(sql.Identifier("t", f.name) for f in fields),
+        geom=_geometry(crs),
+        table=table,
+        where=where,
+    )
+    # ``feature_id`` is the OGC API's fid (a column named fid would clash with the GeoPackage's own)
+    columns = [Column("feature_id", "integer", {"vi": "Mã đối tượng (OGC API)", "en": "Feature id (OGC API)"})] + [
+        Column(f.name, f.type, {"vi": f.title.vi, "en": f.title.en}, f.unit) for f in fields
+    ]
+
+    def batches() -> Iterator[list[tuple[list[Any], bytes | None]]]:
+        with conn.transaction(), conn.cursor(name=f"export_{layer.id}") as cur:
+            cur.itersize = BATCH
+            cur.execute(statement, params.values)
+            while rows := cur.fetchmany(BATCH):
+                yield [(list(r[:-1]), bytes(r[-1]) if r[-1] is not None else None) for r in rows]
+
+    notes = {"layer": layer.id, "title": layer.title.vi, "owner": layer.owner_unit.vi, "licence": layer.license}
+    if cql:
+        notes["filter"] = cql
+    return Source(layer.id, layer.title.vi, columns, layer.geometry, count, batches, notes)
+
+
+def run_source(
+    conn: psycopg.Connection[Any], run: dict[str, Any], crs: PublishedCrs, *, flagged_only: bool = False
+) -> Source:
+    """A stored scenario run as one feature per commune: share of the commune in the selection, each
+    indicator's value, target, status and gap, and the flags."""
+    flags_by_commune: dict[str, list[str]] = {}
+    for f in run["flags"]:
+        if f["where"] != "total":
+            flags_by_commune.setdefault(f["where"], []).append(f["indicator"])
+    shares = run["communes"]
+    if flagged_only:
+        shares = [c for c in shares if c["code"] in flags_by_commune]
+    columns = [
+        Column("run_id", "integer", {"vi": "Lần chạy kịch bản", "en": "Scenario run"}),
+        Column("scenario", "text", {"vi": "Kịch bản", "en": "Scenario"}),
+        Column("period", "text", {"vi": "Kỳ", "en": "Period"}),
+        Column("code", "text", {"vi": "Mã xã", "en": "Commune code"}),
+        Column("name", "text", {"vi": "Tên", "en": "Name"}),
+        Column("share", "number", {"vi": "Tỷ lệ trong vùng chọn", "en": "Share in the selection"}),
+        Column("method", "text", {"vi": "Cách phân bổ", "en": "Apportionment"}),
+        Column("flagged", "boolean", {"vi": "Có chỉ tiêu chưa đạt", "en": "Has targets not met"}),
+        Column("flags", "text", {"vi": "Chỉ tiêu chưa đạt", "en": "Targets not met"}),
+    ]
+    for ind in run["indicators"]:
+        i, name, unit = ind["id"], ind["name"], ind["unit"]
+        columns += [
+            Column(i, "number", name, unit),
+            Column(
+                f"{i}_target",
+                "number",
+                {k: f"{v} (mục tiêu)" if k == "vi" else f"{v} (target)" for k, v in name.items()},
+                unit,
+            ),
+            Column(
+                f"{i}_status", "text", {k: f"{v} (đánh giá)" if k == "vi" else f"{v} (status)" for k, v in name.items()}
+            ),
+            Column(
+                f"{i}_gap",
+                "number",
+                {k: f"{v} (còn thiếu)" if k == "vi" else f"{v} (gap)" for k, v in name.items()},
+                unit,
+            ),
+        ]
+    codes = [c["code"] for c in shares]
+    geoms = {
+        code: bytes(wkb)
+        for code, wkb in conn.execute(
+            sql.SQL(
+                "SELECT t.code, ST_AsBinary({}) FROM layers.communes t WHERE t.valid_to IS NULL AND t.code = ANY(%s)"
+            ).format(_geometry(crs)),
+            (codes,),
+        ).fetchall()
+    }
+
+    def batches() -> Iterator[list[tuple[list[Any], bytes | None]]]:
+        rows = []
+        for c in shares:
+            values: list[Any] = [
+                run["id"],
+                run["scenario"],
+                run["period"],
+                c["code"],
+                c["name"],
+                c["share"],
+                c["method"],
+                c["code"] in flags_by_commune,
+                ", ".join(flags_by_commune.get(c["code"], [])),
+            ]
+            for ind in run["indicators"]:
+                fig = ind["communes"].get(c["code"], {})
+                values += [fig.get("value"), fig.get("target"), fig.get("status"), fig.get("gap")]
+            rows.append((values, geoms.get(c["code"])))
+        yield rows
+
+    notes = {
+        "scenario_run": str(run["id"]),
+        "scenario": run["scenario"],
+        "period": run["period"],
+        "selection": json.dumps(run["selection"], ensure_ascii=False),
+    }
+    name = f"run_{run['id']}_{run['scenario']}" + ("_flagged" if flagged_only else "")
+    return Source(
+        name, f"{run['scenario']} {run['period']} (#{run['id']})", columns, "MultiPolygon", len(shares), batches, notes
+    )
+
+
+def _geometry(crs: PublishedCrs) -> sql.Composable:
+    """Geometry in the output CRS, x = longitude/easting first (files use GIS axis order)."""
+    if crs.srid == 4326:
+        return sql.SQL("t.geom")
+    return sql.SQL("ST_Transform(t.geom, {})").format(sql.Literal(crs.srid))
+
+
+# -- writers ---------------------------------------------------------------------------------------
+
+
+def export(source: Source, fmt: str, crs: PublishedCrs, folder: Path, progress: Progress | None = None) -> ExportResult:
+    """Write ``source`` to ``folder`` in ``fmt``; ``progress(done, total)`` after each batch."""
+    fmt = check_format(fmt)
+    suffix, media = FORMATS[fmt]
+    folder.mkdir(parents=True, exist_ok=True)
+    tag = crs.epsg or "crs84"
+    filename = f"{source.name}_{tag}{suffix}"
+    path = folder / filename
+    progress = progress or (lambda done, total: None)
+    progress(0, source.count)
+    writer = {
+        "gpkg": _write_ogr,
+        "shp": _write_shapefile,
+        "geojson": _write_geojson,
+        "csv": _write_csv,
+        "xlsx": _write_xlsx,
+    }[fmt]
+    count, field_map = writer(source, crs, path, progress)
+    return ExportResult(path, fmt, media, filename, count, crs.uri, [c.name for c in source.columns], field_map)
+
+
+def _pyproj_crs(crs: PublishedCrs) -> str:
+    return "OGC:CRS84" if crs.epsg is None else f"EPSG:{crs.epsg}"
+
+
+def _frame(source: Source, rows: list[tuple[list[Any], bytes | None]], crs: PublishedCrs, names: list[str]) -> Any:
+    import geopandas as gpd
+    import pandas as pd  # type: ignore[import-untyped]
+
+    data = pd.DataFrame([r[0] for r in rows], columns=names)
+    for col in source.columns:
+        if col.type in ("date", "datetime"):
+            data[_rename(names, source, col.name)] = pd.to_datetime(
+                data[_rename(names, source, col.name)], utc=col.type == "datetime"
+            )
+        elif col.type == "boolean":
+            data[_rename(names, source, col.name)] = data[_rename(names, source, col.name)].astype("boolean")
+    geoms = shapely.from_wkb([r[1] for r in rows])
+    if "Multi" in source.geometry_type:
+        geoms = [g if g is None or g.geom_type.startswith("Multi") else _multi(g) for g in geoms]
+    return gpd.GeoDataFrame(data, geometry=list(geoms), crs=_pyproj_crs(crs))
+
+
+def _rename(names: list[str], source: Source, name: str) -> str:
+    return names[[c.name for c in source.columns].index(name)]
+
+
+def _multi(g: Any) -> Any:
+    kind = {"Polygon": shapely.MultiPolygon, "LineString": shapely.MultiLineString, "Point": shapely.MultiPoint}
+    return kind[g.geom_type]([g])
+
+
+def _write_ogr(
+    source: Source, crs: PublishedCrs, path: Path, progress: Progress, names: list[str] | None = None, **options: Any
+) -> tuple[int, dict[str, str]]:
+    import pyogrio
+
+    names = names or [c.name for c in source.columns]
+    done = 0
+    if path.exists():
+        path.unlink()
+    for rows in source.batches():
+        frame = _frame(source, rows, crs, names)
+        pyogrio.write_dataframe(
+            frame, path, layer=source.name, promote_to_multi="Multi" in source.geometry_type, append=done > 0, **options
+        )
+        done += len(rows)
+        progress(done, source.count)
+    if done == 0:  # an empty layer still gives a file with the right fields and CRS
+        frame = _frame(source, [], crs, names)
+        pyogrio.write_dataframe(frame, path, layer=source.name, geometry_type=source.geometry_type, **options)
+    return done, {}
+
+
+def _write_gpkg(source: Source, crs: PublishedCrs, path: Path, progress: Progress) -> tuple[int, dict[str, str]]:
+    return _write_ogr(source, crs, path, progress)
+
+
+def _write_shapefile(source: Source, crs: PublishedCrs, path: Path, progress: Progress) -> tuple[int, dict[str, str]]:
+    names = [c.name for c in source.columns]
+    short = shorten_field_names(names)
+    folder = path.with_name(path.name.removesuffix(".shp.zip") + "_shp")
+    folder.mkdir(exist_ok=True)
+    shp = folder / f"{source.name}.shp"
+    count, _ = _write_ogr(source, crs, shp, progress, names=[short[n] for n in names], ENCODING="UTF-8")
+    mapping = folder / "fields.csv"
+    with mapping.open("w", encoding="utf-8-sig", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["shapefile_field", "field", "title_vi", "title_en", "unit"])
+        for col in source.columns:
+            out.writerow([short[col.name], col.name, col.title.get("vi", ""), col.title.get("en", ""), col.unit or ""])
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for part in sorted(folder.iterdir()):
+            zf.write(part, part.name)
+            part.unlink()
+    folder.rmdir()
+    return count, short
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _write_geojson(source: Source, crs: PublishedCrs, path: Path, progress: Progress) -> tuple[int, dict[str, str]]:
+    names = [c.name for c in source.columns]
+    done = 0
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write('{"type": "FeatureCollection", ')
+        if crs.epsg is not None:  # RFC 7946 is CRS84 only; other CRSs are named (GDAL reads this member)
+            fh.write(
+                json.dumps({"crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{crs.epsg}"}}})[1:-1]
+                + ", "
+            )
+        fh.write(f'"name": {json.dumps(source.name)}, "features": [\n')
+        for rows in source.batches():
+            for values, wkb in rows:
+                geometry = shapely.geometry.mapping(shapely.from_wkb(wkb)) if wkb else None
+                feature = {
+                    "type": "Feature",
+                    "properties": {n: _cell(v) for n, v in zip(names, values, strict=True)},
+                    "geometry": geometry,
+                }
+                fh.write(("" if done == 0 else ",\n") + json.dumps(feature, ensure_ascii=False))
+                done += 1
+            progress(done, source.count)
+        fh.write("\n]}\n")
+    return done, {}
+
+
+def _point_and_wkt(wkb: bytes | None) -> tuple[float | None, float | None, str | None]:
+    if not wkb:
+        return None, None, None
+    geom = shapely.from_wkb(wkb)
+    point = geom.representative_point() if not geom.is_empty else None
+    return (
+        round(point.x, 7) if point is not None else None,
+        round(point.y, 7) if point is not None else None,
+        shapely.to_wkt(geom, rounding_precision=7, trim=True),
+    )
+
+
+def _write_csv(source: Source, crs: PublishedCrs, path: Path, progress: Progress) -> tuple[int, dict[str, str]]:
+    """UTF-8 with a byte-order mark (Excel opens Vietnamese text right), a point inside each feature
+    (x, y) and the geometry as WKT, in the export CRS."""
+    done = 0
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow([c.name for c in source.columns] + ["x", "y", "wkt"])
+        for rows in source.batches():
+            for values, wkb in rows:
+                out.writerow([_cell(v) for v in values] + list(_point_and_wkt(wkb)))
+            done += len(rows)
+            progress(done, source.count)
+    return done, {}
+
+
+def _write_xlsx(source: Source, crs: PublishedCrs, path: Path, progress: Progress) -> tuple[int, dict[str, str]]:
+    """A sheet of features (titles in Vietnamese in the first row, names in the second), x/y of a point
+    inside each, WKT where it fits a cell; a second sheet describes the export."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet(source.name[:31])
+    bold = Font(bold=True)
+
+    def header(values: list[str]) -> list[Any]:
+        cells = []
+        for v in values:
+            cell = WriteOnlyCell(ws, value=v)
+            cell.font = bold
+            cells.append(cell)
+        return cells
+
+    titles = [c.title.get("vi", c.name) + (f" ({c.unit})" if c.unit else "") for c in source.columns]
+    ws.append(header([*titles, "X", "Y", "WKT"]))
+    ws.append(header([*(c.name for c in source.columns), "x", "y", "wkt"]))
+    done = 0
+    too_long = 0
+    for rows in source.batches():
+        for values, wkb in rows:
+            x, y, wkt = _point_and_wkt(wkb)
+            if wkt is not None and len(wkt) > XLSX_CELL_MAX:
+                wkt, too_long = None, too_long + 1
+            ws.append([_cell(v) for v in values] + [x, y, wkt])
+        done += len(rows)
+        progress(done, source.count)
+    meta = wb.create_sheet("export")
+    info = {
+        "title": source.title,
+        "features": done,
+        "crs": crs.uri,
+        "crs_name": crs.name,
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "generator": f"gis_ioc {__version__}",
+        **source.notes,
+    }
+    if too_long:
+        info["wkt_omitted"] = f"{too_long} geometries longer than {XLSX_CELL_MAX} characters (use GeoPackage)"
+    for k, v in info.items():
+        meta.append([k, str(v)])
+    wb.save(path)
+    return done, {}
+
+
+def resolve_crs(value: str | None) -> PublishedCrs:
+    return PUBLISHED[0] if not value else lookup(value)

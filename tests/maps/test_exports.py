@@ -1,0 +1,194 @@
+"""Exports reopen with the same features, fields and CRS as PostGIS holds them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyogrio
+import pytest
+from fastapi.testclient import TestClient
+from openpyxl import load_workbook
+
+from gis_ioc.catalog import Catalog
+from gis_ioc.crs import transformer
+from gis_ioc.maps import exports
+from gis_ioc.scenarios import selectors
+from gis_ioc.scenarios.engine import run_scenario
+from gis_ioc.scenarios.models import load_scenarios
+from gis_ioc.settings import Settings
+from tests.conftest import scalar
+
+PRIMARY = "level = 'primary'"
+
+
+def test_shapefile_names_are_short_deterministic_and_distinct() -> None:
+    names = [
+        "fid",
+        "schools_national_standard_rate",
+        "schools_national_standard_rate_target",
+        "schools_national_standard_rate_status",
+        "SCHOOLS_NA",
+        "tên có dấu",
+    ]
+    short = exports.shorten_field_names(names)
+    assert short == {
+        "fid": "fid",
+        "schools_national_standard_rate": "schools_na",
+        "schools_national_standard_rate_target": "schools_01",
+        "schools_national_standard_rate_status": "schools_02",
+        "SCHOOLS_NA": "SCHOOLS_03",
+        "tên có dấu": "t_n_c__d_u",
+    }
+    assert exports.shorten_field_names(names) == short
+    assert len({v.lower() for v in short.values()}) == len(names) and all(len(v) <= 10 for v in short.values())
+
+
+def export_layer(db: psycopg.Connection[Any], catalog: Catalog, fmt: str, crs: str, tmp: Path) -> exports.ExportResult:
+    target = exports.resolve_crs(crs)
+    seen: list[tuple[int, int]] = []
+    source = exports.layer_source(db, catalog, "schools", target, cql=PRIMARY)
+    result = exports.export(source, fmt, target, tmp, lambda done, total: seen.append((done, total)))
+    assert seen[0] == (0, result.count) and seen[-1] == (result.count, result.count)
+    return result
+
+
+def expected_primary(db: psycopg.Connection[Any]) -> dict[int, tuple[str, float, float]]:
+    rows = db.execute(
+        "SELECT fid, name, ST_X(geom), ST_Y(geom) FROM layers.schools WHERE level = 'primary' AND approval = 'approved'"
+    ).fetchall()
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def test_geopackage_in_vn2000_reopens_with_the_same_features_and_crs(
+    db: psycopg.Connection[Any], catalog: Catalog, tmp_path: Path
+) -> None:
+    result = export_layer(db, catalog, "gpkg", "EPSG:9209", tmp_path)
+    expected = expected_primary(db)
+    frame = pyogrio.read_dataframe(result.path)
+    assert result.count == len(frame) == len(expected) > 0
+    assert frame.crs.to_epsg() == 9209
+    to_vn2000 = transformer(4326, 9209)  # pyproj with EPSG:6960 pinned, independent of PostGIS
+    for row in frame.itertuples():
+        name, lon, lat = expected[row.feature_id]
+        assert row.name == name
+        x, y = to_vn2000.transform(lon, lat)
+        assert abs(row.geometry.x - x) < 0.01 and abs(row.geometry.y - y) < 0.01
+    info = pyogrio.read_info(result.path)
+    assert set(info["fields"]) >= {"school_code", "name", "level", "pupils", "national_standard"}
+
+
+def test_zipped_shapefile_is_utf8_with_cpg_and_a_field_map(
+    db: psycopg.Connection[Any], catalog: Catalog, tmp_path: Path
+) -> None:
+    result = export_layer(db, catalog, "shp", "EPSG:3405", tmp_path)
+    with zipfile.ZipFile(result.path) as zf:
+        names = set(zf.namelist())
+        assert {"schools.shp", "schools.shx", "schools.dbf", "schools.prj", "schools.cpg", "fields.csv"} <= names
+        assert zf.read("schools.cpg").decode().strip().upper() in ("UTF-8", "UTF8")
+        mapping = list(csv.DictReader(io.StringIO(zf.read("fields.csv").decode("utf-8-sig"))))
+    assert {m["field"]: m["shapefile_field"] for m in mapping} == result.field_map
+    assert result.field_map["national_standard"] == "national_s" and result.field_map["commune_code"] == "commune_co"
+    frame = pyogrio.read_dataframe(f"/vsizip/{result.path}/schools.shp")
+    assert frame.crs.to_epsg() == 3405 and len(frame) == len(expected_primary(db))
+    assert all(len(c) <= 10 for c in frame.columns)
+    assert set(frame["name"]) == {v[0] for v in expected_primary(db).values()}  # Vietnamese names intact
+
+
+def test_geojson_csv_and_xlsx_hold_the_same_rows(db: psycopg.Connection[Any], catalog: Catalog, tmp_path: Path) -> None:
+    expected = expected_primary(db)
+    gj = json.loads(export_layer(db, catalog, "geojson", "CRS84", tmp_path).path.read_text(encoding="utf-8"))
+    assert {f["properties"]["feature_id"] for f in gj["features"]} == set(expected)
+    first = gj["features"][0]
+    assert first["geometry"]["coordinates"] == pytest.approx(list(expected[first["properties"]["feature_id"]][1:]))
+    raw = export_layer(db, catalog, "csv", "CRS84", tmp_path).path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # a BOM: Excel reads the Vietnamese text right
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert {int(r["feature_id"]) for r in rows} == set(expected)
+    assert all(r["wkt"].startswith("POINT") for r in rows)
+    wb = load_workbook(export_layer(db, catalog, "xlsx", "EPSG:9209", tmp_path).path, read_only=True)
+    sheet = list(wb["schools"].iter_rows(values_only=True))
+    assert sheet[1][:3] == ("feature_id", "school_code", "commune_code") and len(sheet) == len(expected) + 2
+    assert sheet[0][0].startswith("Mã đối tượng")
+    meta = dict(wb["export"].iter_rows(values_only=True))
+    assert meta["crs"].endswith("/9209") and meta["filter"] == PRIMARY and int(meta["features"]) == len(expected)
+
+
+def test_flagged_communes_of_a_run_as_vn2000_geopackage(
+    db: psycopg.Connection[Any], catalog: Catalog, settings: Settings, tmp_path: Path
+) -> None:
+    scenario = load_scenarios(settings.config_dir / "scenarios", catalog)["education"]
+    selection = selectors.from_request(db, {"radius": {"at": [106.3131, 20.4795], "metres": 2500}}, catalog)
+    run = run_scenario(db, catalog, scenario, selection, "2026-Q3").as_dict()
+    flagged = {f["where"] for f in run["flags"]} - {"total"}
+    assert flagged
+    crs = exports.resolve_crs("EPSG:9209")
+    result = exports.export(exports.run_source(db, run, crs, flagged_only=True), "gpkg", crs, tmp_path)
+    frame = pyogrio.read_dataframe(result.path)
+    assert set(frame["code"]) == flagged and frame.crs.to_epsg() == 9209
+    assert bool(frame["flagged"].all())
+    for row in frame.itertuples():
+        ind = next(i for i in run["indicators"] if i["id"] == "schools_national_standard_rate")
+        fig = ind["communes"][row.code]
+        assert row.schools_national_standard_rate_status == fig["status"]
+        area = scalar(
+            db,
+            "SELECT ST_Area(ST_Transform(geom, 989209)) FROM layers.communes WHERE code = %s AND valid_to IS NULL",
+            (row.code,),
+        )
+        assert row.geometry.area == pytest.approx(area, rel=1e-6)
+
+
+def test_http_exports_stream_files_and_name_bad_requests(client: TestClient, db: psycopg.Connection[Any]) -> None:
+    r = client.get("/api/exports/layers/schools", params={"format": "gpkg", "crs": "EPSG:9209", "filter": PRIMARY})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/geopackage+sqlite3"
+    assert int(r.headers["content-length"]) == len(r.content) and r.headers["x-feature-count"] == str(
+        len(expected_primary(db))
+    )
+    assert 'filename="schools_9209.gpkg"' in r.headers["content-disposition"]
+    for params, status, words in [
+        ({"format": "pdf"}, 400, "format 'pdf'"),
+        ({"crs": "EPSG:2000"}, 400, "EPSG:2000"),
+        ({"filter": "pupils >"}, 400, "filter"),
+        ({"filter": "nosuchfield = 1"}, 400, "nosuchfield"),
+    ]:
+        bad = client.get("/api/exports/layers/schools", params=params)
+        assert bad.status_code == status and bad.headers["content-type"] == "application/problem+json", bad.text
+        assert words in bad.json()["detail"]
+    assert client.get("/api/exports/layers/police_posts").status_code == 404  # restricted
+    assert client.get("/api/exports/runs/99999999").status_code == 404
+    assert client.get("/api/exports/runs/abc").status_code == 422
+
+
+def test_background_export_reports_progress_and_gives_the_file(client: TestClient, db: psycopg.Connection[Any]) -> None:
+    started = client.post("/api/exports", json={"layer": "roads", "format": "csv", "crs": "EPSG:9209"})
+    assert started.status_code == 202, started.text
+    job = started.json()
+    seen = []
+    deadline = time.monotonic() + 60
+    while job["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+        job = client.get(started.headers["location"]).json()
+        seen.append(job["percent"])
+    assert job["status"] == "done", job
+    roads = scalar(db, "SELECT count(*) FROM layers.roads WHERE approval = 'approved'")
+    assert job["done"] == job["total"] == roads and job["percent"] == 100.0
+    file = client.get(f"/api/exports/jobs/{job['id']}/file")
+    assert file.status_code == 200 and file.content.decode("utf-8-sig").count("\n") == roads + 1
+    for body, words in [
+        ({"format": "csv"}, "exactly one of layer"),
+        ({"layer": "roads", "run": 1}, "exactly one of layer"),
+        ({"layer": "police_posts"}, "restricted"),
+        ({"layer": "roads", "colour": "red"}, "colour"),
+        ({"run": "one"}, "integer"),
+    ]:
+        bad = client.post("/api/exports", json=body)
+        assert bad.status_code == 400 and words in bad.json()["detail"], bad.text
+    assert client.get("/api/exports/jobs/nope").status_code == 404
