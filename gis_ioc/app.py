@@ -133,7 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
         current = not body["database"]["migrations_pending"] and not body["database"]["layers_missing"]
         body["status"] = "ok" if current else "degraded"
-        body["collections"] = sorted(config["resources"])
+        body["collections"] = sorted(k for k, v in config["resources"].items() if v.get("type") == "collection")
         return body
 
     @app.get(settings.ogc_path, include_in_schema=False)

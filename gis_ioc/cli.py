@@ -255,6 +255,28 @@ def scenario_list(ctx: click.Context) -> None:
         click.echo(f"{s.id}\t{s.title.vi}\t{', '.join(s.indicators)}")
 
 
+def _read_zone(path: Path) -> dict[str, Any]:
+    """One polygon geometry from a GeoJSON file (a geometry, a Feature or a one-feature collection)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("type") == "FeatureCollection":
+            if len(data["features"]) != 1:
+                raise click.BadParameter(f"{path}: a zone file holds one feature, this one has {len(data['features'])}")
+            data = data["features"][0]
+        geometry: dict[str, Any] = data.get("geometry", data)
+        return geometry
+    except (ValueError, KeyError, AttributeError, TypeError) as exc:
+        raise click.BadParameter(f"{path}: not a GeoJSON polygon ({exc})") from None
+
+
+def _xy(at: str) -> list[float]:
+    try:
+        x, y = (float(v) for v in at.split(","))
+    except ValueError:
+        raise click.BadParameter("--at wants X,Y (e.g. 106.05,20.65)") from None
+    return [x, y]
+
+
 @scenario.command("run")
 @click.argument("name")
 @click.option("--period", required=True, help="YYYY-Qn or YYYY, e.g. 2026-Q3.")
@@ -305,15 +327,9 @@ def scenario_run(
         elif whole:
             selection = selectors.province(conn)
         elif zone is not None:
-            data = json.loads(zone.read_text(encoding="utf-8"))
-            if data.get("type") == "FeatureCollection":
-                data = data["features"][0]
-            selection = selectors.zone(conn, data.get("geometry", data), crs)
+            selection = selectors.zone(conn, _read_zone(zone), crs)
         else:
-            try:
-                x, y = (float(v) for v in str(at).split(","))
-            except ValueError:
-                raise click.BadParameter("--at wants X,Y (e.g. 106.05,20.65)") from None
+            x, y = _xy(str(at))
             selection = (
                 selectors.radius(conn, x, y, radius, crs) if radius is not None else selectors.point(conn, x, y, crs)
             )
@@ -349,6 +365,94 @@ def scenario_run(
         out.print(
             f"  [red]✗[/] {flag['name']['vi']} — {where}: {flag['value']:,.2f} / {flag['target']:,.2f} {flag['unit']}"
         )
+
+
+@scenario.command("emergency")
+@click.option(
+    "--incident",
+    type=click.Choice(["flood", "fire", "epidemic", "environment", "rescue"]),
+    required=True,
+    help="What happened.",
+)
+@click.option("--at", "at", help="X,Y of the incident (rings are drawn around it).")
+@click.option("--rings", help="Ring radii in metres, ascending, e.g. 500,1000,2000 (default from the scenario file).")
+@click.option(
+    "--zone",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Instead of --at: a GeoJSON file with the flooded polygon.",
+)
+@click.option("--crs", help="CRS of --at/--zone coordinates (default CRS84 lon,lat; e.g. EPSG:9209).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+@click.option("--show-personal", is_flag=True, help="Do not suppress counts below GIS_IOC_PRIVACY_THRESHOLD.")
+@click.pass_context
+def scenario_emergency(
+    ctx: click.Context,
+    incident: str,
+    at: str | None,
+    rings: str | None,
+    zone: Path | None,
+    crs: str | None,
+    as_json: bool,
+    show_personal: bool,
+) -> None:
+    """People, facilities, shelters and contacts for an incident at a point (rings) or a flooded zone."""
+    from gis_ioc.scenarios.emergency import incident_from_request, run_emergency
+    from gis_ioc.scenarios.models import load_emergency
+
+    settings = _settings(ctx)
+    cat = _catalog(settings)
+    config = load_emergency(settings.config_dir / "scenarios", cat)
+    body: dict[str, Any] = {"incident": incident, "crs": crs}
+    if (at is None) == (zone is None):
+        raise click.UsageError("give either --at (with optional --rings) or --zone")
+    if zone is not None:
+        body["zone"] = _read_zone(zone)
+    else:
+        body["at"] = _xy(str(at))
+        if rings:
+            try:
+                body["rings"] = [float(r) for r in rings.split(",")]
+            except ValueError:
+                raise click.BadParameter("--rings wants metres separated by commas, e.g. 500,1000,2000") from None
+    with connect(settings, autocommit=True) as conn:
+        found = incident_from_request(conn, body, config, cat)
+        run = run_emergency(
+            conn, cat, config, found, personal_access=show_personal, privacy_threshold=settings.privacy_threshold
+        )
+    if as_json:
+        click.echo(json.dumps(run.as_dict(), ensure_ascii=False, indent=2, default=str))
+        return
+    out = Console()
+    table = Table(
+        "vòng / ring",
+        "người / people",
+        "hộ / households",
+        "cộng dồn người / people within",
+        title=f"{config.title.vi}: {incident}",
+    )
+    for ring in run.rings:
+        table.add_row(
+            *(
+                str("–" if ring[k] is None else f"{ring[k]:,}") if k != "label" else ring[k]
+                for k in ("label", "people", "households", "people_within")
+            )
+        )
+    out.print(table)
+    for layer_id, items in run.inside.items():
+        out.print(f"{layer_id} inside: {len(items)}" + "".join(f"\n  {i.get('name')} ({i['ring']})" for i in items[:8]))
+    for spec_id, items in run.nearest.items():
+        out.print(f"{spec_id}: " + "; ".join(f"{i.get('name')} {i['distance_m'] / 1000:.1f} km" for i in items))
+    sh = run.shelters
+    out.print(
+        f"shelters: capacity {sh['capacity']:,} for {sh['people_to_evacuate']:,} people ({len(sh['usable'])} usable)"
+    )
+    for flag in run.flags[:10]:
+        out.print(f"  [red]✗[/] {flag['kind']} {flag.get('name') or flag['where']}: short by {flag['gap']:,}")
+    for commune in run.communes:
+        chair = next((c for c in commune["contacts"] if c["role"] == "chairman"), None)
+        contact = f" — {chair['title']}: {chair['name']}, {chair['office_phone']}" if chair else ""
+        out.print(f"  {commune['name']} ({commune['code']}): {commune['people'] or 0:,} people{contact}")
+    out.print(f"run {run.id}, {run.duration_ms:.0f} ms")
 
 
 # -- catalog and configuration --------------------------------------------------------------------
@@ -420,7 +524,8 @@ def config_render(ctx: click.Context, output: Path | None, offline: bool) -> Non
         click.echo(yaml.safe_dump(rendered, allow_unicode=True, sort_keys=False))
         return
     path = write_config(rendered, output or settings.home / "pygeoapi" / "config.yml")
-    console.print(f"wrote {path} ({len(rendered['resources'])} collections, valid)")
+    kinds = [r.get("type") for r in rendered["resources"].values()]
+    console.print(f"wrote {path} ({kinds.count('collection')} collections, {kinds.count('process')} processes, valid)")
 
 
 # -- server ----------------------------------------------------------------------------------------
@@ -450,6 +555,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         f"(OGC API: {settings.base_url}{settings.ogc_path}/collections, health: {settings.base_url}/api/health)"
     )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, proxy_headers=True)
+
+
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from gis_ioc import __version__
 from gis_ioc.catalog import Catalog, Layer
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.crs import CRS84_URI, PUBLISHED_URIS
-from gis_ioc.database.connection import conninfo
+from gis_ioc.database.connection import connection_params, conninfo
+from gis_ioc.publish import processes
 from gis_ioc.settings import Settings
 
 CRS84 = CRS84_URI
@@ -113,6 +114,10 @@ def render_config(settings: Settings, catalog: Catalog, conn: psycopg.Connection
     for layer in published_layers(catalog):
         extents = layer_extents(conn, layer) if conn is not None else {"spatial": {"bbox": PROVINCE_BBOX, "crs": CRS84}}
         resources[layer.id] = _resource(settings, layer, extents, db)
+    key = processes.register(settings)
+    for process_id, process in processes.process_resources(settings, catalog).items():
+        process["processor"]["settings"] = key
+        resources[process_id] = process
     return {
         "server": {
             "bind": {"host": settings.host, "port": settings.port},
@@ -123,6 +128,7 @@ def render_config(settings: Settings, catalog: Catalog, conn: psycopg.Connection
             "languages": ["vi", "en"],
             "pretty_print": False,
             "limits": {"default_items": 10, "max_items": 1000},
+            "manager": processes.process_manager(settings, connection_params(settings)),
             "map": {
                 "url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
                 "attribution": "&copy; OpenStreetMap contributors",

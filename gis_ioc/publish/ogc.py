@@ -24,6 +24,7 @@ import psycopg
 import pygeoapi
 import pygeoapi.api as core_api
 import pygeoapi.api.itemtypes as itemtypes_api
+import pygeoapi.api.processes as processes_api
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pygeoapi.api import API, APIRequest, apply_gzip
 from pygeoapi.openapi import get_oas
@@ -80,7 +81,8 @@ TILESETS_REL = "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"
 
 def build_api(config: dict[str, Any]) -> API:
     """pygeoapi's API object with an OpenAPI document generated from the same configuration."""
-    openapi = self_contained(get_oas(config, fail_on_invalid_collection=False), list(config["resources"]))
+    collections = [rid for rid, r in config["resources"].items() if r.get("type") == "collection"]
+    openapi = self_contained(get_oas(config, fail_on_invalid_collection=False), collections)
     return API(config, openapi)
 
 
@@ -412,12 +414,23 @@ def _either(ours: Handler, theirs: Handler) -> Handler:
     return endpoint
 
 
+def _job(apis: Callable[[Request], API]) -> Handler:
+    status = pygeoapi_handler(apis, processes_api.get_jobs, "job_id")
+    delete = pygeoapi_handler(apis, processes_api.delete_job, "job_id")
+
+    async def endpoint(request: Request) -> Response:
+        return await (delete if request.method == "DELETE" else status)(request)
+
+    return endpoint
+
+
 def create_ogc_app(
     config: dict[str, Any], catalog: Catalog, pool: ConnectionPool, public_url: str | None, ogc_path: str = "/ogc"
 ) -> Starlette:
     api = ApisByAddress(config, ogc_path, fixed=public_url is not None)
-    features = FeaturesApi(catalog, pool, public_url, set(config["resources"]))
-    features.extents = {rid: r["extents"]["spatial"]["bbox"] for rid, r in config["resources"].items()}
+    collections = {rid: r for rid, r in config["resources"].items() if r.get("type") == "collection"}
+    features = FeaturesApi(catalog, pool, public_url, set(collections))
+    features.extents = {rid: r["extents"]["spatial"]["bbox"] for rid, r in collections.items()}
     routes = [
         Route("/", pygeoapi_handler(api, core_api.landing_page)),
         Route("/openapi", pygeoapi_handler(api, core_api.openapi_)),
@@ -456,6 +469,17 @@ def create_ogc_app(
                 features.item, pygeoapi_handler(api, itemtypes_api.get_collection_item, "collection_id", "item_id")
             ),
         ),
+        # OGC API - Processes: the scenarios, run by pygeoapi's job manager (gis_ioc.publish.processes)
+        Route("/processes", pygeoapi_handler(api, processes_api.describe_processes)),
+        Route("/processes/{process_id}", pygeoapi_handler(api, processes_api.describe_processes, "process_id")),
+        Route(
+            "/processes/{process_id}/execution",
+            pygeoapi_handler(api, processes_api.execute_process, "process_id"),
+            methods=["POST"],
+        ),
+        Route("/jobs", pygeoapi_handler(api, processes_api.get_jobs)),
+        Route("/jobs/{job_id}", _job(api), methods=["GET", "DELETE"]),
+        Route("/jobs/{job_id}/results", pygeoapi_handler(api, processes_api.get_job_result, "job_id")),
         Mount("/static", StaticFiles(directory=Path(pygeoapi.__file__).parent / "static")),
     ]
     app = Starlette(routes=routes)
