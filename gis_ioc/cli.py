@@ -19,6 +19,7 @@ from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.database import migrations
 from gis_ioc.database.connection import cluster_for, connect, describe, ensure_database
 from gis_ioc.errors import GisIocError
+from gis_ioc.loaders.cli import load as load_commands
 from gis_ioc.settings import Settings
 
 console = Console(stderr=True)
@@ -557,6 +558,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, proxy_headers=True)
 
 
+# -- loading: gis-ioc load … (gis_ioc/loaders/cli.py) ----------------------------------------------
+main.add_command(load_commands)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,18 @@ class Settings(BaseSettings):
         default=5, ge=1, description="Scenario figures about fewer people or households than this are suppressed."
     )
 
+    load_max_upload_mb: int = Field(default=1024, ge=1, description="Largest file accepted by POST /api/loads (MB).")
+    load_max_unzipped_mb: int = Field(
+        default=1024, ge=1, description="Most an archive (zip, KMZ) may unpack to (MB); larger ones are refused."
+    )
+    load_overlap_tolerance_m2: float = Field(
+        default=1.0, ge=0, description="Overlap area (m²) tolerated between features of a no-overlap layer (parcels)."
+    )
+    load_auto_approve_units: str = Field(
+        default="",
+        description="Comma-separated source units (trusted automated feeds) whose loads are approved at once.",
+    )
+
     @property
     def base_url(self) -> str:
         """The public address without a trailing slash."""

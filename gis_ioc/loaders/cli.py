@@ -1,0 +1,263 @@
+"""``gis-ioc load …``: the command-line door of the loaders (registered in :mod:`gis_ioc.cli`)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gis_ioc.catalog import Catalog, load_catalog
+from gis_ioc.database.connection import connect
+from gis_ioc.loaders import history
+from gis_ioc.loaders.vector import MODES, LoaderConfig, LoadOptions, LoadRejected, LoadReport, load_vector
+from gis_ioc.settings import Settings
+
+console = Console(stderr=True)
+out = Console()
+_STAGES = {"read": "reading", "check": "checking", "overlaps": "overlaps", "write": "staging", "merge": "merging"}
+
+
+def _settings(ctx: click.Context) -> Settings:
+    obj = ctx.ensure_object(dict)
+    if "settings" not in obj:
+        obj["settings"] = Settings()
+    settings: Settings = obj["settings"]
+    return settings
+
+
+def _catalog(settings: Settings) -> Catalog:
+    return load_catalog(settings.layers_dir, settings.styles_dir, settings.config_dir)
+
+
+def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs:
+        src, sep, dst = pair.partition("=")
+        if not sep or not src or not dst:
+            raise click.BadParameter(
+                f"{pair!r}: write SOURCE_COLUMN=FIELD, e.g. --map SO_THUA=parcel_number", param_hint="--map"
+            )
+        mapping[src] = dst
+    return mapping
+
+
+def print_report(report: LoadReport, console_: Console) -> None:
+    """The readable summary: what was read, how, and every problem by row."""
+    d = report.as_dict()
+    console_.print(
+        f"[bold]{escape(report.file_name)}[/] → [bold]{report.layer_id}[/] ({report.mode}): {report.features} features"
+        f" read as {report.format or '?'}" + (f", layer {escape(report.source_layer)}" if report.source_layer else "")
+    )
+    if report.crs.get("source"):
+        console_.print(
+            f"  CRS: {report.crs['source']} {escape(report.crs.get('name') or '')} (from {report.crs['from']})"
+        )
+    if report.encoding:
+        console_.print(
+            f"  text: {report.encoding['used']} ({report.encoding['how']}), "
+            f"{report.encoding['converted_values']} values converted"
+        )
+    for note in report.notes:
+        console_.print(f"  note: {escape(note)}")
+    issues = report.findings.issues
+    if issues:
+        table = Table("row", "field", "severity", "problem", title="Quality report", title_justify="left")
+        colours = {"error": "red", "warning": "yellow", "note": "cyan"}
+        for issue in issues[:200]:
+            table.add_row(
+                "" if issue.row is None else str(issue.row),
+                issue.field or "",
+                f"[{colours[issue.severity]}]{issue.severity}[/]",
+                escape(issue.message),
+            )
+        console_.print(table)
+        if len(issues) > 200:
+            console_.print(f"  … {len(issues) - 200} more in --json")
+    counts = ", ".join(f"{n} {sev} ({code})" for sev, codes in d["counts"].items() for code, n in codes.items())
+    if counts:
+        console_.print(f"  totals: {counts}")
+
+
+@click.group("load")
+def load() -> None:
+    """Load GIS officers' files: vector layers, planning drawings, boundaries; history, approval, rollback."""
+
+
+@load.command("vector")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--layer", "layer_id", required=True, help="Layer id from the catalog (gis-ioc catalog list).")
+@click.option(
+    "--crs", help="Source CRS when the file has none or a wrong one, e.g. EPSG:9209 (VN-2000 / TM-3 105°30')."
+)
+@click.option("--mode", type=click.Choice(MODES), default="append", show_default=True)
+@click.option("--source-unit", help="Unit that supplied the data (provenance), e.g. 'UBND xã Tân Hưng'.")
+@click.option("--map", "maps", multiple=True, help="SOURCE_COLUMN=FIELD (repeatable).")
+@click.option(
+    "--encoding", help="Text encoding of a Shapefile/CSV/DXF: utf-8, cp1258, tcvn3 (ABC), vni (default: detected)."
+)
+@click.option("--source-layer", help="Layer inside a GeoPackage, KML or archive holding several.")
+@click.option("--where", help="OGR attribute filter, e.g. \"Layer = 'RANH_THUA'\" for a DXF.")
+@click.option("--source-date", type=click.DateTime(["%Y-%m-%d"]), help="Date the data describes (freshness).")
+@click.option("--accept-warnings", is_flag=True, help="Load although the report has warnings.")
+@click.option("--dry-run", is_flag=True, help="Check only; write nothing.")
+@click.option("--loaded-by", help="Who loads (default: the system user).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on standard output.")
+@click.pass_context
+def load_vector_cmd(
+    ctx: click.Context,
+    file: Path,
+    layer_id: str,
+    crs: str | None,
+    mode: Any,
+    source_unit: str | None,
+    maps: tuple[str, ...],
+    sets: tuple[str, ...],
+    encoding: str | None,
+    source_layer: str | None,
+    where: str | None,
+    source_date: datetime | None,
+    accept_warnings: bool,
+    dry_run: bool,
+    loaded_by: str | None,
+    as_json: bool,
+) -> None:
+    """Load FILE (GeoJSON, zipped Shapefile, GeoPackage, KML/KMZ, CSV, FlatGeobuf, DXF) into a layer as a draft."""
+
+    settings = _settings(ctx)
+    options = LoadOptions(
+        layer_id=layer_id,
+        crs=crs,
+        mode=mode,
+        source_unit=source_unit,
+        mapping=_mapping(maps),
+        constants=_mapping(sets),
+        encoding=encoding,
+        source_layer=source_layer,
+        where=where,
+        source_date=source_date.date() if source_date else None,
+        accept_warnings=accept_warnings,
+        dry_run=dry_run,
+        loaded_by=loaded_by or getpass.getuser(),
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with connect(settings, autocommit=True) as conn, Progress(*columns, console=console, transient=True) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            report = load_vector(
+                conn, _catalog(settings), file, options, LoaderConfig.from_settings(settings), progress=progress
+            )
+    except LoadRejected as exc:
+        if as_json:
+            click.echo(json.dumps(exc.report.as_dict(), ensure_ascii=False, indent=2, default=str))
+        else:
+            print_report(exc.report, console)
+        raise
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2, default=str))
+    else:
+        print_report(report, console)
+    console.print(f"[green]{escape(report.message)}[/]")
+    if report.load_id is not None and report.approval == "draft":
+        console.print(f"approve with: gis-ioc load approve {report.load_id}")
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else "" if value is None else str(value)
+
+
+@load.command("history")
+@click.option("--layer", "layer_id", help="Only this layer.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=30, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def load_history(ctx: click.Context, layer_id: str | None, limit: int, as_json: bool) -> None:
+    """The latest loads, newest first."""
+
+    settings = _settings(ctx)
+    with connect(settings, autocommit=True) as conn:
+        rows = history.history(conn, layer_id=layer_id, limit=limit)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        return
+    table = Table("id", "kind", "layer", "mode", "file", "source unit", "by", "at", "rows", "status", "approval")
+    for r in rows:
+        table.add_row(
+            str(r["id"]), r["kind"], r["layer_id"] or "", r["mode"] or "", escape(r["file_name"] or ""),
+            escape(r["source_unit"] or ""), r["loaded_by"], _when(r["started_at"]), str(r["row_count"] or ""),
+            r["status"], r["approval"],
+        )  # fmt: skip
+    out.print(table)
+
+
+@load.command("show")
+@click.argument("load_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def load_show(ctx: click.Context, load_id: int, as_json: bool) -> None:
+    """One load: provenance, state, rows, and its quality report."""
+
+    settings = _settings(ctx)
+    with connect(settings, autocommit=True) as conn:
+        row = history.show(conn, _catalog(settings), load_id)
+    if as_json:
+        click.echo(json.dumps(row, ensure_ascii=False, indent=2, default=str))
+        return
+    table = Table(show_header=False, box=None)
+    for key in ("id", "kind", "layer_id", "mode", "file_name", "file_sha256", "source_unit", "loaded_by", "started_at",
+                "finished_at", "status", "approval", "approved_by", "approved_at", "rolled_back_by", "rolled_back_at",
+                "row_count", "rows", "superseded", "source_date"):  # fmt: skip
+        if key in row and row[key] is not None:
+            table.add_row(key, escape(_when(row[key]) if isinstance(row[key], datetime) else str(row[key])))
+    out.print(table)
+    report = row.get("report") or {}
+    for issue in report.get("issues", [])[:50]:
+        out.print(
+            f"  {issue.get('severity')}: row {issue.get('row', '-')} {issue.get('field', '')}: "
+            + escape(issue["message"])
+        )
+
+
+@load.command("approve")
+@click.argument("load_id", type=int)
+@click.option("--by", "by", help="Who approves (default: the system user).")
+@click.pass_context
+def load_approve(ctx: click.Context, load_id: int, by: str | None) -> None:
+    """Approve a draft load: its features become visible (OGC API, scenarios); replaced rows retire."""
+
+    settings = _settings(ctx)
+    with connect(settings, autocommit=True) as conn:
+        result = history.approve(conn, _catalog(settings), load_id, by=by or getpass.getuser())
+    console.print(
+        f"load {load_id} approved: {result['approved']} features of {result['layer']} published, "
+        f"{result['superseded']} replaced"
+    )
+
+
+@load.command("rollback")
+@click.argument("load_id", type=int)
+@click.option("--by", "by", help="Who rolls back (default: the system user).")
+@click.pass_context
+def load_rollback(ctx: click.Context, load_id: int, by: str | None) -> None:
+    """Undo a load: delete its features and restore the features it replaced."""
+
+    settings = _settings(ctx)
+    with connect(settings, autocommit=True) as conn:
+        result = history.rollback(conn, _catalog(settings), load_id, by=by or getpass.getuser())
+    console.print(
+        f"load {load_id} rolled back: {result['deleted']} features deleted, "
+        f"{result['restored']} restored in {result['layer']}"
+    )

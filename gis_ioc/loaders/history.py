@@ -1,0 +1,215 @@
+"""Load records: history, one load, approval and rollback.
+
+A vector load writes its features as drafts (``approval = 'draft'``) under its load id; the OGC API and
+the scenarios see approved rows only. Approving a load makes its rows approved and takes out of
+service the rows it replaces (``replace``: the whole layer; ``upsert``: the same keys), recording them
+in ``gis_ioc.load_superseded``. Rolling a load back deletes its rows and puts the rows it replaced back.
+Each step is one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from gis_ioc.catalog import Catalog
+from gis_ioc.catalog.ddl import table_ident
+from gis_ioc.catalog.models import Layer
+from gis_ioc.errors import LoadError, NotFound
+
+_COLUMNS = """id, kind, layer_id, mode, source_unit, file_name, file_sha256, loaded_by, started_at, finished_at,
+              status, approval, row_count, source_date, approved_by, approved_at, rolled_back_by, rolled_back_at"""
+
+
+def insert_load(
+    conn: psycopg.Connection[Any],
+    *,
+    kind: str,
+    layer_id: str,
+    mode: str | None,
+    source_unit: str | None,
+    file_name: str,
+    file_sha256: str,
+    loaded_by: str,
+    params: dict[str, Any],
+) -> int:
+    row = conn.execute(
+        """INSERT INTO gis_ioc.loads (kind, layer_id, mode, source_unit, file_name, file_sha256, loaded_by, params)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (kind, layer_id, mode, source_unit, file_name, file_sha256, loaded_by, json.dumps(params, default=str)),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def history(conn: psycopg.Connection[Any], *, layer_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The latest loads, newest first."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            sql.SQL(
+                "SELECT {} FROM gis_ioc.loads WHERE (%s::text IS NULL OR layer_id = %s) ORDER BY id DESC LIMIT %s"
+            ).format(sql.SQL(_COLUMNS)),
+            (layer_id, layer_id, limit),
+        )
+        return list(cur.fetchall())
+
+
+def _get(conn: psycopg.Connection[Any], load_id: int, *, lock: bool = False) -> dict[str, Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            sql.SQL("SELECT {}, params, report FROM gis_ioc.loads WHERE id = %s {}").format(
+                sql.SQL(_COLUMNS), sql.SQL("FOR UPDATE" if lock else "")
+            ),
+            (load_id,),
+        )
+        row = cur.fetchone()
+    if row is None:
+        raise NotFound(f"no load {load_id}")
+    return dict(row)
+
+
+def show(conn: psycopg.Connection[Any], catalog: Catalog, load_id: int) -> dict[str, Any]:
+    """One load with its rows by approval state and the rows it replaced."""
+    load = _get(conn, load_id)
+    layer = catalog.layers.get(load["layer_id"]) if load["layer_id"] else None
+    if layer is not None and load["kind"] in ("vector", "raster"):
+        rows = conn.execute(
+            sql.SQL("SELECT approval, count(*) FROM {} WHERE load_id = %s GROUP BY approval").format(
+                table_ident(layer)
+            ),
+            (load_id,),
+        ).fetchall()
+        load["rows"] = {str(a): int(n) for a, n in rows}
+        superseded = conn.execute(
+            "SELECT count(*) FROM gis_ioc.load_superseded WHERE load_id = %s", (load_id,)
+        ).fetchone()
+        load["superseded"] = int(superseded[0]) if superseded else 0
+    return load
+
+
+def _layer(catalog: Catalog, load: dict[str, Any]) -> Layer:
+    if load["kind"] not in ("vector", "raster") or load["layer_id"] not in catalog.layers:
+        raise LoadError(
+            f"load {load['id']} is a {load['kind']} load; "
+            "only file loads (vector, raster) are approved or rolled back here"
+        )
+    return catalog.layers[load["layer_id"]]
+
+
+def _lock_layer(conn: psycopg.Connection[Any], layer: Layer) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"gis_ioc.load.{layer.id}",))
+
+
+def approve(conn: psycopg.Connection[Any], catalog: Catalog, load_id: int, *, by: str) -> dict[str, Any]:
+    """Make a draft load's rows approved (and retire the rows it replaces), in one transaction."""
+    with conn.transaction():
+        load = _get(conn, load_id, lock=True)
+        layer = _layer(catalog, load)
+        if load["status"] != "done":
+            raise LoadError(f"load {load_id} is {load['status']}; only a finished load can be approved")
+        if load["approval"] != "draft":
+            raise LoadError(f"load {load_id} is already {load['approval']}")
+        return _approve(conn, layer, load, by)
+
+
+def show_row(conn: psycopg.Connection[Any], load_id: int) -> dict[str, Any]:
+    return _get(conn, load_id)
+
+
+def approve_in_transaction(
+    conn: psycopg.Connection[Any], layer: Layer, load: dict[str, Any], *, by: str
+) -> dict[str, Any]:
+    """Approve inside the caller's transaction (trusted feeds approve as they load)."""
+    return _approve(conn, layer, load, by)
+
+
+def _approve(conn: psycopg.Connection[Any], layer: Layer, load: dict[str, Any], by: str) -> dict[str, Any]:
+    load_id = load["id"]
+    table = table_ident(layer)
+    _lock_layer(conn, layer)
+    if load["mode"] == "replace":
+        conn.execute(
+            sql.SQL(
+                """INSERT INTO gis_ioc.load_superseded (load_id, layer_id, fid)
+                   SELECT %s, %s, fid FROM {} WHERE approval = 'approved' AND load_id IS DISTINCT FROM %s"""
+            ).format(table),
+            (load_id, layer.id, load_id),
+        )
+    elif load["mode"] == "upsert" and layer.key is not None:
+        conn.execute(
+            sql.SQL(
+                """INSERT INTO gis_ioc.load_superseded (load_id, layer_id, fid)
+                   SELECT %s, %s, t.fid FROM {t} t
+                    WHERE t.approval = 'approved' AND t.load_id IS DISTINCT FROM %s
+                      AND t.{k} IN (SELECT n.{k} FROM {t} n WHERE n.load_id = %s)"""
+            ).format(t=table, k=sql.Identifier(layer.key)),
+            (load_id, layer.id, load_id, load_id),
+        )
+    retired = conn.execute(
+        sql.SQL(
+            """UPDATE {} SET approval = 'rejected', updated_at = now()
+                WHERE fid IN (SELECT fid FROM gis_ioc.load_superseded WHERE load_id = %s AND layer_id = %s)"""
+        ).format(table),
+        (load_id, layer.id),
+    ).rowcount
+    try:
+        approved = conn.execute(
+            sql.SQL("UPDATE {} SET approval = 'approved', updated_at = now() WHERE load_id = %s").format(table),
+            (load_id,),
+        ).rowcount
+    except psycopg.errors.UniqueViolation as exc:
+        detail = exc.diag.message_detail or str(exc)
+        raise LoadError(
+            f"load {load_id} cannot be approved: an approved feature already has the same key ({detail})"
+        ) from exc
+    conn.execute(
+        "UPDATE gis_ioc.loads SET approval = 'approved', approved_by = %s, approved_at = now() WHERE id = %s",
+        (by, load_id),
+    )
+    return {"load_id": load_id, "approved": approved, "superseded": retired, "layer": layer.id}
+
+
+def rollback(conn: psycopg.Connection[Any], catalog: Catalog, load_id: int, *, by: str) -> dict[str, Any]:
+    """Delete a load's rows and restore the rows it replaced, in one transaction."""
+    with conn.transaction():
+        load = _get(conn, load_id, lock=True)
+        layer = _layer(catalog, load)
+        if load["status"] == "rolled_back":
+            raise LoadError(f"load {load_id} was already rolled back on {load['rolled_back_at']:%Y-%m-%d %H:%M}")
+        _lock_layer(conn, layer)
+        table = table_ident(layer)
+        later = conn.execute(
+            sql.SQL(
+                """SELECT DISTINCT s.load_id FROM gis_ioc.load_superseded s
+                     JOIN gis_ioc.loads l ON l.id = s.load_id AND l.status = 'done'
+                     JOIN {} t ON t.fid = s.fid
+                    WHERE s.layer_id = %s AND t.load_id = %s AND s.load_id <> %s ORDER BY 1"""
+            ).format(table),
+            (layer.id, load_id, load_id),
+        ).fetchall()
+        if later:
+            ids = ", ".join(str(r[0]) for r in later)
+            raise LoadError(f"load {load_id} was replaced in part by load {ids}: roll that back first")
+        deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE load_id = %s").format(table), (load_id,)).rowcount
+        try:
+            restored = conn.execute(
+                sql.SQL(
+                    """UPDATE {} SET approval = 'approved', updated_at = now()
+                        WHERE fid IN (SELECT fid FROM gis_ioc.load_superseded WHERE load_id = %s AND layer_id = %s)
+                          AND approval = 'rejected'"""
+                ).format(table),
+                (load_id, layer.id),
+            ).rowcount
+        except psycopg.errors.UniqueViolation as exc:
+            raise LoadError(f"load {load_id} cannot be rolled back: a later load holds the same keys ({exc})") from exc
+        conn.execute(
+            """UPDATE gis_ioc.loads SET status = 'rolled_back', rolled_back_by = %s, rolled_back_at = now(),
+                      approval = CASE WHEN approval = 'draft' THEN 'rejected' ELSE approval END
+                WHERE id = %s""",
+            (by, load_id),
+        )
+    return {"load_id": load_id, "deleted": deleted, "restored": restored, "layer": layer.id}

@@ -1,0 +1,331 @@
+"""Opening a GIS officer's file through GDAL (pyogrio): format, safe unzipping, layer choice, raw text.
+
+Formats: GeoJSON, zipped or plain Shapefile (with or without .prj/.cpg), GeoPackage, KML/KMZ,
+CSV with lon/lat or VN-2000 X/Y columns, FlatGeobuf, DXF. Archives are unpacked into a private work
+folder with every member checked (no absolute paths, no ``..``, a cap on the declared and the actual
+uncompressed size), so a hostile zip writes nothing outside it.
+
+Text fields of formats that carry no reliable encoding (Shapefile without .cpg, CSV, DXF) are read
+byte-for-byte (as Latin-1) so that :mod:`gis_ioc.loaders.vn_text` can tell TCVN3, VNI and cp1258 apart.
+"""
+
+from __future__ import annotations
+
+import shutil
+import unicodedata
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd  # type: ignore[import-untyped]
+import pyogrio
+from pyproj import CRS
+
+from gis_ioc.errors import LoadError
+from gis_ioc.loaders import vn_text
+
+FORMATS = {
+    ".geojson": "GeoJSON",
+    ".json": "GeoJSON",
+    ".shp": "Shapefile",
+    ".gpkg": "GeoPackage",
+    ".kml": "KML",
+    ".kmz": "KMZ",
+    ".csv": "CSV",
+    ".fgb": "FlatGeobuf",
+    ".dxf": "DXF",
+    ".zip": "zip",
+}
+LON_NAMES = ("lon", "lng", "long", "longitude", "kinh_do", "kinhdo", "x_lon")
+LAT_NAMES = ("lat", "latitude", "vi_do", "vido", "y_lat")
+#: Vietnamese survey convention: X is the northing, Y the easting.
+VN_X_NAMES = ("x", "toa_do_x", "toado_x", "x_vn2000")
+VN_Y_NAMES = ("y", "toa_do_y", "toado_y", "y_vn2000")
+_CHUNK = 1 << 20
+
+
+@dataclass
+class Source:
+    """A file read into a GeoDataFrame in its own coordinates, with what was learnt on the way."""
+
+    frame: gpd.GeoDataFrame
+    format: str
+    layer: str | None
+    declared_crs: CRS | None
+    crs_origin: str  # "file", "none", "implied by format"
+    encoding: str | None = None  # the text encoding used, when it was detected or given
+    encoding_detected: vn_text.Detection | None = None
+    converted_values: int = 0
+    notes: list[str] = field(default_factory=list)
+    csv_axes: str | None = None  # "lonlat" or "vn_xy" for CSV
+
+
+def safe_extract(archive: Path, dest: Path, *, max_bytes: int, max_members: int = 10_000) -> list[Path]:
+    """Unpack ``archive`` into ``dest`` refusing unsafe paths and oversized content; returns the files."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise LoadError(f"{archive.name}: not a readable zip archive (truncated or damaged?): {exc}") from exc
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > max_members:
+            raise LoadError(f"{archive.name}: {len(infos)} members; at most {max_members} are accepted")
+        declared = sum(i.file_size for i in infos)
+        if declared > max_bytes:
+            raise LoadError(
+                f"{archive.name}: the archive declares {declared / 1e9:.2f} GB uncompressed, more than the "
+                f"{max_bytes / 1e9:.2f} GB limit (GIS_IOC_LOAD_MAX_UNZIPPED_MB); nothing was unpacked"
+            )
+        dest.mkdir(parents=True, exist_ok=True)
+        root = dest.resolve()
+        out: list[Path] = []
+        written = 0
+        for info in infos:
+            name = info.filename.replace("\\", "/")
+            parts = PurePosixPath(name).parts
+            if name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
+                raise LoadError(f"{archive.name}: member {info.filename!r} points outside the archive; refused")
+            target = (dest / PurePosixPath(name)).resolve()
+            if not target.is_relative_to(root):
+                raise LoadError(f"{archive.name}: member {info.filename!r} points outside the archive; refused")
+            if info.is_dir():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with zf.open(info) as src, target.open("wb") as dst:
+                    while chunk := src.read(_CHUNK):
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise LoadError(
+                                f"{archive.name}: more than {max_bytes / 1e9:.2f} GB when unpacked; refused"
+                            )
+                        dst.write(chunk)
+            except (zipfile.BadZipFile, EOFError, OSError, RuntimeError) as exc:
+                raise LoadError(f"{archive.name}: member {info.filename!r} cannot be read: {exc}") from exc
+            out.append(target)
+        return out
+
+
+def _pick_in_archive(files: list[Path], archive: Path) -> Path:
+    """The one dataset inside an unpacked archive (a .shp, .gpkg, .geojson …)."""
+    data = [
+        f for f in files if f.suffix.lower() in FORMATS and f.suffix.lower() != ".zip" and "__MACOSX" not in f.parts
+    ]
+    if not data:
+        names = ", ".join(sorted(f.name for f in files)) or "nothing"
+        raise LoadError(
+            f"{archive.name}: no Shapefile (.shp), GeoPackage, GeoJSON, KML, CSV, FlatGeobuf or DXF inside "
+            f"(found {names})"
+        )
+    if len(data) > 1:
+        shp = [f for f in data if f.suffix.lower() == ".shp"]
+        if len(shp) == 1:
+            return shp[0]
+        names = ", ".join(sorted(f.name for f in data))
+        raise LoadError(f"{archive.name}: several datasets inside ({names}); put one per archive")
+    return data[0]
+
+
+def _clean(exc: Exception, path: Path) -> str:
+    """GDAL's message without the private work folder (the officer knows the file by its name)."""
+    text = str(exc).replace(str(path), path.name)
+    return text.split("; It might help")[0].strip()
+
+
+def _layers(path: Path) -> list[str]:
+    try:
+        return [str(name) for name, _ in pyogrio.list_layers(path)]
+    except Exception as exc:  # pyogrio raises DataSourceError and friends
+        kind = FORMATS.get(path.suffix.lower(), "GIS")
+        raise LoadError(
+            f"{path.name}: not a readable {kind} file (damaged or truncated?): {_clean(exc, path)}"
+        ) from exc
+
+
+def open_source(
+    path: Path,
+    work: Path,
+    *,
+    source_layer: str | None = None,
+    encoding: str | None = None,
+    where: str | None = None,
+    max_unzipped_bytes: int,
+    polygons: bool = False,
+) -> Source:
+    """Read ``path`` (any supported format) into a GeoDataFrame in the file's own coordinates."""
+    if not path.exists():
+        raise LoadError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise LoadError(f"{path.name}: the file is empty")
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise LoadError(f"{path.name}: unknown format {suffix or '(no extension)'}; accepted: {', '.join(FORMATS)}")
+    fmt = FORMATS[suffix]
+    notes: list[str] = []
+    if suffix in (".zip", ".kmz"):
+        files = safe_extract(path, work / "unpacked", max_bytes=max_unzipped_bytes)
+        if suffix == ".kmz":
+            kml = [f for f in files if f.suffix.lower() == ".kml"]
+            if not kml:
+                raise LoadError(f"{path.name}: a KMZ without a .kml document inside")
+            target = kml[0]
+        else:
+            target = _pick_in_archive(files, path)
+            fmt = FORMATS[target.suffix.lower()]
+            notes.append(f"read {target.name} from the archive")
+        source = _read(target, fmt, source_layer, encoding, where, polygons)
+        source.notes[:0] = notes
+        return source
+    return _read(path, fmt, source_layer, encoding, where, polygons)
+
+
+def _read(
+    path: Path, fmt: str, source_layer: str | None, encoding: str | None, where: str | None, polygons: bool
+) -> Source:
+    layers = _layers(path)
+    if not layers:
+        raise LoadError(f"{path.name}: no layers in the file")
+    if source_layer is not None:
+        if source_layer not in layers:
+            raise LoadError(f"{path.name}: no layer {source_layer!r}; it has {', '.join(layers)}")
+        layer = source_layer
+    elif len(layers) == 1:
+        layer = layers[0]
+    else:
+        raise LoadError(f"{path.name} holds {len(layers)} layers ({', '.join(layers)}): choose one with --source-layer")
+
+    kwargs: dict[str, Any] = {}
+    config: dict[str, str] = {}
+    raw_text = False
+    csv_axes = None
+    crs_origin = "file"
+    if fmt == "Shapefile":
+        has_cpg = path.with_suffix(".cpg").exists() or path.with_suffix(".CPG").exists()
+        raw_text = encoding is not None or not has_cpg
+        if not path.with_suffix(".prj").exists() and not path.with_suffix(".PRJ").exists():
+            crs_origin = "none"
+    elif fmt == "CSV":
+        raw_text = True
+        csv_axes, options = _csv_options(path, layer)
+        kwargs.update(options)
+    elif fmt == "DXF":
+        raw_text = True
+        config["DXF_ENCODING"] = "ISO-8859-1"  # GDAL configuration options: raw bytes, detected below
+        config["DXF_CLOSED_LINE_AS_POLYGON"] = "TRUE" if polygons else "FALSE"
+    read_encoding = "ISO-8859-1" if raw_text else None
+    if config:
+        pyogrio.set_gdal_config_options(config)
+    try:
+        frame = pyogrio.read_dataframe(
+            path, layer=layer, encoding=read_encoding, where=where, on_invalid="ignore", **kwargs
+        )
+    except Exception as exc:
+        raise LoadError(f"{path.name}: cannot be read as {fmt} (damaged or truncated?): {_clean(exc, path)}") from exc
+    finally:
+        if config:
+            pyogrio.set_gdal_config_options(dict.fromkeys(config))
+    if not isinstance(frame, gpd.GeoDataFrame):
+        raise LoadError(f"{path.name}: layer {layer!r} has no geometry")
+    if len(frame) == 0:
+        raise LoadError(f"{path.name}: layer {layer!r} has no features" + (f" matching {where!r}" if where else ""))
+    declared = frame.crs
+    if fmt == "CSV":
+        declared = CRS.from_epsg(4326) if csv_axes == "lonlat" else None
+        crs_origin = "implied by format" if declared is not None else "none"
+    elif fmt in ("GeoJSON", "KML", "KMZ") and declared is not None:
+        crs_origin = "implied by format"
+    elif declared is None:
+        crs_origin = "none"
+    source = Source(frame=frame, format=fmt, layer=layer, declared_crs=declared, crs_origin=crs_origin)
+    source.csv_axes = csv_axes
+    if raw_text:
+        _decode_text(source, encoding)
+    else:
+        _normalise_text(source.frame)
+    return source
+
+
+def _csv_options(path: Path, layer: str) -> tuple[str, dict[str, Any]]:
+    """GDAL CSV open options: which columns hold the coordinates (X is the northing in VN-2000 tables)."""
+    try:
+        info = pyogrio.read_info(path, layer=layer, encoding="ISO-8859-1")
+    except Exception as exc:
+        raise LoadError(f"{path.name}: cannot be read as CSV: {_clean(exc, path)}") from exc
+    columns = {str(c).lower(): str(c) for c in info["fields"]}
+    lon = next((columns[n] for n in LON_NAMES if n in columns), None)
+    lat = next((columns[n] for n in LAT_NAMES if n in columns), None)
+    if lon and lat:
+        return "lonlat", {"X_POSSIBLE_NAMES": lon, "Y_POSSIBLE_NAMES": lat, "KEEP_GEOM_COLUMNS": "NO"}
+    north = next((columns[n] for n in VN_X_NAMES if n in columns), None)
+    east = next((columns[n] for n in VN_Y_NAMES if n in columns), None)
+    if north and east:  # Vietnamese X (northing) → GDAL's Y; Vietnamese Y (easting) → GDAL's X
+        return "vn_xy", {"X_POSSIBLE_NAMES": east, "Y_POSSIBLE_NAMES": north, "KEEP_GEOM_COLUMNS": "NO"}
+    raise LoadError(
+        f"{path.name}: no coordinate columns; name them lon/lat (or kinh_do/vi_do) for degrees, or X/Y for "
+        f"VN-2000 (X the northing, Y the easting). Columns found: {', '.join(columns.values())}"
+    )
+
+
+def _text_columns(frame: pd.DataFrame) -> list[str]:
+    geometry = frame.geometry.name
+    return [
+        c
+        for c in frame.columns
+        if c != geometry and (frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c]))
+    ]
+
+
+def _normalise_text(frame: pd.DataFrame) -> None:
+    for col in _text_columns(frame):
+        frame[col] = frame[col].map(lambda v: unicodedata.normalize("NFC", v) if isinstance(v, str) else v)
+
+
+def _decode_text(source: Source, encoding: str | None) -> None:
+    """Values were read as Latin-1 (one character per byte): decode them with the given or detected encoding."""
+    frame = source.frame
+    columns = _text_columns(frame)
+    samples: list[bytes] = []
+    for col in columns:
+        for value in frame[col].dropna().head(5000):
+            if isinstance(value, str) and not value.isascii():
+                samples.append(value.encode("latin-1"))
+    if encoding is None:
+        detection = vn_text.detect(samples)
+        chosen = detection.encoding
+        source.encoding_detected = detection
+    else:
+        chosen = encoding.lower().replace("_", "-")
+        if chosen in ("abc", "tcvn3", "tcvn-3"):
+            chosen = "tcvn3"
+        elif chosen in ("vni-windows", "vni"):
+            chosen = "vni"
+        try:
+            if chosen not in vn_text.LEGACY:
+                "".encode(chosen)
+        except LookupError:
+            raise LoadError(f"--encoding {encoding!r} is not known; use utf-8, cp1258, tcvn3 or vni") from None
+    source.encoding = chosen
+    converted = 0
+    for col in columns:
+        values = frame[col].tolist()
+        out = []
+        for value in values:
+            if isinstance(value, str) and not value.isascii():
+                try:
+                    out.append(vn_text.decode(value.encode("latin-1"), chosen))
+                except (UnicodeDecodeError, ValueError) as exc:
+                    raise LoadError(f"column {col}: {value!r} is not valid {chosen}: {exc}") from exc
+                converted += 1
+            else:
+                out.append(value)
+        frame[col] = out
+    source.converted_values = converted
+    frame.columns = [
+        vn_text.decode(str(c).encode("latin-1"), chosen) if not str(c).isascii() else c for c in frame.columns
+    ]
+
+
+def remove_work(work: Path) -> None:
+    shutil.rmtree(work, ignore_errors=True)

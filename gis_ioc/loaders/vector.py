@@ -1,0 +1,502 @@
+"""The vector loader: one function behind ``gis-ioc load vector``, ``POST /api/loads`` and Python callers.
+
+read (GDAL) → encoding → field mapping → CRS (VN-2000 pinned, diagnosed against the province) →
+quality gates → staging table → checks against approved rows → merge, all in one transaction: a load
+that is refused or fails leaves every table as it was. Loaded features are drafts until approved
+(:func:`gis_ioc.loaders.history.approve`), unless the source unit is a trusted automated feed.
+"""
+
+from __future__ import annotations
+
+import getpass
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import psycopg
+import shapely
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from gis_ioc.catalog import Catalog
+from gis_ioc.catalog.ddl import PG_TYPES, table_ident
+from gis_ioc.catalog.models import Layer
+from gis_ioc.database.loads import sha256_file
+from gis_ioc.errors import InvalidInput, LoadError
+from gis_ioc.loaders import crs_check, history, quality
+from gis_ioc.loaders.sources import Source, open_source, remove_work
+from gis_ioc.settings import Settings
+
+Mode = Literal["append", "replace", "upsert"]
+MODES: tuple[Mode, ...] = ("append", "replace", "upsert")
+#: progress(stage, done, total)
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    work_dir: Path
+    max_unzipped_bytes: int = 1 << 30
+    overlap_tolerance_m2: float = 1.0
+    auto_approve_units: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoaderConfig:
+        units = tuple(u.strip() for u in settings.load_auto_approve_units.split(",") if u.strip())
+        return cls(
+            work_dir=settings.home / "work" / "loads",
+            max_unzipped_bytes=settings.load_max_unzipped_mb * 1024 * 1024,
+            overlap_tolerance_m2=settings.load_overlap_tolerance_m2,
+            auto_approve_units=units,
+        )
+
+
+@dataclass
+class LoadOptions:
+    layer_id: str
+    crs: str | None = None
+    mode: Mode = "append"
+    source_unit: str | None = None
+    mapping: dict[str, str] = field(default_factory=dict)
+    constants: dict[str, str] = field(default_factory=dict)  # FIELD=VALUE for every feature (CAD drawings)
+    encoding: str | None = None
+    source_layer: str | None = None
+    where: str | None = None
+    source_date: date | None = None
+    accept_warnings: bool = False
+    dry_run: bool = False
+    loaded_by: str | None = None
+    file_name: str | None = None  # the name the officer gave the file (uploads are stored under another)
+
+
+@dataclass
+class LoadReport:
+    layer_id: str
+    file_name: str
+    file_sha256: str
+    mode: str
+    status: str = "rejected"  # rejected, checked (dry run), loaded
+    format: str | None = None
+    source_layer: str | None = None
+    features: int = 0
+    loaded: int = 0
+    load_id: int | None = None
+    approval: str | None = None
+    crs: dict[str, Any] = field(default_factory=dict)
+    encoding: dict[str, Any] | None = None
+    mapping: dict[str, str] = field(default_factory=dict)
+    source_date: date | None = None
+    findings: quality.Findings = field(default_factory=quality.Findings)
+    notes: list[str] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def errors(self) -> int:
+        return self.findings.count("error")
+
+    @property
+    def warnings(self) -> int:
+        return self.findings.count("warning")
+
+    def as_dict(self) -> dict[str, Any]:
+        counts: dict[str, dict[str, int]] = {}
+        for (severity, code), n in sorted(self.findings.counts.items()):
+            counts.setdefault(severity, {})[code] = n
+        return {
+            "status": self.status,
+            "message": self.message,
+            "layer": self.layer_id,
+            "file": {
+                "name": self.file_name,
+                "sha256": self.file_sha256,
+                "format": self.format,
+                "layer": self.source_layer,
+            },
+            "mode": self.mode,
+            "features": self.features,
+            "loaded": self.loaded,
+            "load_id": self.load_id,
+            "approval": self.approval,
+            "crs": self.crs,
+            "encoding": self.encoding,
+            "mapping": self.mapping,
+            "source_date": self.source_date.isoformat() if self.source_date else None,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "counts": counts,
+            "issues": [i.as_dict() for i in self.findings.issues],
+            "notes": self.notes,
+        }
+
+
+class LoadRejected(LoadError):
+    """The load was refused (its report says why, row by row); nothing was written."""
+
+    def __init__(self, report: LoadReport) -> None:
+        super().__init__(report.message)
+        self.report = report
+
+
+def _reject(report: LoadReport, message: str) -> LoadRejected:
+    report.status = "rejected"
+    report.message = message
+    return LoadRejected(report)
+
+
+def _province(conn: psycopg.Connection[Any]) -> shapely.Geometry:
+    row = conn.execute("SELECT ST_AsBinary(geom) FROM layers.province WHERE valid_to IS NULL LIMIT 1").fetchone()
+    if row is None:
+        raise LoadError("the province outline is not loaded (run `gis-ioc load boundaries` or `gis-ioc setup`)")
+    return shapely.from_wkb(bytes(row[0]))
+
+
+def _map_columns(
+    source: Source, layer: Layer, mapping: dict[str, str], constants: dict[str, str], report: LoadReport
+) -> dict[str, str]:
+    """field name → source column: the explicit ``--map src=dst`` pairs, then same names (any case)."""
+    columns = [c for c in source.frame.columns if c != source.frame.geometry.name and not c.startswith("--set ")]
+    out: dict[str, str] = {}
+    for src, dst in mapping.items():
+        if src not in columns:
+            raise InvalidInput(f"--map {src}={dst}: the file has no column {src!r}; it has {', '.join(columns)}")
+        if layer.field(dst) is None:
+            names = ", ".join(f.name for f in layer.fields)
+            raise InvalidInput(f"--map {src}={dst}: layer {layer.id} has no field {dst!r}; its fields: {names}")
+        out[dst] = src
+    by_lower = {c.lower(): c for c in columns}
+    for fld in layer.fields:
+        if fld.name not in out and fld.name in by_lower and by_lower[fld.name] not in out.values():
+            out[fld.name] = by_lower[fld.name]
+    ignored = [c for c in columns if c not in out.values()]
+    if ignored:
+        report.findings.add(
+            "note", "ignored_columns", f"columns not in layer {layer.id}, not loaded: {', '.join(ignored)}"
+        )
+    for fld in layer.fields:
+        if fld.name not in out and fld.required and fld.name not in constants:
+            report.findings.add(
+                "error",
+                "missing_column",
+                f"required field {fld.name} has no column in the file (use --map COLUMN={fld.name})",
+                fld=fld.name,
+            )
+    report.mapping = dict(out)
+    return out
+
+
+def _sample_xy(geoms: np.ndarray, limit: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    present = geoms[~(shapely.is_missing(geoms) | shapely.is_empty(geoms))]
+    if len(present) > limit:
+        present = present[np.linspace(0, len(present) - 1, limit).astype(int)]
+    bounds = shapely.bounds(present)
+    return (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
+
+
+def load_vector(
+    conn: psycopg.Connection[Any],
+    catalog: Catalog,
+    path: Path,
+    options: LoadOptions,
+    config: LoaderConfig,
+    *,
+    progress: Progress | None = None,
+) -> LoadReport:
+    """Load one file into one layer; returns the report, or raises :class:`LoadRejected` with it."""
+    if options.layer_id not in catalog.layers:
+        raise InvalidInput(f"unknown layer {options.layer_id!r}; known: {', '.join(sorted(catalog.layers))}")
+    layer = catalog.layers[options.layer_id]
+    if layer.versioned:
+        raise InvalidInput(
+            f"{layer.id} is versioned: load boundaries with `gis-ioc load boundaries FILE --valid-from DATE`"
+        )
+    if options.mode not in MODES:
+        raise InvalidInput(f"mode {options.mode!r}: use one of {', '.join(MODES)}")
+    if options.mode == "upsert" and layer.key is None:
+        raise InvalidInput(f"layer {layer.id} has no key field: upsert is not possible, use append or replace")
+    if not path.exists() or not path.is_file():
+        raise LoadError(f"{path}: file not found")
+    step = progress or (lambda stage, done, total: None)
+    report = LoadReport(options.layer_id, options.file_name or path.name, sha256_file(path), options.mode)
+    work = config.work_dir / uuid.uuid4().hex
+    try:
+        step("read", 0, 1)
+        source = open_source(
+            path,
+            work,
+            source_layer=options.source_layer,
+            encoding=options.encoding,
+            where=options.where,
+            max_unzipped_bytes=config.max_unzipped_bytes,
+            polygons="Polygon" in layer.geometry,
+        )
+    except LoadError as exc:
+        raise _reject(report, str(exc)) from exc
+    finally:
+        remove_work(work)
+    return _check_and_write(conn, layer, source, options, config, report, step)
+
+
+def _check_and_write(
+    conn: psycopg.Connection[Any],
+    layer: Layer,
+    source: Source,
+    options: LoadOptions,
+    config: LoaderConfig,
+    report: LoadReport,
+    step: Progress,
+) -> LoadReport:
+    frame = source.frame
+    n = len(frame)
+    report.format, report.source_layer, report.features = source.format, source.layer, n
+    report.notes.extend(source.notes)
+    step("check", 0, n)
+    if source.encoding is not None:
+        det = source.encoding_detected
+        report.encoding = {
+            "used": source.encoding,
+            "how": "detected" if det is not None else "given with --encoding",
+            "converted_values": source.converted_values,
+            "scores": {k: round(v, 1) for k, v in det.scores.items()} if det else None,
+            "examples": [{"read": a, "converted": b} for a, b in det.examples] if det else [],
+        }
+        if source.converted_values and source.encoding not in ("utf-8",):
+            report.findings.add(
+                "note",
+                "encoding_converted",
+                f"{source.converted_values} text values converted from {source.encoding} to Unicode (NFC)"
+                + (f", e.g. {det.examples[0][0]!r} → {det.examples[0][1]!r}" if det and det.examples else ""),
+            )
+            if source.encoding == "tcvn3":
+                report.notes.append("TCVN3 (ABC) has no capitals with tone marks: such letters come out lowercase")
+    for name, value in options.constants.items():
+        if layer.field(name) is None:
+            raise InvalidInput(f"--set {name}={value}: layer {layer.id} has no field {name!r}")
+        frame[f"--set {name}"] = value
+    columns = _map_columns(source, layer, options.mapping, options.constants, report)
+    columns.update({name: f"--set {name}" for name in options.constants})
+
+    # coordinate system
+    province = _province(conn)
+    geoms = np.asarray(frame.geometry.values, dtype=object)
+    x, y = _sample_xy(geoms)
+    reading: crs_check.SourceCrs | None = None
+    crs_notes: list[str] = []
+    if options.crs:
+        reading = crs_check.source_crs(crs_check.parse_crs(options.crs), crs_notes)
+        origin = "--crs"
+    elif source.declared_crs is not None:
+        reading = crs_check.source_crs(source.declared_crs, crs_notes)
+        origin = source.crs_origin
+    else:
+        origin = "none"
+    report.notes.extend(crs_notes)
+    crs_failed = False
+    if len(x):
+        share, explanation = crs_check.diagnose(reading, x, y, province)
+        if explanation is not None:
+            crs_failed = reading is None or share < 0.5
+            report.findings.add("error" if crs_failed else "warning", "crs", explanation, fld="geometry")
+    if reading is not None:
+        report.crs = {"source": reading.label, "name": reading.name, "from": origin, "operation": reading.operation}
+    else:
+        report.crs = {"source": None, "from": "none"}
+
+    # attributes
+    casted: dict[str, list[Any]] = {}
+    for name, src in columns.items():
+        fld = layer.field(name)
+        assert fld is not None
+        casted[name] = quality.cast_field(frame[src], fld, report.findings)
+    report.source_date = options.source_date or quality.source_date_of(frame, layer, casted)
+    quality.check_freshness(report.source_date, layer, date.today(), report.findings)
+
+    if crs_failed or reading is None:
+        raise _reject(report, f"{report.file_name}: the coordinates do not fit Hưng Yên — {_first(report, 'crs')}")
+    with np.errstate(all="ignore"):
+        geoms = shapely.transform(geoms, lambda xy: np.column_stack(crs_check.to_wgs84(reading, xy[:, 0], xy[:, 1])))
+    if source.format == "DXF" and "Polygon" in layer.geometry:
+        geoms = _close_cad_rings(geoms, report)
+    geoms, ok = quality.check_geometry(geoms, layer, province, report.findings)
+    key_values = casted.get(layer.key) if layer.key else None
+    quality.check_duplicates(geoms, key_values, layer.key, report.findings)
+    if layer.no_overlap:
+        step("overlaps", 0, n)
+        quality.check_overlaps(geoms, ok, config.overlap_tolerance_m2, report.findings)
+    step("check", n, n)
+
+    if report.errors:
+        raise _reject(report, f"{report.errors} errors in {report.file_name}: nothing was loaded")
+    if report.warnings and not options.accept_warnings:
+        raise _reject(
+            report,
+            f"{report.warnings} warnings in {report.file_name}: nothing was loaded; "
+            "load again with --accept-warnings to accept them",
+        )
+    if options.dry_run:
+        report.status = "checked"
+        report.message = f"{n} features checked, nothing written (dry run)"
+        return report
+    _write(conn, layer, casted, geoms, options, config, report, step)
+    return report
+
+
+def _close_cad_rings(geoms: np.ndarray, report: LoadReport) -> np.ndarray:
+    """CAD draws areas as closed polylines: a closed line (first point = last) becomes a polygon."""
+    lines = np.flatnonzero(shapely.get_type_id(geoms) == 1)
+    closed = [i for i in lines if shapely.is_closed(geoms[i]) and shapely.get_num_points(geoms[i]) >= 4]
+    if closed:
+        geoms = geoms.copy()
+        geoms[closed] = [shapely.Polygon(shapely.get_coordinates(g)) for g in geoms[closed]]
+        report.findings.add("note", "closed_polylines", f"{len(closed)} closed polylines read as polygons")
+    return geoms
+
+
+def _first(report: LoadReport, code: str) -> str:
+    return next((i.message for i in report.findings.issues if i.code == code), "")
+
+
+def _write(
+    conn: psycopg.Connection[Any],
+    layer: Layer,
+    casted: dict[str, list[Any]],
+    geoms: np.ndarray,
+    options: LoadOptions,
+    config: LoaderConfig,
+    report: LoadReport,
+    step: Progress,
+) -> None:
+    names = list(casted)
+    n = len(geoms)
+    ewkb = shapely.to_wkb(shapely.set_srid(geoms, 4326), hex=True, include_srid=True)
+    loaded_by = options.loaded_by or getpass.getuser()
+    auto = options.source_unit is not None and options.source_unit in config.auto_approve_units
+    stage = sql.Identifier("_gis_ioc_stage")
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"gis_ioc.load.{layer.id}",))
+            load_id = history.insert_load(
+                conn,
+                kind="vector",
+                layer_id=layer.id,
+                mode=options.mode,
+                source_unit=options.source_unit,
+                file_name=report.file_name,
+                file_sha256=report.file_sha256,
+                loaded_by=loaded_by,
+                params={
+                    "crs": report.crs,
+                    "encoding": report.encoding and report.encoding["used"],
+                    "mapping": report.mapping,
+                    "format": report.format,
+                    "source_layer": report.source_layer,
+                    "accept_warnings": options.accept_warnings,
+                },
+            )
+            cols: list[sql.Composable] = [sql.SQL("row_no integer")]
+            for name in names:
+                fld = layer.field(name)
+                assert fld is not None
+                cols.append(sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(PG_TYPES[fld.type])))
+            cols.append(sql.SQL("geom geometry({}, 4326)").format(sql.SQL(layer.geometry)))
+            conn.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(stage, sql.SQL(", ").join(cols)))
+            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+                stage, sql.SQL(", ").join(sql.Identifier(c) for c in ["row_no", *names, "geom"])
+            )
+            values = [casted[name] for name in names]
+            every = max(n // 100, 1000)
+            with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+                for i, row in enumerate(zip(range(1, n + 1), *values, ewkb, strict=True)):
+                    copy.write_row(row)
+                    if i % every == 0:
+                        step("write", i, n)
+            step("write", n, n)
+            _database_gates(conn, layer, stage, options, config, report)
+            if report.errors:
+                raise _reject(report, f"{report.errors} errors against the approved data: nothing was loaded")
+            step("merge", 0, 1)
+            target_cols = sql.SQL(", ").join(sql.Identifier(c) for c in [*names, "geom"])
+            inserted = conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} ({}, is_demo, load_id, approval) "
+                    "SELECT {}, false, %s, 'draft' FROM {} ORDER BY row_no"
+                ).format(table_ident(layer), target_cols, target_cols, stage),
+                (load_id,),
+            ).rowcount
+            report.load_id, report.loaded, report.status, report.approval = load_id, inserted, "loaded", "draft"
+            report.message = (
+                f"{inserted} features loaded into {layer.id} as load {load_id} (draft: approve it to publish)"
+            )
+            load_row = history.show_row(conn, load_id)
+            if auto:
+                history.approve_in_transaction(conn, layer, load_row, by=f"auto ({options.source_unit})")
+                report.approval = "approved"
+                report.message = f"{inserted} features loaded into {layer.id} as load {load_id}, approved automatically"
+            conn.execute(
+                """UPDATE gis_ioc.loads SET status = 'done', finished_at = clock_timestamp(), row_count = %s,
+                          source_date = %s, report = %s WHERE id = %s""",
+                (inserted, report.source_date, Jsonb(report.as_dict()), load_id),
+            )
+            step("merge", 1, 1)
+    except psycopg.Error as exc:
+        report.load_id = None
+        raise _reject(report, f"load failed, nothing changed: {str(exc).strip().splitlines()[0]}") from exc
+    except LoadRejected:
+        report.load_id = None
+        raise
+
+
+def _database_gates(
+    conn: psycopg.Connection[Any],
+    layer: Layer,
+    stage: sql.Identifier,
+    options: LoadOptions,
+    config: LoaderConfig,
+    report: LoadReport,
+) -> None:
+    """Keys and overlaps against the approved rows that will stay in service."""
+    table = table_ident(layer)
+    if layer.key is not None and options.mode == "append":
+        rows = conn.execute(
+            sql.SQL(
+                """SELECT s.row_no, s.{k}, t.fid FROM {s} s JOIN {t} t ON t.{k} = s.{k} AND t.approval = 'approved'
+                    ORDER BY s.row_no LIMIT 1000"""
+            ).format(k=sql.Identifier(layer.key), s=stage, t=table)
+        ).fetchall()
+        for row_no, key, fid in rows:
+            report.findings.add(
+                "error",
+                "key_exists",
+                f"{layer.key} {key!r} is already approved in {layer.id} (fid {fid}); use --mode upsert to replace it",
+                int(row_no),
+                layer.key,
+            )
+    if layer.no_overlap and options.mode != "replace":
+        conn.execute(sql.SQL("CREATE INDEX ON {} USING gist (geom)").format(stage))
+        conn.execute(sql.SQL("ANALYZE {}").format(stage))
+        same_key = (
+            sql.SQL("AND t.{k} IS DISTINCT FROM s.{k}").format(k=sql.Identifier(layer.key))
+            if options.mode == "upsert" and layer.key
+            else sql.SQL("")
+        )
+        rows = conn.execute(
+            sql.SQL(
+                """SELECT s.row_no, t.fid, a FROM {s} s JOIN {t} t
+                     ON t.approval = 'approved' AND ST_Intersects(t.geom, s.geom) {same_key}
+                   CROSS JOIN LATERAL (SELECT ST_Area(ST_Intersection(t.geom, s.geom)::geography) AS a) x
+                  WHERE ST_Overlaps(t.geom, s.geom) AND a > %s ORDER BY s.row_no LIMIT 1000"""
+            ).format(s=stage, t=table, same_key=same_key),
+            (config.overlap_tolerance_m2,),
+        ).fetchall()
+        for row_no, fid, area in rows:
+            report.findings.add(
+                "error",
+                "overlap_existing",
+                f"overlaps approved feature fid {fid} of {layer.id} by {area:,.1f} m² "
+                f"(tolerance {config.overlap_tolerance_m2:g} m²)",
+                int(row_no),
+                "geometry",
+            )
