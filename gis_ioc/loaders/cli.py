@@ -101,6 +101,9 @@ def load() -> None:
 @click.option("--source-unit", help="Unit that supplied the data (provenance), e.g. 'UBND xã Tân Hưng'.")
 @click.option("--map", "maps", multiple=True, help="SOURCE_COLUMN=FIELD (repeatable).")
 @click.option(
+    "--set", "sets", multiple=True, help="FIELD=VALUE for every feature (repeatable), e.g. a CAD drawing's commune."
+)
+@click.option(
     "--encoding", help="Text encoding of a Shapefile/CSV/DXF: utf-8, cp1258, tcvn3 (ABC), vni (default: detected)."
 )
 @click.option("--source-layer", help="Layer inside a GeoPackage, KML or archive holding several.")

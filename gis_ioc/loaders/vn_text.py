@@ -153,8 +153,14 @@ def _decode_vni(raw: bytes) -> str:
 
 _VOWELS = "aăâeêioôơuưy"
 _SYLLABLE = re.compile(
-    rf"^(ngh|ng|nh|ch|gh|gi|kh|ph|qu|th|tr|[bcdđghklmnpqrstvx])?[{_VOWELS}]{{1,3}}(ch|ng|nh|[cmnpt])?$"
+    rf"^(ngh|ng|nh|ch|gh|gi|kh|ph|qu|th|tr|[bcdđghklmnpqrstvx])?([{_VOWELS}]{{1,3}})(ch|ng|nh|[cmnpt])?$"
 )
+#: The vowel groups (without tone) a Vietnamese syllable can have.
+_NUCLEI_TEXT = (
+    "a ă â e ê i o ô ơ u ư y ai ao au ay âu ây eo êu ia iê iu oa oă oe oi ôi ơi oo ua uâ uê ui uô uơ uy ưa ưi ưu "
+    "ươ yê iêu yêu oai oay oao oeo uây uôi ươi ươu uya uyê uyu uêu"
+)
+_NUCLEI = frozenset(_NUCLEI_TEXT.split(" "))
 _TONE_MARKS = {"\u0301", "\u0300", "\u0309", "\u0303", "\u0323"}
 _WORD = re.compile(r"[^\W\d_]+")
 
@@ -163,7 +169,8 @@ def _syllable_ok(word: str) -> bool:
     nfd = unicodedata.normalize("NFD", word.lower())
     tones = sum(1 for c in nfd if c in _TONE_MARKS)
     bare = unicodedata.normalize("NFC", "".join(c for c in nfd if c not in _TONE_MARKS))
-    return tones <= 1 and bool(_SYLLABLE.match(bare))
+    match = _SYLLABLE.match(bare)
+    return tones <= 1 and match is not None and match[2] in _NUCLEI
 
 
 def score(text: str) -> float:
