@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from gis_ioc import __version__
 from gis_ioc.api import exports as exports_api
 from gis_ioc.api import loads as loads_api
+from gis_ioc.api import maps as maps_api
 from gis_ioc.api import scenarios as scenarios_api
 from gis_ioc.api import web as web_api
 from gis_ioc.catalog import Catalog, load_catalog
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scenarios_api.emergency_router)
     app.include_router(web_api.router)
     app.include_router(exports_api.router)
+    app.include_router(maps_api.router)
 
     @app.exception_handler(GisIocError)
     async def gis_ioc_error(request: Request, exc: GisIocError) -> JSONResponse:

@@ -1,0 +1,213 @@
+"""``gis-ioc map``, ``gis-ioc export layer|run`` and ``gis-ioc report``: thin shells over gis_ioc.maps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from gis_ioc.catalog import Catalog, load_catalog
+from gis_ioc.database.connection import connect
+from gis_ioc.settings import Settings
+
+console = Console(stderr=True)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    obj = ctx.ensure_object(dict)
+    if "settings" not in obj:
+        obj["settings"] = Settings()
+    settings: Settings = obj["settings"]
+    return settings
+
+
+def _catalog(settings: Settings) -> Catalog:
+    return load_catalog(settings.layers_dir, settings.styles_dir, settings.config_dir)
+
+
+def _bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+
+
+@click.command("map")
+@click.argument("indicator")
+@click.option("--period", help="YYYY-Qn or YYYY, e.g. 2026-Q3 (not with --run).")
+@click.option(
+    "--method",
+    type=click.Choice(["quantiles", "natural_breaks", "equal_interval"]),
+    default="quantiles",
+    show_default=True,
+)
+@click.option("--classes", type=click.IntRange(2, 9), default=5, show_default=True)
+@click.option("--layer", "layers", multiple=True, help="A layer drawn over the map (repeat for several).")
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["html", "png", "pdf", "json"]),
+    multiple=True,
+    help="Output formats (repeat; default html, png and pdf).",
+)
+@click.option("--paper", type=click.Choice(["A4", "A3"]), default="A4", show_default=True)
+@click.option("--orientation", type=click.Choice(["landscape", "portrait"]), default="landscape", show_default=True)
+@click.option("--dpi", type=click.IntRange(72, 600), default=300, show_default=True)
+@click.option("--run", "run_id", type=int, help="Map the figures of this stored scenario run.")
+@click.option("--scenario", help="Scenario to run over the province (default: the first with the indicator).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Folder.")
+@click.pass_context
+def map_command(
+    ctx: click.Context,
+    indicator: str,
+    period: str | None,
+    method: str,
+    classes: int,
+    layers: tuple[str, ...],
+    formats: tuple[str, ...],
+    paper: str,
+    orientation: str,
+    dpi: int,
+    run_id: int | None,
+    scenario: str | None,
+    output: Path,
+) -> None:
+    """A thematic map of INDICATOR by commune: classified, communes missing their target marked."""
+    from gis_ioc.maps import folium_, printmap, thematic
+    from gis_ioc.scenarios.models import load_scenarios
+
+    if (period is None) == (run_id is None):
+        raise click.UsageError("give --period or --run")
+    settings = _settings(ctx)
+    cat = _catalog(settings)
+    scenarios = load_scenarios(settings.config_dir / "scenarios", cat)
+    for layer_id in layers:
+        if layer_id not in cat.layers:
+            raise click.BadParameter(f"unknown layer {layer_id!r}", param_hint="--layer")
+    output.mkdir(parents=True, exist_ok=True)
+    with connect(settings, autocommit=True) as conn:
+        tm = thematic.thematic_map(
+            conn,
+            cat,
+            scenarios,
+            indicator,
+            period,
+            method=method,
+            classes=classes,
+            run_id=run_id,
+            scenario_id=scenario,
+            privacy_threshold=settings.privacy_threshold,
+        )
+        stem = output / f"{tm.indicator.id}_{tm.period}_{tm.method}"
+        for fmt in formats or ("html", "png", "pdf"):
+            path = stem.with_suffix(f".{fmt}")
+            if fmt == "json":
+                path.write_text(json.dumps(tm.as_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+            elif fmt == "html":
+                path.write_text(folium_.render_html(conn, cat, tm, list(layers)), encoding="utf-8")
+            else:
+                path.write_bytes(
+                    printmap.render_print(
+                        conn, cat, tm, fmt, paper=paper, orientation=orientation, dpi=dpi, overlays=list(layers)
+                    )
+                )
+            click.echo(str(path))
+    console.print(
+        f"{tm.indicator.name.vi} {tm.period}: {len(tm.bins)} classes ({tm.method}), "
+        f"{len(tm.flagged)} communes miss their target; scenario run #{tm.run_id}",
+        highlight=False,
+    )
+
+
+@click.group("export")
+def export_group() -> None:
+    """Export a layer or a scenario run: GeoPackage, zipped Shapefile, GeoJSON, CSV, XLSX."""
+
+
+_FORMAT = click.Choice(["gpkg", "shp", "geojson", "csv", "xlsx"])
+
+
+def _run_export(source_fn: Any, fmt: str, crs_text: str | None, output: Path) -> None:
+    from gis_ioc.maps import exports
+
+    crs = exports.resolve_crs(crs_text)
+    with _bar() as bar:
+        task = bar.add_task("export", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        source = source_fn(crs)
+        result = exports.export(source, fmt, crs, output, progress)
+    click.echo(str(result.path))
+    info = result.describe()
+    console.print(f"{info['features']} features, {info['bytes']:,} bytes, {info['crs']}", highlight=False)
+    if result.field_map:
+        renamed = {k: v for k, v in result.field_map.items() if k != v}
+        if renamed:
+            console.print("shapefile field names (also in fields.csv inside the zip):", highlight=False)
+            for k, v in renamed.items():
+                console.print(f"  {v:<10} ← {k}", highlight=False)
+
+
+@export_group.command("layer")
+@click.argument("layer_id")
+@click.option("--format", "fmt", type=_FORMAT, default="gpkg", show_default=True)
+@click.option("--crs", help="CRS84 (default), EPSG:4326, EPSG:3857, EPSG:9209 (VN-2000 TM-3), EPSG:3405 (VN-2000 UTM).")
+@click.option("--filter", "cql", help="CQL2 text filter, e.g. \"level = 'primary'\".")
+@click.option("--filter-crs", help="CRS of coordinates in the filter (default CRS84).")
+@click.option("--include-personal", is_flag=True, help="Also the fields marked personal (operators only).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Folder.")
+@click.pass_context
+def export_layer(
+    ctx: click.Context,
+    layer_id: str,
+    fmt: str,
+    crs: str | None,
+    cql: str | None,
+    filter_crs: str | None,
+    include_personal: bool,
+    output: Path,
+) -> None:
+    """Export layer LAYER_ID (its current, approved features)."""
+    from gis_ioc.maps import exports
+
+    settings = _settings(ctx)
+    cat = _catalog(settings)
+    with connect(settings, autocommit=True) as conn:
+        _run_export(
+            lambda c: exports.layer_source(
+                conn,
+                cat,
+                layer_id,
+                c,
+                cql=cql,
+                filter_crs=exports.resolve_crs(filter_crs),
+                include_personal=include_personal,
+                allow_restricted=True,
+            ),
+            fmt,
+            crs,
+            output,
+        )
+
+
+@export_group.command("run")
+@click.argument("run_id", type=int)
+@click.option("--format", "fmt", type=_FORMAT, default="gpkg", show_default=True)
+@click.option("--crs", help="CRS84 (default), EPSG:4326, EPSG:3857, EPSG:9209 (VN-2000 TM-3), EPSG:3405 (VN-2000 UTM).")
+@click.option("--flagged-only", is_flag=True, help="Only the communes with a target not met.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Folder.")
+@click.pass_context
+def export_run(ctx: click.Context, run_id: int, fmt: str, crs: str | None, flagged_only: bool, output: Path) -> None:
+    """Export stored scenario run RUN_ID: one feature per commune with its figures and flags."""
+    from gis_ioc.maps import exports
+    from gis_ioc.scenarios.engine import get_run
+
+    settings = _settings(ctx)
+    with connect(settings, autocommit=True) as conn:
+        run = get_run(conn, run_id)
+        _run_export(lambda c: exports.run_source(conn, run, c, flagged_only=flagged_only), fmt, crs, output)

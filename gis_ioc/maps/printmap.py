@@ -1,0 +1,265 @@
+"""Print maps (PNG, PDF) at print quality: A4 or A3, 300 dpi by default, with title, legend with
+units, scale bar, north arrow, data source and date. Drawn with matplotlib in VN-2000 / TM-3 105°30'
+(EPSG:9209, metres, the national mapping grid of Hưng Yên), so the scale bar is true."""
+
+from __future__ import annotations
+
+import io
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import shapely
+
+from gis_ioc import __version__
+from gis_ioc.catalog import Catalog
+from gis_ioc.errors import InvalidInput
+from gis_ioc.maps.thematic import (
+    FLAG_COLOUR,
+    METHODS,
+    NO_DATA_COLOUR,
+    ThematicMap,
+    commune_geometries,
+    overlay_features,
+)
+from gis_ioc.maps.thematic import vn_number as _vn
+
+#: paper sizes in inches (ISO 216), portrait
+PAPER = {"A4": (210 / 25.4, 297 / 25.4), "A3": (297 / 25.4, 420 / 25.4)}
+PRINT_SRID = 989209  # gis_ioc's pinned VN-2000 / TM-3 105°30' (EPSG:9209 with EPSG:6960)
+PRINT_CRS_LABEL = "VN-2000 / TM-3 105°30' (EPSG:9209)"
+
+
+def _nice_length(span_m: float) -> float:
+    """A round scale-bar length near a fifth of the map width."""
+    raw = span_m / 5
+    power = 10 ** math.floor(math.log10(raw))
+    for step in (1, 2, 5, 10):
+        if step * power >= raw * 0.7:
+            return float(step * power)
+    return float(10 * power)
+
+
+def _draw_scale_bar(ax: Any, x0: float, y0: float, length: float, height: float) -> None:
+    from matplotlib.patches import Rectangle
+
+    parts = 4
+    for i in range(parts):
+        ax.add_patch(
+            Rectangle(
+                (x0 + i * length / parts, y0),
+                length / parts,
+                height,
+                facecolor="black" if i % 2 == 0 else "white",
+                edgecolor="black",
+                linewidth=0.6,
+                zorder=20,
+            )
+        )
+    for i in (0, parts // 2, parts):
+        ax.text(
+            x0 + i * length / parts,
+            y0 + height * 1.6,
+            _vn(i * length / parts / 1000, 1),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            zorder=20,
+        )
+    ax.text(x0 + length + height, y0 + height / 2, "km", ha="left", va="center", fontsize=7, zorder=20)
+
+
+def _draw_north_arrow(ax: Any, x: float, y: float, size: float) -> None:
+    from matplotlib.patches import Polygon
+
+    ax.add_patch(
+        Polygon(
+            [(x, y + size), (x - size * 0.35, y), (x, y + size * 0.25)],
+            closed=True,
+            facecolor="black",
+            edgecolor="black",
+            zorder=20,
+        )
+    )
+    ax.add_patch(
+        Polygon(
+            [(x, y + size), (x + size * 0.35, y), (x, y + size * 0.25)],
+            closed=True,
+            facecolor="white",
+            edgecolor="black",
+            zorder=20,
+        )
+    )
+    ax.text(x, y + size * 1.08, "B", ha="center", va="bottom", fontsize=11, fontweight="bold", zorder=20)  # Bắc
+
+
+def render_print(
+    conn: psycopg.Connection[Any],
+    catalog: Catalog,
+    tm: ThematicMap,
+    fmt: str = "pdf",
+    *,
+    paper: str = "A4",
+    orientation: str = "landscape",
+    dpi: int = 300,
+    overlays: list[str] | None = None,
+) -> bytes:
+    """The map as PNG or PDF bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Patch, PathPatch
+    from matplotlib.path import Path as MplPath
+
+    if fmt not in ("png", "pdf"):
+        raise InvalidInput(f"print format {fmt!r} must be png or pdf")
+    if paper.upper() not in PAPER:
+        raise InvalidInput(f"paper {paper!r} must be one of {', '.join(PAPER)}")
+    if orientation not in ("landscape", "portrait"):
+        raise InvalidInput(f"orientation {orientation!r} must be landscape or portrait")
+    if not 72 <= dpi <= 600:
+        raise InvalidInput(f"dpi {dpi} must be between 72 and 600")
+    w, h = PAPER[paper.upper()]
+    if orientation == "landscape":
+        w, h = h, w
+    plt.rcParams.update({"font.family": "DejaVu Sans", "pdf.fonttype": 42})
+    fig = plt.figure(figsize=(w, h), dpi=dpi)
+    legend_w = 0.27 if orientation == "landscape" else 0.0
+    map_box = (0.03, 0.1, 0.94 - legend_w, 0.78) if orientation == "landscape" else (0.04, 0.27, 0.92, 0.62)
+    ax = fig.add_axes(map_box)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_linewidth(0.8)
+
+    geoms = commune_geometries(conn, PRINT_SRID, tolerance=5.0)  # 5 m: well under a printed dot
+    by_code = {c.code: c for c in tm.communes}
+
+    def patch_of(geom: Any, **style: Any) -> PathPatch:
+        polys = list(geom.geoms) if hasattr(geom, "geoms") else [geom]
+        verts: list[tuple[float, float]] = []
+        codes: list[int] = []
+        for poly in polys:
+            for ring in [poly.exterior, *poly.interiors]:
+                coords = list(ring.coords)
+                verts += coords
+                codes += [int(MplPath.MOVETO)] + [int(MplPath.LINETO)] * (len(coords) - 2) + [int(MplPath.CLOSEPOLY)]
+        return PathPatch(MplPath(verts, codes), **style)
+
+    shapes = {code: shapely.from_wkb(wkb) for code, wkb in geoms.items() if code in by_code}
+    fills = [
+        patch_of(geom, facecolor=by_code[code].colour, edgecolor="#4d4d4d", linewidth=0.35)
+        for code, geom in shapes.items()
+    ]
+    ax.add_collection(PatchCollection(fills, match_original=True, zorder=2), autolim=False)
+    flagged = [code for code in shapes if by_code[code].flagged]
+    marks = [
+        patch_of(shapes[code], facecolor="none", edgecolor=FLAG_COLOUR, linewidth=1.6, hatch="////") for code in flagged
+    ]
+    if marks:  # flagged on top: a thick red outline and hatching, and the commune's name
+        ax.add_collection(PatchCollection(marks, match_original=True, zorder=4), autolim=False)
+    for code in flagged if len(flagged) <= 30 else []:  # names while they stay legible
+        p = shapes[code].representative_point()
+        ax.text(
+            p.x,
+            p.y,
+            by_code[code].name.replace("Phường ", "P. ").replace("Xã ", ""),
+            fontsize=5.5,
+            ha="center",
+            va="center",
+            zorder=6,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75},
+        )
+    bounds = [g.bounds for g in shapes.values()]
+    minx, miny = min(b[0] for b in bounds), min(b[1] for b in bounds)
+    maxx, maxy = max(b[2] for b in bounds), max(b[3] for b in bounds)
+    pad = 0.03 * max(maxx - minx, maxy - miny)
+    ax.set_xlim(minx - pad, maxx + pad)
+    ax.set_ylim(miny - pad, maxy + pad)
+
+    handles: list[Any] = [
+        Patch(facecolor=c, edgecolor="#4d4d4d", label=f"{label}  ({n})")
+        for c, label, n in zip(tm.colours, tm.class_labels(), tm.counts, strict=True)
+    ]
+    if any(c.klass is None for c in tm.communes):
+        handles.append(Patch(facecolor=NO_DATA_COLOUR, edgecolor="#4d4d4d", label="Không có số liệu"))
+    handles.append(
+        Patch(
+            facecolor="none",
+            edgecolor=FLAG_COLOUR,
+            hatch="////",
+            linewidth=1.6,
+            label=f"Chưa đạt mục tiêu ({len(tm.flagged)} xã)",
+        )
+    )
+    for layer_id in overlays or []:
+        layer = catalog.layers[layer_id]
+        style = catalog.style_of(layer)
+        _props, wkbs, _cut = overlay_features(conn, catalog, layer_id, PRINT_SRID)
+        colour = style.symbol.fill or style.symbol.stroke
+        xs, ys = [], []
+        for wkb in wkbs:
+            g = shapely.from_wkb(wkb)
+            if g.geom_type.endswith("Point"):
+                pts = list(g.geoms) if hasattr(g, "geoms") else [g]
+                xs += [p.x for p in pts]
+                ys += [p.y for p in pts]
+            else:
+                for part in list(g.geoms) if hasattr(g, "geoms") else [g]:
+                    line = part.exterior if part.geom_type == "Polygon" else part
+                    lx, ly = line.xy
+                    ax.plot(lx, ly, color=style.symbol.stroke, linewidth=0.5, zorder=5)
+        if xs:
+            ax.scatter(xs, ys, s=6, c=colour, edgecolors=style.symbol.stroke, linewidths=0.3, zorder=5)
+        handles.append(Patch(facecolor=colour, edgecolor=style.symbol.stroke, label=layer.title.vi))
+
+    ind = tm.indicator
+    fig.text(0.03, 0.955, f"{ind.name.vi}", fontsize=17, fontweight="bold", va="top")
+    fig.text(
+        0.03,
+        0.915,
+        f"Tỉnh Hưng Yên — kỳ {tm.period} — theo xã, phường ({len(tm.communes)} đơn vị)",
+        fontsize=10.5,
+        va="top",
+    )
+    legend_anchor = (1.02, 1.0) if orientation == "landscape" else (0.0, -0.03)
+    legend = ax.legend(
+        handles=handles,
+        title=f"{ind.name.vi}\n(đơn vị: {ind.unit}; {METHODS[tm.method].lower()})",
+        loc="upper left",
+        bbox_to_anchor=legend_anchor,
+        fontsize=8,
+        title_fontsize=8.5,
+        frameon=True,
+        alignment="left",
+    )
+    legend.get_frame().set_edgecolor("#999999")
+    span = (maxx - minx) + 2 * pad
+    bar = _nice_length(span)
+    _draw_scale_bar(ax, minx, miny - pad * 0.6, bar, pad * 0.25)
+    _draw_north_arrow(ax, maxx, maxy - pad * 3.2, pad * 2.4)
+    flagged_text = ", ".join(f"{c.name} ({_vn(c.value)} / {_vn(c.target)})" for c in tm.flagged[:8])
+    if len(tm.flagged) > 8:
+        flagged_text += f" và {len(tm.flagged) - 8} xã khác"
+    now = datetime.now(UTC).strftime("%d/%m/%Y %H:%M UTC")
+    footer = (
+        f"Nguồn số liệu: {ind.source_unit.vi}; số liệu cập nhật {(tm.data_date or '')[:10]}; "
+        f"kịch bản {tm.scenario}, lần chạy #{tm.run_id}. Hệ tọa độ {PRINT_CRS_LABEL}. "
+        f"Lập bởi gis_ioc {__version__} (IOC Hưng Yên) lúc {now}."
+    )
+    fig.text(0.03, 0.062, footer, fontsize=7, va="bottom", wrap=True)
+    if flagged_text:
+        fig.text(0.03, 0.055, f"Chưa đạt mục tiêu: {flagged_text}", fontsize=7, va="top", color=FLAG_COLOUR, wrap=True)
+    out = io.BytesIO()
+    fig.savefig(
+        out,
+        format=fmt,
+        dpi=dpi,
+        metadata={"Title": tm.title, "Creator": f"gis_ioc {__version__}"} if fmt == "pdf" else None,
+    )
+    plt.close(fig)
+    return out.getvalue()

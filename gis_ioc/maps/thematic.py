@@ -1,0 +1,317 @@
+"""Thematic maps: one indicator by commune for a period, classified with mapclassify (quantiles,
+natural breaks, equal interval), with the communes that miss their target marked.
+
+The figures are those of a stored scenario run over the whole province (the run of the first
+scenario that carries the indicator, or a run given by id), so the map, the web map and the
+reports agree commune by commune, and a map can be reproduced from its run id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from gis_ioc.catalog import Catalog
+from gis_ioc.catalog.indicators import PERIOD_RE, Indicator
+from gis_ioc.errors import InvalidInput, NotFound
+from gis_ioc.scenarios import selectors
+from gis_ioc.scenarios.engine import get_run, run_scenario
+from gis_ioc.scenarios.models import Scenario
+
+METHODS = {"quantiles": "Phân vị", "natural_breaks": "Ngắt tự nhiên (Jenks)", "equal_interval": "Khoảng đều"}
+METHODS_EN = {"quantiles": "Quantiles", "natural_breaks": "Natural breaks (Jenks)", "equal_interval": "Equal interval"}
+NO_DATA_COLOUR = "#d9d9d9"
+FLAG_COLOUR = "#c62828"
+STATUS_VI = {
+    "met": "Đạt",
+    "not met": "Chưa đạt",
+    "no data": "Không có số liệu",
+    "stale": "Số liệu cũ",
+    "no target": "Không có mục tiêu",
+    "suppressed": "Ẩn (bảo vệ dữ liệu cá nhân)",
+}
+
+
+def vn_number(value: float | None, digits: int = 2) -> str:
+    """Vietnamese number format: 1.234,56 (dot for thousands, comma for decimals)."""
+    if value is None:
+        return "—"
+    text = f"{value:,.{digits}f}"
+    if digits:
+        text = text.rstrip("0").rstrip(".")
+    return text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
+
+
+@dataclass
+class CommuneFigure:
+    code: str
+    name: str
+    value: float | None
+    target: float | None
+    status: str
+    gap: float | None
+    previous: float | None
+    change: float | None
+    klass: int | None  # class index (0 = lowest), None without a value
+    colour: str
+
+    @property
+    def flagged(self) -> bool:
+        return self.status == "not met"
+
+
+@dataclass
+class ThematicMap:
+    indicator: Indicator
+    period: str
+    run_id: int
+    scenario: str
+    method: str
+    bins: list[float]  # upper bounds of the classes
+    minimum: float
+    colours: list[str]
+    counts: list[int]
+    communes: list[CommuneFigure]
+    data_date: str | None
+    generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def title(self) -> str:
+        return f"{self.indicator.name.vi} — {self.period}"
+
+    @property
+    def flagged(self) -> list[CommuneFigure]:
+        return [c for c in self.communes if c.flagged]
+
+    def class_labels(self, digits: int = 2) -> list[str]:
+        lows = [self.minimum, *self.bins[:-1]]
+        unit = self.indicator.unit
+        return [
+            f"{vn_number(lo, digits)} – {vn_number(hi, digits)} {unit}" for lo, hi in zip(lows, self.bins, strict=True)
+        ]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "indicator": self.indicator.id,
+            "name": {"vi": self.indicator.name.vi, "en": self.indicator.name.en},
+            "unit": self.indicator.unit,
+            "direction": self.indicator.direction,
+            "period": self.period,
+            "run_id": self.run_id,
+            "scenario": self.scenario,
+            "method": self.method,
+            "classes": [
+                {"lower": lo, "upper": hi, "colour": c, "count": n, "label": label}
+                for lo, hi, c, n, label in zip(
+                    [self.minimum, *self.bins[:-1]],
+                    self.bins,
+                    self.colours,
+                    self.counts,
+                    self.class_labels(),
+                    strict=True,
+                )
+            ],
+            "no_data_colour": NO_DATA_COLOUR,
+            "communes": [
+                {
+                    "code": c.code,
+                    "name": c.name,
+                    "value": c.value,
+                    "target": c.target,
+                    "status": c.status,
+                    "gap": c.gap,
+                    "change": c.change,
+                    "class": c.klass,
+                    "colour": c.colour,
+                    "flagged": c.flagged,
+                }
+                for c in self.communes
+            ],
+            "flagged": [c.code for c in self.flagged],
+            "source": {"vi": self.indicator.source_unit.vi, "en": self.indicator.source_unit.en},
+            "data_date": self.data_date,
+            "generated_at": self.generated_at,
+        }
+
+
+def scenario_for(scenarios: dict[str, Scenario], indicator_id: str) -> Scenario:
+    for sid in sorted(scenarios):
+        if indicator_id in scenarios[sid].indicators:
+            return scenarios[sid]
+    raise InvalidInput(f"no scenario carries indicator {indicator_id!r}; add it to one in config/scenarios/")
+
+
+def province_run(
+    conn: psycopg.Connection[Any],
+    catalog: Catalog,
+    scenario: Scenario,
+    period: str,
+    *,
+    privacy_threshold: int = 5,
+    personal_access: bool = False,
+) -> dict[str, Any]:
+    """Run a scenario over the whole province (stored) and read it back as stored."""
+    selection = selectors.from_request(conn, {"province": True}, catalog)
+    run = run_scenario(
+        conn, catalog, scenario, selection, period, privacy_threshold=privacy_threshold, personal_access=personal_access
+    )
+    return get_run(conn, run.id)
+
+
+def palette(direction: str, k: int) -> list[str]:
+    """k colours light to dark; for "lower is better" indicators dark is worse (reds)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    cmap = colormaps["YlGnBu" if direction == "higher" else "YlOrRd"]
+    if k == 1:
+        return [to_hex(cmap(0.6))]
+    return [to_hex(cmap(0.12 + 0.83 * i / (k - 1))) for i in range(k)]
+
+
+def classify(values: list[float], method: str, k: int) -> tuple[list[float], list[int]]:
+    """Upper bounds of the classes and each value's class, by mapclassify."""
+    import mapclassify
+    import numpy as np
+
+    if method not in METHODS:
+        raise InvalidInput(f"method {method!r} is not offered; use one of: {', '.join(METHODS)}")
+    if not 2 <= k <= 9:
+        raise InvalidInput(f"classes {k} must be between 2 and 9")
+    y = np.asarray(values, dtype=float)
+    k = min(k, len(np.unique(y)))
+    if k < 2:
+        return [float(y.max())], [0] * len(values)
+    classifier = {
+        "quantiles": mapclassify.Quantiles,
+        "natural_breaks": mapclassify.FisherJenks,  # exact Jenks, deterministic (NaturalBreaks samples at random)
+        "equal_interval": mapclassify.EqualInterval,
+    }[method](y, k=k)
+    return [float(b) for b in classifier.bins], [int(c) for c in classifier.yb]
+
+
+def thematic_map(
+    conn: psycopg.Connection[Any],
+    catalog: Catalog,
+    scenarios: dict[str, Scenario],
+    indicator_id: str,
+    period: str | None = None,
+    *,
+    method: str = "quantiles",
+    classes: int = 5,
+    run_id: int | None = None,
+    scenario_id: str | None = None,
+    privacy_threshold: int = 5,
+) -> ThematicMap:
+    """Classify an indicator by commune; the figures come from run ``run_id`` or from a new province run."""
+    try:
+        indicator = catalog.indicators.get(indicator_id)
+    except Exception:
+        known = ", ".join(i.id for i in catalog.indicators.indicators)
+        raise NotFound(f"no indicator {indicator_id!r}; known: {known}") from None
+    if run_id is not None:
+        run = get_run(conn, run_id)
+        if period is not None and period != run["period"]:
+            raise InvalidInput(f"run {run_id} is for {run['period']}, not {period}")
+    else:
+        if period is None or not PERIOD_RE.match(period):
+            raise InvalidInput(f"period {period!r} must be YYYY or YYYY-Qn (e.g. 2026-Q3)")
+        scenario = scenarios[scenario_id] if scenario_id in scenarios else scenario_for(scenarios, indicator_id)
+        if scenario_id is not None and scenario_id not in scenarios:
+            raise NotFound(f"no scenario {scenario_id!r}; known: {', '.join(sorted(scenarios))}")
+        run = province_run(conn, catalog, scenario, period, privacy_threshold=privacy_threshold)
+    result = next((i for i in run["indicators"] if i["id"] == indicator_id), None)
+    if result is None:
+        raise InvalidInput(f"run {run['id']} ({run['scenario']}) has no indicator {indicator_id!r}")
+    figures = result["communes"]
+    shares = run["communes"]
+    values = [figures[c["code"]]["value"] for c in shares if figures.get(c["code"], {}).get("value") is not None]
+    if not values:
+        raise NotFound(f"no values of {indicator_id} for {run['period']} in run {run['id']}")
+    bins, yb = classify(values, method, classes)
+    colours = palette(indicator.direction, len(bins))
+    communes: list[CommuneFigure] = []
+    it = iter(yb)
+    for c in shares:
+        fig = figures.get(c["code"], {})
+        value = fig.get("value")
+        klass = next(it) if value is not None else None
+        communes.append(
+            CommuneFigure(
+                c["code"],
+                c["name"],
+                value,
+                fig.get("target"),
+                fig.get("status", "no data"),
+                fig.get("gap"),
+                fig.get("previous"),
+                fig.get("change"),
+                klass,
+                colours[klass] if klass is not None else NO_DATA_COLOUR,
+            )
+        )
+    counts = [sum(1 for c in communes if c.klass == i) for i in range(len(bins))]
+    return ThematicMap(
+        indicator=indicator,
+        period=run["period"],
+        run_id=run["id"],
+        scenario=run["scenario"],
+        method=method,
+        bins=bins,
+        minimum=min(values),
+        colours=colours,
+        counts=counts,
+        communes=communes,
+        data_date=(run.get("data_version") or {}).get("values_updated_at"),
+    )
+
+
+def commune_geometries(conn: psycopg.Connection[Any], srid: int = 4326, tolerance: float = 0.0) -> dict[str, bytes]:
+    """WKB of the communes in force, in ``srid`` (a pinned gis_ioc SRID for VN-2000), simplified to
+    ``tolerance`` (in the CRS's unit; 0: as stored)."""
+    rows = conn.execute(
+        "SELECT code, ST_AsBinary(ST_SimplifyPreserveTopology("
+        "CASE WHEN %(s)s = 4326 THEN geom ELSE ST_Transform(geom, %(s)s) END, %(t)s)) "
+        "FROM layers.communes WHERE valid_to IS NULL",
+        {"s": srid, "t": tolerance},
+    ).fetchall()
+    return {code: bytes(wkb) for code, wkb in rows}
+
+
+def overlay_features(
+    conn: psycopg.Connection[Any], catalog: Catalog, layer_id: str, srid: int = 4326, limit: int = 20000
+) -> tuple[list[dict[str, Any]], list[bytes], bool]:
+    """A layer's approved features (public fields) for drawing over a map; True when cut at ``limit``."""
+    from psycopg import sql
+
+    from gis_ioc.catalog.ddl import SCHEMA
+
+    layer = catalog.layers.get(layer_id)
+    if layer is None or layer.access == "restricted":
+        known = ", ".join(sorted(k for k, v in catalog.layers.items() if v.access != "restricted"))
+        raise NotFound(f"no layer {layer_id!r} to overlay; known: {known}")
+    fields = [f.name for f in layer.fields if not f.personal]
+    geom = sql.SQL("t.geom") if srid == 4326 else sql.SQL("ST_Transform(t.geom, {})").format(sql.Literal(srid))
+    where = sql.SQL("t.approval = 'approved'" + (" AND t.valid_to IS NULL" if layer.versioned else ""))
+    rows = conn.execute(
+        sql.SQL("SELECT {cols}, ST_AsBinary({geom}) FROM {table} t WHERE {where} ORDER BY t.fid LIMIT {n}").format(
+            cols=sql.SQL(", ").join(sql.Identifier("t", f) for f in fields),
+            geom=geom,
+            table=sql.Identifier(SCHEMA, layer.table),
+            where=where,
+            n=sql.Literal(limit + 1),
+        )
+    ).fetchall()
+    cut = len(rows) > limit
+    rows = rows[:limit]
+    props = [
+        {
+            f: (v if v is None or isinstance(v, str | int | float | bool) else str(v))
+            for f, v in zip(fields, r[:-1], strict=True)
+        }
+        for r in rows
+    ]
+    return props, [bytes(r[-1]) for r in rows], cut
