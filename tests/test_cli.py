@@ -59,7 +59,7 @@ def test_config_render_writes_a_valid_private_file(settings: Settings, loaded: D
     target = tmp_path / "pygeoapi.yml"
     result = _run(settings, "config", "render", "--output", str(target))
     assert result.returncode == 0, result.stderr
-    assert "17 collections, valid" in result.stderr
+    assert "17 collections, 8 processes, valid" in result.stderr
     config = yaml.safe_load(target.read_text(encoding="utf-8"))
     assert validate_config(config)
     assert target.stat().st_mode & 0o077 == 0  # it holds the database connection
@@ -95,3 +95,25 @@ def test_unreachable_database_is_one_clear_error(settings: Settings) -> None:
 @pytest.mark.parametrize("command", [["--help"], ["db", "--help"], ["demo", "--help"], ["serve", "--help"]])
 def test_help(command: list[str]) -> None:
     assert CliRunner().invoke(main, command).exit_code == 0
+
+
+def test_scenario_commands(settings: Settings, loaded: DemoResult, tmp_path: Path) -> None:
+    run = _run(settings, "scenario", "run", "health", "--commune", "11953", "--period", "2026-Q3", "--json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["selection"] == {"kind": "communes", "codes": ["11953"]} and result["id"] > 0
+    assert {i["id"] for i in result["indicators"]} >= {"hospital_beds_per_10k", "doctors_per_10k"}
+    emergency = _run(settings, "scenario", "emergency", "--incident", "flood", "--at", "106.05,20.65", "--json")
+    assert emergency.returncode == 0, emergency.stderr
+    answer = json.loads(emergency.stdout)
+    assert [r["label"] for r in answer["rings"]] == ["0–500 m", "500–1000 m", "1000–2000 m"]
+    assert answer["nearest"]["hospitals"] and answer["communes"][0]["contacts"]
+    zone = tmp_path / "flood.geojson"
+    box = [[106.03, 20.63], [106.07, 20.63], [106.07, 20.67], [106.03, 20.67], [106.03, 20.63]]
+    zone.write_text(
+        json.dumps({"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [box]}})
+    )
+    table = _run(settings, "scenario", "emergency", "--incident", "flood", "--zone", str(zone))
+    assert table.returncode == 0 and "zone" in table.stdout and "shelters: capacity" in table.stdout
+    bad = _run(settings, "scenario", "emergency", "--incident", "fire", "--at", "106.05,20.65", "--rings", "900,300")
+    assert bad.returncode == 1 and "rings must ascend" in bad.stderr and "Traceback" not in bad.stderr
