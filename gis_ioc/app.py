@@ -21,6 +21,7 @@ from gis_ioc import __version__
 from gis_ioc.api import exports as exports_api
 from gis_ioc.api import loads as loads_api
 from gis_ioc.api import maps as maps_api
+from gis_ioc.api import reports as reports_api
 from gis_ioc.api import scenarios as scenarios_api
 from gis_ioc.api import web as web_api
 from gis_ioc.catalog import Catalog, load_catalog
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(web_api.router)
     app.include_router(exports_api.router)
     app.include_router(maps_api.router)
+    app.include_router(reports_api.router)
 
     @app.exception_handler(GisIocError)
     async def gis_ioc_error(request: Request, exc: GisIocError) -> JSONResponse:

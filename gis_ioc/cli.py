@@ -20,7 +20,7 @@ from gis_ioc.database import migrations
 from gis_ioc.database.connection import cluster_for, connect, describe, ensure_database
 from gis_ioc.errors import GisIocError
 from gis_ioc.loaders.cli import load as load_commands
-from gis_ioc.maps.cli import export_group, map_command
+from gis_ioc.maps.cli import export_group, map_command, report_command
 from gis_ioc.settings import Settings
 
 console = Console(stderr=True)
@@ -565,6 +565,7 @@ main.add_command(load_commands)
 # -- maps, exports and reports: gis-ioc map / export / report (gis_ioc/maps/cli.py) --------------------
 main.add_command(map_command)
 main.add_command(export_group)
+main.add_command(report_command)
 
 
 if __name__ == "__main__":

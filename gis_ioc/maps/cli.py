@@ -211,3 +211,89 @@ def export_run(ctx: click.Context, run_id: int, fmt: str, crs: str | None, flagg
     with connect(settings, autocommit=True) as conn:
         run = get_run(conn, run_id)
         _run_export(lambda c: exports.run_source(conn, run, c, flagged_only=flagged_only), fmt, crs, output)
+
+
+def _run_ids(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of run ids", param_hint="--runs") from None
+
+
+@click.command("report")
+@click.option("--period", help="YYYY-Qn or YYYY, e.g. 2026-Q3 (runs the scenarios now).")
+@click.option("--sector", "sectors", multiple=True, help="Only this sector (repeat): education, health, …")
+@click.option("--commune", "communes", multiple=True, help="Only this commune code (repeat); default the province.")
+@click.option("--runs", "runs_text", help="Rebuild from these stored run ids (comma-separated), e.g. 12,13.")
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["pdf", "docx", "html"]),
+    multiple=True,
+    help="Output formats (repeat; default pdf, docx and html).",
+)
+@click.option("--no-maps", is_flag=True, help="Leave out the thematic maps.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Folder.")
+@click.pass_context
+def report_command(
+    ctx: click.Context,
+    period: str | None,
+    sectors: tuple[str, ...],
+    communes: tuple[str, ...],
+    runs_text: str | None,
+    formats: tuple[str, ...],
+    no_maps: bool,
+    output: Path,
+) -> None:
+    """A meeting report entirely from the database (PDF, DOCX, HTML), reproducible from its run ids."""
+    from gis_ioc.maps import report as reports
+    from gis_ioc.scenarios.models import load_scenarios
+
+    if (period is None) == (runs_text is None):
+        raise click.UsageError("give --period (run the scenarios now) or --runs (rebuild from stored runs)")
+    if runs_text is not None and communes:
+        raise click.UsageError("--commune goes with --period; stored runs carry their own selection")
+    settings = _settings(ctx)
+    cat = _catalog(settings)
+    scenarios = load_scenarios(settings.config_dir / "scenarios", cat)
+    output.mkdir(parents=True, exist_ok=True)
+
+    def step(text: str) -> None:
+        console.print(f"  {text}", highlight=False)
+
+    with connect(settings, autocommit=True) as conn:
+        if period is not None:
+            console.print(f"Chạy kịch bản cho kỳ {period}…", highlight=False)
+            ids = reports.run_for_report(
+                conn,
+                cat,
+                scenarios,
+                period,
+                sectors=list(sectors) or None,
+                communes=list(communes) or None,
+                privacy_threshold=settings.privacy_threshold,
+                step=step,
+            )
+        else:
+            ids = _run_ids(str(runs_text))
+        console.print(f"Lập báo cáo từ các lần chạy {', '.join(f'#{i}' for i in ids)}…", highlight=False)
+        rep = reports.build_report(
+            conn, cat, ids, sectors=list(sectors) or None, maps=not no_maps, scenarios=scenarios, step=step
+        )
+    stem = output / f"bao_cao_{rep.period}_runs_{'-'.join(str(i) for i in rep.run_ids)}"
+    html = reports.render_html(rep)
+    for fmt in formats or ("pdf", "docx", "html"):
+        path = stem.with_suffix(f".{fmt}")
+        if fmt == "html":
+            path.write_text(html, encoding="utf-8")
+        elif fmt == "pdf":
+            path.write_bytes(reports.render_pdf(rep, html))
+        else:
+            path.write_bytes(reports.render_docx(rep))
+        click.echo(str(path))
+    counts = rep.counts()
+    console.print(
+        f"{sum(counts.values())} chỉ tiêu, {counts.get('not met', 0)} chưa đạt, {len(rep.flags)} mục chưa đạt; "
+        f"lập lại: gis-ioc report --runs {','.join(str(i) for i in rep.run_ids)}",
+        highlight=False,
+    )
