@@ -69,11 +69,15 @@ _FALSE = {"false", "f", "0", "no", "n", "không", "khong", ""}
 
 
 def _blank(series: pd.Series) -> np.ndarray:
-    values = series.to_numpy(dtype=object)
-    return np.array(
-        [v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and not v.strip()) for v in values],
-        dtype=bool,
-    )
+    """Missing values and empty text."""
+    missing = series.isna().to_numpy().copy()
+    text = series[~missing]
+    if len(text) and (pd.api.types.is_string_dtype(series) or series.dtype == object):
+        is_str = text.map(lambda v: isinstance(v, str)) if series.dtype == object else None
+        stripped = text.astype(str).str.strip() == ""
+        empty = stripped if is_str is None else (stripped & is_str)
+        missing[np.flatnonzero(~missing)[empty.to_numpy()]] = True
+    return np.asarray(missing, dtype=bool)
 
 
 def cast_field(series: pd.Series, fld: Field, findings: Findings) -> list[Any]:
@@ -127,9 +131,9 @@ def cast_field(series: pd.Series, fld: Field, findings: Findings) -> list[Any]:
             iso = pd.to_datetime(iso, utc=fld.type == "datetime")
         bad = ~blank & iso.isna().to_numpy()
         if fld.type == "date":
-            out = iso.map(lambda v: None if pd.isna(v) else v.date()).astype(object)
+            out = pd.Series(iso.dt.date, dtype=object)
         else:
-            out = iso.map(lambda v: None if pd.isna(v) else v.to_pydatetime()).astype(object)
+            out = pd.Series(iso.dt.to_pydatetime(), dtype=object)
     if bad.any():
         raw = series.to_numpy(dtype=object)
         findings.rows(
@@ -239,7 +243,8 @@ def check_geometry(
             maker = {"point": shapely.multipoints, "line": shapely.multilinestrings, "polygon": shapely.multipolygons}[
                 want
             ]
-            geoms[single] = [maker([g]) for g in geoms[single]]
+            parts = geoms[single]
+            geoms[single] = maker(parts, indices=np.arange(len(parts)))
     else:
         several = ok & (shapely.get_num_geometries(geoms) > 1) & np.isin(shapely.get_type_id(geoms), (4, 5, 6))
         findings.rows(
@@ -295,9 +300,11 @@ def check_overlaps(geoms: np.ndarray, ok: np.ndarray, tolerance_m2: float, findi
         return
     subset = geoms[idx]
     tree = shapely.STRtree(subset)
-    left, right = tree.query(subset, predicate="overlaps")
+    left, right = tree.query(subset)  # pairs whose boxes meet; the predicate runs vectorised, unprepared
     keep = left < right
     left, right = left[keep], right[keep]
+    overlapping = shapely.overlaps(subset[left], subset[right])
+    left, right = left[overlapping], right[overlapping]
     if not len(left):
         return
     areas = shapely.area(shapely.intersection(subset[left], subset[right])) * M2_PER_DEG2

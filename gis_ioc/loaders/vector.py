@@ -414,6 +414,7 @@ def _write(
                     if i % every == 0:
                         step("write", i, n)
             step("write", n, n)
+            step("gates", 0, 1)
             _database_gates(conn, layer, stage, options, config, report)
             if report.errors:
                 raise _reject(report, f"{report.errors} errors against the approved data: nothing was loaded")
@@ -430,6 +431,7 @@ def _write(
             report.message = (
                 f"{inserted} features loaded into {layer.id} as load {load_id} (draft: approve it to publish)"
             )
+            step("finish", 0, 1)
             load_row = history.show_row(conn, load_id)
             if auto:
                 history.approve_in_transaction(conn, layer, load_row, by=f"auto ({options.source_unit})")
