@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     privacy_threshold: int = Field(
         default=5, ge=1, description="Scenario figures about fewer people or households than this are suppressed."
     )
+    chromium: Path = Field(
+        default=Path("/usr/bin/chromium"),
+        description="Chromium that prints meeting reports to PDF (Debian's package; never a downloaded browser).",
+    )
 
     load_max_upload_mb: int = Field(default=1024, ge=1, description="Largest file accepted by POST /api/loads (MB).")
     load_max_unzipped_mb: int = Field(

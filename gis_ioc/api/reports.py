@@ -73,7 +73,7 @@ async def report(
         if format == "docx":
             return rep, reports.render_docx(rep)
         html = reports.render_html(rep)
-        return rep, html if format == "html" else reports.render_pdf(rep, html)
+        return rep, html if format == "html" else reports.render_pdf(rep, html, chromium=app.state.settings.chromium)
 
     rep, body = await run_in_threadpool(work)
     headers = {"X-Scenario-Runs": ",".join(str(i) for i in rep.run_ids)}

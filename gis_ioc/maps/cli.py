@@ -287,7 +287,7 @@ def report_command(
         if fmt == "html":
             path.write_text(html, encoding="utf-8")
         elif fmt == "pdf":
-            path.write_bytes(reports.render_pdf(rep, html))
+            path.write_bytes(reports.render_pdf(rep, html, chromium=settings.chromium))
         else:
             path.write_bytes(reports.render_docx(rep))
         click.echo(str(path))

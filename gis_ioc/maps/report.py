@@ -26,7 +26,7 @@ from gis_ioc import __version__
 from gis_ioc.catalog import Catalog
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.catalog.indicators import PERIOD_RE
-from gis_ioc.errors import InvalidInput
+from gis_ioc.errors import ConfigError, InvalidInput
 from gis_ioc.maps.thematic import STATUS_VI, thematic_map, vn_number
 from gis_ioc.scenarios import selectors
 from gis_ioc.scenarios.engine import get_run, run_scenario
@@ -410,10 +410,14 @@ def render_html(report: Report) -> str:
     )
 
 
-def render_pdf(report: Report, html: str | None = None, chromium: str = "/usr/bin/chromium") -> bytes:
+def render_pdf(report: Report, html: str | None = None, chromium: str | Path = "/usr/bin/chromium") -> bytes:
     """The HTML printed to A4 by Debian's chromium (Playwright drives it; no browser is downloaded)."""
     from playwright.sync_api import sync_playwright
 
+    if not Path(chromium).is_file():
+        raise ConfigError(
+            f"no chromium at {chromium} to print the PDF: apt-get install chromium, or set GIS_IOC_CHROMIUM"
+        )
     html = html or render_html(report)
     args = [
         "--headless",
@@ -425,7 +429,7 @@ def render_pdf(report: Report, html: str | None = None, chromium: str = "/usr/bi
         "--disable-sync",
     ]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=args)
+        browser = p.chromium.launch(executable_path=str(chromium), args=args)
         try:
             page = browser.new_page()
             page.set_content(html, wait_until="load")
