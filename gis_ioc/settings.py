@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     load_max_unzipped_mb: int = Field(
         default=1024, ge=1, description="Most an archive (zip, KMZ) may unpack to (MB); larger ones are refused."
     )
-    load_overlap_tolerance_m2: float = Field(
+    load_overlap_tolerance: float = Field(
         default=1.0, ge=0, description="Overlap area (m²) tolerated between features of a no-overlap layer (parcels)."
     )
     load_auto_approve_units: str = Field(

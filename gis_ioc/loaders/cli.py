@@ -264,3 +264,86 @@ def load_rollback(ctx: click.Context, load_id: int, by: str | None) -> None:
         f"load {load_id} rolled back: {result['deleted']} features deleted, "
         f"{result['restored']} restored in {result['layer']}"
     )
+
+
+@load.command("boundaries")
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--valid-from", type=click.DateTime(["%Y-%m-%d"]), help="Day the new boundaries take effect.")
+@click.option(
+    "--crosswalk",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV old_code,new_code,merge_type[,area_share,old_name,new_name,note]: former units → new ones.",
+)
+@click.option("--crs", help="Source CRS when the file has none, e.g. EPSG:9209.")
+@click.option("--map", "maps", multiple=True, help="SOURCE_COLUMN=FIELD (code, name, short_name, level, …).")
+@click.option("--encoding", help="Text encoding of a Shapefile/CSV/DXF (default: detected).")
+@click.option("--source-unit", default="Sở Nội vụ", show_default=True)
+@click.pass_context
+def load_boundaries_cmd(
+    ctx: click.Context,
+    file: Path | None,
+    valid_from: datetime | None,
+    crosswalk: Path | None,
+    crs: str | None,
+    maps: tuple[str, ...],
+    encoding: str | None,
+    source_unit: str,
+) -> None:
+    """Add a version of the communes valid from --valid-from (closing the current one, keeping history).
+
+    Without FILE: the bundled boundaries of 1 July 2025 (as `gis-ioc boundaries load`)."""
+    from gis_ioc.loaders.boundaries import BoundarySet, load_boundaries
+    from gis_ioc.loaders.boundary_versions import load_boundary_version
+    from gis_ioc.loaders.vector import LoaderConfig
+
+    settings = _settings(ctx)
+    if file is None:
+        with connect(settings, autocommit=True) as conn:
+            console.print(load_boundaries(conn, BoundarySet.hung_yen_2025(settings.boundaries_dir)).message)
+        return
+    if valid_from is None:
+        raise click.UsageError("--valid-from DATE is required with a FILE")
+    with connect(settings, autocommit=True) as conn:
+        result = load_boundary_version(
+            conn, file, valid_from.date(), LoaderConfig.from_settings(settings), crosswalk=crosswalk, crs=crs,
+            mapping=_mapping(maps), encoding=encoding, source_unit=source_unit, loaded_by=getpass.getuser(),
+        )  # fmt: skip
+    for note in result.notes:
+        console.print(f"  note: {escape(note)}")
+    console.print(result.message)
+
+
+@load.command("rekey")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--code-column", default="commune_code", show_default=True)
+@click.option("--value-column", required=True, help="Additive figure (count, sum) to carry over.")
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Communes valid on this day (default today).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="CSV to write (default stdout).")
+@click.pass_context
+def load_rekey(
+    ctx: click.Context, file: Path, code_column: str, value_column: str, as_of: datetime | None, output: Path | None
+) -> None:
+    """Re-key a CSV of figures coded by former communes to the current ones (partial merges split by area)."""
+    import csv
+
+    from gis_ioc.loaders.boundary_versions import rekey
+
+    with file.open(encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows and (code_column not in rows[0] or value_column not in rows[0]):
+        raise click.BadParameter(
+            f"{file.name} has columns {', '.join(rows[0])}", param_hint="--code-column/--value-column"
+        )
+    try:
+        values = [(r[code_column], float(r[value_column] or 0)) for r in rows]
+    except ValueError as exc:
+        raise click.BadParameter(f"{file.name}: {exc}", param_hint="--value-column") from None
+    with connect(_settings(ctx), autocommit=True) as conn:
+        totals, unknown = rekey(conn, values, as_of=as_of.date() if as_of else None)
+    lines = [f"{code_column},{value_column}"] + [f"{c},{v:.6g}" for c, v in sorted(totals.items())]
+    if output:
+        output.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:
+        click.echo("\n".join(lines))
+    if unknown:
+        console.print(f"[yellow]codes matching no commune (left out):[/] {', '.join(unknown)}")

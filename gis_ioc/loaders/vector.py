@@ -50,7 +50,7 @@ class LoaderConfig:
         return cls(
             work_dir=settings.home / "work" / "loads",
             max_unzipped_bytes=settings.load_max_unzipped_mb * 1024 * 1024,
-            overlap_tolerance_m2=settings.load_overlap_tolerance_m2,
+            overlap_tolerance_m2=settings.load_overlap_tolerance,
             auto_approve_units=units,
         )
 
