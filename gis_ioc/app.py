@@ -21,6 +21,7 @@ from gis_ioc import __version__
 from gis_ioc.api import exports as exports_api
 from gis_ioc.api import loads as loads_api
 from gis_ioc.api import maps as maps_api
+from gis_ioc.api import plans as plans_api
 from gis_ioc.api import reports as reports_api
 from gis_ioc.api import scenarios as scenarios_api
 from gis_ioc.api import web as web_api
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.emergency = load_emergency(settings.config_dir / "scenarios", catalog)
     app.include_router(scenarios_api.router)
     app.include_router(loads_api.router)
+    app.include_router(plans_api.router)
     app.include_router(scenarios_api.emergency_router)
     app.include_router(web_api.router)
     app.include_router(exports_api.router)

@@ -347,3 +347,50 @@ def load_rekey(
         click.echo("\n".join(lines))
     if unknown:
         console.print(f"[yellow]codes matching no commune (left out):[/] {', '.join(unknown)}")
+
+
+@load.command("plan")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--code", "zone_code", required=True, help="Zone code of the plan (planning_zones.zone_code).")
+@click.option("--name", required=True, help="Name of the plan (tên đồ án).")
+@click.option("--level", type=click.Choice(["master", "zoning", "detailed"]), required=True)
+@click.option("--scale", help="Drawing scale, e.g. 1/2000.")
+@click.option("--authority", help="Approving authority, e.g. UBND tỉnh Hưng Yên.")
+@click.option("--decision-number", required=True, help="Approval decision number, e.g. 1234/QĐ-UBND.")
+@click.option("--decision-date", type=click.DateTime(["%Y-%m-%d"]), required=True)
+@click.option("--zoning", default="mixed", show_default=True, help="Land-use zoning code of the footprint.")
+@click.option("--crs", help="CRS of a world file or GCPs without one, e.g. EPSG:9209.")
+@click.option("--note", "notes", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Explanatory note (thuyết minh), PDF.")  # fmt: skip
+@click.option("--decision", "decisions", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Approval decision (quyết định), PDF.")  # fmt: skip
+@click.option("--source-unit", help="Unit that supplied the drawing.")
+@click.pass_context
+def load_plan_cmd(
+    ctx: click.Context,
+    file: Path,
+    zone_code: str,
+    name: str,
+    level: str,
+    scale: str | None,
+    authority: str | None,
+    decision_number: str,
+    decision_date: datetime,
+    zoning: str,
+    crs: str | None,
+    notes: tuple[Path, ...],
+    decisions: tuple[Path, ...],
+    source_unit: str | None,
+) -> None:
+    """Load a georeferenced planning drawing (GeoTIFF, or an image with a world file or GCPs) as a COG."""
+    from gis_ioc.loaders.plans import PlanMeta, load_plan
+
+    settings = _settings(ctx)
+    meta = PlanMeta(zone_code, name, level, decision_number, decision_date.date(), authority, scale, zoning)
+    docs = [("explanatory_note", p) for p in notes] + [("decision", p) for p in decisions]
+    with connect(settings, autocommit=True) as conn:
+        result = load_plan(conn, file, meta, settings.home / "plans", crs=crs, documents=docs,
+                           source_unit=source_unit, loaded_by=getpass.getuser())  # fmt: skip
+    for note in result.notes:
+        console.print(f"  note: {escape(note)}")
+    console.print(result.message)
