@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gis_ioc import __version__
+from gis_ioc.auth.cli import account, audit_group, backup_command, restore_command
 from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.database import migrations
 from gis_ioc.database.connection import cluster_for, connect, describe, ensure_database
@@ -570,3 +571,9 @@ main.add_command(report_command)
 
 if __name__ == "__main__":
     main()
+
+# -- accounts, audit, backups: gis_ioc/auth/cli.py ------------------------------------------------
+main.add_command(account)
+main.add_command(audit_group, name="audit")
+main.add_command(backup_command)
+main.add_command(restore_command)

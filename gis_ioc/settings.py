@@ -77,6 +77,10 @@ class Settings(BaseSettings):
         description="Comma-separated source units (trusted automated feeds) whose loads are approved at once.",
     )
 
+    audit_retention_days: int = Field(
+        default=365, ge=30, description="Days the audit trail is kept by `gis-ioc audit prune` (12 months)."
+    )
+
     @property
     def base_url(self) -> str:
         """The public address without a trailing slash."""

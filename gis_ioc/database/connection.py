@@ -62,14 +62,23 @@ def translate_errors() -> Iterator[None]:
         raise InvalidInput(str(exc).strip().splitlines()[0]) from exc
 
 
+#: Spatial queries bind their geometries as parameters; a generic plan cannot see them and may walk whole
+#: tables (a province-wide reach query went from 1.4 s to minutes once psycopg prepared it), so every
+#: execution is planned with its values.
+PLANNING = "-c plan_cache_mode=force_custom_plan"
+
+
 def connect(settings: Settings, *, autocommit: bool = False, dbname: str | None = None) -> psycopg.Connection[Any]:
     with translate_errors():
-        return psycopg.connect(conninfo(settings, dbname), autocommit=autocommit, connect_timeout=10)
+        return psycopg.connect(conninfo(settings, dbname), autocommit=autocommit, connect_timeout=10, options=PLANNING)
 
 
 def create_pool(settings: Settings) -> ConnectionPool:
     """The application's one bounded pool; open it in the lifespan, close it on shutdown."""
-    options = f"-c statement_timeout={settings.db_statement_timeout_ms} -c application_name=gis_ioc -c timezone=UTC"
+    options = (
+        f"-c statement_timeout={settings.db_statement_timeout_ms} -c application_name=gis_ioc -c timezone=UTC "
+        + PLANNING
+    )
     return ConnectionPool(
         conninfo(settings),
         min_size=settings.db_pool_min,

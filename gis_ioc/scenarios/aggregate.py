@@ -82,6 +82,11 @@ def period_bounds(period: str) -> tuple[datetime, datetime]:
     return datetime(*start, 1, tzinfo=VN_TIME), datetime(*end, 1, tzinfo=VN_TIME)
 
 
+def single_commune(shares: list[CommuneShare]) -> str | None:
+    """The code of the commune when the selection is exactly one whole commune: its own targets apply."""
+    return shares[0].code if len(shares) == 1 and shares[0].method == "whole" else None
+
+
 def apportion(conn: psycopg.Connection[Any], selection: Selection) -> list[CommuneShare]:
     if selection.kind == "communes":
         rows = conn.execute(
@@ -287,7 +292,11 @@ def _layer_figures(
         return amount / denominator * agg.scale if denominator else None
 
     total = judge(
-        ind, ratio(sum(measured.values()), base_total) if codes else None, ind.target_for(period), None, False
+        ind,
+        ratio(sum(measured.values()), base_total) if codes else None,
+        ind.target_for(period, single_commune(shares)),
+        None,
+        False,
     )
     per_commune = {
         c: judge(ind, ratio(measured.get(c, 0.0), base.get(c)), ind.target_for(period, c), None, False) for c in codes
@@ -341,7 +350,8 @@ def _reach_figures(
         fig.basis = den if den > 0 else None
         return fig
 
-    total = figure(sum(d for d, _ in rows.values()), sum(n for _, n in rows.values()), None)
+    whole = codes[0] if len(codes) == 1 and selection.kind == "communes" else None
+    total = figure(sum(d for d, _ in rows.values()), sum(n for _, n in rows.values()), whole)
     return total, {c: figure(*rows.get(c, (0.0, 0.0)), c) for c in codes}
 
 
@@ -400,12 +410,15 @@ def _sensor_figures(
     before = sensor_statistics(conn, ind, selection, previous_period(period))
     horizon = min(period_bounds(period)[1], now) - timedelta(days=ind.freshness_days)
 
+    whole = codes[0] if len(codes) == 1 and selection.kind == "communes" else None
+
     def figure(key: str | None) -> Figure:
         value, n, latest = current.get(key, (None, 0, None))
         if n == 0 and ind.aggregation.statistic == "days_over":
             value = None
         stale = latest is not None and latest < horizon
-        fig = judge(ind, value, ind.target_for(period, key), before.get(key, (None, 0, None))[0], stale)
+        target = ind.target_for(period, key or whole)
+        fig = judge(ind, value, target, before.get(key, (None, 0, None))[0], stale)
         fig.updated_at = latest.isoformat() if latest else None
         return fig
 
@@ -449,7 +462,11 @@ def evaluate(
         # A total is stale when most of the communes it rests on last reported too long ago.
         stale = bool(reported) and 2 * len(stale_codes) > len(reported)
         total = judge(
-            ind, combine(ind, shares, values, period), ind.target_for(period), combine(ind, shares, values, prev), stale
+            ind,
+            combine(ind, shares, values, period),
+            ind.target_for(period, single_commune(shares)),
+            combine(ind, shares, values, prev),
+            stale,
         )
         total.basis = rate_basis(ind, shares, values, period)
         total.updated_at = min(reported.values()).isoformat() if reported else None
@@ -477,9 +494,11 @@ def evaluate(
 def flags(results: list[IndicatorResult], shares: list[CommuneShare]) -> list[dict[str, Any]]:
     """Everything not met, most severe (largest relative shortfall) first."""
     names = {s.code: s.name for s in shares}
+    single = single_commune(shares) is not None  # the total is the commune: flag it once
     out = []
     for r in results:
-        for where, fig in [("total", r.total), *r.communes.items()]:
+        places = list(r.communes.items()) if single else [("total", r.total), *r.communes.items()]
+        for where, fig in places:
             if fig.status != "not met" or fig.gap is None or not fig.target:
                 continue
             out.append(
