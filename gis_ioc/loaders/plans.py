@@ -309,7 +309,7 @@ def render_tile(cog: Path, z: int, x: int, y: int) -> bytes | None:
         if left >= b.right or left + size <= b.left or top <= b.bottom or top - size >= b.top:
             return None
         window = from_bounds(left, top - size, left + size, top, transform=src.transform)
-        bands = min(src.count, 3)
+        bands = min(src.count - 1 if src.count in (2, 4) else src.count, 3)  # the last band is the alpha
         data = src.read(list(range(1, bands + 1)), window=window, out_shape=(bands, TILE, TILE), boundless=True,
                         fill_value=0, resampling=rasterio.enums.Resampling.bilinear)  # fmt: skip
         mask = src.read_masks(1, window=window, out_shape=(TILE, TILE), boundless=True)
@@ -317,7 +317,8 @@ def render_tile(cog: Path, z: int, x: int, y: int) -> bytes | None:
         return None
     if bands == 1:
         data = np.repeat(data, 3, axis=0)
-    rgba = np.concatenate([data.astype("uint8"), mask[np.newaxis].astype("uint8")])
+    alpha = np.where(mask > 0, 255, 0).astype("uint8")
+    rgba = np.concatenate([data.astype("uint8"), alpha[np.newaxis]])
     with MemoryFile() as mem:
         with mem.open(driver="PNG", width=TILE, height=TILE, count=4, dtype="uint8") as png:
             png.write(rgba)

@@ -378,6 +378,7 @@ def _write(
     try:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"gis_ioc.load.{layer.id}",))
+            conn.execute("SET LOCAL maintenance_work_mem = '256MB'")  # the staging table's spatial index
             load_id = history.insert_load(
                 conn,
                 kind="vector",
@@ -423,7 +424,7 @@ def _write(
             inserted = conn.execute(
                 sql.SQL(
                     "INSERT INTO {} ({}, is_demo, load_id, approval) "
-                    "SELECT {}, false, %s, 'draft' FROM {} ORDER BY row_no"
+                    "SELECT {}, false, %s, 'draft' FROM {}"  # no sort: staging order is file order in practice
                 ).format(table_ident(layer), target_cols, target_cols, stage),
                 (load_id,),
             ).rowcount
