@@ -301,13 +301,22 @@ def _pyproj_crs(crs: PublishedCrs) -> str:
     return "OGC:CRS84" if crs.epsg is None else f"EPSG:{crs.epsg}"
 
 
-def _frame(source: Source, rows: list[tuple[list[Any], bytes | None]], crs: PublishedCrs, names: list[str]) -> Any:
+def _frame(
+    source: Source,
+    rows: list[tuple[list[Any], bytes | None]],
+    crs: PublishedCrs,
+    names: list[str],
+    dates_as_text: bool = False,
+) -> Any:
     import geopandas as gpd
     import pandas as pd  # type: ignore[import-untyped]
 
     data = pd.DataFrame([r[0] for r in rows], columns=names)
     for col in source.columns:
-        if col.type in ("date", "datetime"):
+        if col.type == "date" and dates_as_text:  # dBase has no date-time; keep the day as YYYY-MM-DD
+            name = _rename(names, source, col.name)
+            data[name] = [None if v is None else v.isoformat() for v in data[name]]
+        elif col.type in ("date", "datetime"):
             data[_rename(names, source, col.name)] = pd.to_datetime(
                 data[_rename(names, source, col.name)], utc=col.type == "datetime"
             )
@@ -329,7 +338,13 @@ def _multi(g: Any) -> Any:
 
 
 def _write_ogr(
-    source: Source, crs: PublishedCrs, path: Path, progress: Progress, names: list[str] | None = None, **options: Any
+    source: Source,
+    crs: PublishedCrs,
+    path: Path,
+    progress: Progress,
+    names: list[str] | None = None,
+    dates_as_text: bool = False,
+    **options: Any,
 ) -> tuple[int, dict[str, str]]:
     import pyogrio
 
@@ -338,14 +353,14 @@ def _write_ogr(
     if path.exists():
         path.unlink()
     for rows in source.batches():
-        frame = _frame(source, rows, crs, names)
+        frame = _frame(source, rows, crs, names, dates_as_text)
         pyogrio.write_dataframe(
             frame, path, layer=source.name, promote_to_multi="Multi" in source.geometry_type, append=done > 0, **options
         )
         done += len(rows)
         progress(done, source.count)
     if done == 0:  # an empty layer still gives a file with the right fields and CRS
-        frame = _frame(source, [], crs, names)
+        frame = _frame(source, [], crs, names, dates_as_text)
         pyogrio.write_dataframe(frame, path, layer=source.name, geometry_type=source.geometry_type, **options)
     return done, {}
 
@@ -360,7 +375,9 @@ def _write_shapefile(source: Source, crs: PublishedCrs, path: Path, progress: Pr
     folder = path.with_name(path.name.removesuffix(".shp.zip") + "_shp")
     folder.mkdir(exist_ok=True)
     shp = folder / f"{source.name}.shp"
-    count, _ = _write_ogr(source, crs, shp, progress, names=[short[n] for n in names], ENCODING="UTF-8")
+    count, _ = _write_ogr(
+        source, crs, shp, progress, names=[short[n] for n in names], dates_as_text=True, ENCODING="UTF-8"
+    )
     mapping = folder / "fields.csv"
     with mapping.open("w", encoding="utf-8-sig", newline="") as fh:
         out = csv.writer(fh)

@@ -8,6 +8,7 @@ reports agree commune by commune, and a map can be reproduced from its run id.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -185,11 +186,14 @@ def classify(values: list[float], method: str, k: int) -> tuple[list[float], lis
     k = min(k, len(np.unique(y)))
     if k < 2:
         return [float(y.max())], [0] * len(values)
-    classifier = {
+    classifier: Any = {
         "quantiles": mapclassify.Quantiles,
         "natural_breaks": mapclassify.FisherJenks,  # exact Jenks, deterministic (NaturalBreaks samples at random)
         "equal_interval": mapclassify.EqualInterval,
-    }[method](y, k=k)
+    }
+    with warnings.catch_warnings():  # mapclassify says when ties leave fewer classes; the legend shows it
+        warnings.simplefilter("ignore", UserWarning)
+        classifier = classifier[method](y, k=k)
     return [float(b) for b in classifier.bins], [int(c) for c in classifier.yb]
 
 

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
-from gis_ioc.catalog import Catalog
+from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.crs import transformer
 from gis_ioc.maps import exports
 from gis_ioc.scenarios import selectors
@@ -192,3 +192,40 @@ def test_background_export_reports_progress_and_gives_the_file(client: TestClien
         bad = client.post("/api/exports", json=body)
         assert bad.status_code == 400 and words in bad.json()["detail"], bad.text
     assert client.get("/api/exports/jobs/nope").status_code == 404
+
+
+def test_cli_export_layer_and_run(settings: Settings, loaded: Any, db: psycopg.Connection[Any], tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from gis_ioc.cli import main
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "export",
+            "layer",
+            "schools",
+            "--filter",
+            PRIMARY,
+            "--format",
+            "shp",
+            "--crs",
+            "EPSG:9209",
+            "-o",
+            str(tmp_path),
+        ],
+        obj={"settings": settings},
+    )
+    assert result.exit_code == 0, result.output
+    assert "national_s" in result.output and "national_standard" in result.output  # the renamed fields
+    frame = pyogrio.read_dataframe(f"/vsizip/{tmp_path / 'schools_9209.shp.zip'}/schools.shp")
+    assert len(frame) == len(expected_primary(db)) and frame.crs.to_epsg() == 9209
+    catalog = load_catalog(settings.layers_dir, settings.styles_dir, settings.config_dir)
+    scenario = load_scenarios(settings.config_dir / "scenarios", catalog)["health"]
+    run_id = run_scenario(db, catalog, scenario, selectors.communes(db, ["11953", "13225"]), "2026-Q3").id
+    result = CliRunner().invoke(
+        main, ["export", "run", str(run_id), "--format", "xlsx", "-o", str(tmp_path)], obj={"settings": settings}
+    )
+    assert result.exit_code == 0, result.output
+    bad = CliRunner().invoke(main, ["export", "layer", "nope", "-o", str(tmp_path)], obj={"settings": settings})
+    assert bad.exit_code == 1 and "nope" in bad.output

@@ -4,10 +4,12 @@ runs a scenario over a radius and shows the flagged communes in red."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
+import pyogrio
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -129,7 +131,7 @@ def expected_flags(
 
 
 def test_radius_scenario_shows_results_and_flags_in_red(
-    page: tuple[Page, PageLog], db: psycopg.Connection[Any], catalog: Catalog, base_url: str
+    page: tuple[Page, PageLog], db: psycopg.Connection[Any], catalog: Catalog, base_url: str, tmp_path: Path
 ) -> None:
     p, log = page
     p.fill("#search", "thai binh")
@@ -170,6 +172,17 @@ def test_radius_scenario_shows_results_and_flags_in_red(
         expect(p.locator("#flagged-list")).to_contain_text(name)
     assert log.errors == []
     p.screenshot(path=str(ARTIFACTS / "web-map-radius-education.png"))
+    # what the leader prints for the meeting, and what the analyst takes to QGIS, from the same run
+    report = httpx.get(base_url + p.get_attribute("#results .actions a >> nth=0", "href"), timeout=120)
+    assert report.status_code == 200 and report.content.startswith(b"%PDF")
+    assert report.headers["x-scenario-runs"] == str(run["id"])
+    (ARTIFACTS / "web-map-report.pdf").write_bytes(report.content)
+    gpkg = httpx.get(base_url + p.get_attribute("#results .actions a >> nth=1", "href"), timeout=60)
+    assert gpkg.status_code == 200 and gpkg.headers["content-crs"].endswith("/9209>")
+    path = tmp_path / "flagged.gpkg"
+    path.write_bytes(gpkg.content)
+    frame = pyogrio.read_dataframe(path)
+    assert sorted(frame["code"]) == shown and frame.crs.to_epsg() == 9209
 
 
 def test_identify_a_point_and_pick_communes(
