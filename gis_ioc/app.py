@@ -6,18 +6,21 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
 from gis_ioc import __version__
+from gis_ioc.api import auth as auth_api
 from gis_ioc.api import exports as exports_api
 from gis_ioc.api import loads as loads_api
 from gis_ioc.api import maps as maps_api
@@ -25,6 +28,8 @@ from gis_ioc.api import plans as plans_api
 from gis_ioc.api import reports as reports_api
 from gis_ioc.api import scenarios as scenarios_api
 from gis_ioc.api import web as web_api
+from gis_ioc.auth.oidc import OidcConfig, OidcVerifier
+from gis_ioc.auth.sessions import Policy
 from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.database import migrations
 from gis_ioc.database.connection import create_pool, describe, translate_errors
@@ -55,6 +60,33 @@ def database_state(pool: Any, catalog: Catalog) -> dict[str, Any]:
         "layers": counts,
         "layers_missing": sorted(k for k, v in counts.items() if v is None),
     }
+
+
+#: Sent with every answer (TCVN 11930 / OWASP): no MIME sniffing, no framing by other sites, no referrer.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "SAMEORIGIN",
+    "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+def auth_policy(settings: Settings) -> Policy:
+    return Policy(
+        max_failed=settings.auth_max_failed_logins,
+        lockout=timedelta(minutes=settings.auth_lockout_minutes),
+        idle=timedelta(minutes=settings.auth_idle_minutes),
+        admin_idle=timedelta(minutes=settings.auth_admin_idle_minutes),
+        lifetime=timedelta(hours=settings.auth_session_hours),
+        inactive=timedelta(days=settings.auth_inactive_days),
+    )
+
+
+def oidc_verifier(settings: Settings) -> OidcVerifier | None:
+    if not (settings.oidc_issuer and settings.oidc_audience and settings.oidc_jwks_url):
+        return None
+    algorithms = tuple(a.strip() for a in settings.oidc_algorithms.split(",") if a.strip())
+    return OidcVerifier(OidcConfig(settings.oidc_issuer, settings.oidc_audience, settings.oidc_jwks_url, algorithms))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -93,6 +125,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.pygeoapi_config = config
     app.state.scenarios = load_scenarios(settings.config_dir / "scenarios", catalog)
     app.state.emergency = load_emergency(settings.config_dir / "scenarios", catalog)
+    app.state.auth_policy = auth_policy(settings)
+    app.state.login_limiter = auth_api.RateLimiter(settings.auth_login_attempts_per_minute)
+    app.state.address_limiter = auth_api.RateLimiter(5 * settings.auth_login_attempts_per_minute)
+    app.state.oidc = oidc_verifier(settings)
+    app.include_router(auth_api.router)
     app.include_router(scenarios_api.router)
     app.include_router(loads_api.router)
     app.include_router(plans_api.router)
@@ -106,7 +143,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def gis_ioc_error(request: Request, exc: GisIocError) -> JSONResponse:
         if exc.status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc)
-        return problem(exc.status, exc.title, str(exc))
+        response = problem(exc.status, exc.title, str(exc))
+        if isinstance(exc, auth_api.TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="gis_ioc"'
+        return response
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.url.path.startswith("/api/auth"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    if origins := [o.strip() for o in settings.cors_origins.split(",") if o.strip()]:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Prefer"],
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

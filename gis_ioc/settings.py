@@ -77,6 +77,30 @@ class Settings(BaseSettings):
         description="Comma-separated source units (trusted automated feeds) whose loads are approved at once.",
     )
 
+    auth_login_attempts_per_minute: int = Field(
+        default=10, ge=1, description="Login attempts allowed per minute from one address for one user name (429)."
+    )
+    auth_max_failed_logins: int = Field(
+        default=5, ge=1, le=5, description="Failed logins in a row that lock an account (at most 5)."
+    )
+    auth_lockout_minutes: int = Field(default=30, ge=1, description="How long a lockout after failed logins lasts.")
+    auth_idle_minutes: int = Field(default=15, ge=1, le=15, description="Idle minutes that end a user's session.")
+    auth_admin_idle_minutes: int = Field(
+        default=5, ge=1, le=5, description="Idle minutes that end an administrator's session."
+    )
+    auth_session_hours: int = Field(default=12, ge=1, le=24, description="Longest a session lasts, active or not.")
+    auth_inactive_days: int = Field(
+        default=45, ge=1, le=45, description="Days without a login after which an account is locked."
+    )
+    oidc_issuer: str | None = Field(default=None, description="Single sign-on: the OpenID Connect issuer (iss).")
+    oidc_audience: str | None = Field(default=None, description="Single sign-on: the audience (aud) tokens carry.")
+    oidc_jwks_url: str | None = Field(default=None, description="Single sign-on: the issuer's JWKS address.")
+    oidc_algorithms: str = Field(
+        default="RS256,ES256", description="Single sign-on: accepted signature algorithms (asymmetric only)."
+    )
+    cors_origins: str = Field(
+        default="", description="Comma-separated origins allowed to call the API from a browser (none by default)."
+    )
     audit_retention_days: int = Field(
         default=365, ge=30, description="Days the audit trail is kept by `gis-ioc audit prune` (12 months)."
     )

@@ -243,7 +243,7 @@ def change_password(
         audit.record(conn, actor=username, action="auth.password_change", address=address)
 
 
-def enrol_totp(conn: psycopg.Connection[Any], username: str, issuer: str = "gis_ioc Hưng Yên") -> tuple[str, str]:
+def enrol_totp(username: str, issuer: str = "gis_ioc Hưng Yên") -> tuple[str, str]:
     """Start enrolling a second factor: a new secret and its otpauth:// address (for the QR code)."""
     secret = pyotp.random_base32()
     return secret, pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=issuer)

@@ -155,7 +155,7 @@ def test_sessions_end_when_idle_and_admins_sooner(db: psycopg.Connection[Any]) -
 
 def test_second_factor(db: psycopg.Connection[Any]) -> None:
     password = _new(db, "do.hanh", ["administrator"])
-    secret, uri = sessions.enrol_totp(db, "do.hanh")
+    secret, uri = sessions.enrol_totp("do.hanh")
     assert uri.startswith("otpauth://totp/") and "do.hanh" in uri
     with pytest.raises(InvalidInput, match="does not match"):
         sessions.confirm_totp(db, "do.hanh", secret, "000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
