@@ -87,6 +87,11 @@ def create_pool(settings: Settings) -> ConnectionPool:
         kwargs={"options": options, "connect_timeout": 5},
         open=False,
         name="gis_ioc",
+        # After PostGIS restarts: connections are checked when taken (dead ones replaced), and a failing
+        # reconnection gives up after 10 s so that the next request starts a fresh attempt, instead of the
+        # pool's backoff growing to minutes; service comes back within seconds of the database.
+        check=ConnectionPool.check_connection,
+        reconnect_timeout=10,
     )
 
 
