@@ -20,6 +20,7 @@ from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
 from gis_ioc import __version__
+from gis_ioc.api import admin as admin_api
 from gis_ioc.api import auth as auth_api
 from gis_ioc.api import exports as exports_api
 from gis_ioc.api import loads as loads_api
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.address_limiter = auth_api.RateLimiter(5 * settings.auth_login_attempts_per_minute)
     app.state.oidc = oidc_verifier(settings)
     app.include_router(auth_api.router)
+    app.include_router(admin_api.router)
     app.include_router(scenarios_api.router)
     app.include_router(loads_api.router)
     app.include_router(plans_api.router)

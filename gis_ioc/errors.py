@@ -58,3 +58,17 @@ class LoadError(GisIocError):
 
     status = 422
     title = "Load refused"
+
+
+class Unauthorized(GisIocError):
+    """No valid credentials (the answer carries WWW-Authenticate)."""
+
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(GisIocError):
+    """Valid credentials, but not allowed to do this."""
+
+    status = 403
+    title = "Forbidden"

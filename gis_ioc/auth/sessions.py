@@ -21,14 +21,13 @@ from gis_ioc.auth import audit
 from gis_ioc.auth.accounts import KEY_PREFIX
 from gis_ioc.auth.passwords import check_policy, hash_password, needs_rehash, verify_password
 from gis_ioc.auth.roles import ADMIN_ROLES
-from gis_ioc.errors import GisIocError, InvalidInput
+from gis_ioc.errors import InvalidInput, Unauthorized
 
 LOGIN_FAILED = "the user name, password or code is wrong, or the account cannot log in now"
 
 
-class AuthenticationFailed(GisIocError):
-    status = 401
-    title = "Unauthorized"
+class AuthenticationFailed(Unauthorized):
+    """The credentials given are not valid."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,110 @@
+"""The admin API: the account lifecycle on written request over HTTP, for administrators with a second
+factor only; refusals and changes in the audit trail."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import psycopg
+import pyotp
+import pytest
+from fastapi.testclient import TestClient
+
+from gis_ioc.auth import accounts, sessions
+from gis_ioc.auth.accounts import RequestRef
+from gis_ioc.database.connection import connect
+from tests.api.conftest import client  # noqa: F401
+
+REF = RequestRef("5/QĐ-UBND", date(2026, 11, 2), "UBND tỉnh Hưng Yên")
+REQUEST = {"number": "123/VP-TTHN", "date": "2026-11-20", "agency": "Văn phòng UBND tỉnh"}
+
+
+@pytest.fixture(scope="module")
+def conn(settings: Any, loaded: Any) -> Any:
+    with connect(settings, autocommit=True) as c:
+        yield c
+
+
+def _login(client: TestClient, username: str, password: str, code: str | None = None) -> dict[str, str]:  # noqa: F811
+    body = {"username": username, "password": password} | ({"code": code} if code else {})
+    response = client.post("/api/auth/login", json=body)
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
+@pytest.fixture(scope="module")
+def admin(conn: psycopg.Connection[Any]) -> tuple[str, str, str]:
+    _, first = accounts.create_account(
+        conn,
+        username="root.admin",
+        full_name="Quản trị",
+        agency="TTGSĐH",
+        roles=["administrator"],
+        ref=REF,
+        actor="cli:test",
+    )
+    password = "quản trị hệ thống IOC 2026"
+    sessions.change_password(conn, "root.admin", first, password)
+    secret, _ = sessions.enrol_totp("root.admin")
+    sessions.confirm_totp(conn, "root.admin", secret, pyotp.TOTP(secret).now())
+    return "root.admin", password, secret
+
+
+def test_administrator_creates_an_analyst_on_request(client: TestClient, admin: tuple[str, str, str]) -> None:  # noqa: F811
+    username, password, secret = admin
+    headers = _login(client, username, password, pyotp.TOTP(secret).now())
+    missing = client.post(
+        "/api/admin/accounts", headers=headers, json={"username": "ng.analyst", "full_name": "N", "unit": "Sở KH"}
+    )
+    assert missing.status_code == 400 and "request" in missing.json()["detail"]
+    created = client.post(
+        "/api/admin/accounts",
+        headers=headers,
+        json={
+            "username": "ng.analyst",
+            "full_name": "Ngô Văn Phúc",
+            "unit": "Sở Tài chính",
+            "roles": ["analyst"],
+            "request": REQUEST,
+        },
+    )
+    assert created.status_code == 201, created.text
+    one_time = created.json()["one_time_password"]
+    assert created.json()["account"]["roles"] == ["analyst"]
+    analyst = _login(client, "ng.analyst", one_time)
+    refused = client.get("/api/admin/accounts", headers=analyst)
+    assert refused.status_code == 403 and "accounts" in refused.json()["detail"]
+    key = client.post("/api/admin/accounts/ng.analyst/key", headers=headers, json={"request": REQUEST, "days": 30})
+    assert key.status_code == 200 and key.json()["api_key"].startswith("gis_")
+    assert client.get("/api/auth/me", headers={"X-API-Key": key.json()["api_key"]}).json()["username"] == "ng.analyst"
+    locked = client.post(
+        "/api/admin/accounts/ng.analyst/lock", headers=headers, json={"request": REQUEST, "reason": "nghỉ việc"}
+    )
+    assert locked.status_code == 200 and locked.json()["account"]["state"] == "locked"
+    assert client.get("/api/auth/me", headers={"X-API-Key": key.json()["api_key"]}).status_code == 401
+    self_lock = client.post("/api/admin/accounts/root.admin/lock", headers=headers, json={"request": REQUEST})
+    assert self_lock.status_code == 400
+    trail = client.get("/api/admin/audit", headers=headers, params={"target": "ng.analyst"}).json()
+    assert [r["action"] for r in reversed(trail)] == ["account.create", "account.issue_key", "account.lock"]
+    assert trail[-1]["detail"]["request"] == "123/VP-TTHN" and trail[-1]["actor"] == "root.admin"
+    denied = client.get("/api/admin/audit", headers=headers, params={"action": "denied", "actor": "ng.analyst"}).json()
+    assert denied and denied[0]["target"] == "GET /api/admin/accounts"
+    assert client.get("/api/admin/audit/verify", headers=headers).json()["ok"] is True
+
+
+def test_administrators_need_a_second_factor(client: TestClient, conn: psycopg.Connection[Any]) -> None:  # noqa: F811
+    _, first = accounts.create_account(
+        conn,
+        username="weak.admin",
+        full_name="Quản trị 2",
+        agency="TTGSĐH",
+        roles=["administrator"],
+        ref=REF,
+        actor="cli:test",
+    )
+    sessions.change_password(conn, "weak.admin", first, "một mật khẩu rất dài 2026")
+    headers = _login(client, "weak.admin", "một mật khẩu rất dài 2026")
+    response = client.get("/api/admin/accounts", headers=headers)
+    assert response.status_code == 403 and "second factor" in response.json()["detail"]
+    assert client.get("/api/admin/accounts").status_code == 401
