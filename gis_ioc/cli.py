@@ -370,6 +370,46 @@ def scenario_run(
         )
 
 
+@scenario.command("rerun")
+@click.argument("run_id", type=int)
+@click.option("--period", help="Another period to compare with (default: the run's own, to reproduce it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole comparison as JSON.")
+@click.pass_context
+def scenario_rerun(ctx: click.Context, run_id: int, period: str | None, as_json: bool) -> None:
+    """Run stored run RUN_ID again over the same selection and show old and new figures side by side."""
+    from gis_ioc.scenarios.engine import rerun
+    from gis_ioc.scenarios.models import load_scenarios
+
+    settings = _settings(ctx)
+    cat = _catalog(settings)
+    with connect(settings, autocommit=True) as conn:
+        result = rerun(
+            conn,
+            cat,
+            load_scenarios(settings.config_dir / "scenarios", cat),
+            run_id,
+            period,
+            privacy_threshold=settings.privacy_threshold,
+        )
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+        return
+    before, after = result["before"], result["after"]
+    table = Table(
+        "indicator",
+        f"run {before['id']} ({before['period']})",
+        f"run {after['id']} ({after['period']})",
+        "change",
+        title=f"{after['scenario']}: " + ("data changed since" if result["data_changed"] else "same data"),
+    )
+    for row in result["indicators"]:
+        old = "–" if row["before"]["value"] is None else f"{row['before']['value']:,.2f} ({row['before']['status']})"
+        new = "–" if row["after"]["value"] is None else f"{row['after']['value']:,.2f} ({row['after']['status']})"
+        change = "–" if row["change"] is None else f"{row['change']:+,.2f}"
+        table.add_row(row["name"]["vi"], old, new, change)
+    Console().print(table)
+
+
 @scenario.command("emergency")
 @click.option(
     "--incident",

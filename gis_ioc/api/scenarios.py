@@ -11,7 +11,7 @@ from gis_ioc.database.connection import translate_errors
 from gis_ioc.errors import InvalidInput
 from gis_ioc.scenarios import selectors
 from gis_ioc.scenarios.emergency import incident_from_request, run_emergency
-from gis_ioc.scenarios.engine import get_run, run_scenario
+from gis_ioc.scenarios.engine import get_run, rerun, run_scenario
 from gis_ioc.scenarios.models import get_scenario
 
 router = APIRouter(prefix="/api/scenarios", tags=["scenarios"])
@@ -58,6 +58,31 @@ async def stored_run(request: Request, run_id: int) -> dict[str, Any]:
     def work() -> dict[str, Any]:
         with translate_errors(), request.app.state.pool.connection(timeout=10) as conn:
             return get_run(conn, run_id)
+
+    return await run_in_threadpool(work)
+
+
+@router.post("/runs/{run_id}/rerun", summary="Run a stored run again: reproduce it, or compare with another period")
+async def rerun_stored(
+    request: Request, run_id: int, body: Annotated[dict[str, Any] | None, Body(examples=[{"period": "2026-Q4"}])] = None
+) -> dict[str, Any]:
+    """Body (optional): ``period``; without it the run's own period (to reproduce a figure quoted in a
+    meeting). Answers the new run and, per indicator, the stored and the new total side by side."""
+    period = (body or {}).get("period")
+    if period is not None and not isinstance(period, str):
+        raise InvalidInput("period must be YYYY or YYYY-Qn")
+    app = request.app
+
+    def work() -> dict[str, Any]:
+        with translate_errors(), app.state.pool.connection(timeout=10) as conn:
+            return rerun(
+                conn,
+                app.state.catalog,
+                app.state.scenarios,
+                run_id,
+                period,
+                privacy_threshold=app.state.settings.privacy_threshold,
+            )
 
     return await run_in_threadpool(work)
 

@@ -456,7 +456,9 @@ def evaluate(
             name = {"vi": ind.name.vi, "en": ind.name.en}
             results.append(IndicatorResult(ind.id, name, ind.sector, ind.unit, ind.direction, total, communes))
             continue
-        horizon = now - timedelta(days=ind.freshness_days)
+        # Stale: reported longer before the end of the period (or now, for the period under way) than the
+        # indicator's freshness allows; a quarter reported weeks after it ended is not stale for that quarter.
+        horizon = min(period_bounds(period)[1], now) - timedelta(days=ind.freshness_days)
         reported = {s.code: v[3] for s in shares if (v := values.get((ind.id, s.code, period)))}
         stale_codes = {code for code, when in reported.items() if when < horizon}
         # A total is stale when most of the communes it rests on last reported too long ago.

@@ -13,6 +13,7 @@ import psycopg
 from gis_ioc.catalog import Catalog
 from gis_ioc.catalog.indicators import PERIOD_RE
 from gis_ioc.errors import InvalidInput, NotFound
+from gis_ioc.scenarios import selectors
 from gis_ioc.scenarios.aggregate import apportion, as_dict, evaluate, flags, suppress
 from gis_ioc.scenarios.models import Scenario
 from gis_ioc.scenarios.selectors import Selection
@@ -119,4 +120,63 @@ def get_run(conn: psycopg.Connection[Any], run_id: int) -> dict[str, Any]:
         "run_by": row[6],
         "run_at": row[7].isoformat(),
         "duration_ms": row[8],
+    }
+
+
+def selection_of(conn: psycopg.Connection[Any], described: dict[str, Any], catalog: Catalog) -> Selection:
+    """The selection a stored run was made over, rebuilt from its description."""
+    kind = described.get("kind")
+    crs = described.get("crs")
+    if kind == "point":
+        return selectors.point(conn, described["x"], described["y"], crs)
+    if kind == "radius":
+        return selectors.radius(conn, described["x"], described["y"], described["radius_m"], crs)
+    if kind == "zone":
+        if "feature" in described:
+            return selectors.zone(conn, feature=described["feature"], catalog=catalog)
+        return selectors.zone(conn, described["geometry"], crs)
+    if kind == "communes":
+        return selectors.communes(conn, list(described["codes"]))
+    if kind == "province":
+        return selectors.province(conn)
+    raise InvalidInput(f"stored selection of kind {kind!r} cannot be rebuilt")
+
+
+def rerun(
+    conn: psycopg.Connection[Any],
+    catalog: Catalog,
+    scenarios: dict[str, Scenario],
+    run_id: int,
+    period: str | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Run a stored run again over the same selection: for its own period (to reproduce a figure quoted
+    in a meeting) or another one (to compare with the next period). Returns the new run and, per
+    indicator, the stored and the new total side by side."""
+    before = get_run(conn, run_id)
+    if before["scenario"] not in scenarios:
+        raise InvalidInput(f"run {run_id} is not a sector scenario run ({before['scenario']})")
+    selection = selection_of(conn, before["selection"], catalog)
+    after = run_scenario(conn, catalog, scenarios[before["scenario"]], selection, period or before["period"], **options)
+    old = {i["id"]: i["total"] for i in before["indicators"]}
+    rows = []
+    for indicator in after.indicators:
+        total, previous = indicator["total"], old.get(indicator["id"], {})
+        change = None if total["value"] is None or previous.get("value") is None else total["value"] - previous["value"]
+        rows.append(
+            {
+                "indicator": indicator["id"],
+                "name": indicator["name"],
+                "unit": indicator["unit"],
+                "before": {k: previous.get(k) for k in ("value", "target", "status")},
+                "after": {k: total[k] for k in ("value", "target", "status")},
+                "change": change,
+                "same": change is not None and abs(change) < 1e-9 and previous.get("status") == total["status"],
+            }
+        )
+    return {
+        "before": {k: before[k] for k in ("id", "period", "run_at", "data_version")},
+        "after": after.as_dict(),
+        "data_changed": before["data_version"] != after.data_version,
+        "indicators": rows,
     }
