@@ -170,7 +170,9 @@ def check_geometry(
     findings.rows("error", "no_geometry", rows[missing], "the feature has no geometry", "geometry")
     ok &= ~missing
     geoms = geoms.copy()
-    geoms[ok] = shapely.force_2d(geoms[ok])
+    three_d = ok & shapely.has_z(geoms)
+    if three_d.any():
+        geoms[three_d] = shapely.force_2d(geoms[three_d])
 
     want = _FAMILY[layer.geometry.removeprefix("Multi")]
     multi = layer.geometry.startswith("Multi")
@@ -280,7 +282,7 @@ def check_duplicates(geoms: np.ndarray, keys: list[Any] | None, key_name: str | 
                 )
     present = ~shapely.is_missing(geoms)
     wkb = pd.Series([None] * len(geoms), dtype=object)
-    wkb[present] = shapely.to_wkb(shapely.normalize(geoms[present]))
+    wkb[present] = shapely.to_wkb(geoms[present])  # exact copies (the usual copy-paste); not reordered rings
     dup = (wkb.notna() & wkb.duplicated(keep="first")).to_numpy()
     if dup.any():
         firsts = {w: i + 1 for i, w in reversed(list(enumerate(wkb.tolist()))) if w is not None}
