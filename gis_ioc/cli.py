@@ -16,7 +16,8 @@ from rich.table import Table
 
 from gis_ioc import __version__
 from gis_ioc.auth.cli import account, audit_group, backup_command, restore_command
-from gis_ioc.catalog import Catalog, load_catalog
+from gis_ioc.catalog import Catalog
+from gis_ioc.clikit import catalog_of, console, settings_of
 from gis_ioc.database import migrations
 from gis_ioc.database.connection import cluster_for, connect, describe, ensure_database
 from gis_ioc.errors import GisIocError
@@ -24,20 +25,9 @@ from gis_ioc.loaders.cli import load as load_commands
 from gis_ioc.maps.cli import export_group, map_command, report_command
 from gis_ioc.settings import Settings
 
-console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _settings(ctx: click.Context) -> Settings:
-    obj = ctx.ensure_object(dict)
-    if "settings" not in obj:
-        obj["settings"] = Settings()
-    settings: Settings = obj["settings"]
-    return settings
-
-
-def _catalog(settings: Settings) -> Catalog:
-    return load_catalog(settings.layers_dir, settings.styles_dir, settings.config_dir)
+_settings = settings_of
+_catalog = catalog_of
 
 
 class _Group(click.Group):

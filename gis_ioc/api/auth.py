@@ -168,11 +168,17 @@ async def me(request: Request) -> dict[str, Any]:
     return _who(found)
 
 
-@router.post("/password", summary="Change my password (required at first login)")
-async def change_password(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, str]:
+async def _own_session(request: Request) -> Principal:
+    """The principal of a built-in account's session (not an API key or an SSO token)."""
     found = await run_in_threadpool(principal, request)
     if found is None or found.via != "session":
         raise AuthenticationFailed("log in with the account's password first")
+    return found
+
+
+@router.post("/password", summary="Change my password (required at first login)")
+async def change_password(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, str]:
+    found = await _own_session(request)
     old, new = _text(body, "old_password"), _text(body, "new_password")
 
     def work() -> None:
@@ -185,18 +191,14 @@ async def change_password(request: Request, body: Annotated[dict[str, Any], Body
 
 @router.post("/totp", summary="Start enrolling a second factor: a secret and its otpauth:// address")
 async def totp_enrol(request: Request) -> dict[str, str]:
-    found = await run_in_threadpool(principal, request)
-    if found is None or found.via != "session":
-        raise AuthenticationFailed("log in with the account's password first")
+    found = await _own_session(request)
     secret, uri = sessions.enrol_totp(found.username)
     return {"secret": secret, "otpauth_uri": uri}
 
 
 @router.post("/totp/confirm", summary="Keep the second factor once the authenticator shows a matching code")
 async def totp_confirm(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, str]:
-    found = await run_in_threadpool(principal, request)
-    if found is None or found.via != "session":
-        raise AuthenticationFailed("log in with the account's password first")
+    found = await _own_session(request)
     secret, code = _text(body, "secret"), _text(body, "code")
 
     def work() -> None:

@@ -276,6 +276,39 @@ def delete(
     return account
 
 
+def _rights(
+    conn: psycopg.Connection[Any],
+    action: str,
+    username: str,
+    ref: RequestRef,
+    actor: str,
+    roles: list[str] | None,
+    layers: list[str] | None,
+    communes: list[str] | None,
+    address: str | None,
+) -> Account:
+    """Add (grant) or take away (revoke) roles, layer grants or communes."""
+    current = get_account(conn, username)
+
+    def apply(have: list[str], change: list[str] | None) -> list[str]:
+        given = set(change or [])
+        return sorted(set(have) | given) if action == "grant" else [x for x in have if x not in given]
+
+    new_roles, new_communes = apply(current.roles, roles), apply(current.communes, communes)
+    _check_roles(new_roles, new_communes)
+    return _change(
+        conn,
+        username,
+        action,
+        ref,
+        actor,
+        "UPDATE gis_ioc.accounts SET roles = %s, grants = %s, communes = %s WHERE id = %s",
+        (new_roles, apply(current.grants, layers), new_communes),
+        {"roles": roles or [], "layers": layers or [], "communes": communes or []},
+        address,
+    )
+
+
 def grant(
     conn: psycopg.Connection[Any],
     username: str,
@@ -287,22 +320,8 @@ def grant(
     communes: list[str] | None = None,
     address: str | None = None,
 ) -> Account:
-    """Add roles, layer grants or communes."""
-    current = get_account(conn, username)
-    new_roles = sorted(set(current.roles) | set(roles or []))
-    new_communes = sorted(set(current.communes) | set(communes or []))
-    _check_roles(new_roles, new_communes)
-    return _change(
-        conn,
-        username,
-        "grant",
-        ref,
-        actor,
-        "UPDATE gis_ioc.accounts SET roles = %s, grants = %s, communes = %s WHERE id = %s",
-        (new_roles, sorted(set(current.grants) | set(layers or [])), new_communes),
-        {"roles": roles or [], "layers": layers or [], "communes": communes or []},
-        address,
-    )
+    """Give roles, layers or communes."""
+    return _rights(conn, "grant", username, ref, actor, roles, layers, communes, address)
 
 
 def revoke(
@@ -316,21 +335,8 @@ def revoke(
     communes: list[str] | None = None,
     address: str | None = None,
 ) -> Account:
-    current = get_account(conn, username)
-    new_roles = [r for r in current.roles if r not in set(roles or [])]
-    new_communes = [c for c in current.communes if c not in set(communes or [])]
-    _check_roles(new_roles, new_communes)
-    return _change(
-        conn,
-        username,
-        "revoke",
-        ref,
-        actor,
-        "UPDATE gis_ioc.accounts SET roles = %s, grants = %s, communes = %s WHERE id = %s",
-        (new_roles, [g for g in current.grants if g not in set(layers or [])], new_communes),
-        {"roles": roles or [], "layers": layers or [], "communes": communes or []},
-        address,
-    )
+    """Take roles, layers or communes away."""
+    return _rights(conn, "revoke", username, ref, actor, roles, layers, communes, address)
 
 
 def issue_key(

@@ -20,19 +20,11 @@ from rich.table import Table
 
 from gis_ioc.auth import accounts, audit
 from gis_ioc.auth.accounts import RequestRef
+from gis_ioc.clikit import console, settings_of
 from gis_ioc.database import backup as backups
 from gis_ioc.database.connection import connect
-from gis_ioc.settings import Settings
 
-console = Console(stderr=True)
-
-
-def _settings(ctx: click.Context) -> Settings:
-    obj = ctx.ensure_object(dict)
-    if "settings" not in obj:
-        obj["settings"] = Settings()
-    settings: Settings = obj["settings"]
-    return settings
+_settings = settings_of
 
 
 def _actor() -> str:

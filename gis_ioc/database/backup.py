@@ -9,7 +9,6 @@ archiving with pgBackRest) is for production and is described in docs/operations
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ from psycopg import sql
 from gis_ioc import __version__
 from gis_ioc.database.cluster import find_bindir
 from gis_ioc.database.connection import connect, conninfo
+from gis_ioc.database.loads import sha256_file
 from gis_ioc.errors import GisIocError, InvalidInput
 
 #: Folders under GIS_IOC_HOME whose files are part of the data (the database refers to them).
@@ -43,14 +43,6 @@ class BackupResult:
     rows: int
     files: int
     bytes: int
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
@@ -101,14 +93,14 @@ def backup(settings: Any, target: Path) -> BackupResult:
         )
         if result.returncode != 0:
             raise BackupError(f"pg_dump failed: {result.stderr.strip()[-500:]}")
-        files: dict[str, str] = {"database.dump": _sha256(dump)}
+        files: dict[str, str] = {"database.dump": sha256_file(dump)}
         for name in STORED:
             source = settings.home / name
             if source.is_dir():
                 shutil.copytree(source, partial / "files" / name)
         for path in sorted((partial / "files").rglob("*")) if (partial / "files").exists() else []:
             if path.is_file():
-                files[str(path.relative_to(partial))] = _sha256(path)
+                files[str(path.relative_to(partial))] = sha256_file(path)
         manifest = {
             "gis_ioc": __version__,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -135,7 +127,7 @@ def check(folder: Path) -> dict[str, Any]:
     bad = [
         name
         for name, digest in manifest["files"].items()
-        if not (folder / name).is_file() or _sha256(folder / name) != digest
+        if not (folder / name).is_file() or sha256_file(folder / name) != digest
     ]
     if bad:
         raise InvalidInput(f"the backup is damaged: {', '.join(bad[:5])} do not match the manifest")

@@ -49,15 +49,22 @@ _XY = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 
 _CRS = _input("CRS", "CRS of the coordinates (default CRS84 lon,lat; e.g. EPSG:9209 VN-2000)", {"type": "string"})
 
 
-def scenario_metadata(scenario: Scenario) -> dict[str, Any]:
+def _described(scenario: Scenario | EmergencyScenario, keywords: list[str]) -> dict[str, Any]:
     return {
         "version": "1.0.0",
         "id": scenario.id,
         "title": {"vi": scenario.title.vi, "en": scenario.title.en},
         "description": {"vi": scenario.description.vi, "en": scenario.description.en},
         "jobControlOptions": _CONTROL,
-        "keywords": ["scenario", scenario.id, *scenario.indicators],
+        "keywords": keywords,
         "links": [],
+        "outputs": _RESULT,
+    }
+
+
+def scenario_metadata(scenario: Scenario) -> dict[str, Any]:
+    return {
+        **_described(scenario, ["scenario", scenario.id, *scenario.indicators]),
         "inputs": {
             "period": _input("Period", "YYYY-Qn or YYYY", {"type": "string", "pattern": PERIOD_RE.pattern}, True),
             "point": _input("Point", "[x, y]: the commune containing it", _XY),
@@ -71,20 +78,13 @@ def scenario_metadata(scenario: Scenario) -> dict[str, Any]:
             "province": _input("Province", "true: the whole province", {"type": "boolean"}),
             "crs": _CRS,
         },
-        "outputs": _RESULT,
         "example": {"inputs": {"period": "2026-Q3", "radius": {"at": [106.05, 20.65], "metres": 2000}}},
     }
 
 
 def emergency_metadata(scenario: EmergencyScenario) -> dict[str, Any]:
     return {
-        "version": "1.0.0",
-        "id": scenario.id,
-        "title": {"vi": scenario.title.vi, "en": scenario.title.en},
-        "description": {"vi": scenario.description.vi, "en": scenario.description.en},
-        "jobControlOptions": _CONTROL,
-        "keywords": ["emergency", *scenario.incidents],
-        "links": [],
+        **_described(scenario, ["emergency", *scenario.incidents]),
         "inputs": {
             "incident": _input("Incident", "What happened", {"type": "string", "enum": list(scenario.incidents)}, True),
             "at": _input("At", "[x, y] of the incident (rings around it)", _XY),
@@ -96,7 +96,6 @@ def emergency_metadata(scenario: EmergencyScenario) -> dict[str, Any]:
             "zone": _input("Zone", 'Instead of at: the flooded polygon (GeoJSON) or "layer:fid"', {"type": "object"}),
             "crs": _CRS,
         },
-        "outputs": _RESULT,
         "example": {"inputs": {"incident": "flood", "at": [106.05, 20.65], "rings": [500, 1000, 2000]}},
     }
 

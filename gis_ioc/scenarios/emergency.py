@@ -18,7 +18,6 @@ Distances are measured on the ground (geography). A building counts in the first
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,7 +33,7 @@ from gis_ioc.crs import PUBLISHED
 from gis_ioc.errors import InvalidInput
 from gis_ioc.publish.cql import FilterCompiler, Params, parse_filter
 from gis_ioc.scenarios import selectors
-from gis_ioc.scenarios.engine import data_version
+from gis_ioc.scenarios.engine import data_version, store_run
 from gis_ioc.scenarios.models import EmergencyScenario
 
 # ST_Expand by distance / DEGREE_M degrees covers ``distance`` metres anywhere in Vietnam (a degree of
@@ -556,20 +555,15 @@ def run_emergency(
     run.duration_ms = round((time.perf_counter() - started) * 1000, 1)
     if store and period is not None:
         body = run.as_dict()
-        row = conn.execute(
-            "INSERT INTO gis_ioc.scenario_runs (scenario, period, selection, data_version, result, duration_ms) "
-            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            (
-                scenario.id,
-                period,
-                json.dumps(incident.request),
-                json.dumps(run.data_version),
-                json.dumps({k: body[k] for k in body if k not in ("id", "scenario", "period", "data_version")}),
-                run.duration_ms,
-            ),
-        ).fetchone()
-        assert row is not None
-        run.id = int(row[0])
+        run.id = store_run(
+            conn,
+            scenario.id,
+            period,
+            incident.request,
+            run.data_version,
+            {k: body[k] for k in body if k not in ("id", "scenario", "period", "data_version")},
+            run.duration_ms,
+        )
     return run
 
 

@@ -85,21 +85,35 @@ def run_scenario(
     run.duration_ms = round((time.perf_counter() - started) * 1000, 1)
     if store:
         body = run.as_dict()
-        row = conn.execute(
-            "INSERT INTO gis_ioc.scenario_runs (scenario, period, selection, data_version, result, duration_ms) "
-            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            (
-                scenario.id,
-                period,
-                json.dumps(run.selection),
-                json.dumps(run.data_version),
-                json.dumps({k: body[k] for k in ("communes", "indicators", "flags", "suppressed")}),
-                run.duration_ms,
-            ),
-        ).fetchone()
-        assert row is not None
-        run.id = int(row[0])
+        run.id = store_run(
+            conn,
+            scenario.id,
+            period,
+            run.selection,
+            run.data_version,
+            {k: body[k] for k in ("communes", "indicators", "flags", "suppressed")},
+            run.duration_ms,
+        )
     return run
+
+
+def store_run(
+    conn: psycopg.Connection[Any],
+    scenario: str,
+    period: str,
+    selection: dict[str, Any],
+    version: dict[str, Any],
+    result: dict[str, Any],
+    duration_ms: float,
+) -> int:
+    """Keep a run with what it was asked and the data version it saw; returns its id."""
+    row = conn.execute(
+        "INSERT INTO gis_ioc.scenario_runs (scenario, period, selection, data_version, result, duration_ms) "
+        "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+        (scenario, period, json.dumps(selection), json.dumps(version), json.dumps(result, default=str), duration_ms),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def get_run(conn: psycopg.Connection[Any], run_id: int) -> dict[str, Any]:

@@ -31,24 +31,14 @@ from gis_ioc.database.cluster import Cluster
 from gis_ioc.database.connection import cluster_for, connect, ensure_database
 from gis_ioc.errors import InvalidInput
 from gis_ioc.settings import Settings
+from tests.auth.conftest import REF, create
 from tests.conftest import free_port, scalar, temp_home
 
-REF = RequestRef("123/VP-TTHN", date(2026, 11, 20), "Văn phòng UBND tỉnh")
 ADMIN = "cli:test"
 
 
 def _new(db: psycopg.Connection[Any], username: str, roles: list[str], **extra: Any) -> str:
-    _, password = accounts.create_account(
-        db,
-        username=username,
-        full_name="Nguyễn Văn A",
-        agency="Sở Tài chính",
-        roles=roles,
-        ref=REF,
-        actor=ADMIN,
-        **extra,
-    )
-    return password
+    return create(db, username, roles, **extra)
 
 
 def test_no_change_without_a_written_request(db: psycopg.Connection[Any]) -> None:

@@ -3,7 +3,6 @@ factor only; refusals and changes in the audit trail."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import psycopg
@@ -11,19 +10,11 @@ import pyotp
 import pytest
 from fastapi.testclient import TestClient
 
-from gis_ioc.auth import accounts, sessions
-from gis_ioc.auth.accounts import RequestRef
-from gis_ioc.database.connection import connect
+from gis_ioc.auth import sessions
 from tests.api.conftest import client  # noqa: F401
+from tests.auth.conftest import create
 
-REF = RequestRef("5/QĐ-UBND", date(2026, 11, 2), "UBND tỉnh Hưng Yên")
 REQUEST = {"number": "123/VP-TTHN", "date": "2026-11-20", "agency": "Văn phòng UBND tỉnh"}
-
-
-@pytest.fixture(scope="module")
-def conn(settings: Any, loaded: Any) -> Any:
-    with connect(settings, autocommit=True) as c:
-        yield c
 
 
 def _login(client: TestClient, username: str, password: str, code: str | None = None) -> dict[str, str]:  # noqa: F811
@@ -35,15 +26,7 @@ def _login(client: TestClient, username: str, password: str, code: str | None = 
 
 @pytest.fixture(scope="module")
 def admin(conn: psycopg.Connection[Any]) -> tuple[str, str, str]:
-    _, first = accounts.create_account(
-        conn,
-        username="root.admin",
-        full_name="Quản trị",
-        agency="TTGSĐH",
-        roles=["administrator"],
-        ref=REF,
-        actor="cli:test",
-    )
+    first = create(conn, "root.admin", ["administrator"], full_name="Quản trị", agency="TTGSĐH")
     password = "quản trị hệ thống IOC 2026"
     sessions.change_password(conn, "root.admin", first, password)
     secret, _ = sessions.enrol_totp("root.admin")
@@ -94,15 +77,7 @@ def test_administrator_creates_an_analyst_on_request(client: TestClient, admin: 
 
 
 def test_administrators_need_a_second_factor(client: TestClient, conn: psycopg.Connection[Any]) -> None:  # noqa: F811
-    _, first = accounts.create_account(
-        conn,
-        username="weak.admin",
-        full_name="Quản trị 2",
-        agency="TTGSĐH",
-        roles=["administrator"],
-        ref=REF,
-        actor="cli:test",
-    )
+    first = create(conn, "weak.admin", ["administrator"], full_name="Quản trị 2", agency="TTGSĐH")
     sessions.change_password(conn, "weak.admin", first, "một mật khẩu rất dài 2026")
     headers = _login(client, "weak.admin", "một mật khẩu rất dài 2026")
     response = client.get("/api/admin/accounts", headers=headers)

@@ -2,41 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from gis_ioc.auth import accounts
-from gis_ioc.auth.accounts import RequestRef
 from gis_ioc.auth.sessions import LOGIN_FAILED
 from tests.api.conftest import client  # noqa: F401  (the application on the suite's database)
-
-REF = RequestRef("77/SXD-VP", date(2026, 11, 25), "Sở Xây dựng")
-
-
-@pytest.fixture(scope="module")
-def analyst(db_module: psycopg.Connection[Any]) -> tuple[str, str]:
-    _, password = accounts.create_account(
-        db_module,
-        username="api.analyst",
-        full_name="Bùi Thị Lan",
-        agency="Sở Xây dựng",
-        roles=["analyst"],
-        ref=REF,
-        actor="cli:test",
-    )
-    return "api.analyst", password
+from tests.auth.conftest import create
 
 
 @pytest.fixture(scope="module")
-def db_module(settings: Any, loaded: Any) -> Any:
-    from gis_ioc.database.connection import connect
-
-    with connect(settings, autocommit=True) as conn:
-        yield conn
+def analyst(conn: psycopg.Connection[Any]) -> tuple[str, str]:
+    return "api.analyst", create(conn, "api.analyst", ["analyst"], full_name="Bùi Thị Lan", agency="Sở Xây dựng")
 
 
 def test_login_me_password_and_logout(client: TestClient, analyst: tuple[str, str]) -> None:  # noqa: F811

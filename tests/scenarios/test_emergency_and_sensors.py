@@ -50,11 +50,6 @@ def _indicator(run: Any, indicator: str) -> dict[str, Any]:
     return next(i for i in run.indicators if i["id"] == indicator)
 
 
-def _circle(lon: float, lat: float, metres: float, n: int = 256) -> shapely.Polygon:
-    lons, lats, _ = GEOD.fwd([lon] * n, [lat] * n, [i * 360 / n for i in range(n)], [metres] * n)
-    return shapely.Polygon(list(zip(lons, lats, strict=True)))
-
-
 # -- households within reach of a primary school ---------------------------------------------------
 
 
