@@ -29,6 +29,7 @@ from gis_ioc.api import plans as plans_api
 from gis_ioc.api import reports as reports_api
 from gis_ioc.api import scenarios as scenarios_api
 from gis_ioc.api import web as web_api
+from gis_ioc.auth.context import CURRENT
 from gis_ioc.auth.oidc import OidcConfig, OidcVerifier
 from gis_ioc.auth.sessions import Policy
 from gis_ioc.catalog import Catalog, load_catalog
@@ -151,6 +152,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="gis_ioc"'
         return response
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next: Any) -> Any:
+        """Resolve who is asking once, for every door (the OGC API and pygeoapi's code included)."""
+        try:
+            who = await run_in_threadpool(auth_api.principal, request)
+        except GisIocError as exc:
+            return await gis_ioc_error(request, exc)
+        token = CURRENT.set(who)
+        try:
+            return await call_next(request)
+        finally:
+            CURRENT.reset(token)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Any:

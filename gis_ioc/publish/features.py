@@ -44,6 +44,7 @@ class ItemsQuery:
     filter_crs: PublishedCrs = PUBLISHED[0]
     equals: dict[str, Any] = field(default_factory=dict)
     hits: bool = False
+    communes: frozenset[str] | None = None  # a commune officer reads only these communes' features
 
     @property
     def keyset(self) -> bool:
@@ -86,6 +87,8 @@ def feature_sql(layer: Layer, crs: PublishedCrs, properties: list[str] | None, s
 def where_sql(query: ItemsQuery, params: Params) -> sql.Composed:
     layer = query.layer
     parts: list[sql.Composable] = [sql.SQL("t.approval = 'approved'")]
+    if query.communes is not None:
+        parts.append(sql.SQL("t.commune_code = ANY({})").format(params.add(sorted(query.communes))))
     if layer.versioned:
         if query.interval is None:
             parts.append(sql.SQL("t.valid_to IS NULL"))
@@ -170,12 +173,16 @@ def fetch_page(conn: psycopg.Connection[Any], query: ItemsQuery) -> FeaturePage:
     return FeaturePage(features_json, returned, matched, last_fid)
 
 
-def fetch_feature(conn: psycopg.Connection[Any], layer: Layer, fid: int, crs: PublishedCrs) -> str | None:
-    """One approved (and, for versioned layers, any version's) feature as GeoJSON text, or None."""
-    statement = sql.SQL("SELECT {}::text FROM {} t WHERE t.fid = %(fid)s AND t.approval = 'approved'").format(
-        feature_sql(layer, crs, None, False), sql.Identifier(SCHEMA, layer.table)
+def fetch_feature(
+    conn: psycopg.Connection[Any], layer: Layer, fid: int, crs: PublishedCrs, communes: frozenset[str] | None = None
+) -> str | None:
+    """One approved (and, for versioned layers, any version's) feature as GeoJSON text, or None; with
+    ``communes``, only a feature of one of them."""
+    own = sql.SQL(" AND t.commune_code = ANY(%(communes)s)") if communes is not None else sql.SQL("")
+    statement = sql.SQL("SELECT {}::text FROM {} t WHERE t.fid = %(fid)s AND t.approval = 'approved'{}").format(
+        feature_sql(layer, crs, None, False), sql.Identifier(SCHEMA, layer.table), own
     )
-    row = conn.execute(statement, {"fid": fid}).fetchone()
+    row = conn.execute(statement, {"fid": fid, "communes": sorted(communes or ())}).fetchone()
     return None if row is None else str(row[0])
 
 

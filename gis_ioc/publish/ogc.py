@@ -35,6 +35,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from gis_ioc.auth import access
+from gis_ioc.auth.context import CURRENT
 from gis_ioc.catalog import Catalog, Layer
 from gis_ioc.errors import DatabaseUnavailable, GisIocError, InvalidInput, NotFound
 from gis_ioc.http import problem
@@ -101,29 +103,43 @@ class ApisByAddress:
     further addresses get the configured one). With ``GIS_IOC_PUBLIC_URL`` set, that address is used always.
     """
 
-    MAX = 8
+    MAX = 32  # addresses x sets of visible collections
 
-    def __init__(self, config: dict[str, Any], ogc_path: str, fixed: bool) -> None:
+    def __init__(self, config: dict[str, Any], ogc_path: str, fixed: bool, catalog: Catalog) -> None:
         self.config = config
         self.ogc_path = ogc_path
         self.fixed = fixed
-        self.default = build_api(config)
-        self.apis: dict[str, API] = {config["server"]["url"]: self.default}
+        self.layers = [catalog.layers[rid] for rid, r in config["resources"].items() if r.get("type") == "collection"]
+        public = frozenset(layer.id for layer in access.readable(None, self.layers))
+        self.apis: dict[tuple[str, frozenset[str]], API] = {}
         self.lock = threading.Lock()
+        self.default = self.apis[(config["server"]["url"], public)] = self._build(config["server"]["url"], public)
 
     def __call__(self, request: Request) -> API:
-        if self.fixed:
-            return self.default
-        host = request.headers.get("host", "")
-        if not re.fullmatch(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?", host):
-            return self.default
-        url = f"{request.url.scheme}://{host}{self.ogc_path}"
+        visible = self.visible(request)
+        url = self.config["server"]["url"]
+        if not self.fixed:
+            host = request.headers.get("host", "")
+            if re.fullmatch(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?", host):
+                url = f"{request.url.scheme}://{host}{self.ogc_path}"
+        key = (url, visible)
         with self.lock:
-            api = self.apis.get(url)
-            if api is None and len(self.apis) < self.MAX:
-                config = {**self.config, "server": {**self.config["server"], "url": url}}
-                api = self.apis[url] = build_api(config)
-        return api or self.default
+            api = self.apis.get(key) or self.apis.get((self.config["server"]["url"], visible))
+            if api is not None and (api is self.apis.get(key) or len(self.apis) >= self.MAX):
+                return api  # beyond MAX addresses: the configured address, showing only what may be seen
+            api = self.apis[key] = self._build(url, visible)
+        return api
+
+    def _build(self, url: str, visible: frozenset[str]) -> API:
+        resources = {
+            rid: r for rid, r in self.config["resources"].items() if r.get("type") != "collection" or rid in visible
+        }
+        return build_api({**self.config, "server": {**self.config["server"], "url": url}, "resources": resources})
+
+    def visible(self, request: Request) -> frozenset[str]:
+        """The collections the request's principal may see."""
+        who = CURRENT.get()
+        return frozenset(layer.id for layer in access.readable(who, self.layers))
 
 
 def pygeoapi_handler(
@@ -169,10 +185,15 @@ class FeaturesApi:
         self.extents: dict[str, list[float]] = {}
 
     def layer(self, request: Request) -> Layer:
+        """The collection asked for; one the principal may not read is answered as if it did not exist."""
         layer_id = request.path_params["collection_id"]
-        if layer_id not in self.published:
+        if layer_id not in self.published or not access.can_read(CURRENT.get(), self.catalog.layers[layer_id]):
             raise NotFound(f"no collection {layer_id!r}")
         return self.catalog.layers[layer_id]
+
+    @staticmethod
+    def communes(layer: Layer) -> frozenset[str] | None:
+        return access.row_communes(CURRENT.get(), layer)
 
     def _url(self, request: Request, params: dict[str, str] | None = None) -> str:
         public = self.public_url
@@ -210,6 +231,7 @@ class FeaturesApi:
                 raise InvalidInput("give the filter either in the body or as the filter parameter, not both")
             params = {**params, "filter": body, "filter-lang": "cql2-json"}
         query: ItemsQuery = parse_items(layer, params)
+        query.communes = self.communes(layer)
         page = await run_in_threadpool(self._run, lambda conn: fetch_page(conn, query))
         links = self._links(request, params, query, page.returned, page.matched, page.last_fid)
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -282,7 +304,9 @@ class FeaturesApi:
         raw = request.path_params["item_id"]
         if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             raise NotFound(f"no feature {raw!r} in {layer.id}")
-        text = await run_in_threadpool(self._run, lambda conn: fetch_feature(conn, layer, int(raw), crs))
+        text = await run_in_threadpool(
+            self._run, lambda conn: fetch_feature(conn, layer, int(raw), crs, self.communes(layer))
+        )
         if text is None:
             raise NotFound(f"no feature {raw} in {layer.id}")
         links = [
@@ -318,7 +342,8 @@ class FeaturesApi:
         properties = parse_tile_properties(layer, self.catalog, params.get("properties"))
         if z < self.catalog.style_of(layer).min_zoom:
             return tile_response(request, b"", layer)
-        data = await run_in_threadpool(self._run, lambda conn: fetch_tile(conn, layer, z, x, y, properties))
+        communes = self.communes(layer)
+        data = await run_in_threadpool(self._run, lambda conn: fetch_tile(conn, layer, z, x, y, properties, communes))
         return tile_response(request, data, layer)
 
     async def tile_matrix_sets(self, request: Request) -> Response:
@@ -427,7 +452,7 @@ def _job(apis: Callable[[Request], API]) -> Handler:
 def create_ogc_app(
     config: dict[str, Any], catalog: Catalog, pool: ConnectionPool, public_url: str | None, ogc_path: str = "/ogc"
 ) -> Starlette:
-    api = ApisByAddress(config, ogc_path, fixed=public_url is not None)
+    api = ApisByAddress(config, ogc_path, fixed=public_url is not None, catalog=catalog)
     collections = {rid: r for rid, r in config["resources"].items() if r.get("type") == "collection"}
     features = FeaturesApi(catalog, pool, public_url, set(collections))
     features.extents = {rid: r["extents"]["spatial"]["bbox"] for rid, r in collections.items()}

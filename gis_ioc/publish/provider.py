@@ -21,6 +21,8 @@ from pygeoapi.provider.base import (
     ProviderItemNotFoundError,
 )
 
+from gis_ioc.auth.access import row_communes
+from gis_ioc.auth.context import CURRENT
 from gis_ioc.catalog import Catalog, Layer, load_catalog
 from gis_ioc.crs import lookup
 from gis_ioc.errors import DatabaseUnavailable, InvalidInput
@@ -108,6 +110,7 @@ class GisIocProvider(BaseProvider):  # type: ignore[misc]
                 from pygeofilter.backends.cql2_json import to_cql2
 
                 query.filter = json.loads(to_cql2(filterq))
+            query.communes = row_communes(CURRENT.get(), self.layer)
             with _pool(self.conninfo).connection() as conn:
                 page = fetch_page(conn, query)
         except InvalidInput as exc:
@@ -135,7 +138,7 @@ class GisIocProvider(BaseProvider):  # type: ignore[misc]
         spec = kwargs.get("crs_transform_spec")
         crs = lookup(spec.target_crs_uri) if spec is not None else lookup("CRS84")
         with _pool(self.conninfo).connection() as conn:
-            text = fetch_feature(conn, self.layer, fid, crs)
+            text = fetch_feature(conn, self.layer, fid, crs, row_communes(CURRENT.get(), self.layer))
         if text is None:
             raise ProviderItemNotFoundError(user_msg=f"no feature {fid} in {self.layer.id}")
         return json.loads(text)  # type: ignore[no-any-return]

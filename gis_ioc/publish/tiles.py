@@ -34,8 +34,11 @@ def default_tile_properties(layer: Layer, catalog: Catalog) -> list[str]:
     return [f.name for f in layer.fields if f.name in wanted]
 
 
-def tile_sql(layer: Layer, z: int, properties: list[str] | None = None) -> sql.Composed:
-    """One tile of one layer as MVT bytes (parameters: z, x, y); ``properties`` None: every field."""
+def tile_sql(
+    layer: Layer, z: int, properties: list[str] | None = None, communes: frozenset[str] | None = None
+) -> sql.Composed:
+    """One tile of one layer as MVT bytes (parameters: z, x, y, communes); ``properties`` None: every field;
+    ``communes``: only those communes' features (a commune officer's view)."""
     pixel = _WORLD / (2**z) / 256  # metres per screen pixel at this zoom
     geom: sql.Composable = sql.SQL("ST_Transform(t.geom, 3857)")
     if "Point" not in layer.geometry:
@@ -46,6 +49,8 @@ def tile_sql(layer: Layer, z: int, properties: list[str] | None = None) -> sql.C
     ]
     if layer.versioned:
         where.append(sql.SQL("t.valid_to IS NULL"))
+    if communes is not None:
+        where.append(sql.SQL("t.commune_code = ANY(%(communes)s)"))
     if "Polygon" in layer.geometry and z < 14:
         where.append(sql.SQL("ST_Area(t.geom::box2d::geometry) > {}").format(sql.Literal((pixel / 111_000) ** 2)))
     names = [f.name for f in layer.fields] if properties is None else properties
@@ -66,9 +71,16 @@ def tile_sql(layer: Layer, z: int, properties: list[str] | None = None) -> sql.C
 
 
 def fetch_tile(
-    conn: psycopg.Connection[Any], layer: Layer, z: int, x: int, y: int, properties: list[str] | None
+    conn: psycopg.Connection[Any],
+    layer: Layer,
+    z: int,
+    x: int,
+    y: int,
+    properties: list[str] | None,
+    communes: frozenset[str] | None = None,
 ) -> bytes:
-    row = conn.execute(tile_sql(layer, z, properties), {"z": z, "x": x, "y": y}).fetchone()
+    values = {"z": z, "x": x, "y": y, "communes": sorted(communes or ())}
+    row = conn.execute(tile_sql(layer, z, properties, communes), values).fetchone()
     return bytes(row[0]) if row and row[0] is not None else b""
 
 
