@@ -28,6 +28,7 @@ import pygeoapi.api.processes as processes_api
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pygeoapi.api import API, APIRequest, apply_gzip
 from pygeoapi.openapi import get_oas
+from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -414,6 +415,8 @@ def _guard(handler: Handler) -> Handler:
             return await handler(request)
         except GisIocError as exc:
             return problem(exc.status, exc.title, str(exc))
+        except SQLAlchemyOperationalError:  # pygeoapi's job manager cannot reach PostGIS
+            return problem(503, DatabaseUnavailable.title, "PostGIS is unreachable")
 
     return endpoint
 
@@ -495,16 +498,16 @@ def create_ogc_app(
             ),
         ),
         # OGC API - Processes: the scenarios, run by pygeoapi's job manager (gis_ioc.publish.processes)
-        Route("/processes", pygeoapi_handler(api, processes_api.describe_processes)),
-        Route("/processes/{process_id}", pygeoapi_handler(api, processes_api.describe_processes, "process_id")),
+        Route("/processes", _guard(pygeoapi_handler(api, processes_api.describe_processes))),
+        Route("/processes/{process_id}", _guard(pygeoapi_handler(api, processes_api.describe_processes, "process_id"))),
         Route(
             "/processes/{process_id}/execution",
-            pygeoapi_handler(api, processes_api.execute_process, "process_id"),
+            _guard(pygeoapi_handler(api, processes_api.execute_process, "process_id")),
             methods=["POST"],
         ),
-        Route("/jobs", pygeoapi_handler(api, processes_api.get_jobs)),
-        Route("/jobs/{job_id}", _job(api), methods=["GET", "DELETE"]),
-        Route("/jobs/{job_id}/results", pygeoapi_handler(api, processes_api.get_job_result, "job_id")),
+        Route("/jobs", _guard(pygeoapi_handler(api, processes_api.get_jobs))),
+        Route("/jobs/{job_id}", _guard(_job(api)), methods=["GET", "DELETE"]),
+        Route("/jobs/{job_id}/results", _guard(pygeoapi_handler(api, processes_api.get_job_result, "job_id"))),
         Mount("/static", StaticFiles(directory=Path(pygeoapi.__file__).parent / "static")),
     ]
     app = Starlette(routes=routes)

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
+from pygeoapi.process.manager.base import BaseManager
+from pygeoapi.process.manager.postgresql import PostgreSQLManager, get_table_model
+from pygeoapi.provider.sql import get_engine
 
 from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.catalog.indicators import PERIOD_RE
@@ -120,11 +123,43 @@ def process_resources(settings: Settings, catalog: Catalog) -> dict[str, Any]:
     }
 
 
+class JobManager(PostgreSQLManager):  # type: ignore[misc]
+    """pygeoapi's PostgreSQL job manager, connecting on first use rather than when the API object is made,
+    so that the server starts (and answers 503) while PostGIS is down."""
+
+    def __init__(self, manager_def: dict[str, Any]) -> None:
+        BaseManager.__init__(self, manager_def)
+        self.is_async = True
+        self.id_field = "identifier"
+        self.supports_subscribing = True
+        self.connection = manager_def["connection"]
+        self._store_db_parameters(manager_def["connection"], dict(manager_def.get("options", {})))
+        self._engine = get_engine(
+            "postgresql+psycopg2",
+            self.db_host,
+            self.db_port,
+            self.db_name,
+            self.db_user,
+            self._db_password,
+            self.db_conn,
+            **self.db_options,
+        )
+        self.table_output = self.output_dir is None
+
+    @property
+    def table_model(self) -> Any:
+        return get_table_model(self.db_search_path, self._engine, self.table_output)
+
+    @property
+    def c(self) -> Any:
+        return self.table_model.c
+
+
 def process_manager(settings: Settings, connection: dict[str, Any]) -> dict[str, Any]:
-    """pygeoapi's PostgreSQL job manager, in our database (table gis_ioc.jobs, migration 0005)."""
+    """The job manager, in our database (table gis_ioc.jobs, migration 0005)."""
     (settings.home / "jobs").mkdir(parents=True, exist_ok=True, mode=0o700)
     return {
-        "name": "PostgreSQL",
+        "name": f"{__name__}.JobManager",
         "connection": {**connection, "search_path": ["gis_ioc"]},
         "output_dir": str(settings.home / "jobs"),
     }

@@ -33,7 +33,10 @@ def test_rendered_config_validates_against_pygeoapi_schema(
 ) -> None:
     config = render_config(settings, catalog, db)
     assert validate_config(config)
-    assert set(config["resources"]) == {layer.id for layer in catalog if layer.access != "restricted"}
+    collections = {k for k, v in config["resources"].items() if v["type"] == "collection"}
+    assert collections == {layer.id for layer in catalog if layer.access != "restricted"}
+    processes = {k for k, v in config["resources"].items() if v["type"] == "process"}
+    assert "scenario-emergency" in processes and "scenario-health" in processes
     parcels = config["resources"]["land_parcels"]
     assert parcels["title"] == {"vi": "Thửa đất", "en": "Land parcels"}
     assert parcels["providers"][0]["table"] == "layers.land_parcels"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import shapely
 from gis_ioc.catalog import Catalog
 from gis_ioc.errors import InvalidInput, LoadError
 from gis_ioc.loaders import history, vn_text
-from gis_ioc.loaders.vector import LoadRejected
+from gis_ioc.loaders.vector import LoaderConfig, LoadOptions, LoadRejected, load_vector
 from tests.conftest import scalar
 from tests.loaders.conftest import TO_TM3, TO_TM3_105, digest, stations_frame, write_csv
 
@@ -510,3 +511,90 @@ def test_upsert_and_replace_with_rollback(
     after = db.execute("SELECT fid FROM layers.fire_stations WHERE approval = 'approved' ORDER BY fid").fetchall()
     assert after == approved_before
     assert snapshot["layers.fire_stations"][0] > 0
+
+
+def test_repairable_ring_is_a_note(
+    loader: Any, db: psycopg.Connection[Any], empty_spot: dict[str, Any], tmp_path: Path, catalog: Catalog
+) -> None:
+    frame = _parcels(empty_spot, 2, "RP")
+    x0, y0, x1, y1 = frame.geometry[0].bounds
+    # a ring that runs back over itself (a spike): invalid, and its repair keeps one polygon
+    frame.loc[0, "geometry"] = shapely.MultiPolygon(
+        [
+            shapely.Polygon(
+                [
+                    (x0, y0),
+                    (x1, y0),
+                    (x1, y1),
+                    (x0, y1),
+                    (x0, y0 + (y1 - y0) / 2),
+                    (x0 - 0.00002, y0 + (y1 - y0) / 2),
+                    (x0, y0 + (y1 - y0) / 2),
+                ]
+            )
+        ]
+    )
+    path = tmp_path / "spike.geojson"
+    frame.to_file(path, driver="GeoJSON")
+    report = loader(path, "land_parcels")
+    repaired = [i for i in report.findings.issues if i.code == "repaired_geometry"]
+    assert [(i.row, i.severity) for i in repaired] == [(1, "note")]
+    assert scalar(
+        db, "SELECT bool_and(ST_IsValid(geom)) FROM layers.land_parcels WHERE load_id = %s", (report.load_id,)
+    )
+    history.rollback(db, catalog, report.load_id, by="test")
+
+
+def test_trusted_feed_is_approved_at_once(
+    settings: Any, catalog: Catalog, db: psycopg.Connection[Any], communes: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    path = tmp_path / "feed.geojson"
+    stations_frame(communes[90:], 3, "FEED-").to_file(path, driver="GeoJSON")
+    config = dataclasses.replace(LoaderConfig.from_settings(settings), auto_approve_units=("Cảnh sát PCCC tỉnh (API)",))
+    report = load_vector(
+        db, catalog, path, LoadOptions("fire_stations", source_unit="Cảnh sát PCCC tỉnh (API)"), config
+    )
+    assert report.approval == "approved"
+    assert (
+        scalar(db, "SELECT approval || '/' || approved_by FROM gis_ioc.loads WHERE id = %s", (report.load_id,))
+        == "approved/auto (Cảnh sát PCCC tỉnh (API))"
+    )
+    assert (
+        scalar(
+            db,
+            "SELECT count(*) FROM layers.fire_stations WHERE load_id = %s AND approval = 'approved'",
+            (report.load_id,),
+        )
+        == 3
+    )
+    other = load_vector(
+        db, catalog, path, LoadOptions("fire_stations", source_unit="someone else", mode="upsert"), config
+    )
+    assert other.approval == "draft"
+    history.rollback(db, catalog, other.load_id, by="test")
+    history.rollback(db, catalog, report.load_id, by="test")
+
+
+@pytest.mark.parametrize("stage", ["write", "gates", "merge", "finish"])
+def test_a_crash_mid_load_changes_nothing(
+    settings: Any,
+    catalog: Catalog,
+    db: psycopg.Connection[Any],
+    communes: list[dict[str, Any]],
+    tmp_path: Path,
+    stage: str,
+) -> None:
+    path = tmp_path / "crash.geojson"
+    stations_frame(communes[95:], 5, f"CR-{stage}-").to_file(path, driver="GeoJSON")
+    before = digest(db, TABLE)
+
+    def crash(at: str, done: int, total: int) -> None:
+        if at == stage:
+            raise KeyboardInterrupt(f"power cut during {stage}")
+
+    with pytest.raises(KeyboardInterrupt):
+        load_vector(
+            db, catalog, path, LoadOptions("fire_stations"), LoaderConfig.from_settings(settings), progress=crash
+        )
+    assert digest(db, TABLE) == before
+    assert db.execute("SELECT to_regclass('pg_temp._gis_ioc_stage')").fetchone() == (None,)
