@@ -7,8 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request
 from starlette.concurrency import run_in_threadpool
 
+from gis_ioc.auth import access
+from gis_ioc.auth.context import CURRENT
 from gis_ioc.database.connection import translate_errors
-from gis_ioc.errors import InvalidInput
+from gis_ioc.errors import InvalidInput, NotFound
 from gis_ioc.scenarios import selectors
 from gis_ioc.scenarios.emergency import incident_from_request, run_emergency
 from gis_ioc.scenarios.engine import get_run, rerun, run_scenario
@@ -48,18 +50,23 @@ async def run(
                 selection,
                 period,
                 privacy_threshold=app.state.settings.privacy_threshold,
+                personal_access=access.personal_access(CURRENT.get()),
             ).as_dict()
 
-    return await run_in_threadpool(work)
+    return access.trim(CURRENT.get(), await run_in_threadpool(work))
 
 
 @router.get("/runs/{run_id}", summary="A stored run, as it was answered")
 async def stored_run(request: Request, run_id: int) -> dict[str, Any]:
     def work() -> dict[str, Any]:
         with translate_errors(), request.app.state.pool.connection(timeout=10) as conn:
-            return get_run(conn, run_id)
+            run = get_run(conn, run_id)
+        if run.get("personal") and not access.personal_access(CURRENT.get()):
+            # made with access to personal data: not for those without it
+            raise NotFound(f"no scenario run {run_id}")
+        return run
 
-    return await run_in_threadpool(work)
+    return access.trim(CURRENT.get(), await run_in_threadpool(work))
 
 
 @router.post("/runs/{run_id}/rerun", summary="Run a stored run again: reproduce it, or compare with another period")
@@ -82,9 +89,10 @@ async def rerun_stored(
                 run_id,
                 period,
                 privacy_threshold=app.state.settings.privacy_threshold,
+                personal_access=access.personal_access(CURRENT.get()),
             )
 
-    return await run_in_threadpool(work)
+    return access.trim(CURRENT.get(), await run_in_threadpool(work))
 
 
 emergency_router = APIRouter(prefix="/api/emergency", tags=["scenarios"])
@@ -116,6 +124,7 @@ async def emergency_run(
                 app.state.emergency,
                 incident,
                 privacy_threshold=app.state.settings.privacy_threshold,
+                personal_access=access.personal_access(CURRENT.get()),
             ).as_dict()
 
-    return await run_in_threadpool(work)
+    return access.trim(CURRENT.get(), await run_in_threadpool(work))

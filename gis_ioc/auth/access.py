@@ -12,6 +12,8 @@ holding the ``personal_data`` grant.
 
 from __future__ import annotations
 
+from typing import Any
+
 from gis_ioc.auth.roles import PERMISSIONS, READS_INTERNAL
 from gis_ioc.auth.sessions import Principal
 from gis_ioc.catalog.models import Layer
@@ -57,3 +59,28 @@ def may(principal: Principal | None, permission: str) -> bool:
 
 def personal_access(principal: Principal | None) -> bool:
     return principal is not None and PERSONAL_DATA in principal.grants
+
+
+def detail_communes(principal: Principal | None) -> frozenset[str] | None:
+    """The communes whose detail a principal sees in aggregates (None: all). Commune officers see their
+    own communes in detail and everything else only in total."""
+    if principal is None or principal.roles & READS_INTERNAL or "commune_officer" not in principal.roles:
+        return None
+    return principal.communes
+
+
+def trim(principal: Principal | None, result: dict[str, Any]) -> dict[str, Any]:
+    """A scenario or emergency result as the principal may see it: per-commune detail of other communes
+    removed for commune officers (totals stay)."""
+    own = detail_communes(principal)
+    if own is None:
+        return result
+    trimmed = dict(result)
+    if "indicators" in result:  # a sector scenario
+        trimmed["indicators"] = [
+            {**ind, "communes": {c: f for c, f in ind["communes"].items() if c in own}} for ind in result["indicators"]
+        ]
+        trimmed["flags"] = [f for f in result["flags"] if f["where"] == "total" or f["where"] in own]
+    trimmed["communes"] = [c for c in result.get("communes", []) if c.get("code") in own]
+    trimmed["detail_limited_to"] = sorted(own)
+    return trimmed

@@ -561,7 +561,10 @@ def run_emergency(
             period,
             incident.request,
             run.data_version,
-            {k: body[k] for k in body if k not in ("id", "scenario", "period", "data_version")},
+            {
+                **{k: body[k] for k in body if k not in ("id", "scenario", "period", "data_version")},
+                "personal": personal_access,
+            },
             run.duration_ms,
         )
     return run

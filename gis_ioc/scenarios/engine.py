@@ -91,7 +91,7 @@ def run_scenario(
             period,
             run.selection,
             run.data_version,
-            {k: body[k] for k in ("communes", "indicators", "flags", "suppressed")},
+            {**{k: body[k] for k in ("communes", "indicators", "flags", "suppressed")}, "personal": personal_access},
             run.duration_ms,
         )
     return run
