@@ -23,7 +23,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
+from gis_ioc.app import create_app
+from gis_ioc.auth import accounts
+from gis_ioc.auth.accounts import RequestRef
 from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.database.cluster import Cluster
 from gis_ioc.database.connection import cluster_for, connect, ensure_database
@@ -35,6 +39,7 @@ from gis_ioc.settings import Settings
 AS_OF = date(2026, 11, 27)
 SEED = 20250701
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+SUITE_REQUEST = RequestRef("1/TEST", date(2026, 11, 1), "gis_ioc test suite")
 
 
 def free_port() -> int:
@@ -80,6 +85,36 @@ def loaded(settings: Settings, catalog: Catalog) -> DemoResult:
         upgrade(conn, catalog)
         load_boundaries(conn, BoundarySet.hung_yen_2025(settings.boundaries_dir))
         return generate_demo(conn, catalog, DemoOptions(seed=SEED, as_of=AS_OF))
+
+
+@pytest.fixture(scope="session")
+def reader_key(settings: Settings, loaded: DemoResult) -> str:
+    """An API key of a leader (reads every internal layer, no personal data), for tests that read as one."""
+    with connect(settings, autocommit=True) as conn:
+        accounts.create_account(
+            conn,
+            username="suite.reader",
+            full_name="Bộ kiểm thử",
+            agency="gis_ioc",
+            roles=["leader"],
+            ref=SUITE_REQUEST,
+            actor="cli:test",
+        )
+        return accounts.issue_key(conn, "suite.reader", SUITE_REQUEST, "cli:test", label="test suite")
+
+
+@pytest.fixture(scope="session")
+def client(settings: Settings, loaded: DemoResult, reader_key: str) -> Iterator[TestClient]:
+    """The application, asked by a leader (every internal layer; see ``anonymous`` for no credentials)."""
+    with TestClient(create_app(settings), headers={"X-API-Key": reader_key}) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def anonymous(settings: Settings, loaded: DemoResult) -> Iterator[TestClient]:
+    """The application, asked without credentials."""
+    with TestClient(create_app(settings)) as c:
+        yield c
 
 
 @pytest.fixture

@@ -1,16 +1,1 @@
-from __future__ import annotations
-
-from collections.abc import Iterator
-
-import pytest
-from fastapi.testclient import TestClient
-
-from gis_ioc.app import create_app
-from gis_ioc.demo import DemoResult
-from gis_ioc.settings import Settings
-
-
-@pytest.fixture(scope="package")
-def client(settings: Settings, loaded: DemoResult) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
-        yield c
+"""The application fixtures (`client`, asked by a leader; `anonymous`) live in tests/conftest.py."""

@@ -20,22 +20,26 @@ from gis_ioc.settings import Settings
 from tests.conftest import scalar, serve
 
 BIN = Path(sys.executable).parent
+KEY: dict[str, str] = {}  # the reader's API key, set by the server fixture
 
 
 @pytest.fixture(scope="module")
 def server(
-    settings: Settings, loaded: DemoResult, tmp_path_factory: pytest.TempPathFactory
+    settings: Settings, loaded: DemoResult, tmp_path_factory: pytest.TempPathFactory, reader_key: str
 ) -> Iterator[tuple[str, Path]]:
-    """`gis-ioc serve` on a free port; yields its address and its access log."""
+    """`gis-ioc serve` on a free port; yields its address and its access log. The clients below send a
+    leader's API key (as QGIS or GDAL would be configured to), except where they check anonymous access."""
     log = tmp_path_factory.mktemp("server") / "access.log"
+    KEY["reader"] = reader_key
     with serve(settings, log) as base:
         yield base, log
 
 
-def _gdal(*argv: str) -> str:
-    result = subprocess.run(
-        argv, capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "CPL_DEBUG": "OFF"}
-    )
+def _gdal(*argv: str, anonymous: bool = False) -> str:
+    env = {**os.environ, "CPL_DEBUG": "OFF"}
+    if not anonymous:
+        env["GDAL_HTTP_HEADERS"] = f"X-API-Key: {KEY['reader']}"
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, env=env)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -45,6 +49,9 @@ def test_gdal_lists_every_collection(server: tuple[str, Path], catalog: Catalog)
     listing = _gdal("ogrinfo", "-ro", "-q", f"OAPIF:{base}/ogc")
     for layer in published_layers(catalog):
         assert f": {layer.id} (title: {layer.title.vi})" in listing
+    public = _gdal("ogrinfo", "-ro", "-q", f"OAPIF:{base}/ogc", anonymous=True)
+    for layer in published_layers(catalog):
+        assert (f": {layer.id} (title: {layer.title.vi})" in public) is (layer.access == "public"), layer.id
 
 
 def test_gdal_reads_every_collection_whole(
@@ -99,7 +106,7 @@ def test_owslib_reads_collections_queryables_filtered_items_and_vn2000(
     server: tuple[str, Path], db: psycopg.Connection[Any]
 ) -> None:
     base, _ = server
-    api = Features(f"{base}/ogc")
+    api = Features(f"{base}/ogc", headers={"X-API-Key": KEY["reader"]})
     ids = {c["id"] for c in api.collections()["collections"]}
     assert {"communes", "land_parcels", "schools"} <= ids
     queryables = api.collection_queryables("land_parcels")
@@ -130,6 +137,8 @@ def test_schemathesis_finds_no_server_error(server: tuple[str, Path]) -> None:
             "--workers",
             "2",
             "--no-color",
+            "--header",
+            f"X-API-Key: {KEY['reader']}",
         ],
         capture_output=True,
         text=True,

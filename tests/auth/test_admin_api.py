@@ -11,15 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gis_ioc.auth import sessions
-from tests.api.conftest import client  # noqa: F401
 from tests.auth.conftest import create
 
 REQUEST = {"number": "123/VP-TTHN", "date": "2026-11-20", "agency": "Văn phòng UBND tỉnh"}
 
 
-def _login(client: TestClient, username: str, password: str, code: str | None = None) -> dict[str, str]:  # noqa: F811
+def _login(anonymous: TestClient, username: str, password: str, code: str | None = None) -> dict[str, str]:
     body = {"username": username, "password": password} | ({"code": code} if code else {})
-    response = client.post("/api/auth/login", json=body)
+    response = anonymous.post("/api/auth/login", json=body)
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['token']}"}
 
@@ -34,14 +33,14 @@ def admin(conn: psycopg.Connection[Any]) -> tuple[str, str, str]:
     return "root.admin", password, secret
 
 
-def test_administrator_creates_an_analyst_on_request(client: TestClient, admin: tuple[str, str, str]) -> None:  # noqa: F811
+def test_administrator_creates_an_analyst_on_request(anonymous: TestClient, admin: tuple[str, str, str]) -> None:
     username, password, secret = admin
-    headers = _login(client, username, password, pyotp.TOTP(secret).now())
-    missing = client.post(
+    headers = _login(anonymous, username, password, pyotp.TOTP(secret).now())
+    missing = anonymous.post(
         "/api/admin/accounts", headers=headers, json={"username": "ng.analyst", "full_name": "N", "unit": "Sở KH"}
     )
     assert missing.status_code == 400 and "request" in missing.json()["detail"]
-    created = client.post(
+    created = anonymous.post(
         "/api/admin/accounts",
         headers=headers,
         json={
@@ -55,31 +54,35 @@ def test_administrator_creates_an_analyst_on_request(client: TestClient, admin: 
     assert created.status_code == 201, created.text
     one_time = created.json()["one_time_password"]
     assert created.json()["account"]["roles"] == ["analyst"]
-    analyst = _login(client, "ng.analyst", one_time)
-    refused = client.get("/api/admin/accounts", headers=analyst)
+    analyst = _login(anonymous, "ng.analyst", one_time)
+    refused = anonymous.get("/api/admin/accounts", headers=analyst)
     assert refused.status_code == 403 and "accounts" in refused.json()["detail"]
-    key = client.post("/api/admin/accounts/ng.analyst/key", headers=headers, json={"request": REQUEST, "days": 30})
+    key = anonymous.post("/api/admin/accounts/ng.analyst/key", headers=headers, json={"request": REQUEST, "days": 30})
     assert key.status_code == 200 and key.json()["api_key"].startswith("gis_")
-    assert client.get("/api/auth/me", headers={"X-API-Key": key.json()["api_key"]}).json()["username"] == "ng.analyst"
-    locked = client.post(
+    assert (
+        anonymous.get("/api/auth/me", headers={"X-API-Key": key.json()["api_key"]}).json()["username"] == "ng.analyst"
+    )
+    locked = anonymous.post(
         "/api/admin/accounts/ng.analyst/lock", headers=headers, json={"request": REQUEST, "reason": "nghỉ việc"}
     )
     assert locked.status_code == 200 and locked.json()["account"]["state"] == "locked"
-    assert client.get("/api/auth/me", headers={"X-API-Key": key.json()["api_key"]}).status_code == 401
-    self_lock = client.post("/api/admin/accounts/root.admin/lock", headers=headers, json={"request": REQUEST})
+    assert anonymous.get("/api/auth/me", headers={"X-API-Key": key.json()["api_key"]}).status_code == 401
+    self_lock = anonymous.post("/api/admin/accounts/root.admin/lock", headers=headers, json={"request": REQUEST})
     assert self_lock.status_code == 400
-    trail = client.get("/api/admin/audit", headers=headers, params={"target": "ng.analyst"}).json()
+    trail = anonymous.get("/api/admin/audit", headers=headers, params={"target": "ng.analyst"}).json()
     assert [r["action"] for r in reversed(trail)] == ["account.create", "account.issue_key", "account.lock"]
     assert trail[-1]["detail"]["request"] == "123/VP-TTHN" and trail[-1]["actor"] == "root.admin"
-    denied = client.get("/api/admin/audit", headers=headers, params={"action": "denied", "actor": "ng.analyst"}).json()
+    denied = anonymous.get(
+        "/api/admin/audit", headers=headers, params={"action": "denied", "actor": "ng.analyst"}
+    ).json()
     assert denied and denied[0]["target"] == "GET /api/admin/accounts"
-    assert client.get("/api/admin/audit/verify", headers=headers).json()["ok"] is True
+    assert anonymous.get("/api/admin/audit/verify", headers=headers).json()["ok"] is True
 
 
-def test_administrators_need_a_second_factor(client: TestClient, conn: psycopg.Connection[Any]) -> None:  # noqa: F811
+def test_administrators_need_a_second_factor(anonymous: TestClient, conn: psycopg.Connection[Any]) -> None:
     first = create(conn, "weak.admin", ["administrator"], full_name="Quản trị 2", agency="TTGSĐH")
     sessions.change_password(conn, "weak.admin", first, "một mật khẩu rất dài 2026")
-    headers = _login(client, "weak.admin", "một mật khẩu rất dài 2026")
-    response = client.get("/api/admin/accounts", headers=headers)
+    headers = _login(anonymous, "weak.admin", "một mật khẩu rất dài 2026")
+    response = anonymous.get("/api/admin/accounts", headers=headers)
     assert response.status_code == 403 and "second factor" in response.json()["detail"]
-    assert client.get("/api/admin/accounts").status_code == 401
+    assert anonymous.get("/api/admin/accounts").status_code == 401
