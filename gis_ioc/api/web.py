@@ -4,6 +4,7 @@ scenarios, periods), ``/api/communes`` (search by name with or without diacritic
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -22,14 +23,17 @@ router = APIRouter(tags=["web map"])
 _templates = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]))
 
 
+COMMUNES_TTL = 300.0  # seconds; communes change only with a boundary load
+
+
 def _communes(request: Request) -> list[places.Commune]:
-    """The communes, read once per application (they change only with a boundary load)."""
-    cached: list[places.Commune] | None = getattr(request.app.state, "communes_cache", None)
-    if cached is None:
+    """The communes in force, read again at most every :data:`COMMUNES_TTL` seconds."""
+    cached: tuple[float, list[places.Commune]] | None = getattr(request.app.state, "communes_cache", None)
+    if cached is None or time.monotonic() - cached[0] > COMMUNES_TTL:
         with translate_errors(), request.app.state.pool.connection(timeout=10) as conn:
-            cached = places.communes(conn)
+            cached = (time.monotonic(), places.communes(conn))
         request.app.state.communes_cache = cached
-    return cached
+    return cached[1]
 
 
 @router.get("/", include_in_schema=False, response_class=HTMLResponse)

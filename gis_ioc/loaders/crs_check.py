@@ -51,14 +51,17 @@ class SourceCrs:
 
 
 def _vn2000_epsg(crs: CRS) -> int | None:
-    """The EPSG code of a VN-2000 CRS, also when a .prj describes it by parameters."""
+    """The EPSG code of a VN-2000 CRS, also when a .prj describes it by parameters.
+
+    Only a CRS on the VN-2000 datum (by name, or by the EPSG:6960 translation in its +towgs84) counts:
+    the same projection on bare WGS 84 ("VN-2000 nội bộ") is another CRS and is read as it says.
+    """
+    datum = getattr(crs.datum, "name", "") or ""
+    if "2000" not in datum and "-191.904" not in crs.to_wkt():
+        return None
     code = crs.to_epsg(min_confidence=70)
     if code in VN2000_NAMES:
         return code
-    datum = getattr(crs.datum, "name", "") or ""
-    vn = "2000" in datum or "-191.904" in crs.to_wkt()
-    if not vn:
-        return None
     if crs.is_geographic:
         return 4756
     params = crs.to_dict()
@@ -107,7 +110,7 @@ def source_crs(crs: CRS, notes: list[str] | None = None) -> SourceCrs:
                 f"{VN2000_NAMES[code]} with the official VN-2000 → WGS 84 transformation (EPSG:6960)"
             )
         return _pinned(code)
-    epsg = crs.to_epsg(min_confidence=70)
+    epsg = crs.to_epsg(min_confidence=100)
     if epsg == 4326:
         return SourceCrs("EPSG:4326", "WGS 84", lambda x, y: (np.asarray(x), np.asarray(y)), "none (already WGS 84)")
     return _generic(crs, f"EPSG:{epsg}" if epsg else crs.to_proj4() or crs.name)
@@ -230,7 +233,13 @@ def diagnose(
             f"the file has no coordinate system and its coordinates ({rng}) fit none of VN-2000 TM-3 105°30', "
             "TM-3 105°00', UTM 48N or degrees inside Hưng Yên: give the CRS with --crs"
         )
-    if best is None or best[0] <= declared_share + 0.05 or best[0] < 0.5:
+    # another reading explains the data when it puts clearly more inside, or all of it where the file's does not
+    explains = (
+        best is not None
+        and best[0] >= 0.5
+        and (best[0] > declared_share + 0.05 or (best[0] >= 0.999 and declared_share < 0.999))
+    )
+    if best is None or not explains:
         if declared_share >= 0.5:
             return declared_share, None
         return declared_share, (

@@ -64,6 +64,8 @@ class Findings:
 
 # -- attributes ------------------------------------------------------------------------------------
 
+_KIND = {"text": "text", "integer": "an integer", "number": "a number", "boolean": "true/false (có/không)",
+         "date": "a date (YYYY-MM-DD or DD/MM/YYYY)", "datetime": "a date and time"}  # fmt: skip
 _TRUE = {"true", "t", "1", "yes", "y", "có", "co", "x"}
 _FALSE = {"false", "f", "0", "no", "n", "không", "khong", ""}
 
@@ -137,7 +139,7 @@ def cast_field(series: pd.Series, fld: Field, findings: Findings) -> list[Any]:
     if bad.any():
         raw = series.to_numpy(dtype=object)
         findings.rows(
-            "error", "bad_value", rows[bad], lambda r: f"{fld.name} = {raw[r - 1]!r} is not a {fld.type}", fld.name
+            "error", "bad_value", rows[bad], lambda r: f"{fld.name} = {raw[r - 1]!r} is not {_KIND[fld.type]}", fld.name
         )
     if fld.values is not None:
         codes = {str(c) for c in fld.codes}

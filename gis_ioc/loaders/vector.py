@@ -329,11 +329,11 @@ def _check_and_write(
     step("check", n, n)
 
     if report.errors:
-        raise _reject(report, f"{report.errors} errors in {report.file_name}: nothing was loaded")
+        raise _reject(report, f"{_n(report.errors, 'error')} in {report.file_name}: nothing was loaded")
     if report.warnings and not options.accept_warnings:
         raise _reject(
             report,
-            f"{report.warnings} warnings in {report.file_name}: nothing was loaded; "
+            f"{_n(report.warnings, 'warning')} in {report.file_name}: nothing was loaded; "
             "load again with --accept-warnings to accept them",
         )
     if options.dry_run:
@@ -353,6 +353,10 @@ def _close_cad_rings(geoms: np.ndarray, report: LoadReport) -> np.ndarray:
         geoms[closed] = [shapely.Polygon(shapely.get_coordinates(g)) for g in geoms[closed]]
         report.findings.add("note", "closed_polylines", f"{len(closed)} closed polylines read as polygons")
     return geoms
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _first(report: LoadReport, code: str) -> str:
@@ -418,7 +422,7 @@ def _write(
             step("gates", 0, 1)
             _database_gates(conn, layer, stage, options, config, report)
             if report.errors:
-                raise _reject(report, f"{report.errors} errors against the approved data: nothing was loaded")
+                raise _reject(report, f"{_n(report.errors, 'error')} against the approved data: nothing was loaded")
             step("merge", 0, 1)
             target_cols = sql.SQL(", ").join(sql.Identifier(c) for c in [*names, "geom"])
             inserted = conn.execute(

@@ -7,32 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gis_ioc.catalog import Catalog, load_catalog
+from gis_ioc.clikit import catalog_of as _catalog
+from gis_ioc.clikit import console
+from gis_ioc.clikit import progress_bar as _bar
+from gis_ioc.clikit import settings_of as _settings
 from gis_ioc.database.connection import connect
-from gis_ioc.settings import Settings
-
-console = Console(stderr=True)
-
-
-def _settings(ctx: click.Context) -> Settings:
-    obj = ctx.ensure_object(dict)
-    if "settings" not in obj:
-        obj["settings"] = Settings()
-    settings: Settings = obj["settings"]
-    return settings
-
-
-def _catalog(settings: Settings) -> Catalog:
-    return load_catalog(settings.layers_dir, settings.styles_dir, settings.config_dir)
-
-
-def _bar() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    )
 
 
 @click.command("map")

@@ -1,5 +1,5 @@
 """A MapLibre GL style made from the catalog's styles (``styles/*.yaml``) over gis_ioc's own vector
-tiles: no external tile server. Base layers (province, communes, roads, green spaces, drainage) are on
+tiles: no external tile server. Base layers (province, communes, roads, green spaces) are on
 by default; every other published layer can be switched on."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from gis_ioc.catalog.models import Style, Symbol
 from gis_ioc.publish.config import PROVINCE_BBOX, published_layers
 
 #: Drawn from our own data underneath everything, visible when the page opens.
-BASE_LAYERS = ("province", "communes", "green_spaces", "drainage", "roads")
+BASE_LAYERS = ("province", "communes", "green_spaces", "roads")
 #: Drawing order: polygons below lines below points.
 _ORDER = {"Polygon": 0, "MultiPolygon": 0, "LineString": 1, "MultiLineString": 1, "Point": 2, "MultiPoint": 2}
 SOURCE_MAXZOOM = 16

@@ -116,11 +116,13 @@ def identify(
             point,
         ).fetchone()
         if row is not None:
+            props = {f: _jsonable(v) for f, v in zip(fields, row[1:], strict=True)}
             answer[key] = {
                 "layer": layer.id,
                 "title": {"vi": layer.title.vi, "en": layer.title.en},
                 "fid": row[0],
-                "properties": {f: _jsonable(v) for f, v in zip(fields, row[1:], strict=True)},
+                "properties": props,
+                "labels": _labels(layer, props),
             }
     parts = []
     for layer_id in FACILITY_LAYERS:
@@ -158,6 +160,17 @@ def identify(
                 }
             )
     return answer
+
+
+def _labels(layer: Layer, props: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The catalog's labels of coded values (land use ODT → "Đất ở tại đô thị")."""
+    out = {}
+    for f in layer.fields:
+        if f.values and props.get(f.name) is not None:
+            hit = next((v.label for v in f.values if str(v.code) == str(props[f.name])), None)
+            if hit is not None:
+                out[f.name] = {"vi": hit.vi, "en": hit.en}
+    return out
 
 
 def _jsonable(value: Any) -> Any:

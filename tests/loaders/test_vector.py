@@ -13,10 +13,12 @@ import psycopg
 import pyogrio
 import pytest
 import shapely
+from pyproj import Transformer
 
 from gis_ioc.catalog import Catalog
 from gis_ioc.errors import InvalidInput, LoadError
 from gis_ioc.loaders import history, vn_text
+from gis_ioc.loaders.crs_check import LOCAL_TM3
 from gis_ioc.loaders.vector import LoaderConfig, LoadOptions, LoadRejected, load_vector
 from tests.conftest import scalar
 from tests.loaders.conftest import TO_TM3, TO_TM3_105, digest, stations_frame, write_csv
@@ -598,3 +600,31 @@ def test_a_crash_mid_load_changes_nothing(
         )
     assert digest(db, TABLE) == before
     assert db.execute("SELECT to_regclass('pg_temp._gis_ioc_stage')").fetchone() == (None,)
+
+
+def test_vn2000_noi_bo_near_the_border(
+    loader: Any, db: psycopg.Connection[Any], tmp_path: Path, catalog: Catalog
+) -> None:
+    """Coordinates made without the datum shift ("VN-2000 nội bộ") land ~220 m off: the border rows show it."""
+    province = shapely.from_wkb(db.execute("SELECT ST_AsBinary(geom) FROM layers.province").fetchone()[0])
+    ring = max(shapely.get_parts(province.buffer(-0.0012)), key=lambda p: p.area).exterior  # ~120 m inside
+    points = [ring.interpolate(f, normalized=True) for f in np.linspace(0, 1, 60, endpoint=False)]
+    local = Transformer.from_crs("EPSG:4326", LOCAL_TM3, always_xy=True)
+    e, n = local.transform([p.x for p in points], [p.y for p in points])
+    frame = gpd.GeoDataFrame(
+        {"station_code": [f"NB-{i}" for i in range(60)], "commune_code": "11953", "name": "Đội PCCC"},
+        geometry=gpd.points_from_xy(e, n), crs="EPSG:9209",
+    )  # fmt: skip
+    path = tmp_path / "noi_bo.gpkg"
+    frame.to_file(path, driver="GPKG")
+    issues = _rejected(loader, db, path).report.findings.issues
+    crs_issue = next(i for i in issues if i.code == "crs")
+    assert crs_issue.severity == "warning" and "nội bộ" in crs_issue.message and "+towgs84" not in crs_issue.message
+    assert any(i.code == "outside_province" for i in issues)
+    report = loader(path, "fire_stations", crs=LOCAL_TM3)
+    assert report.loaded == 60
+    stored = db.execute(
+        "SELECT ST_X(geom), ST_Y(geom) FROM layers.fire_stations WHERE load_id = %s ORDER BY fid", (report.load_id,)
+    ).fetchall()
+    assert max(abs(x - p.x) + abs(y - p.y) for (x, y), p in zip(stored, points, strict=True)) < 1e-7
+    history.rollback(db, catalog, report.load_id, by="test")

@@ -38,6 +38,11 @@
       change: "from the previous period",
     },
   };
+  const GROUPS = {
+    administrative: { vi: "Hành chính", en: "Administrative" }, land: { vi: "Đất đai", en: "Land" },
+    housing: { vi: "Nhà ở", en: "Housing" }, infrastructure: { vi: "Hạ tầng", en: "Infrastructure" },
+    planning: { vi: "Quy hoạch", en: "Planning" }, iot: { vi: "Cảm biến IoT", en: "IoT sensors" },
+  };
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
   const state = {
@@ -172,7 +177,8 @@
       if (r.commune) html += `<h4>${esc(r.commune.properties.name)}</h4><div>${esc(t("commune"))}: ${esc(r.commune.properties.code)} · ${fmt(r.commune.properties.area_km2)} km²</div>`;
       if (r.parcel) {
         const p = r.parcel.properties;
-        html += `<h4>${esc(t("parcel"))} ${esc(p.parcel_code)}</h4><div>${esc(p.land_use)} · ${fmt(p.area_m2, 0)} m² · ${esc(p.legal_status || "")}</div>`;
+        const lb = r.parcel.labels || {};
+        html += `<h4>${esc(t("parcel"))} ${esc(p.parcel_code)}</h4><div>${esc(tx(lb.land_use) || p.land_use)} (${esc(p.land_use)}) · ${fmt(p.area_m2, 0)} m² · ${esc(tx(lb.legal_status) || p.legal_status || "")}</div>`;
       }
       if (r.nearby.length) {
         html += `<h4>${esc(t("nearby"))} (500 m)</h4><ul>` + r.nearby.map((n) => `<li>${esc(n.name || n.code)} <small>(${esc(tx(n.title))}, ${fmt(n.distance_m, 0)} m)</small></li>`).join("") + "</ul>";
@@ -298,10 +304,12 @@
   function buildLayerList() {
     const groups = {};
     for (const l of state.config.layers) (groups[l.group] = groups[l.group] || []).push(l);
-    $("layers").innerHTML = Object.entries(groups).map(([g, ls]) => `<div class="layer-group"><h3>${esc(g)}</h3>` + ls.map((l) => {
+    $("layers").innerHTML = Object.entries(groups).map(([g, ls]) => `<div class="layer-group"><h3>${esc(tx(GROUPS[g]) || g)}</h3>` + ls.map((l) => {
       const on = map && map.getLayer(l.style_layers[0]) ? map.getLayoutProperty(l.style_layers[0], "visibility") !== "none" : l.base;
       const sw = l.legend[0] || {};
-      return `<label title="${esc(l.id)}"><input type="checkbox" data-layer="${esc(l.id)}" ${on ? "checked" : ""}> <span class="legend-swatch" style="background:${esc(sw.fill || "transparent")};border-color:${esc(sw.stroke || "#555")}"></span>${esc(tx(l.title))}${l.min_zoom ? ` <small>(z ≥ ${l.min_zoom})</small>` : ""}</label>`;
+      const line = l.geometry.includes("Line");
+      const swatch = line ? `background:${esc(sw.stroke || "#555")};height:.25em;border:0` : `background:${esc(sw.fill || "transparent")};border-color:${esc(sw.stroke || "#555")}`;
+      return `<label title="${esc(l.id)}"><input type="checkbox" data-layer="${esc(l.id)}" ${on ? "checked" : ""}> <span class="legend-swatch" style="${swatch}"></span>${esc(tx(l.title))}${l.min_zoom ? ` <small>(z ≥ ${l.min_zoom})</small>` : ""}</label>`;
     }).join("") + "</div>").join("");
   }
   function toggleLayer(id, on) {
