@@ -13,45 +13,23 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from gis_ioc.api.auth import principal
-from gis_ioc.auth import access, accounts, audit
+from gis_ioc.api import guard
+from gis_ioc.auth import accounts, audit
 from gis_ioc.auth.accounts import RequestRef
-from gis_ioc.auth.sessions import AuthenticationFailed, Principal
+from gis_ioc.auth.sessions import Principal
 from gis_ioc.database.connection import translate_errors
-from gis_ioc.errors import Forbidden, InvalidInput
+from gis_ioc.errors import InvalidInput
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
 
-def _address(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
 def require(request: Request, permission: str) -> Principal:
-    """The principal, if it may do ``permission``; refusals are audited."""
-    who = principal(request)
-    reason = None
-    if who is None:
-        raise AuthenticationFailed("log in as an administrator")
-    if not access.may(who, permission):
-        reason = f"needs the {permission!r} permission"
-    elif who.must_change_password:
-        reason = "change the first password before administering"
-    elif who.is_admin and not who.second_factor:
-        reason = "administrators work with a second factor: enrol one at POST /api/auth/totp"
-    if reason is not None:
-        with translate_errors(), request.app.state.pool.connection(timeout=10) as conn:
-            audit.record(
-                conn,
-                actor=who.username,
-                action="denied",
-                target=f"{request.method} {request.url.path}",
-                result="denied",
-                address=_address(request),
-                detail={"reason": reason},
-            )
-        raise Forbidden(reason)
-    return who
+    """The principal, if it may administer (see :func:`gis_ioc.api.guard.require`)."""
+    return guard.require(request, permission)
+
+
+def _address(request: Request) -> str | None:
+    return guard.address(request)
 
 
 def _ref(body: dict[str, Any]) -> RequestRef:

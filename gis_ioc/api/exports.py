@@ -9,6 +9,7 @@ and whose file is at ``/api/exports/jobs/{job}/file``.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -20,8 +21,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from gis_ioc.api import guard
+from gis_ioc.auth import access, audit
 from gis_ioc.database.connection import translate_errors
-from gis_ioc.errors import InvalidInput
+from gis_ioc.errors import InvalidInput, NotFound
 from gis_ioc.maps import exports
 from gis_ioc.maps.exports import ExportResult, Progress
 from gis_ioc.maps.jobs import JobManager, JobNotReady
@@ -54,6 +57,9 @@ def _file(result: ExportResult, cleanup: Path | None) -> FileResponse:
 def layer_work(request: Request, layer_id: str, params: dict[str, Any]) -> Work:
     """Check a layer export's parameters now (400 before any work) and return the work to do."""
     app = request.app
+    guard.require(request, "export")
+    layer = guard.readable_layer(request, layer_id)
+    own = access.row_communes(guard.who(), layer)
     fmt = exports.check_format(params.get("format") or "gpkg")
     crs = exports.resolve_crs(params.get("crs"))
     filter_crs = exports.resolve_crs(params.get("filter-crs"))
@@ -61,19 +67,46 @@ def layer_work(request: Request, layer_id: str, params: dict[str, Any]) -> Work:
     cql, lang = params.get("filter"), params.get("filter-lang")
     if lang is not None and lang not in ("cql2-text", "cql2-json"):
         raise InvalidInput(f"filter-lang {lang!r} is not offered; use cql2-text or cql2-json")
+    if own is not None:  # a commune officer exports their own communes' features only
+        cql, lang = own_communes_filter(cql, lang, own)
+    who = guard.actor()
 
     def work(folder: Path, progress: Progress) -> ExportResult:
         with translate_errors(), app.state.pool.connection(timeout=10) as conn:
             source = exports.layer_source(
                 conn, app.state.catalog, layer_id, crs, cql=cql, filter_lang=lang, filter_crs=filter_crs, bbox=bbox
             )
-            return exports.export(source, fmt, crs, folder, progress)
+            result = exports.export(source, fmt, crs, folder, progress)
+            audit.record(
+                conn,
+                actor=who,
+                action="export",
+                target=f"layer {layer_id}",
+                detail={"format": fmt, "crs": result.crs, "filter": cql, "rows": result.count},
+            )
+            return result
 
     return work
 
 
+def own_communes_filter(cql: str | None, lang: str | None, communes: frozenset[str]) -> tuple[str, str | None]:
+    """The caller's filter (if any) narrowed to some communes (five-digit codes, checked when granted)."""
+    codes = sorted(communes)
+    if lang == "cql2-json" and cql:
+        try:
+            theirs = json.loads(cql)
+        except ValueError as exc:
+            raise InvalidInput(f"filter is not JSON: {exc}") from None
+        own = {"op": "in", "args": [{"property": "commune_code"}, codes]}
+        return json.dumps({"op": "and", "args": [theirs, own]}), lang
+    own_text = "commune_code IN (" + ", ".join(f"'{c}'" for c in codes) + ")"
+    return (f"({cql}) AND {own_text}" if cql else own_text), "cql2-text"
+
+
 def run_work(request: Request, run_id: int, params: dict[str, Any]) -> Work:
     app = request.app
+    guard.require(request, "export")
+    principal = guard.who()
     fmt = exports.check_format(params.get("format") or "gpkg")
     crs = exports.resolve_crs(params.get("crs"))
     flagged = bool(params.get("flagged"))
@@ -81,7 +114,20 @@ def run_work(request: Request, run_id: int, params: dict[str, Any]) -> Work:
     def work(folder: Path, progress: Progress) -> ExportResult:
         with translate_errors(), app.state.pool.connection(timeout=10) as conn:
             run = get_run(conn, run_id)
-            return exports.export(exports.run_source(conn, run, crs, flagged_only=flagged), fmt, crs, folder, progress)
+            if run.get("personal") and not access.personal_access(principal):
+                raise NotFound(f"no scenario run {run_id}")
+            run = access.trim(principal, run)
+            result = exports.export(
+                exports.run_source(conn, run, crs, flagged_only=flagged), fmt, crs, folder, progress
+            )
+            audit.record(
+                conn,
+                actor=principal.username if principal else "anonymous",
+                action="export",
+                target=f"run {run_id}",
+                detail={"format": fmt, "crs": result.crs, "flagged": flagged, "rows": result.count},
+            )
+            return result
 
     return work
 
@@ -152,8 +198,6 @@ async def start_export(
     if "layer" in body:
         if not isinstance(body["layer"], str) or body["layer"] not in request.app.state.catalog.layers:
             raise InvalidInput(f"layer {body['layer']!r} is not a layer of the catalog")
-        if request.app.state.catalog.layers[body["layer"]].access == "restricted":
-            raise InvalidInput(f"layer {body['layer']!r} is restricted and cannot be exported")
         work = layer_work(request, body["layer"], body)
         kind = "layer"
     else:

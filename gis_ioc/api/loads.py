@@ -19,6 +19,9 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from gis_ioc.api import guard
+from gis_ioc.auth import access
+from gis_ioc.auth.sessions import Principal
 from gis_ioc.database.connection import connect, translate_errors
 from gis_ioc.errors import InvalidInput
 from gis_ioc.http import problem
@@ -110,10 +113,10 @@ async def upload(
     source_date: Annotated[str | None, Form()] = None,
     accept_warnings: Annotated[bool, Form()] = False,
     dry_run: Annotated[bool, Form()] = False,
-    loaded_by: Annotated[str | None, Form()] = None,
     f: str | None = None,
 ) -> Any:
     settings: Settings = request.app.state.settings
+    principal = guard.require(request, "load")
     if file is None or not file.filename:
         raise InvalidInput("no file: send the data as the multipart field 'file'")
     if not layer:
@@ -132,7 +135,7 @@ async def upload(
         source_date=_date(source_date),
         accept_warnings=accept_warnings,
         dry_run=dry_run,
-        loaded_by=loaded_by or "api",
+        loaded_by=principal.username,
         file_name=Path(file.filename).name,
     )
     config = LoaderConfig.from_settings(settings)
@@ -149,11 +152,14 @@ async def upload(
     try:
         report = await run_in_threadpool(work)
     except LoadRejected as exc:
+        guard.record(request, "load", f"layer {layer}", "rejected", file=options.file_name, reason=str(exc))
         body = exc.report.as_dict()
         if f == "html":
             return HTMLResponse(report_html(body), status_code=422)
         return problem(422, exc.title, str(exc), report=_jsonable(body))
     body = report.as_dict()
+    if report.load_id:
+        guard.record(request, "load", f"load {report.load_id}", "draft", layer=layer, file=options.file_name)
     if f == "html":
         return HTMLResponse(report_html(body), status_code=201 if report.load_id else 200)
     return JSONResponse(_jsonable(body), status_code=201 if report.load_id else 200)
@@ -165,6 +171,7 @@ def _jsonable(value: Any) -> Any:
 
 @router.get("", summary="The latest loads, newest first")
 async def list_loads(request: Request, layer: str | None = None, limit: int = 50) -> Any:
+    _loader_or_approver(request)
     if not 1 <= limit <= 10_000:
         raise InvalidInput(f"limit {limit} is outside 1…10000")
 
@@ -177,6 +184,8 @@ async def list_loads(request: Request, layer: str | None = None, limit: int = 50
 
 @router.get("/{load_id}", summary="One load: provenance, state, rows and its quality report")
 async def get_load(request: Request, load_id: int, f: str | None = None) -> Any:
+    _loader_or_approver(request)
+
     def work() -> dict[str, Any]:
         with translate_errors(), request.app.state.pool.connection(timeout=10) as conn:
             return history.show(conn, request.app.state.catalog, load_id)
@@ -188,18 +197,33 @@ async def get_load(request: Request, load_id: int, f: str | None = None) -> Any:
 
 
 @router.post("/{load_id}/approve", summary="Approve a draft load (its features are published)")
-async def approve(request: Request, load_id: int, by: str = "api") -> Any:
+async def approve(request: Request, load_id: int) -> Any:
+    by = guard.require(request, "approve").username
+
     def work() -> dict[str, Any]:
         with translate_errors(), connect(request.app.state.settings, autocommit=True) as conn:
             return history.approve(conn, request.app.state.catalog, load_id, by=by)
 
-    return await run_in_threadpool(work)
+    result = await run_in_threadpool(work)
+    guard.record(request, "load.approve", f"load {load_id}")
+    return result
 
 
 @router.post("/{load_id}/rollback", summary="Undo a load: delete its features, restore those it replaced")
-async def rollback(request: Request, load_id: int, by: str = "api") -> Any:
+async def rollback(request: Request, load_id: int) -> Any:
+    by = _loader_or_approver(request).username
+
     def work() -> dict[str, Any]:
         with translate_errors(), connect(request.app.state.settings, autocommit=True) as conn:
             return history.rollback(conn, request.app.state.catalog, load_id, by=by)
 
-    return await run_in_threadpool(work)
+    result = await run_in_threadpool(work)
+    guard.record(request, "load.rollback", f"load {load_id}")
+    return result
+
+
+def _loader_or_approver(request: Request) -> Principal:
+    found = guard.who()
+    if found is not None and access.may(found, "approve"):
+        return guard.require(request, "approve")
+    return guard.require(request, "load")

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from gis_ioc.auth import access
+from gis_ioc.auth.context import CURRENT
 from gis_ioc.database.connection import translate_errors
 from gis_ioc.errors import InvalidInput
 from gis_ioc.maps import folium_, printmap, thematic
@@ -20,8 +22,8 @@ def parse_layers(raw: str | None, catalog: Any) -> list[str]:
     layers = [x.strip() for x in (raw or "").split(",") if x.strip()]
     for layer_id in layers:
         layer = catalog.layers.get(layer_id)
-        if layer is None or layer.access == "restricted":
-            known = ", ".join(sorted(k for k, v in catalog.layers.items() if v.access != "restricted"))
+        if layer is None or not access.can_read(CURRENT.get(), layer):
+            known = ", ".join(sorted(k for k, v in catalog.layers.items() if access.can_read(CURRENT.get(), v)))
             raise InvalidInput(f"layers: {layer_id!r} is not a layer to overlay; known: {known}")
     return layers
 

@@ -13,6 +13,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from gis_ioc import __version__
+from gis_ioc.auth import access
+from gis_ioc.auth.context import CURRENT
 from gis_ioc.database.connection import translate_errors
 from gis_ioc.errors import InvalidInput, NotFound
 from gis_ioc.maps import mapstyle, places
@@ -54,11 +56,15 @@ async def map_config(request: Request) -> dict[str, Any]:
 
     periods = await run_in_threadpool(work)
     catalog = app.state.catalog
+    hidden = {k for k, layer in catalog.layers.items() if not access.can_read(CURRENT.get(), layer)}
+    style = mapstyle.map_style(catalog, app.state.settings.ogc_path)
+    style["sources"] = {k: v for k, v in style["sources"].items() if k not in hidden}
+    style["layers"] = [s for s in style["layers"] if s.get("source") not in hidden]
     return {
         "version": __version__,
         "bbox": PROVINCE_BBOX,
-        "style": mapstyle.map_style(catalog, app.state.settings.ogc_path),
-        "layers": mapstyle.layer_list(catalog),
+        "style": style,
+        "layers": [x for x in mapstyle.layer_list(catalog) if x["id"] not in hidden],
         "periods": periods,
         "scenarios": [
             {"id": s.id, "title": s.title.model_dump(), "description": s.description.model_dump()}

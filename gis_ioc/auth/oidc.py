@@ -7,6 +7,7 @@ HMAC secret (key confusion). Issuer, audience, expiry and not-before are require
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,7 @@ class OidcVerifier:
         if not isinstance(roles, list) or not isinstance(communes, list):
             raise AuthenticationFailed("the token's roles and communes must be lists")
         known = frozenset(str(r) for r in roles if r in ROLES)
+        communes = [c for c in communes if isinstance(c, str) and re.fullmatch(r"\d{5}", c)]
         username = str(claims.get("preferred_username") or claims["sub"])
         return Principal(
             username,

@@ -10,6 +10,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from gis_ioc.auth import access
+from gis_ioc.auth.context import CURRENT
 from gis_ioc.catalog import Catalog, Layer
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.errors import InvalidInput
@@ -100,7 +102,7 @@ def identify(
     answer: dict[str, Any] = {"point": [lon, lat], "radius_m": metres, "commune": None, "parcel": None, "nearby": []}
     for key, layer_id, extra in (("commune", "communes", "t.valid_to IS NULL AND "), ("parcel", "land_parcels", "")):
         layer = catalog.layers.get(layer_id)
-        if layer is None or layer.access == "restricted":
+        if layer is None or not access.can_read(CURRENT.get(), layer):
             continue
         fields = _public_fields(layer)
         row = conn.execute(
@@ -127,7 +129,7 @@ def identify(
     parts = []
     for layer_id in FACILITY_LAYERS:
         layer = catalog.layers.get(layer_id)
-        if layer is None or layer.access == "restricted":
+        if layer is None or not access.can_read(CURRENT.get(), layer):
             continue
         label = sql.Identifier("t", "name") if layer.field("name") else sql.Identifier("t", layer.key or "fid")
         parts.append(

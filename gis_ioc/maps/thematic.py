@@ -15,6 +15,8 @@ from typing import Any
 
 import psycopg
 
+from gis_ioc.auth import access
+from gis_ioc.auth.context import CURRENT
 from gis_ioc.catalog import Catalog
 from gis_ioc.catalog.indicators import PERIOD_RE, Indicator
 from gis_ioc.errors import InvalidInput, NotFound
@@ -294,8 +296,8 @@ def overlay_features(
     from gis_ioc.catalog.ddl import SCHEMA
 
     layer = catalog.layers.get(layer_id)
-    if layer is None or layer.access == "restricted":
-        known = ", ".join(sorted(k for k, v in catalog.layers.items() if v.access != "restricted"))
+    if layer is None or not access.can_read(CURRENT.get(), layer):
+        known = ", ".join(sorted(k for k, v in catalog.layers.items() if access.can_read(CURRENT.get(), v)))
         raise NotFound(f"no layer {layer_id!r} to overlay; known: {known}")
     fields = [f.name for f in layer.fields if not f.personal]
     geom = sql.SQL("t.geom") if srid == 4326 else sql.SQL("ST_Transform(t.geom, {})").format(sql.Literal(srid))
