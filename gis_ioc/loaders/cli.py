@@ -6,35 +6,26 @@ import getpass
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gis_ioc.catalog import Catalog, load_catalog
+from gis_ioc.clikit import catalog_of, console, progress_bar, settings_of
 from gis_ioc.database.connection import connect
-from gis_ioc.loaders import history
-from gis_ioc.loaders.vector import MODES, LoaderConfig, LoadOptions, LoadRejected, LoadReport, load_vector
-from gis_ioc.settings import Settings
 
-console = Console(stderr=True)
+if TYPE_CHECKING:
+    from gis_ioc.loaders.vector import LoadReport
+
+MODES = ("append", "replace", "upsert")  # gis_ioc.loaders.vector.MODES, without importing GDAL at start-up
+
 out = Console()
-_STAGES = {"read": "reading", "check": "checking", "overlaps": "overlaps", "write": "staging", "merge": "merging"}
-
-
-def _settings(ctx: click.Context) -> Settings:
-    obj = ctx.ensure_object(dict)
-    if "settings" not in obj:
-        obj["settings"] = Settings()
-    settings: Settings = obj["settings"]
-    return settings
-
-
-def _catalog(settings: Settings) -> Catalog:
-    return load_catalog(settings.layers_dir, settings.styles_dir, settings.config_dir)
+_STAGES = {"read": "reading", "check": "checking", "overlaps": "overlaps", "write": "staging",
+           "gates": "checking in SQL", "merge": "merging", "finish": "finishing"}  # fmt: skip
+_settings = settings_of
+_catalog = catalog_of
 
 
 def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -133,6 +124,7 @@ def load_vector_cmd(
     as_json: bool,
 ) -> None:
     """Load FILE (GeoJSON, zipped Shapefile, GeoPackage, KML/KMZ, CSV, FlatGeobuf, DXF) into a layer as a draft."""
+    from gis_ioc.loaders.vector import LoaderConfig, LoadOptions, LoadRejected, load_vector
 
     settings = _settings(ctx)
     options = LoadOptions(
@@ -150,9 +142,8 @@ def load_vector_cmd(
         dry_run=dry_run,
         loaded_by=loaded_by or getpass.getuser(),
     )
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with connect(settings, autocommit=True) as conn, Progress(*columns, console=console, transient=True) as bar:
+        with connect(settings, autocommit=True) as conn, progress_bar(transient=True) as bar:
             tasks: dict[str, Any] = {}
 
             def progress(stage: str, done: int, total: int) -> None:
@@ -189,6 +180,7 @@ def _when(value: Any) -> str:
 @click.pass_context
 def load_history(ctx: click.Context, layer_id: str | None, limit: int, as_json: bool) -> None:
     """The latest loads, newest first."""
+    from gis_ioc.loaders import history
 
     settings = _settings(ctx)
     with connect(settings, autocommit=True) as conn:
@@ -212,6 +204,7 @@ def load_history(ctx: click.Context, layer_id: str | None, limit: int, as_json: 
 @click.pass_context
 def load_show(ctx: click.Context, load_id: int, as_json: bool) -> None:
     """One load: provenance, state, rows, and its quality report."""
+    from gis_ioc.loaders import history
 
     settings = _settings(ctx)
     with connect(settings, autocommit=True) as conn:
@@ -240,6 +233,7 @@ def load_show(ctx: click.Context, load_id: int, as_json: bool) -> None:
 @click.pass_context
 def load_approve(ctx: click.Context, load_id: int, by: str | None) -> None:
     """Approve a draft load: its features become visible (OGC API, scenarios); replaced rows retire."""
+    from gis_ioc.loaders import history
 
     settings = _settings(ctx)
     with connect(settings, autocommit=True) as conn:
@@ -256,6 +250,7 @@ def load_approve(ctx: click.Context, load_id: int, by: str | None) -> None:
 @click.pass_context
 def load_rollback(ctx: click.Context, load_id: int, by: str | None) -> None:
     """Undo a load: delete its features and restore the features it replaced."""
+    from gis_ioc.loaders import history
 
     settings = _settings(ctx)
     with connect(settings, autocommit=True) as conn:

@@ -187,6 +187,25 @@ class Report:
         return out
 
 
+def describe_selection(selection: dict[str, Any], communes: list[str]) -> str:
+    """The report's scope in Vietnamese, from a stored run's selection."""
+    kind = selection.get("kind")
+    names = ", ".join(communes)
+    if kind == "province":
+        return "Toàn tỉnh Hưng Yên"
+    if kind == "communes":
+        return f"Xã, phường: {names}"
+    where = ""
+    if selection.get("x") is not None and selection.get("y") is not None:
+        crs = selection.get("crs") or "CRS84"
+        where = f" quanh điểm ({vn_number(selection['x'], 5)}; {vn_number(selection['y'], 5)}, {crs})"
+    if kind == "radius":
+        return f"Vòng tròn bán kính {vn_number(selection.get('radius_m'), 0)} m{where}, gồm (một phần) các xã: {names}"
+    if kind == "point":
+        return f"Điểm{where.replace(' quanh điểm', '')} thuộc {names}"
+    return f"Vùng chọn ({kind}) gồm (một phần) các xã: {names}"
+
+
 def trend(direction: str, change: float | None) -> str:
     """↑/↓ by the sign of the change, and whether it is better or worse for this indicator."""
     if change is None:
@@ -221,7 +240,7 @@ def build_report(
     period = runs[0]["period"]
     sel = runs[0]["selection"]
     names = {c["code"]: c["name"] for c in runs[0]["communes"]}
-    scope = "Toàn tỉnh Hưng Yên" if sel.get("kind") == "province" else "Xã, phường: " + ", ".join(names.values())
+    scope = describe_selection(sel, list(names.values()))
     seen: set[str] = set()
     by_sector: dict[str, list[Row]] = {}
     flags: list[Flag] = []

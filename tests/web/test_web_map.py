@@ -3,6 +3,7 @@ runs a scenario over a radius and shows the flagged communes in red."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,10 @@ def test_radius_scenario_shows_results_and_flags_in_red(
     assert report.status_code == 200 and report.content.startswith(b"%PDF")
     assert report.headers["x-scenario-runs"] == str(run["id"])
     (ARTIFACTS / "web-map-report.pdf").write_bytes(report.content)
+    text = subprocess.run(
+        ["pdftotext", str(ARTIFACTS / "web-map-report.pdf"), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "Vòng tròn bán kính 2.500 m" in " ".join(text.split()) and f"#{run['id']}" in text
     gpkg = httpx.get(base_url + p.get_attribute("#results .actions a >> nth=1", "href"), timeout=60)
     assert gpkg.status_code == 200 and gpkg.headers["content-crs"].endswith("/9209>")
     path = tmp_path / "flagged.gpkg"
