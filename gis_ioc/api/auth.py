@@ -12,7 +12,7 @@ import time
 from collections import deque
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from gis_ioc.auth import sessions
@@ -22,6 +22,9 @@ from gis_ioc.errors import GisIocError, InvalidInput
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
+#: The web map's session cookie: HttpOnly (scripts cannot read it) and SameSite=Strict (other sites
+#: cannot make the browser send it, so it cannot be used for cross-site requests).
+SESSION_COOKIE = "gis_ioc_session"
 CREDENTIAL_PARAMETERS = ("api_key", "apikey", "access_token", "token", "key", "password")
 
 
@@ -80,12 +83,19 @@ def principal(request: Request) -> Principal | None:
     app = request.app
     key = request.headers.get("x-api-key")
     authorization = request.headers.get("authorization", "")
-    if not key and not authorization:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not key and not authorization and not cookie:
         return None
     found: Principal
     if key:
         with translate_errors(), app.state.pool.connection(timeout=10) as conn:
             found = sessions.from_api_key(conn, key)
+    elif not authorization and cookie:  # the web map's session (HttpOnly, SameSite=Strict)
+        try:
+            with translate_errors(), app.state.pool.connection(timeout=10) as conn:
+                found = sessions.from_token(conn, cookie, policy=app.state.auth_policy)
+        except AuthenticationFailed:
+            return None  # an ended session: the page goes on as anonymous and offers to log in again
     else:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -125,8 +135,10 @@ def _text(body: dict[str, Any], name: str, required: bool = True) -> str:
 @router.post("/login", summary="Log in with a user name and password (and the second-factor code)")
 async def login(
     request: Request,
+    response: Response,
     body: Annotated[dict[str, Any], Body(examples=[{"username": "phan.anh", "password": "…", "code": "123456"}])],
 ) -> dict[str, Any]:
+    """Answers the session token (send it as ``Authorization: Bearer``) and sets it as the web map's cookie."""
     username, password = _text(body, "username"), _text(body, "password")
     code = _text(body, "code", required=False) or None
     address = _address(request)
@@ -143,13 +155,23 @@ async def login(
         idle = policy.admin_idle if who.is_admin else policy.idle
         return {"token": token, "token_type": "Bearer", "idle_timeout_s": int(idle.total_seconds()), **_who(who)}
 
-    return await run_in_threadpool(work)
+    answer = await run_in_threadpool(work)
+    response.set_cookie(
+        SESSION_COOKIE,
+        answer["token"],
+        httponly=True,
+        samesite="strict",
+        secure=request.app.state.settings.base_url.startswith("https://"),
+        path="/",
+    )
+    return answer
 
 
 @router.post("/logout", summary="End this session")
-async def logout(request: Request) -> dict[str, str]:
+async def logout(request: Request, response: Response) -> dict[str, str]:
     authorization = request.headers.get("authorization", "")
-    token = authorization.partition(" ")[2].strip()
+    token = authorization.partition(" ")[2].strip() or request.cookies.get(SESSION_COOKIE, "")
+    response.delete_cookie(SESSION_COOKIE, path="/")
     if token:
 
         def work() -> None:
@@ -158,6 +180,12 @@ async def logout(request: Request) -> dict[str, str]:
 
         await run_in_threadpool(work)
     return {"status": "logged out"}
+
+
+@router.get("/session", summary="Who is logged in, if anyone (200 either way, for the web map)")
+async def session(request: Request) -> dict[str, Any]:
+    found = await run_in_threadpool(principal, request)
+    return {"authenticated": found is not None, **(_who(found) if found is not None else {})}
 
 
 @router.get("/me", summary="Who the credentials belong to")

@@ -16,7 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gis_ioc.app import create_app
+from gis_ioc.auth import accounts
+from gis_ioc.database.connection import connect
 from gis_ioc.settings import Settings
+from tests.auth.conftest import REF, create
 from tests.conftest import scalar
 from tests.loaders.conftest import TO_TM3, digest, stations_frame
 from tests.loaders.test_vector import DBF_MAP, _shapefile
@@ -80,7 +83,11 @@ def test_the_officer_at_the_command_line(
 
 @pytest.fixture(scope="module")
 def client(settings: Settings, loaded: Any) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
+    """The application, asked by a GIS officer who is also an approver (API key)."""
+    with connect(settings, autocommit=True) as conn:
+        create(conn, "loader.officer", ["gis_officer", "approver"])
+        key = accounts.issue_key(conn, "loader.officer", REF, "cli:test")
+    with TestClient(create_app(settings), headers={"X-API-Key": key}) as c:
         yield c
 
 
@@ -141,3 +148,23 @@ def test_unknown_load_is_404(client: TestClient) -> None:
     assert client.get("/api/loads/424242").status_code == 404
     assert client.post("/api/loads/424242/approve").status_code == 404
     assert client.get("/api/loads/abc").status_code in (400, 404, 422)
+
+
+def test_loads_need_a_gis_officer_and_approvals_an_approver(
+    anonymous: TestClient, settings: Settings, client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    assert anonymous.post("/api/loads", data={"layer": "schools"}).status_code == 401
+    assert anonymous.get("/api/loads").status_code == 401
+    with connect(settings, autocommit=True) as conn:
+        create(conn, "loader.analyst", ["analyst"])
+        create(conn, "loader.only", ["gis_officer"])
+        analyst = {"X-API-Key": accounts.issue_key(conn, "loader.analyst", REF, "cli:test")}
+        officer = {"X-API-Key": accounts.issue_key(conn, "loader.only", REF, "cli:test")}
+    refused = anonymous.post("/api/loads", data={"layer": "schools"}, headers=analyst)
+    assert refused.status_code == 403 and "load" in refused.json()["detail"]
+    last = db.execute("SELECT max(id) FROM gis_ioc.loads").fetchone()[0]
+    assert anonymous.post(f"/api/loads/{last}/approve", headers=officer).status_code == 403
+    denied = db.execute(
+        "SELECT count(*) FROM gis_ioc.audit WHERE action = 'denied' AND actor IN ('loader.analyst', 'loader.only')"
+    ).fetchone()[0]
+    assert denied == 2

@@ -11,6 +11,7 @@ from gis_ioc.settings import Settings
 
 
 @pytest.fixture(scope="package")
-def client(settings: Settings, loaded: DemoResult) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
+def client(settings: Settings, loaded: DemoResult, reader_key: str) -> Iterator[TestClient]:
+    """The application, asked by a leader (who reads internal layers and may export)."""
+    with TestClient(create_app(settings), headers={"X-API-Key": reader_key}) as c:
         yield c

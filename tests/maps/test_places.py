@@ -32,7 +32,7 @@ def test_search_finds_every_commune_by_its_bare_name_and_code(client: TestClient
 
 
 def test_identify_gives_the_commune_the_parcel_and_facilities_nearby(
-    client: TestClient, db: psycopg.Connection[Any]
+    client: TestClient, anonymous: TestClient, db: psycopg.Connection[Any]
 ) -> None:
     fid, lon, lat = db.execute(
         "SELECT fid, ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) FROM layers.land_parcels "
@@ -55,6 +55,12 @@ def test_identify_gives_the_commune_the_parcel_and_facilities_nearby(
     distances = [n["distance_m"] for n in body["nearby"]]
     assert distances == sorted(distances) and all(d <= 1500 for d in distances)
     assert not any(n["layer"] == "police_posts" for n in body["nearby"])  # restricted: never shown
+    # without credentials the parcel (an internal layer) is not shown; the commune and schools are
+    public = anonymous.get("/api/identify", params={"lon": lon, "lat": lat, "radius": 1500}).json()
+    assert public["parcel"] is None and public["commune"] == body["commune"]
+    assert [n for n in public["nearby"] if n["layer"] == "schools"] == [
+        n for n in body["nearby"] if n["layer"] == "schools"
+    ]
     bad = client.get("/api/identify", params={"lon": lon, "lat": lat, "radius": 99999})
     assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
 

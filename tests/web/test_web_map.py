@@ -14,7 +14,11 @@ import pyogrio
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from gis_ioc.auth import sessions
 from gis_ioc.catalog import Catalog
+from gis_ioc.database.connection import connect
+from gis_ioc.settings import Settings
+from tests.auth.conftest import create
 from tests.conftest import ARTIFACTS
 from tests.web.conftest import PageLog
 
@@ -33,6 +37,29 @@ def page(browser: Browser, base_url: str) -> Iterator[tuple[Page, PageLog]]:
     wait_idle(page)
     yield page, log
     context.close()
+
+
+ANALYST = ("web.analyst", "bản đồ điều hành 2026!")
+
+
+@pytest.fixture(scope="module")
+def analyst(settings: Settings, loaded: Any) -> tuple[str, str]:
+    """An analyst who has changed the first password (as the leader's staff would have)."""
+    with connect(settings, autocommit=True) as conn:
+        first = create(conn, ANALYST[0], ["analyst"], full_name="Trần Thị Hoa", agency="Văn phòng UBND tỉnh")
+        sessions.change_password(conn, ANALYST[0], first, ANALYST[1])
+    return ANALYST
+
+
+def log_in(page: Page, who: tuple[str, str]) -> None:
+    """Through the page's own login form: the session becomes the page's HttpOnly cookie."""
+    page.fill("#login-user", who[0])
+    page.fill("#login-password", who[1])
+    with page.expect_navigation():
+        page.click("#login button[type=submit]")
+    page.wait_for_function("window.gisIoc && window.gisIoc.ready", timeout=30000)
+    expect(page.locator("#who")).to_contain_text(who[0])
+    wait_idle(page)
 
 
 def indicator_count(base_url: str, scenario: str) -> int:
@@ -58,6 +85,10 @@ def test_root_serves_the_map_and_its_own_scripts(base_url: str) -> None:
 def test_page_loads_without_errors_and_only_asks_our_server(page: tuple[Page, PageLog], base_url: str) -> None:
     p, log = page
     assert log.errors == []
+    # without an account: the login form, and only the public layers
+    expect(p.locator("#login")).to_be_visible()
+    shown = {layer["id"] for layer in p.evaluate("window.gisIoc.config.layers")}
+    assert "schools" in shown and "land_parcels" not in shown and "buildings" not in shown
     assert log.urls and not [u for u in log.urls if not u.startswith((base_url, "data:", "blob:"))], log.urls
     tiles = [u for u in log.urls if "/tiles/WebMercatorQuad/" in u]
     assert any("/collections/communes/" in u for u in tiles) and any("/collections/province/" in u for u in tiles)
@@ -132,9 +163,19 @@ def expected_flags(
 
 
 def test_radius_scenario_shows_results_and_flags_in_red(
-    page: tuple[Page, PageLog], db: psycopg.Connection[Any], catalog: Catalog, base_url: str, tmp_path: Path
+    page: tuple[Page, PageLog],
+    db: psycopg.Connection[Any],
+    catalog: Catalog,
+    base_url: str,
+    tmp_path: Path,
+    analyst: tuple[str, str],
 ) -> None:
     p, log = page
+    log_in(p, analyst)  # the report and the exports are for logged-in staff
+    internal = [layer["id"] for layer in p.evaluate("window.gisIoc.config.layers")]
+    assert "land_parcels" in internal and "buildings" in internal
+    cookies = {c["name"]: c["value"] for c in p.context.cookies()}
+    assert "gis_ioc_session" in cookies
     p.fill("#search", "thai binh")
     expect(p.locator("#search-results li").first).to_contain_text("Thái Bình")
     p.keyboard.press("Enter")
@@ -174,7 +215,7 @@ def test_radius_scenario_shows_results_and_flags_in_red(
     assert log.errors == []
     p.screenshot(path=str(ARTIFACTS / "web-map-radius-education.png"))
     # what the leader prints for the meeting, and what the analyst takes to QGIS, from the same run
-    report = httpx.get(base_url + p.get_attribute("#results .actions a >> nth=0", "href"), timeout=120)
+    report = httpx.get(base_url + p.get_attribute("#results .actions a >> nth=0", "href"), timeout=120, cookies=cookies)
     assert report.status_code == 200 and report.content.startswith(b"%PDF")
     assert report.headers["x-scenario-runs"] == str(run["id"])
     (ARTIFACTS / "web-map-report.pdf").write_bytes(report.content)
@@ -182,7 +223,8 @@ def test_radius_scenario_shows_results_and_flags_in_red(
         ["pdftotext", str(ARTIFACTS / "web-map-report.pdf"), "-"], capture_output=True, text=True, check=True
     ).stdout
     assert "Vòng tròn bán kính 2.500 m" in " ".join(text.split()) and f"#{run['id']}" in text
-    gpkg = httpx.get(base_url + p.get_attribute("#results .actions a >> nth=1", "href"), timeout=60)
+    gpkg = httpx.get(base_url + p.get_attribute("#results .actions a >> nth=1", "href"), timeout=60, cookies=cookies)
+    assert httpx.get(base_url + p.get_attribute("#results .actions a >> nth=1", "href")).status_code == 401
     assert gpkg.status_code == 200 and gpkg.headers["content-crs"].endswith("/9209>")
     path = tmp_path / "flagged.gpkg"
     path.write_bytes(gpkg.content)

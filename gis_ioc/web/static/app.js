@@ -19,6 +19,8 @@
       s_met: "đạt", "s_not met": "chưa đạt", "s_no data": "không có số liệu", s_stale: "số liệu cũ",
       "s_no target": "không có mục tiêu", s_suppressed: "ẩn (bảo vệ dữ liệu cá nhân)", error: "Lỗi",
       communes_in: "Số xã trong vùng", change: "so với kỳ trước",
+      username: "Tên đăng nhập", password: "Mật khẩu", code: "Mã OTP", login: "Đăng nhập", logout: "Đăng xuất",
+      change_password: "Cần đổi mật khẩu lần đầu", plans: "Bản vẽ quy hoạch",
     },
     en: {
       title: "Hưng Yên operations map", search: "Find a commune or ward (name or code)", selection: "Selection",
@@ -36,6 +38,8 @@
       s_met: "met", "s_not met": "not met", "s_no data": "no data", s_stale: "stale", "s_no target": "no target",
       s_suppressed: "suppressed (privacy)", error: "Error", communes_in: "Communes in the selection",
       change: "from the previous period",
+      username: "User name", password: "Password", code: "OTP code", login: "Log in", logout: "Log out",
+      change_password: "First password must be changed", plans: "Planning drawings",
     },
   };
   const GROUPS = {
@@ -300,6 +304,49 @@
     void scenario;
   }
 
+  // ---- account: the session is an HttpOnly cookie set by /api/auth/login ----
+  async function showAccount() {
+    const me = await api("/api/auth/session").catch(() => ({ authenticated: false }));
+    if (me.authenticated) {
+      $("who").textContent = me.username + (me.must_change_password ? ` (${t("change_password")})` : "");
+      $("who").hidden = false; $("logout").hidden = false; $("login").hidden = true;
+      state.user = me;
+    } else {
+      $("login").hidden = false; $("who").hidden = true; $("logout").hidden = true;
+      state.user = null;
+    }
+  }
+  async function login(e) {
+    e.preventDefault();
+    const body = { username: $("login-user").value.trim(), password: $("login-password").value };
+    if ($("login-code").value.trim()) body.code = $("login-code").value.trim();
+    try {
+      await api("/api/auth/login", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      location.reload(); // the layers this account may see come with the map's configuration
+    } catch (err) {
+      $("login-password").value = "";
+      status(`${t("error")}: ${err.message}`, true);
+    }
+  }
+  async function logout() {
+    await api("/api/auth/logout", { method: "POST" }).catch(() => null);
+    location.reload();
+  }
+
+  // ---- planning drawings (approved), as raster overlays off by default ----
+  async function addPlans() {
+    const plans = await api("/api/plans").catch(() => []);
+    for (const p of plans) {
+      const id = `plan-${p.id}`;
+      map.addSource(id, { type: "raster", tiles: [`${location.origin}/api/plans/${p.id}/tiles/{z}/{x}/{y}.png`], tileSize: 256 });
+      map.addLayer({ id, type: "raster", source: id, layout: { visibility: "none" }, paint: { "raster-opacity": 0.8 } }, "selection-fill");
+      state.config.layers.push({
+        id, title: { vi: p.name, en: p.name }, group: "planning", geometry: "Raster", base: false, min_zoom: 0,
+        style_layers: [id], legend: [{ fill: "#e0c8a0", stroke: "#8d6e63" }],
+      });
+    }
+  }
+
   // ---- layers ----
   function buildLayerList() {
     const groups = {};
@@ -331,8 +378,9 @@
     map.addControl(new maplibregl.NavigationControl(), "top-right");
     map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-left");
     map.addControl(new maplibregl.AttributionControl({ compact: true, customAttribution: "IOC Hưng Yên — gis_ioc" }));
-    map.on("load", () => {
+    map.on("load", async () => {
       addOverlays();
+      await addPlans();
       buildLayerList();
       drawSelection();
       state.ready = true;
@@ -357,6 +405,9 @@
   $("polygon-finish").addEventListener("click", () => { if (state.polygon.length >= 3) { state.polygonClosed = true; drawSelection(); } });
   $("clear").addEventListener("click", () => { state.centre = null; state.polygon = []; state.polygonClosed = false; state.communes.clear(); state.point = null; setFlagged([]); drawSelection(); });
   $("run").addEventListener("click", runScenario);
+  $("login").addEventListener("submit", login);
+  $("logout").addEventListener("click", logout);
+  showAccount();
   $("layers").addEventListener("change", (e) => { if (e.target.dataset.layer) toggleLayer(e.target.dataset.layer, e.target.checked); });
   applyLang();
   start().catch((e) => status(`${t("error")}: ${e.message}`, true));
