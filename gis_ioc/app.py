@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,7 +36,7 @@ from gis_ioc.auth.sessions import Policy
 from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.database import migrations
 from gis_ioc.database.connection import create_pool, describe, translate_errors
-from gis_ioc.errors import DatabaseUnavailable, GisIocError
+from gis_ioc.errors import DatabaseUnavailable, Forbidden, GisIocError
 from gis_ioc.http import problem
 from gis_ioc.publish.config import render_config
 from gis_ioc.publish.ogc import create_ogc_app
@@ -81,6 +82,11 @@ def auth_policy(settings: Settings) -> Policy:
         admin_idle=timedelta(minutes=settings.auth_admin_idle_minutes),
         lifetime=timedelta(hours=settings.auth_session_hours),
         inactive=timedelta(days=settings.auth_inactive_days),
+        trusted=tuple(
+            ipaddress.ip_network(n.strip(), strict=False)
+            for n in settings.auth_trusted_networks.split(",")
+            if n.strip()
+        ),
     )
 
 
@@ -160,11 +166,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             who = await run_in_threadpool(auth_api.principal, request)
         except GisIocError as exc:
             return await gis_ioc_error(request, exc)
+        if who is not None and who.via == "session" and who.must_change_password:
+            path = request.url.path
+            if not path.startswith(("/api/auth/", "/static/", "/healthz", "/readyz")) and path != "/":
+                return await gis_ioc_error(request, Forbidden("change the first password (POST /api/auth/password)"))
         token = CURRENT.set(who)
         try:
             return await call_next(request)
         finally:
             CURRENT.reset(token)
+
+    @app.middleware("http")
+    async def bounded_bodies(request: Request, call_next: Any) -> Any:
+        """Refuse bodies above GIS_IOC_MAX_REQUEST_MB (uploads have their own limit) before reading them."""
+        length = request.headers.get("content-length")
+        limit = settings.max_request_mb * 1024 * 1024
+        if request.url.path.startswith("/api/loads"):
+            limit = settings.load_max_upload_mb * 1024 * 1024
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return problem(413, "Request too large", f"the body is larger than {limit // (1024 * 1024)} MB")
+        return await call_next(request)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Any:

@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     auth_inactive_days: int = Field(
         default=45, ge=1, le=45, description="Days without a login after which an account is locked."
     )
+    auth_trusted_networks: str = Field(
+        default="127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16",
+        description="The government network (CIDRs); from elsewhere only accounts with a second factor log in.",
+    )
+    max_request_mb: int = Field(
+        default=16, ge=1, description="Largest request body accepted, except file uploads to /api/loads (MB)."
+    )
     oidc_issuer: str | None = Field(default=None, description="Single sign-on: the OpenID Connect issuer (iss).")
     oidc_audience: str | None = Field(default=None, description="Single sign-on: the audience (aud) tokens carry.")
     oidc_jwks_url: str | None = Field(default=None, description="Single sign-on: the issuer's JWKS address.")

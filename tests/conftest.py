@@ -39,6 +39,7 @@ from gis_ioc.settings import Settings
 AS_OF = date(2026, 11, 27)
 SEED = 20250701
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+INSIDE = ("127.0.0.1", 50000)  # the test client's address: the government network
 SUITE_REQUEST = RequestRef("1/TEST", date(2026, 11, 1), "gis_ioc test suite")
 
 
@@ -106,14 +107,14 @@ def reader_key(settings: Settings, loaded: DemoResult) -> str:
 @pytest.fixture(scope="session")
 def client(settings: Settings, loaded: DemoResult, reader_key: str) -> Iterator[TestClient]:
     """The application, asked by a leader (every internal layer; see ``anonymous`` for no credentials)."""
-    with TestClient(create_app(settings), headers={"X-API-Key": reader_key}) as c:
+    with TestClient(create_app(settings), headers={"X-API-Key": reader_key}, client=INSIDE) as c:
         yield c
 
 
 @pytest.fixture(scope="session")
 def anonymous(settings: Settings, loaded: DemoResult) -> Iterator[TestClient]:
-    """The application, asked without credentials."""
-    with TestClient(create_app(settings)) as c:
+    """The application, asked without credentials (from inside the government network)."""
+    with TestClient(create_app(settings), client=INSIDE) as c:
         yield c
 
 

@@ -9,6 +9,7 @@ login, failed login and lockout is in the audit trail.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,6 +41,20 @@ class Policy:
     admin_idle: timedelta = timedelta(minutes=5)
     lifetime: timedelta = timedelta(hours=12)
     inactive: timedelta = timedelta(days=45)
+    #: The government network: from elsewhere, only accounts with a second factor may log in.
+    trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+
+    def inside(self, address: str | None) -> bool:
+        if address is None:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted)
 
 
 @dataclass
@@ -94,6 +109,8 @@ def login(
             reason = f"idle for more than {policy.inactive.days} days"
         elif not password_ok:
             reason = "wrong password"
+        elif row[2] is None and not policy.inside(address):
+            reason = "second factor required outside the government network"
         elif row[2] is not None and not (code and pyotp.TOTP(row[2]).verify(code, valid_window=1)):
             reason = "wrong or missing second-factor code"
         if reason is not None:

@@ -20,6 +20,7 @@ def _login(anonymous: TestClient, username: str, password: str, code: str | None
     body = {"username": username, "password": password} | ({"code": code} if code else {})
     response = anonymous.post("/api/auth/login", json=body)
     assert response.status_code == 200, response.text
+    anonymous.cookies.clear()  # the session goes in the header below; the shared client stays anonymous
     return {"Authorization": f"Bearer {response.json()['token']}"}
 
 

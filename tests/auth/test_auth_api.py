@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pyotp
 import pytest
 from fastapi.testclient import TestClient
 
+from gis_ioc.app import create_app
+from gis_ioc.auth import sessions
 from gis_ioc.auth.sessions import LOGIN_FAILED
 from tests.auth.conftest import create
 
@@ -21,6 +24,8 @@ def test_login_me_password_and_logout(anonymous: TestClient, analyst: tuple[str,
     username, password = analyst
     response = anonymous.post("/api/auth/login", json={"username": username, "password": password})
     assert response.status_code == 200, response.text
+    assert "gis_ioc_session" in response.cookies and "httponly" in response.headers["set-cookie"].lower()
+    anonymous.cookies.clear()
     body = response.json()
     assert body["must_change_password"] and body["idle_timeout_s"] == 15 * 60 and body["roles"] == ["analyst"]
     assert response.headers["cache-control"] == "no-store"
@@ -63,3 +68,37 @@ def test_credentials_only_in_headers_and_security_headers(anonymous: TestClient)
     assert "access-control-allow-origin" not in preflight.headers
     bad = anonymous.post("/api/auth/login", json={"username": 5})
     assert bad.status_code == 400 and "username" in bad.json()["detail"]
+
+
+def test_outside_the_government_network_a_second_factor_is_needed(settings: Any, conn: Any) -> None:
+    password = create(conn, "far.away", ["leader"])
+    with TestClient(create_app(settings), client=("203.0.113.7", 40000)) as outside:
+        refused = outside.post("/api/auth/login", json={"username": "far.away", "password": password})
+        assert refused.status_code == 401
+        secret, _ = sessions.enrol_totp("far.away")
+        sessions.confirm_totp(conn, "far.away", secret, pyotp.TOTP(secret).now())
+        body = {"username": "far.away", "password": password, "code": pyotp.TOTP(secret).now()}
+        assert outside.post("/api/auth/login", json=body).status_code == 200
+    reason = conn.execute(
+        "SELECT detail->>'reason' FROM gis_ioc.audit WHERE actor = 'far.away' AND result = 'failed'"
+    ).fetchone()[0]
+    assert reason == "second factor required outside the government network"
+
+
+def test_first_password_must_be_changed_before_anything_else(anonymous: TestClient, conn: Any) -> None:
+    password = create(conn, "new.leader", ["leader"])
+    token = anonymous.post("/api/auth/login", json={"username": "new.leader", "password": password}).json()["token"]
+    anonymous.cookies.clear()
+    auth = {"Authorization": f"Bearer {token}"}
+    blocked = anonymous.post("/api/scenarios/health/run", headers=auth, json={"period": "2026-Q3", "province": True})
+    assert blocked.status_code == 403 and "first password" in blocked.json()["detail"]
+    assert anonymous.get("/api/auth/me", headers=auth).status_code == 200
+
+
+def test_request_bodies_are_bounded(anonymous: TestClient) -> None:
+    huge = anonymous.post(
+        "/api/scenarios/health/run",
+        content=b"{}",
+        headers={"Content-Type": "application/json", "Content-Length": str(10**9)},
+    )
+    assert huge.status_code == 413 and "MB" in huge.json()["detail"]

@@ -185,13 +185,14 @@ def test_background_export_reports_progress_and_gives_the_file(client: TestClien
     for body, words in [
         ({"format": "csv"}, "exactly one of layer"),
         ({"layer": "roads", "run": 1}, "exactly one of layer"),
-        ({"layer": "police_posts"}, "restricted"),
         ({"layer": "roads", "colour": "red"}, "colour"),
         ({"run": "one"}, "integer"),
     ]:
         bad = client.post("/api/exports", json=body)
         assert bad.status_code == 400 and words in bad.json()["detail"], bad.text
     assert client.get("/api/exports/jobs/nope").status_code == 404
+    hidden = client.post("/api/exports", json={"layer": "police_posts"})  # restricted: as if it did not exist
+    assert hidden.status_code == 404 and "no layer" in hidden.json()["detail"]
 
 
 def test_cli_export_layer_and_run(settings: Settings, loaded: Any, db: psycopg.Connection[Any], tmp_path: Path) -> None:
