@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -74,6 +75,17 @@ SECURITY_HEADERS = {
 }
 
 
+class _RedactCredentials(logging.Filter):
+    """Access-log lines never carry credentials, even ones a client wrongly put in the address."""
+
+    PATTERN = re.compile(r"(?i)([?&](?:api_?key|access_token|token|key|password)=)[^&\s\"]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.PATTERN.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
 def auth_policy(settings: Settings) -> Policy:
     return Policy(
         max_failed=settings.auth_max_failed_logins,
@@ -134,6 +146,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.scenarios = load_scenarios(settings.config_dir / "scenarios", catalog)
     app.state.emergency = load_emergency(settings.config_dir / "scenarios", catalog)
     app.state.auth_policy = auth_policy(settings)
+    access_log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _RedactCredentials) for f in access_log.filters):
+        access_log.addFilter(_RedactCredentials())
     app.state.login_limiter = auth_api.RateLimiter(settings.auth_login_attempts_per_minute)
     app.state.address_limiter = auth_api.RateLimiter(5 * settings.auth_login_attempts_per_minute)
     app.state.oidc = oidc_verifier(settings)

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from gis_ioc.auth import access
 from gis_ioc.auth.context import CURRENT
 from gis_ioc.database.connection import translate_errors
-from gis_ioc.errors import InvalidInput
+from gis_ioc.errors import Forbidden, InvalidInput
 from gis_ioc.maps import folium_, printmap, thematic
 
 router = APIRouter(prefix="/api/maps", tags=["maps"])
@@ -46,6 +46,8 @@ async def thematic_map(
     ] = None,
 ) -> Response:
     app = request.app
+    if access.detail_communes(CURRENT.get()) is not None:
+        raise Forbidden("a map by commune shows every commune's figures; commune officers see their own in scenarios")
     overlays = parse_layers(layers, app.state.catalog)
     if period is None and run is None:
         raise InvalidInput("period is required (e.g. 2026-Q3), or run (a stored scenario run id)")

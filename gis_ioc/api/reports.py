@@ -10,9 +10,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from gis_ioc.api import guard
+from gis_ioc.auth import access
 from gis_ioc.database.connection import translate_errors
-from gis_ioc.errors import InvalidInput
+from gis_ioc.errors import Forbidden, InvalidInput, NotFound
 from gis_ioc.maps import report as reports
+from gis_ioc.scenarios.engine import get_run
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -44,6 +47,14 @@ async def report(
     if (period is None) == (runs is None):
         raise InvalidInput("give period (run the scenarios now) or runs (rebuild from stored run ids)")
     run_ids = parse_runs(runs) if runs is not None else None
+    own = access.detail_communes(guard.who())
+    # commune officers: reports on their own communes only
+    if own is not None and (run_ids is not None or not commune or not set(commune) <= own):
+        raise Forbidden(f"commune officers report on their own communes: commune={', '.join(sorted(own))}")
+    if run_ids is not None and not access.personal_access(guard.who()):
+        with translate_errors(), app.state.pool.connection(timeout=10) as conn:
+            if any(get_run(conn, i).get("personal") for i in run_ids):
+                raise NotFound("no such scenario runs")
 
     def work() -> tuple[reports.Report, Any]:
         with translate_errors(), app.state.pool.connection(timeout=10) as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,8 @@ def export_group() -> None:
 _FORMAT = click.Choice(["gpkg", "shp", "geojson", "csv", "xlsx"])
 
 
-def _run_export(source_fn: Any, fmt: str, crs_text: str | None, output: Path) -> None:
+def _run_export(source_fn: Any, fmt: str, crs_text: str | None, output: Path, conn: Any, target: str) -> None:
+    from gis_ioc.auth import audit
     from gis_ioc.maps import exports
 
     crs = exports.resolve_crs(crs_text)
@@ -122,6 +124,13 @@ def _run_export(source_fn: Any, fmt: str, crs_text: str | None, output: Path) ->
 
         source = source_fn(crs)
         result = exports.export(source, fmt, crs, output, progress)
+    audit.record(
+        conn,
+        actor=f"cli:{getpass.getuser()}",
+        action="export",
+        target=target,
+        detail={"format": fmt, "crs": result.crs, "rows": result.count, "file": str(result.path)},
+    )
     click.echo(str(result.path))
     info = result.describe()
     console.print(f"{info['features']} features, {info['bytes']:,} bytes, {info['crs']}", highlight=False)
@@ -172,6 +181,8 @@ def export_layer(
             fmt,
             crs,
             output,
+            conn,
+            f"layer {layer_id}",
         )
 
 
@@ -190,7 +201,14 @@ def export_run(ctx: click.Context, run_id: int, fmt: str, crs: str | None, flagg
     settings = _settings(ctx)
     with connect(settings, autocommit=True) as conn:
         run = get_run(conn, run_id)
-        _run_export(lambda c: exports.run_source(conn, run, c, flagged_only=flagged_only), fmt, crs, output)
+        _run_export(
+            lambda c: exports.run_source(conn, run, c, flagged_only=flagged_only),
+            fmt,
+            crs,
+            output,
+            conn,
+            f"run {run_id}",
+        )
 
 
 def _run_ids(text: str) -> list[int]:

@@ -35,6 +35,7 @@ from tests.auth.conftest import REF, create
 from tests.conftest import free_port, scalar, temp_home
 
 ADMIN = "cli:test"
+INSIDE = "127.0.0.1"  # the government network (see test_auth_api for logins from outside)
 
 
 def _new(db: psycopg.Connection[Any], username: str, roles: list[str], **extra: Any) -> str:
@@ -84,12 +85,12 @@ def test_lifecycle_is_recorded_with_its_request(db: psycopg.Connection[Any]) -> 
     with pytest.raises(InvalidInput, match="taken"):
         _new(db, "tran.binh", ["analyst"])  # a deleted account keeps its name and history
     with pytest.raises(AuthenticationFailed):
-        sessions.login(db, "tran.binh", "anything at all")
+        sessions.login(db, "tran.binh", "anything at all", address=INSIDE)
 
 
 def test_login_lockout_uniform_errors_and_first_password_change(db: psycopg.Connection[Any]) -> None:
     password = _new(db, "le.cuong", ["gis_officer"])
-    token, who = sessions.login(db, "le.cuong", password, address="10.0.0.5")
+    token, who = sessions.login(db, "le.cuong", password, address=INSIDE)
     assert (
         who.must_change_password
         and who.roles == {"gis_officer"}
@@ -101,24 +102,24 @@ def test_login_lockout_uniform_errors_and_first_password_change(db: psycopg.Conn
     messages = set()
     for _ in range(5):
         with pytest.raises(AuthenticationFailed) as failed:
-            sessions.login(db, "le.cuong", "wrong password!", address="10.0.0.9")
+            sessions.login(db, "le.cuong", "wrong password!", address=INSIDE)
         messages.add(str(failed.value))
     with pytest.raises(AuthenticationFailed) as locked:  # the right password, but locked now
-        sessions.login(db, "le.cuong", "một mật khẩu đủ dài 2026")
+        sessions.login(db, "le.cuong", "một mật khẩu đủ dài 2026", address=INSIDE)
     with pytest.raises(AuthenticationFailed) as unknown:
-        sessions.login(db, "nobody.here", "whatever")
+        sessions.login(db, "nobody.here", "whatever", address=INSIDE)
     messages |= {str(locked.value), str(unknown.value)}
     assert messages == {LOGIN_FAILED}
     assert [r["action"] for r in audit.query(db, actor="le.cuong", action="auth.lockout")] == ["auth.lockout"]
     failures = audit.query(db, actor="le.cuong", action="auth.login")
     assert [r["detail"].get("reason") for r in failures][:2] == ["locked after failed logins", "wrong password"]
     db.execute("UPDATE gis_ioc.accounts SET locked_until = now() - interval '1 minute' WHERE username = 'le.cuong'")
-    assert sessions.login(db, "le.cuong", "một mật khẩu đủ dài 2026")[1].must_change_password is False
+    assert sessions.login(db, "le.cuong", "một mật khẩu đủ dài 2026", address=INSIDE)[1].must_change_password is False
 
 
 def test_sessions_end_when_idle_and_admins_sooner(db: psycopg.Connection[Any]) -> None:
     for name, roles, idle_minutes in [("pham.dung", ["leader"], 15), ("hoang.em", ["administrator"], 5)]:
-        token, _ = sessions.login(db, name, _new(db, name, roles))
+        token, _ = sessions.login(db, name, _new(db, name, roles), address=INSIDE)
         sessions.from_token(db, token)
         db.execute(
             "UPDATE gis_ioc.sessions SET last_seen_at = now() - %s WHERE account_id = "
@@ -139,7 +140,7 @@ def test_sessions_end_when_idle_and_admins_sooner(db: psycopg.Connection[Any]) -
     password = _new(db, "vu.giang", ["analyst"])
     db.execute("UPDATE gis_ioc.accounts SET created_at = now() - interval '46 days' WHERE username = 'vu.giang'")
     with pytest.raises(AuthenticationFailed):
-        sessions.login(db, "vu.giang", password)
+        sessions.login(db, "vu.giang", password, address=INSIDE)
     assert accounts.get_account(db, "vu.giang").state == "locked"
 
 
@@ -151,8 +152,8 @@ def test_second_factor(db: psycopg.Connection[Any]) -> None:
         sessions.confirm_totp(db, "do.hanh", secret, "000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
     sessions.confirm_totp(db, "do.hanh", secret, pyotp.TOTP(secret).now())
     with pytest.raises(AuthenticationFailed):
-        sessions.login(db, "do.hanh", password)  # the code is missing
-    token, who = sessions.login(db, "do.hanh", password, code=pyotp.TOTP(secret).now())
+        sessions.login(db, "do.hanh", password, address=INSIDE)  # the code is missing
+    token, who = sessions.login(db, "do.hanh", password, code=pyotp.TOTP(secret).now(), address=INSIDE)
     assert who.second_factor and who.is_admin and token
 
 

@@ -56,6 +56,13 @@ def test_administrator_creates_an_analyst_on_request(anonymous: TestClient, admi
     one_time = created.json()["one_time_password"]
     assert created.json()["account"]["roles"] == ["analyst"]
     analyst = _login(anonymous, "ng.analyst", one_time)
+    first = anonymous.get("/api/admin/accounts", headers=analyst)  # nothing before the first password is changed
+    assert first.status_code == 403 and "first password" in first.json()["detail"]
+    changed = anonymous.post(
+        "/api/auth/password", headers=analyst, json={"old_password": one_time, "new_password": "phân tích số liệu 2026"}
+    )
+    assert changed.status_code == 200
+    analyst = _login(anonymous, "ng.analyst", "phân tích số liệu 2026")
     refused = anonymous.get("/api/admin/accounts", headers=analyst)
     assert refused.status_code == 403 and "accounts" in refused.json()["detail"]
     key = anonymous.post("/api/admin/accounts/ng.analyst/key", headers=headers, json={"request": REQUEST, "days": 30})

@@ -109,3 +109,32 @@ def test_runs_made_with_personal_access_are_kept_from_others(
     assert anonymous.get(f"/api/scenarios/runs/{shown['id']}", headers=key).status_code == 200
     assert anonymous.get(f"/api/scenarios/runs/{shown['id']}", headers=keys["leader"]).status_code == 404
     assert anonymous.get(f"/api/scenarios/runs/{hidden['id']}").status_code == 200
+
+
+def test_export_door(anonymous: TestClient, keys: dict[str, dict[str, str]], conn: psycopg.Connection[Any]) -> None:
+    url = "/api/exports/layers/buildings?format=csv"
+    assert anonymous.get(url).status_code == 401
+    for who in ("external", "external_granted"):  # external clients read through the OGC API; no exports
+        refused = anonymous.get(url, headers=keys[who])
+        assert refused.status_code == 403 and "export" in refused.json()["detail"], who
+    for who, where in (("leader", ""), ("officer_11953", "WHERE commune_code = '11953'")):
+        answer = anonymous.get(url, headers=keys[who])
+        assert answer.status_code == 200, answer.text
+        rows = answer.content.decode("utf-8-sig").strip().count("\n")
+        assert rows == scalar(conn, f"SELECT count(*) FROM layers.buildings {where}"), who
+    trail = conn.execute(
+        "SELECT actor, detail->>'rows' FROM gis_ioc.audit WHERE action = 'export' AND target = 'layer buildings' "
+        "AND actor LIKE 'matrix.%' ORDER BY id"
+    ).fetchall()
+    assert [a for a, _ in trail][-2:] == ["matrix.leader", "matrix.officer-11953"]
+
+
+def test_maps_and_reports_keep_commune_officers_to_their_communes(
+    anonymous: TestClient, keys: dict[str, dict[str, str]]
+) -> None:
+    officer = keys["officer_11953"]
+    assert anonymous.get("/api/maps/poor_household_rate?period=2026-Q3&format=json", headers=officer).status_code == 403
+    other = "/api/reports?period=2026-Q3&commune=11977&format=json&maps=false&sector=health"
+    assert anonymous.get(other, headers=officer).status_code == 403
+    own = anonymous.get(other.replace("11977", "11953"), headers=officer)
+    assert own.status_code == 200, own.text
