@@ -91,7 +91,7 @@ def cast_field(series: pd.Series, fld: Field, findings: Findings) -> list[Any]:
     out: pd.Series
     if fld.type in ("integer", "number"):
         text = series.astype(object).where(~blank, None)
-        if text.map(lambda v: isinstance(v, str)).any():
+        if not pd.api.types.is_numeric_dtype(series) and text.map(lambda v: isinstance(v, str)).any():
             text = text.map(lambda v: v.strip().replace(",", ".") if isinstance(v, str) else v)
         nums = pd.to_numeric(text, errors="coerce")
         bad = ~blank & nums.isna().to_numpy()
@@ -99,7 +99,9 @@ def cast_field(series: pd.Series, fld: Field, findings: Findings) -> list[Any]:
             frac = ~bad & ~blank & (np.mod(nums.fillna(0).to_numpy(dtype=float), 1) != 0)
             bad |= frac
         out = nums.astype(object).where(~(blank | bad), None)
-        if fld.type == "integer":
+        if fld.type == "integer" and pd.api.types.is_integer_dtype(series) and not blank.any():
+            out = pd.Series(series.to_numpy().tolist(), dtype=object)  # Python ints, in one call
+        elif fld.type == "integer":
             out = out.map(lambda v: None if v is None else int(v))
         values_f = nums.to_numpy(dtype=float)
         for limit, op, word in (

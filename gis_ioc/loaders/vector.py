@@ -467,12 +467,13 @@ _STAGE_TYPES: dict[FieldType, str] = {**PG_TYPES, "integer": "bigint"}
 _COPY_TYPES: dict[FieldType, str] = {"text": "text", "integer": "int8", "number": "float8", "boolean": "bool",
                                      "date": "date", "datetime": "timestamptz"}  # fmt: skip
 #: From this many rows on, the merge inserts without the per-row foreign-key trigger (and, when the layer
-#: holds fewer rows than the load brings, without GiST maintenance), then restores both in bulk.
+#: holds fewer rows than the load brings, without upkeep of the GiST and other non-unique indexes), then
+#: restores them in bulk.
 BULK_ROWS = 100_000
 
 
-def _rebuild_gist(existing: int, n: int) -> bool:
-    """Rebuild the spatial index after the insert rather than maintain it row by row?"""
+def _rebuild_indexes(existing: int, n: int) -> bool:
+    """Build the non-unique indexes after the insert rather than maintain them row by row?"""
     return existing < n
 
 
@@ -481,10 +482,11 @@ def _bulk_begin(conn: psycopg.Connection[Any], layer: Layer, n: int) -> list[sql
 
     The ``load_id`` foreign key costs a trigger call and an index probe of ``gis_ioc.loads`` per row
     (7 of 11 s on 300,000 parcels): it is dropped and added again after the insert, which validates
-    every row of the table in one anti-join, so the table never commits without it. The GiST index is
-    rebuilt in bulk only when the layer holds fewer rows than the load brings (else keeping it is
-    cheaper). Both take an ACCESS EXCLUSIVE lock on the layer table (and a lock on gis_ioc.loads) until
-    the load commits: readers of this layer wait for the merge. The unique key index stays in place.
+    every row of the table in one anti-join, so the table never commits without it. The GiST index and
+    the other non-unique indexes are built again in bulk only when the layer holds fewer rows than the
+    load brings (else keeping them is cheaper). This takes an ACCESS EXCLUSIVE lock on the layer table
+    (and a lock on gis_ioc.loads) until the load commits: readers of this layer wait for the merge. The
+    unique indexes (the primary key, the approved-key index) stay in place and check every row.
     """
     table = table_ident(layer)
     oid = conn.execute("SELECT %s::regclass::oid", (f"{SCHEMA}.{layer.table}",)).fetchone()
@@ -492,12 +494,12 @@ def _bulk_begin(conn: psycopg.Connection[Any], layer: Layer, n: int) -> list[sql
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table))
     restore: list[sql.SQL | sql.Composed] = []
     existing = conn.execute(sql.SQL("SELECT count(*) FROM (SELECT FROM {} LIMIT %s) x").format(table), (n,)).fetchone()
-    if existing is not None and _rebuild_gist(existing[0], n):
+    if existing is not None and _rebuild_indexes(existing[0], n):
         for schema, name, definition in conn.execute(
             """SELECT n.nspname, c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i
                  JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-                 JOIN pg_am am ON am.oid = c.relam
-                WHERE i.indrelid = %s AND am.amname = 'gist' AND NOT i.indisunique""",
+                WHERE i.indrelid = %s AND NOT i.indisunique
+                  AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid)""",
             (oid[0],),
         ).fetchall():
             conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(schema, name)))

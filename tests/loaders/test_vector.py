@@ -643,7 +643,7 @@ def _schema_of(db: psycopg.Connection[Any], table: str) -> list[tuple[Any, ...]]
     ).fetchall()
 
 
-@pytest.mark.parametrize("rebuild_gist", [False, True])
+@pytest.mark.parametrize("rebuild", [False, True])
 def test_bulk_merge_restores_the_foreign_key_and_index(
     loader: Any,
     db: psycopg.Connection[Any],
@@ -652,18 +652,18 @@ def test_bulk_merge_restores_the_foreign_key_and_index(
     catalog: Catalog,
     settings: Any,
     monkeypatch: pytest.MonkeyPatch,
-    rebuild_gist: bool,
+    rebuild: bool,
 ) -> None:
-    """Large loads insert without the per-row FK trigger (and GiST upkeep): the table ends as it was."""
+    """Large loads insert without the per-row FK trigger (and index upkeep): the table ends as it was."""
     from gis_ioc.loaders import vector
 
     monkeypatch.setattr(vector, "BULK_ROWS", 1)
-    monkeypatch.setattr(vector, "_rebuild_gist", lambda existing, n: rebuild_gist)
+    monkeypatch.setattr(vector, "_rebuild_indexes", lambda existing, n: rebuild)
     table = "layers.land_parcels"
     schema = _schema_of(db, table)
     assert any(kind == "constraint" and "REFERENCES" in d and "loads(id)" in d for kind, _, d, _ in schema)
 
-    frame = _parcels(empty_spot, 3, f"BULK{int(rebuild_gist)}")
+    frame = _parcels(empty_spot, 3, f"BULK{int(rebuild)}")
     path = tmp_path / "bulk.gpkg"
     frame.to_file(path, driver="GPKG")
     report = loader(path, "land_parcels")
@@ -689,6 +689,8 @@ def test_bulk_merge_restores_the_foreign_key_and_index(
             raise KeyboardInterrupt("power cut after the merge")
 
     with pytest.raises(KeyboardInterrupt):
-        load_vector(db, catalog, path, LoadOptions("land_parcels"), LoaderConfig.from_settings(settings), progress=crash)
+        load_vector(
+            db, catalog, path, LoadOptions("land_parcels"), LoaderConfig.from_settings(settings), progress=crash
+        )
     assert digest(db, table) == before
     assert _schema_of(db, table) == schema
