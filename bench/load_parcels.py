@@ -131,8 +131,12 @@ def main() -> None:
     print(
         f"  gis-ioc load vector (all gates)         {med(ours):6.1f} s   {n / med(ours):9,.0f} rows/s   target < 60 s"
     )
-    print("    " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()))
+    print("    " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()) + " (stages of the last run)")
+    if args.repeat > 1:
+        print("    runs: " + ", ".join(f"{t:.1f} s" for t in ours))
     print(f"  read_file + to_postgis (ref., no gates) {med(ref):6.1f} s   {n / med(ref):9,.0f} rows/s")
+    if args.repeat > 1:
+        print("    runs: " + ", ".join(f"{t:.1f} s" for t in ref))
 
 
 if __name__ == "__main__":

@@ -84,16 +84,14 @@ def _blank(series: pd.Series) -> np.ndarray:
 
 def cast_field(series: pd.Series, fld: Field, findings: Findings) -> list[Any]:
     """Values of one column in the field's type (None for blanks); bad values are errors per row."""
+    if fld.type == "text":
+        return _cast_text(series, fld, findings)
     blank = _blank(series)
     rows = np.arange(1, len(series) + 1)
     out: pd.Series
-    if fld.type == "text":
-        values = [None if b else str(v).strip() for v, b in zip(series.to_numpy(dtype=object), blank, strict=True)]
-        out = pd.Series(values, dtype=object)
-        bad = np.zeros(len(series), dtype=bool)
-    elif fld.type in ("integer", "number"):
+    if fld.type in ("integer", "number"):
         text = series.astype(object).where(~blank, None)
-        if text.map(lambda v: isinstance(v, str)).any():
+        if not pd.api.types.is_numeric_dtype(series) and text.map(lambda v: isinstance(v, str)).any():
             text = text.map(lambda v: v.strip().replace(",", ".") if isinstance(v, str) else v)
         nums = pd.to_numeric(text, errors="coerce")
         bad = ~blank & nums.isna().to_numpy()
@@ -101,7 +99,9 @@ def cast_field(series: pd.Series, fld: Field, findings: Findings) -> list[Any]:
             frac = ~bad & ~blank & (np.mod(nums.fillna(0).to_numpy(dtype=float), 1) != 0)
             bad |= frac
         out = nums.astype(object).where(~(blank | bad), None)
-        if fld.type == "integer":
+        if fld.type == "integer" and pd.api.types.is_integer_dtype(series) and not blank.any():
+            out = pd.Series(series.to_numpy().tolist(), dtype=object)  # Python ints, in one call
+        elif fld.type == "integer":
             out = out.map(lambda v: None if v is None else int(v))
         values_f = nums.to_numpy(dtype=float)
         for limit, op, word in (
@@ -156,6 +156,30 @@ def cast_field(series: pd.Series, fld: Field, findings: Findings) -> list[Any]:
     if fld.required:
         findings.rows("error", "required", rows[blank], f"{fld.name} is required and empty", fld.name)
     return list(out.where(out.notna(), None)) if len(out) else []
+
+
+def _cast_text(series: pd.Series, fld: Field, findings: Findings) -> list[Any]:
+    """:func:`cast_field` for text, in one pass per column (a million values in a fraction of a second)."""
+    n = len(series)
+    raw = series.to_numpy(dtype=object)
+    missing = pd.isna(raw).tolist()
+    values: list[Any] = [None if m else (str(v).strip() or None) for v, m in zip(raw.tolist(), missing, strict=True)]
+    blank = np.fromiter((v is None for v in values), dtype=bool, count=n)
+    rows = np.arange(1, n + 1)
+    if fld.values is not None:
+        codes = {str(c) for c in fld.codes}
+        not_allowed = np.fromiter((v is not None and v not in codes for v in values), dtype=bool, count=n)
+        shown = ", ".join(sorted(codes))
+        findings.rows(
+            "error",
+            "not_allowed",
+            rows[not_allowed],
+            lambda r: f"{fld.name} = {values[r - 1]!r} is not one of {shown}",
+            fld.name,
+        )
+    if fld.required:
+        findings.rows("error", "required", rows[blank], f"{fld.name} is required and empty", fld.name)
+    return values
 
 
 # -- geometry --------------------------------------------------------------------------------------

@@ -628,3 +628,69 @@ def test_vn2000_noi_bo_near_the_border(
     ).fetchall()
     assert max(abs(x - p.x) + abs(y - p.y) for (x, y), p in zip(stored, points, strict=True)) < 1e-7
     history.rollback(db, catalog, report.load_id, by="test")
+
+
+def _schema_of(db: psycopg.Connection[Any], table: str) -> list[tuple[Any, ...]]:
+    """The table's indexes and foreign keys, with their validity (what a bulk merge drops and restores)."""
+    return db.execute(
+        """SELECT 'index', c.relname, pg_get_indexdef(i.indexrelid), i.indisvalid FROM pg_index i
+             JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass
+           UNION ALL
+           SELECT 'constraint', conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint
+            WHERE conrelid = %s::regclass
+           ORDER BY 1, 2""",
+        (table, table),
+    ).fetchall()
+
+
+@pytest.mark.parametrize("rebuild", [False, True])
+def test_bulk_merge_restores_the_foreign_key_and_index(
+    loader: Any,
+    db: psycopg.Connection[Any],
+    empty_spot: dict[str, Any],
+    tmp_path: Path,
+    catalog: Catalog,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    rebuild: bool,
+) -> None:
+    """Large loads insert without the per-row FK trigger (and index upkeep): the table ends as it was."""
+    from gis_ioc.loaders import vector
+
+    monkeypatch.setattr(vector, "BULK_ROWS", 1)
+    monkeypatch.setattr(vector, "_rebuild_indexes", lambda existing, n: rebuild)
+    table = "layers.land_parcels"
+    schema = _schema_of(db, table)
+    assert any(kind == "constraint" and "REFERENCES" in d and "loads(id)" in d for kind, _, d, _ in schema)
+
+    frame = _parcels(empty_spot, 3, f"BULK{int(rebuild)}")
+    path = tmp_path / "bulk.gpkg"
+    frame.to_file(path, driver="GPKG")
+    report = loader(path, "land_parcels")
+    assert report.loaded == 3
+    assert _schema_of(db, table) == schema
+    assert scalar(db, f"SELECT count(*) FROM {table} WHERE load_id = %s", (report.load_id,)) == 3
+    history.rollback(db, catalog, report.load_id, by="test")
+
+    # a value beyond the integer column fails in the merge: nothing written, constraint and index intact
+    frame["map_sheet"] = 3_000_000_000
+    frame.to_file(path, driver="GPKG")
+    rejected = _rejected(loader, db, path, layer="land_parcels")
+    assert "out of range" in rejected.report.message
+    assert _schema_of(db, table) == schema
+
+    # a crash after the merge rolls the dropped constraint and index back with the rows
+    frame["map_sheet"] = 7
+    frame.to_file(path, driver="GPKG")
+    before = digest(db, table)
+
+    def crash(at: str, done: int, total: int) -> None:
+        if at == "finish":
+            raise KeyboardInterrupt("power cut after the merge")
+
+    with pytest.raises(KeyboardInterrupt):
+        load_vector(
+            db, catalog, path, LoadOptions("land_parcels"), LoaderConfig.from_settings(settings), progress=crash
+        )
+    assert digest(db, table) == before
+    assert _schema_of(db, table) == schema
