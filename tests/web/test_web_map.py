@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import psycopg
 import pyogrio
 import pytest
+import rasterio
 from playwright.sync_api import Browser, Page, expect
+from pyproj import Transformer
+from rasterio.transform import from_origin
 
 from gis_ioc.auth import sessions
 from gis_ioc.catalog import Catalog
 from gis_ioc.database.connection import connect
+from gis_ioc.loaders import history
+from gis_ioc.loaders.plans import PlanMeta, load_plan
 from gis_ioc.settings import Settings
 from tests.auth.conftest import create
 from tests.conftest import ARTIFACTS
@@ -300,3 +307,40 @@ def test_english_on_a_switch_and_control_room_screen(browser: Browser, base_url:
     expect(p.locator("h1")).to_have_text("Hưng Yên operations map")  # the choice is remembered
     assert log.errors == []
     context.close()
+
+
+def test_an_approved_planning_drawing_appears_on_the_map(
+    page: tuple[Page, PageLog], db: psycopg.Connection[Any], catalog: Catalog, settings: Settings, tmp_path: Path
+) -> None:
+    p, log = page
+    lon, lat = db.execute(
+        "SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_PointOnSurface(geom) AS c FROM layers.communes WHERE code = %s) x",
+        (PHO_HIEN,),
+    ).fetchone()
+    east, north = Transformer.from_crs("EPSG:4326", "EPSG:9209", always_xy=True).transform(lon, lat)
+    drawing = tmp_path / "qh_pho_hien.tif"
+    with rasterio.open(
+        drawing, "w", driver="GTiff", width=400, height=300, count=3, dtype="uint8", crs="EPSG:9209",
+        transform=from_origin(east - 400, north + 300, 2.0, 2.0),
+    ) as dst:  # fmt: skip
+        dst.write(np.full((3, 300, 400), 180, dtype="uint8"))
+    meta = PlanMeta("QH-WEB-1", "Quy hoạch chi tiết phường Phố Hiến", "detailed", "99/QĐ-UBND", date(2026, 5, 4),
+                    "UBND tỉnh Hưng Yên", "1/500", "residential")  # fmt: skip
+    plan = load_plan(db, drawing, meta, settings.home / "plans", loaded_by="test")
+    history.approve(db, catalog, plan.load_id, by="test")
+    try:
+        p.reload()
+        p.wait_for_function("window.gisIoc && window.gisIoc.ready", timeout=30000)
+        layer_id = f"plan-{plan.plan_id}"
+        titles = {layer["id"]: layer["title"]["vi"] for layer in p.evaluate("window.gisIoc.config.layers")}
+        assert titles[layer_id] == "Quy hoạch chi tiết phường Phố Hiến"
+        p.fill("#search", "pho hien")
+        expect(p.locator("#search-results li").first).to_contain_text("Phố Hiến")
+        p.keyboard.press("Enter")
+        p.check(f'input[data-layer="{layer_id}"]')
+        wait_idle(p)
+        assert any(f"/api/plans/{plan.plan_id}/tiles/" in u for u in log.urls)
+        assert log.errors == []
+        p.screenshot(path=str(ARTIFACTS / "web-map-planning-drawing.png"))
+    finally:
+        history.rollback(db, catalog, plan.load_id, by="test")
