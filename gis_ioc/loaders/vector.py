@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from gis_ioc.catalog import Catalog
-from gis_ioc.catalog.ddl import PG_TYPES, SCHEMA, table_ident
+from gis_ioc.catalog.ddl import PG_TYPES, table_ident
 from gis_ioc.catalog.models import FieldType, Layer
 from gis_ioc.database.loads import sha256_file
 from gis_ioc.errors import InvalidInput, LoadError
@@ -489,7 +489,7 @@ def _bulk_begin(conn: psycopg.Connection[Any], layer: Layer, n: int) -> list[sql
     unique indexes (the primary key, the approved-key index) stay in place and check every row.
     """
     table = table_ident(layer)
-    oid = conn.execute("SELECT %s::regclass::oid", (f"{SCHEMA}.{layer.table}",)).fetchone()
+    oid = conn.execute("SELECT %s::regclass::oid", (table.as_string(conn),)).fetchone()
     assert oid is not None
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table))
     restore: list[sql.SQL | sql.Composed] = []

@@ -694,3 +694,39 @@ def test_bulk_merge_restores_the_foreign_key_and_index(
         )
     assert digest(db, table) == before
     assert _schema_of(db, table) == schema
+
+
+def test_binary_copy_keeps_every_type(
+    loader: Any, db: psycopg.Connection[Any], communes: list[dict[str, Any]], tmp_path: Path, catalog: Catalog
+) -> None:
+    """Booleans (có/không/blank), integers given as text, Vietnamese text: stored as read (binary COPY)."""
+    rows = communes[40:43]
+    frame = gpd.GeoDataFrame(
+        {
+            "shelter_code": [f"BIN-{i}" for i in range(3)],
+            "commune_code": [r["code"] for r in rows],
+            "name": ["Nhà văn hóa thôn Đông", "Trường THCS Tân Hưng", "Điểm cao đê tả"],
+            "capacity": ["120", "2,0e2", ""],  # the third is blank: required, so it must be refused
+            "kind": ["community_hall", "school", "high_ground"],
+            "flood_safe": ["có", "không", ""],
+        },
+        geometry=[shapely.Point(r["lon"], r["lat"]) for r in rows],
+        crs="EPSG:4326",
+    )
+    path = tmp_path / "shelters.geojson"
+    frame.to_file(path, driver="GeoJSON")
+    rejected = _rejected(loader, db, path, layer="shelters")
+    assert {(i.row, i.code) for i in rejected.report.findings.issues if i.severity == "error"} == {(3, "required")}
+    frame.loc[2, "capacity"] = "35"
+    frame.to_file(path, driver="GeoJSON")
+    report = loader(path, "shelters")
+    stored = db.execute(
+        "SELECT shelter_code, name, capacity, flood_safe FROM layers.shelters WHERE load_id = %s ORDER BY 1",
+        (report.load_id,),
+    ).fetchall()
+    assert stored == [
+        ("BIN-0", "Nhà văn hóa thôn Đông", 120, True),
+        ("BIN-1", "Trường THCS Tân Hưng", 200, False),
+        ("BIN-2", "Điểm cao đê tả", 35, None),
+    ]
+    history.rollback(db, catalog, report.load_id, by="test")
