@@ -18,6 +18,7 @@ from gis_ioc.database.connection import connect
 
 if TYPE_CHECKING:
     from gis_ioc.loaders.vector import LoadReport
+    from gis_ioc.settings import Settings
 
 MODES = ("append", "replace", "upsert")  # gis_ioc.loaders.vector.MODES, without importing GDAL at start-up
 
@@ -164,9 +165,19 @@ def load_vector_cmd(
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2, default=str))
     else:
         print_report(report, console)
+    if report.load_id is not None:
+        _audit(settings, "load", f"load {report.load_id}", report.approval or "done", layer=layer_id, file=file.name)
     console.print(f"[green]{escape(report.message)}[/]")
     if report.load_id is not None and report.approval == "draft":
         console.print(f"approve with: gis-ioc load approve {report.load_id}")
+
+
+def _audit(settings: Settings, action: str, target: str, result: str, **detail: Any) -> None:
+    """What the operator did at the console goes into the audit trail as ``cli:<system user>``."""
+    from gis_ioc.auth import audit
+
+    with connect(settings, autocommit=True) as conn:
+        audit.record(conn, actor=f"cli:{getpass.getuser()}", action=action, target=target, result=result, detail=detail)
 
 
 def _when(value: Any) -> str:
@@ -238,6 +249,7 @@ def load_approve(ctx: click.Context, load_id: int, by: str | None) -> None:
     settings = _settings(ctx)
     with connect(settings, autocommit=True) as conn:
         result = history.approve(conn, _catalog(settings), load_id, by=by or getpass.getuser())
+    _audit(settings, "load.approve", f"load {load_id}", "ok", by=by)
     console.print(
         f"load {load_id} approved: {result['approved']} features of {result['layer']} published, "
         f"{result['superseded']} replaced"
@@ -255,6 +267,7 @@ def load_rollback(ctx: click.Context, load_id: int, by: str | None) -> None:
     settings = _settings(ctx)
     with connect(settings, autocommit=True) as conn:
         result = history.rollback(conn, _catalog(settings), load_id, by=by or getpass.getuser())
+    _audit(settings, "load.rollback", f"load {load_id}", "ok", by=by)
     console.print(
         f"load {load_id} rolled back: {result['deleted']} features deleted, "
         f"{result['restored']} restored in {result['layer']}"

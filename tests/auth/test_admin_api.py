@@ -65,6 +65,17 @@ def test_administrator_creates_an_analyst_on_request(anonymous: TestClient, admi
     analyst = _login(anonymous, "ng.analyst", "phân tích số liệu 2026")
     refused = anonymous.get("/api/admin/accounts", headers=analyst)
     assert refused.status_code == 403 and "accounts" in refused.json()["detail"]
+    # the analyst cannot see the restricted layer, and exports parcels; the audit shows both steps
+    listed = {c["id"] for c in anonymous.get("/ogc/collections?f=json", headers=analyst).json()["collections"]}
+    assert "land_parcels" in listed and "police_posts" not in listed
+    assert anonymous.get("/api/exports/layers/police_posts?format=csv", headers=analyst).status_code == 404
+    parcels = anonymous.get("/api/exports/layers/land_parcels?format=csv&filter=land_use%3D'ODT'", headers=analyst)
+    assert parcels.status_code == 200 and int(parcels.headers["x-feature-count"]) > 0
+    audit_url = "/api/admin/audit"
+    created = anonymous.get(audit_url, headers=headers, params={"action": "account.create", "target": "ng.analyst"})
+    exported = anonymous.get(audit_url, headers=headers, params={"action": "export", "actor": "ng.analyst"})
+    created, exported = created.json()[0], exported.json()[0]
+    assert created["detail"]["request"] == "123/VP-TTHN" and exported["target"] == "layer land_parcels"
     key = anonymous.post("/api/admin/accounts/ng.analyst/key", headers=headers, json={"request": REQUEST, "days": 30})
     assert key.status_code == 200 and key.json()["api_key"].startswith("gis_")
     assert (
@@ -83,7 +94,7 @@ def test_administrator_creates_an_analyst_on_request(anonymous: TestClient, admi
     denied = anonymous.get(
         "/api/admin/audit", headers=headers, params={"action": "denied", "actor": "ng.analyst"}
     ).json()
-    assert denied and denied[0]["target"] == "GET /api/admin/accounts"
+    assert {r["target"] for r in denied} == {"GET /api/admin/accounts", "layer police_posts"}
     assert anonymous.get("/api/admin/audit/verify", headers=headers).json()["ok"] is True
 
 

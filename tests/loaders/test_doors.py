@@ -77,6 +77,11 @@ def test_the_officer_at_the_command_line(
     assert names == set(frame["name"])
     rolled = _run(settings, "load", "rollback", str(load_id))
     assert rolled.returncode == 0 and "4 features deleted" in rolled.stderr
+    trail = db.execute(
+        "SELECT action, actor FROM gis_ioc.audit WHERE target = %s ORDER BY id", (f"load {load_id}",)
+    ).fetchall()
+    assert [a for a, _ in trail] == ["load", "load.approve", "load.rollback"]
+    assert all(actor.startswith("cli:") for _, actor in trail)
     missing = _run(settings, "load", "show", "999999")
     assert missing.returncode == 1 and "no load 999999" in missing.stderr
 
