@@ -24,6 +24,8 @@ from gis_ioc.auth.passwords import check_policy, hash_password, needs_rehash, ve
 from gis_ioc.auth.roles import ADMIN_ROLES
 from gis_ioc.errors import InvalidInput, Unauthorized
 
+#: How often a session's "last seen" is written; the idle timeout is exact to within this.
+SEEN_EVERY = timedelta(seconds=30)
 LOGIN_FAILED = "the user name, password or code is wrong, or the account cannot log in now"
 
 
@@ -198,8 +200,9 @@ def from_token(conn: psycopg.Connection[Any], token: str, *, policy: Policy = Po
             why = "idle too long" if now - row[1] > idle else ("expired" if now > row[2] else f"account {row[8]}")
             audit.record(conn, actor=row[4], action="auth.session_end", result="ended", detail={"reason": why})
             raise AuthenticationFailed("the session has ended: log in again")
-        conn.execute("UPDATE gis_ioc.sessions SET last_seen_at = %s WHERE token_sha256 = %s", (now, row[0]))
-        conn.execute("UPDATE gis_ioc.accounts SET last_seen_at = %s WHERE id = %s", (now, row[10]))
+        if now - row[1] > SEEN_EVERY:  # a map asks for dozens of tiles a second: one write, not one per tile
+            conn.execute("UPDATE gis_ioc.sessions SET last_seen_at = %s WHERE token_sha256 = %s", (now, row[0]))
+            conn.execute("UPDATE gis_ioc.accounts SET last_seen_at = %s WHERE id = %s", (now, row[10]))
     return Principal(
         row[4], roles, frozenset(row[6]), frozenset(row[7]), second_factor=row[3], must_change_password=row[9]
     )

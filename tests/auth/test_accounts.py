@@ -300,3 +300,19 @@ def test_backup_restores_into_an_empty_cluster(settings: Settings, db: psycopg.C
         cluster.destroy()
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(target, ignore_errors=True)
+
+
+def test_last_seen_is_written_at_most_every_half_minute(db: psycopg.Connection[Any]) -> None:
+    token, _ = sessions.login(db, "map.user", _new(db, "map.user", ["leader"]), address=INSIDE)
+    query = "SELECT s.last_seen_at FROM gis_ioc.sessions s JOIN gis_ioc.accounts a ON a.id = s.account_id "
+    query += "WHERE a.username = 'map.user'"
+    first = scalar(db, query)
+    for _ in range(5):  # tiles of one map view
+        sessions.from_token(db, token)
+    assert scalar(db, query) == first
+    db.execute(
+        "UPDATE gis_ioc.sessions SET last_seen_at = now() - interval '31 seconds' WHERE account_id = "
+        "(SELECT id FROM gis_ioc.accounts WHERE username = 'map.user')"
+    )
+    sessions.from_token(db, token)
+    assert scalar(db, query) > first
