@@ -175,8 +175,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     @app.middleware("http")
-    async def authenticate(request: Request, call_next: Any) -> Any:
-        """Resolve who is asking once, for every door (the OGC API and pygeoapi's code included)."""
+    async def front_door(request: Request, call_next: Any) -> Any:
+        """One middleware in front of every door: bounded bodies, who is asking (resolved once, for the OGC
+        API and pygeoapi's code too), the first-password rule, and the security headers on every answer."""
+        response = await _through(request, call_next)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.url.path.startswith("/api/auth"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def _through(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        limit = (
+            (settings.load_max_upload_mb if request.url.path.startswith("/api/loads") else settings.max_request_mb)
+            * 1024
+            * 1024
+        )
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return problem(413, "Request too large", f"the body is larger than {limit // (1024 * 1024)} MB")
         try:
             who = await run_in_threadpool(auth_api.principal, request)
         except GisIocError as exc:
@@ -190,26 +207,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return await call_next(request)
         finally:
             CURRENT.reset(token)
-
-    @app.middleware("http")
-    async def bounded_bodies(request: Request, call_next: Any) -> Any:
-        """Refuse bodies above GIS_IOC_MAX_REQUEST_MB (uploads have their own limit) before reading them."""
-        length = request.headers.get("content-length")
-        limit = settings.max_request_mb * 1024 * 1024
-        if request.url.path.startswith("/api/loads"):
-            limit = settings.load_max_upload_mb * 1024 * 1024
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return problem(413, "Request too large", f"the body is larger than {limit // (1024 * 1024)} MB")
-        return await call_next(request)
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if request.url.path.startswith("/api/auth"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
 
     if origins := [o.strip() for o in settings.cors_origins.split(",") if o.strip()]:
         app.add_middleware(

@@ -56,17 +56,26 @@ def temp_home(prefix: str) -> Path:
     return home
 
 
-@pytest.fixture(scope="session")
-def settings() -> Iterator[Settings]:
-    home = temp_home("gis-ioc-test-")
+@contextmanager
+def fresh_cluster(prefix: str) -> Iterator[tuple[Settings, Cluster]]:
+    """A new cluster with an empty database in a temporary folder, on free ports; removed afterwards."""
+    home = temp_home(prefix)
     s = Settings(home=home, db_port=free_port(), port=free_port(), database_url=None, _env_file=None)  # type: ignore[call-arg]
     cluster = cluster_for(s)
-    cluster.init()
-    cluster.start()
-    ensure_database(s)
-    yield s
-    cluster.destroy()
-    shutil.rmtree(home, ignore_errors=True)
+    try:
+        cluster.init()
+        cluster.start()
+        ensure_database(s)
+        yield s, cluster
+    finally:
+        cluster.destroy()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Iterator[Settings]:
+    with fresh_cluster("gis-ioc-test-") as (s, _):
+        yield s
 
 
 @pytest.fixture(scope="session")

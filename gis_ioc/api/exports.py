@@ -54,6 +54,17 @@ def _file(result: ExportResult, cleanup: Path | None) -> FileResponse:
     )
 
 
+async def _answer(work: Work) -> FileResponse:
+    """Write the export into a temporary folder and answer it; the folder goes once the file is sent."""
+    folder = Path(tempfile.mkdtemp(prefix="gis-ioc-export-"))
+    try:
+        result = await run_in_threadpool(work, folder, lambda done, total: None)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return _file(result, folder)
+
+
 def layer_work(request: Request, layer_id: str, params: dict[str, Any]) -> Work:
     """Check a layer export's parameters now (400 before any work) and return the work to do."""
     app = request.app
@@ -154,13 +165,7 @@ async def export_layer(
         "bbox-crs": bbox_crs,
     }
     work = layer_work(request, layer_id, params)
-    folder = Path(tempfile.mkdtemp(prefix="gis-ioc-export-"))
-    try:
-        result = await run_in_threadpool(work, folder, lambda done, total: None)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return _file(result, folder)
+    return await _answer(work)
 
 
 @router.get("/runs/{run_id}", summary="A stored scenario run, one feature per commune", response_class=FileResponse)
@@ -172,13 +177,7 @@ async def export_run(
     flagged: Annotated[bool, Query(description="only the communes with a target not met")] = False,
 ) -> FileResponse:
     work = run_work(request, run_id, {"format": format, "crs": crs, "flagged": flagged})
-    folder = Path(tempfile.mkdtemp(prefix="gis-ioc-export-"))
-    try:
-        result = await run_in_threadpool(work, folder, lambda done, total: None)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return _file(result, folder)
+    return await _answer(work)
 
 
 _JOB_EXAMPLE = {"layer": "land_parcels", "format": "gpkg", "crs": "EPSG:9209", "filter": "land_use = 'ODT'"}

@@ -228,13 +228,14 @@ def from_api_key(conn: psycopg.Connection[Any], key: str) -> Principal:
     with conn.transaction():
         row = conn.execute(
             "SELECT k.id, k.key_sha256, k.expires_at < now(), k.revoked_at IS NOT NULL, a.username, a.roles, "
-            "a.communes, a.grants, a.state FROM gis_ioc.api_keys k JOIN gis_ioc.accounts a ON a.id = k.account_id "
-            "WHERE k.prefix = %s",
-            (prefix,),
+            "a.communes, a.grants, a.state, k.last_used_at IS NULL OR k.last_used_at < now() - %s "
+            "FROM gis_ioc.api_keys k JOIN gis_ioc.accounts a ON a.id = k.account_id WHERE k.prefix = %s",
+            (SEEN_EVERY, prefix),
         ).fetchone()
         if row is None or not secrets.compare_digest(row[1], _sha256(key)) or row[2] or row[3] or row[8] != "active":
             raise AuthenticationFailed("the API key is not valid")
-        conn.execute("UPDATE gis_ioc.api_keys SET last_used_at = now() WHERE id = %s", (row[0],))
+        if row[9]:  # written at most every SEEN_EVERY: a client paging tiles does not write per request
+            conn.execute("UPDATE gis_ioc.api_keys SET last_used_at = now() WHERE id = %s", (row[0],))
     return Principal(row[4], frozenset(row[5]), frozenset(row[6]), frozenset(row[7]), via="api_key")
 
 

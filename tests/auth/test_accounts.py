@@ -27,12 +27,11 @@ from gis_ioc.auth.accounts import RequestRef
 from gis_ioc.auth.oidc import OidcConfig, OidcVerifier
 from gis_ioc.auth.sessions import LOGIN_FAILED, AuthenticationFailed
 from gis_ioc.database import backup as backups
-from gis_ioc.database.cluster import Cluster
-from gis_ioc.database.connection import cluster_for, connect, ensure_database
+from gis_ioc.database.connection import connect
 from gis_ioc.errors import InvalidInput
 from gis_ioc.settings import Settings
 from tests.auth.conftest import REF, create
-from tests.conftest import free_port, scalar, temp_home
+from tests.conftest import free_port, fresh_cluster, scalar, temp_home
 
 ADMIN = "cli:test"
 INSIDE = "127.0.0.1"  # the government network (see test_auth_api for logins from outside)
@@ -278,27 +277,20 @@ def test_backup_restores_into_an_empty_cluster(settings: Settings, db: psycopg.C
     target = temp_home("gis-ioc-backup-")
     result = backups.backup(settings, target)
     assert result.rows == sum(backups.row_counts(db).values()) and result.files >= 1
-    home = temp_home("gis-ioc-restore-")
-    other = Settings(home=home, db_port=free_port(), database_url=None, _env_file=None)  # type: ignore[call-arg]
-    cluster: Cluster = cluster_for(other)
     try:
-        cluster.init()
-        cluster.start()
-        ensure_database(other)
-        counts = backups.restore(other, result.folder)
-        assert counts == backups.row_counts(db)
-        assert (home / "plans" / "backup-test.tif").read_bytes() == b"drawing" * 1000
-        with connect(other, autocommit=True) as restored:
-            assert audit.verify(restored).ok
-            assert scalar(restored, "SELECT count(*) FROM layers.communes") == 104
-            with pytest.raises(InvalidInput, match="not empty"):
-                backups.restore(other, result.folder)
+        with fresh_cluster("gis-ioc-restore-") as (other, _):
+            counts = backups.restore(other, result.folder)
+            assert counts == backups.row_counts(db)
+            assert (other.home / "plans" / "backup-test.tif").read_bytes() == b"drawing" * 1000
+            with connect(other, autocommit=True) as restored:
+                assert audit.verify(restored).ok
+                assert scalar(restored, "SELECT count(*) FROM layers.communes") == 104
+                with pytest.raises(InvalidInput, match="not empty"):
+                    backups.restore(other, result.folder)
         (result.folder / "files" / "plans" / "backup-test.tif").write_bytes(b"changed")
         with pytest.raises(InvalidInput, match="damaged"):
             backups.check(result.folder)
     finally:
-        cluster.destroy()
-        shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(target, ignore_errors=True)
 
 
