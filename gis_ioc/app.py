@@ -25,23 +25,26 @@ from gis_ioc import __version__
 from gis_ioc.api import admin as admin_api
 from gis_ioc.api import auth as auth_api
 from gis_ioc.api import exports as exports_api
+from gis_ioc.api import guard
 from gis_ioc.api import loads as loads_api
 from gis_ioc.api import maps as maps_api
 from gis_ioc.api import plans as plans_api
 from gis_ioc.api import reports as reports_api
 from gis_ioc.api import scenarios as scenarios_api
 from gis_ioc.api import web as web_api
-from gis_ioc.auth.context import CURRENT
+from gis_ioc.api.front import FrontDoor
 from gis_ioc.auth.oidc import OidcConfig, OidcVerifier
 from gis_ioc.auth.sessions import Policy
 from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.database import migrations
 from gis_ioc.database.connection import create_pool, describe, translate_errors
-from gis_ioc.errors import DatabaseUnavailable, Forbidden, GisIocError
+from gis_ioc.errors import DatabaseUnavailable, GisIocError
 from gis_ioc.http import problem
 from gis_ioc.publish.config import render_config
 from gis_ioc.publish.ogc import create_ogc_app
 from gis_ioc.publish.provider import close_pools
+from gis_ioc.query import scope
+from gis_ioc.query.viewer import Viewer
 from gis_ioc.scenarios.models import load_emergency, load_scenarios
 from gis_ioc.settings import Settings
 from gis_ioc.web import STATIC_DIR
@@ -51,7 +54,8 @@ log = logging.getLogger("gis_ioc")
 
 def database_state(pool: Any, catalog: Catalog) -> dict[str, Any]:
     """What the health endpoint reports about PostGIS."""
-    with translate_errors(), pool.connection(timeout=5) as conn:
+    with translate_errors(), pool.connection(timeout=5) as conn, conn.transaction():
+        scope.bind(conn, Viewer.console("health"), catalog, "aggregate")
         postgis = conn.execute("SELECT postgis_lib_version()").fetchone()[0]
         server = conn.execute("SHOW server_version").fetchone()[0]
         pending = [f"{m.version}_{m.name}" for m in migrations.pending(conn)]
@@ -64,15 +68,6 @@ def database_state(pool: Any, catalog: Catalog) -> dict[str, Any]:
         "layers": counts,
         "layers_missing": sorted(k for k, v in counts.items() if v is None),
     }
-
-
-#: Sent with every answer (TCVN 11930 / OWASP): no MIME sniffing, no framing by other sites, no referrer.
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "SAMEORIGIN",
-    "Referrer-Policy": "no-referrer",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
-}
 
 
 class _RedactCredentials(logging.Filter):
@@ -167,46 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def gis_ioc_error(request: Request, exc: GisIocError) -> JSONResponse:
         if exc.status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc)
-        response = problem(exc.status, exc.title, str(exc))
-        if isinstance(exc, auth_api.TooManyRequests):
-            response.headers["Retry-After"] = str(exc.retry_after)
-        if exc.status == 401:
-            response.headers["WWW-Authenticate"] = 'Bearer realm="gis_ioc"'
-        return response
-
-    @app.middleware("http")
-    async def front_door(request: Request, call_next: Any) -> Any:
-        """One middleware in front of every door: bounded bodies, who is asking (resolved once, for the OGC
-        API and pygeoapi's code too), the first-password rule, and the security headers on every answer."""
-        response = await _through(request, call_next)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if request.url.path.startswith("/api/auth"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
-
-    async def _through(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        limit = (
-            (settings.load_max_upload_mb if request.url.path.startswith("/api/loads") else settings.max_request_mb)
-            * 1024
-            * 1024
-        )
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return problem(413, "Request too large", f"the body is larger than {limit // (1024 * 1024)} MB")
-        try:
-            who = await run_in_threadpool(auth_api.principal, request)
-        except GisIocError as exc:
-            return await gis_ioc_error(request, exc)
-        if who is not None and who.via == "session" and who.must_change_password:
-            path = request.url.path
-            if not path.startswith(("/api/auth/", "/static/", "/healthz", "/readyz")) and path != "/":
-                return await gis_ioc_error(request, Forbidden("change the first password (POST /api/auth/password)"))
-        token = CURRENT.set(who)
-        try:
-            return await call_next(request)
-        finally:
-            CURRENT.reset(token)
+        return error_response(exc)
 
     if origins := [o.strip() for o in settings.cors_origins.split(",") if o.strip()]:
         app.add_middleware(
@@ -215,6 +171,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Prefer"],
         )
+
+    def error_response(exc: GisIocError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("%s", exc)
+        response = problem(exc.status, exc.title, str(exc))
+        if isinstance(exc, auth_api.TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="gis_ioc"'
+        return response
+
+    # outermost of the application's own middleware: Host, sizes, who asks, security headers
+    app.add_middleware(FrontDoor, settings=settings, resolve=auth_api.principal, error=error_response)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -233,20 +202,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except DatabaseUnavailable as exc:
             return problem(503, exc.title, str(exc))
         if state["migrations_pending"] or state["layers_missing"]:
-            return problem(503, "Schema not current", "run `gis-ioc db upgrade`", database=state)
+            return problem(503, "Schema not current", "run `gis-ioc db upgrade`")
         return {"status": "ready"}
 
-    @app.get("/api/health", tags=["health"], summary="Health with the database state", response_model=None)
-    async def health() -> dict[str, Any] | JSONResponse:
+    @app.get(
+        "/api/health", tags=["health"], summary="Health (the database's detail for administrators)", response_model=None
+    )
+    async def health(request: Request) -> dict[str, Any] | JSONResponse:
+        """The database state in detail only for administrators: layer names and counts tell others what
+        they may not read. Everyone else gets the status."""
         body: dict[str, Any] = {"version": __version__, "database": {"reachable": False}}
+        admin = guard.viewer(request).is_admin
         try:
             body["database"] = await run_in_threadpool(database_state, pool, catalog)
         except DatabaseUnavailable as exc:
             body["status"] = "unavailable"
-            body["database"]["error"] = str(exc)
+            if admin:
+                body["database"]["error"] = str(exc)
             return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
         current = not body["database"]["migrations_pending"] and not body["database"]["layers_missing"]
         body["status"] = "ok" if current else "degraded"
+        if not admin:
+            return {"version": __version__, "status": body["status"], "database": {"reachable": True}}
         body["collections"] = sorted(k for k, v in config["resources"].items() if v.get("type") == "collection")
         return body
 

@@ -134,8 +134,12 @@ def db_upgrade(ctx: click.Context) -> None:
 
 
 def _upgrade(settings: Settings, catalog: Catalog) -> None:
+    from gis_ioc.database.roles import server_password
+
     with connect(settings, autocommit=True) as conn:
-        report = migrations.upgrade(conn, catalog)
+        report = migrations.upgrade(conn, catalog, server_password(settings.home))
+    if report.roles_created:
+        console.print(f"created database roles: {', '.join(report.roles_created)}")
     if report.applied:
         console.print(f"applied migrations: {', '.join(report.applied)}")
     if report.tables_created:

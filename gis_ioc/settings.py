@@ -27,6 +27,11 @@ class Settings(BaseSettings):
         default=None,
         description="Use this PostGIS (postgresql://user:pass@host:port/db) instead of the embedded cluster.",
     )
+    server_database_url: SecretStr | None = Field(
+        default=None,
+        description="How the server connects (its least-privileged login role gis_ioc_server); default: the "
+        "database of GIS_IOC_DATABASE_URL or the embedded cluster, as gis_ioc_server.",
+    )
     db_port: int = Field(default=54329, ge=1, le=65535, description="Port of the embedded cluster (127.0.0.1).")
     db_name: str = Field(default="gis_ioc", description="Database name in the embedded cluster.")
     db_system_user: str = Field(
@@ -47,6 +52,11 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         default=None,
         description="Address clients reach the server at (links, OpenAPI servers); default http://HOST:PORT.",
+    )
+    allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated host[:port] names clients may reach the server by (Host header); "
+        "others are refused with 400. Default: the public URL's host, HOST:PORT, localhost and 127.0.0.1.",
     )
     ogc_path: str = Field(default="/ogc", description="Base path of the OGC API.")
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
@@ -117,6 +127,23 @@ class Settings(BaseSettings):
         """The public address without a trailing slash."""
         url = self.public_url or f"http://{self.host}:{self.port}"
         return url.rstrip("/")
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        """The Host header values accepted (lower case; with and without the port)."""
+        from urllib.parse import urlsplit
+
+        names = {n.strip().lower() for n in self.allowed_hosts.split(",") if n.strip()}
+        if not names:
+            public = urlsplit(self.base_url)
+            names = {
+                public.netloc.lower(),
+                f"{self.host}:{self.port}",
+                f"localhost:{self.port}",
+                f"127.0.0.1:{self.port}",
+                "testserver",
+            }
+        return frozenset(names | {n.rsplit(":", 1)[0] for n in names if not n.endswith("]")})
 
     @property
     def embedded(self) -> bool:

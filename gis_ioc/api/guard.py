@@ -13,6 +13,7 @@ from gis_ioc.auth.sessions import Principal
 from gis_ioc.catalog.models import Layer
 from gis_ioc.database.connection import translate_errors
 from gis_ioc.errors import Forbidden, NotFound, Unauthorized
+from gis_ioc.query.viewer import Viewer
 
 
 def address(request: Request) -> str | None:
@@ -21,6 +22,12 @@ def address(request: Request) -> str | None:
 
 def who() -> Principal | None:
     return CURRENT.get()
+
+
+def viewer(request: Request) -> Viewer:
+    """Who asks, resolved once per request by the front door (anonymous when nobody logged in)."""
+    found: Viewer | None = getattr(request.state, "viewer", None)
+    return found if found is not None else Viewer.of(CURRENT.get())
 
 
 def actor() -> str:

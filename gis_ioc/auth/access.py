@@ -14,73 +14,68 @@ from __future__ import annotations
 
 from typing import Any
 
-from gis_ioc.auth.roles import PERMISSIONS, READS_INTERNAL
 from gis_ioc.auth.sessions import Principal
 from gis_ioc.catalog.models import Layer
+from gis_ioc.query.viewer import PERSONAL_DATA, Viewer
 
-PERSONAL_DATA = "personal_data"
+__all__ = ["PERSONAL_DATA", "can_read", "detail_communes", "may", "personal_access", "readable", "row_communes", "trim"]
+
+Who = Principal | Viewer | None
 
 
-def can_read(principal: Principal | None, layer: Layer) -> bool:
+def _viewer(who: Who) -> Viewer:
+    return who if isinstance(who, Viewer) else Viewer.of(who)
+
+
+def can_read(principal: Who, layer: Layer) -> bool:
     """May this principal (None: anonymous) read the layer at all?"""
-    if layer.access == "public":
-        return True
-    if principal is None:
-        return False
-    if layer.id in principal.grants:
-        return True
-    if layer.access == "restricted":
-        return False
-    if principal.roles & READS_INTERNAL:
-        return True
-    return "commune_officer" in principal.roles and row_communes(principal, layer) is not None
+    return _viewer(principal).can_read(layer)
 
 
-def row_communes(principal: Principal | None, layer: Layer) -> frozenset[str] | None:
-    """The communes whose rows a commune officer may read in an internal layer (None: no restriction or
-    no access). Layers without a commune code are not readable row by row for them."""
-    if principal is None or principal.roles & READS_INTERNAL or layer.id in principal.grants:
-        return None
-    if "commune_officer" in principal.roles and layer.field("commune_code") is not None:
-        return principal.communes
-    return None
+def row_communes(principal: Who, layer: Layer) -> frozenset[str] | None:
+    """The communes whose rows the principal may read in the layer (None: every row)."""
+    return _viewer(principal).row_communes(layer)
 
 
-def readable(principal: Principal | None, layers: list[Layer]) -> list[Layer]:
-    return [layer for layer in layers if can_read(principal, layer)]
+def readable(principal: Who, layers: list[Layer]) -> list[Layer]:
+    return _viewer(principal).readable(layers)
 
 
-def may(principal: Principal | None, permission: str) -> bool:
+def may(principal: Who, permission: str) -> bool:
     """May the principal load, approve, export, run scenarios, manage accounts or read the audit?"""
-    if principal is None:
-        return permission == "scenario"  # public scenarios over public data; personal figures suppressed
-    return any(permission in PERMISSIONS.get(role, frozenset()) for role in principal.roles)
+    return _viewer(principal).may(permission)
 
 
-def personal_access(principal: Principal | None) -> bool:
-    return principal is not None and PERSONAL_DATA in principal.grants
+def personal_access(principal: Who) -> bool:
+    return _viewer(principal).personal
 
 
-def detail_communes(principal: Principal | None) -> frozenset[str] | None:
-    """The communes whose detail a principal sees in aggregates (None: all). Commune officers see their
-    own communes in detail and everything else only in total."""
-    if principal is None or principal.roles & READS_INTERNAL or "commune_officer" not in principal.roles:
-        return None
-    return principal.communes
+def detail_communes(principal: Who) -> frozenset[str] | None:
+    """The communes whose detail a principal sees in aggregates (None: all; empty: totals only)."""
+    return _viewer(principal).detail_communes()
 
 
-def trim(principal: Principal | None, result: dict[str, Any]) -> dict[str, Any]:
-    """A scenario or emergency result as the principal may see it: per-commune detail of other communes
-    removed for commune officers (totals stay)."""
-    own = detail_communes(principal)
-    if own is None:
-        return result
+def trim(principal: Who, result: dict[str, Any]) -> dict[str, Any]:
+    """A scenario or emergency result as the principal may see it: per-commune detail of communes the
+    viewer may not see in detail removed (totals stay); officials' contacts only for roles that direct work."""
+    viewer = _viewer(principal)
+    own = viewer.detail_communes()
     trimmed = dict(result)
-    if "indicators" in result:  # a sector scenario
-        trimmed["indicators"] = [
-            {**ind, "communes": {c: f for c, f in ind["communes"].items() if c in own}} for ind in result["indicators"]
-        ]
-        trimmed["flags"] = [f for f in result["flags"] if f["where"] == "total" or f["where"] in own]
-    trimmed["communes"] = [c for c in result.get("communes", []) if c.get("code") in own]
-    trimmed["detail_limited_to"] = sorted(own)
+    if own is not None:
+        if "indicators" in result:  # a sector scenario
+            trimmed["indicators"] = [
+                {**ind, "communes": {c: f for c, f in ind["communes"].items() if c in own}}
+                for ind in result["indicators"]
+            ]
+            trimmed["flags"] = [f for f in result["flags"] if f["where"] == "total" or f["where"] in own]
+        trimmed["communes"] = [c for c in result.get("communes", []) if c.get("code") in own]
+        trimmed["detail_limited_to"] = sorted(own)
+    if not viewer.sees_contacts and "communes" in trimmed:
+        trimmed["communes"] = [_without_contacts(c) for c in trimmed["communes"]]
     return trimmed
+
+
+def _without_contacts(commune: Any) -> Any:
+    if not isinstance(commune, dict) or "contacts" not in commune:
+        return commune
+    return {k: v for k, v in commune.items() if k != "contacts"}

@@ -16,19 +16,8 @@ ROLES: tuple[Role, ...] = (
     "external",
 )
 
-#: Roles that read every internal layer (commune officers read their own communes' detail only).
-READS_INTERNAL: frozenset[str] = frozenset({"administrator", "gis_officer", "approver", "leader", "analyst"})
-
-#: What else a role may do.
-PERMISSIONS: dict[str, frozenset[str]] = {
-    "administrator": frozenset({"accounts", "audit", "load", "approve", "export", "scenario"}),
-    "gis_officer": frozenset({"load", "export", "scenario"}),
-    "approver": frozenset({"approve", "scenario"}),
-    "leader": frozenset({"scenario", "export"}),
-    "analyst": frozenset({"scenario", "export"}),
-    "commune_officer": frozenset({"scenario", "export"}),
-    "external": frozenset(),
-}
+# What each role may do, and which roles read internal layers: gis_ioc.query.viewer, with the rest of
+# the policy.
 
 #: Administrators work with a shorter idle timeout and always with a second factor.
 ADMIN_ROLES: frozenset[str] = frozenset({"administrator"})

@@ -35,9 +35,27 @@ def conninfo(settings: Settings, dbname: str | None = None) -> str:
     return cluster_for(settings).conninfo(dbname or settings.db_name)
 
 
-def connection_params(settings: Settings) -> dict[str, Any]:
-    """host, port, dbname, user, password as separate values (for pygeoapi's providers)."""
+def server_conninfo(settings: Settings) -> str:
+    """How the server connects: its least-privileged login role (``gis_ioc_server``, see
+    :mod:`gis_ioc.database.roles`), through ``GIS_IOC_SERVER_DATABASE_URL`` or, by default, the same
+    database as the owner's connection with that role (the embedded cluster's socket, or the external
+    database with the password ``db upgrade`` wrote to ``GIS_IOC_HOME/secrets/db_server_password``)."""
+    from gis_ioc.database import roles
+
+    if settings.server_database_url is not None:
+        return settings.server_database_url.get_secret_value()
     params = conninfo_to_dict(conninfo(settings))
+    params["user"] = roles.SERVER
+    if settings.embedded:
+        params.pop("password", None)  # the private socket is trusted
+    else:
+        params["password"] = roles.server_password(settings.home)
+    return make_conninfo("", **params)
+
+
+def connection_params(settings: Settings) -> dict[str, Any]:
+    """host, port, dbname, user, password of the server's role as separate values (pygeoapi's job manager)."""
+    params = conninfo_to_dict(server_conninfo(settings))
     return {key: params[key] for key in ("host", "port", "dbname", "user", "password") if params.get(key)}
 
 
@@ -68,9 +86,13 @@ def translate_errors() -> Iterator[None]:
 PLANNING = "-c plan_cache_mode=force_custom_plan"
 
 
-def connect(settings: Settings, *, autocommit: bool = False, dbname: str | None = None) -> psycopg.Connection[Any]:
+def connect(
+    settings: Settings, *, autocommit: bool = False, dbname: str | None = None, server: bool = False
+) -> psycopg.Connection[Any]:
+    """A connection as the owner (the console, migrations) or, with ``server``, as the server's role."""
+    info = server_conninfo(settings) if server else conninfo(settings, dbname)
     with translate_errors():
-        return psycopg.connect(conninfo(settings, dbname), autocommit=autocommit, connect_timeout=10, options=PLANNING)
+        return psycopg.connect(info, autocommit=autocommit, connect_timeout=10, options=PLANNING)
 
 
 def create_pool(settings: Settings) -> ConnectionPool:
@@ -80,7 +102,7 @@ def create_pool(settings: Settings) -> ConnectionPool:
         + PLANNING
     )
     return ConnectionPool(
-        conninfo(settings),
+        server_conninfo(settings),
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         max_lifetime=settings.db_pool_max_lifetime,

@@ -23,6 +23,7 @@ from psycopg import sql
 from gis_ioc.catalog import Catalog
 from gis_ioc.catalog.ddl import SCHEMA, add_columns, create_table, diff_table
 from gis_ioc.crs import ALL
+from gis_ioc.database import roles
 from gis_ioc.errors import MigrationError
 
 _LOCK_KEY = 0x6715_10C0  # advisory lock id shared by every gis-ioc process
@@ -46,6 +47,7 @@ class UpgradeReport:
     columns_added: list[str] = field(default_factory=list)
     extra_columns: list[str] = field(default_factory=list)
     indicators: int = 0
+    roles_created: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -84,8 +86,10 @@ def pending(conn: psycopg.Connection[Any]) -> list[Migration]:
     return [m for m in available() if m.version not in done]
 
 
-def upgrade(conn: psycopg.Connection[Any], catalog: Catalog) -> UpgradeReport:
-    """Bring the database up to the code and the catalog. Safe to run again and concurrently."""
+def upgrade(conn: psycopg.Connection[Any], catalog: Catalog, server_password: str | None = None) -> UpgradeReport:
+    """Bring the database up to the code and the catalog. Safe to run again and concurrently. The
+    server's role, its grants and row-level security are made last (:mod:`gis_ioc.database.roles`);
+    ``server_password`` sets its password for TCP connections."""
     report = UpgradeReport()
     conn.autocommit = True
     conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
@@ -117,6 +121,8 @@ def upgrade(conn: psycopg.Connection[Any], catalog: Catalog) -> UpgradeReport:
             report.indicators = sync_indicators(conn, catalog)
         with conn.transaction():
             sync_crs(conn)
+        with conn.transaction():
+            report.roles_created = roles.sync_roles(conn, catalog, server_password)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return report

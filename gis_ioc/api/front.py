@@ -1,0 +1,174 @@
+"""The front door: one pure ASGI middleware in front of every door of the application.
+
+In order, for every HTTP request:
+
+1. the ``Host`` header must be one of ``GIS_IOC_ALLOWED_HOSTS`` (400 otherwise), so that no link, cached
+   page or OpenAPI document is ever built from a forged host;
+2. headers are bounded (431 when one is longer than :data:`MAX_HEADER` or all together than
+   :data:`MAX_HEADERS`), and so is the body: a declared ``Content-Length`` above the limit is refused at
+   once, and a body sent without one (chunked) is counted as it arrives and cut off with 413 at the limit;
+3. who is asking is resolved once (API key, session or single sign-on token) into a
+   :class:`~gis_ioc.query.viewer.Viewer` at ``request.state.viewer``, which every door passes down; an
+   account whose one-time first password is still unchanged reaches only the login pages;
+4. every answer carries the security headers; authentication answers are never cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gis_ioc.auth.context import CURRENT
+from gis_ioc.auth.sessions import Principal
+from gis_ioc.errors import Forbidden, GisIocError
+from gis_ioc.http import problem
+from gis_ioc.query.viewer import Viewer
+from gis_ioc.settings import Settings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Longest single header value, and all headers together (bytes).
+MAX_HEADER = 8 * 1024
+MAX_HEADERS = 32 * 1024
+
+#: Sent with every answer (TCVN 11930 / OWASP): no MIME sniffing, no framing by other sites, no referrer.
+SECURITY_HEADERS = {
+    b"x-content-type-options": b"nosniff",
+    b"x-frame-options": b"SAMEORIGIN",
+    b"referrer-policy": b"no-referrer",
+    b"permissions-policy": b"camera=(), microphone=(), geolocation=()",
+}
+#: Paths an account with an unchanged first password may still reach.
+FIRST_PASSWORD_PATHS = ("/api/auth/", "/static/", "/healthz", "/readyz")
+
+
+class BodyTooLarge(GisIocError):
+    """A body without Content-Length went past the limit (every door's error handler answers 413)."""
+
+    status = 413
+    title = "Request too large"
+
+
+class FrontDoor:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        resolve: Callable[[Request], Principal | None],
+        error: Callable[[GisIocError], Response],
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.hosts = settings.hosts
+        self.resolve = resolve
+        self.error = error
+
+    def limit(self, path: str) -> int:
+        mb = self.settings.load_max_upload_mb if path.startswith("/api/loads") else self.settings.max_request_mb
+        return mb * 1024 * 1024
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        started = False
+        send = _with_headers(send, no_store=path.startswith("/api/auth"))
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        refusal = self.check(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            who = await run_in_threadpool(self.resolve, request)
+        except GisIocError as exc:
+            await self.error(exc)(scope, receive, send)
+            return
+        first_password = who is not None and who.via == "session" and who.must_change_password
+        if first_password and not path.startswith(FIRST_PASSWORD_PATHS) and path != "/":
+            await self.error(Forbidden("change the first password (POST /api/auth/password)"))(scope, receive, send)
+            return
+        scope.setdefault("state", {})["viewer"] = Viewer.of(who)
+        token = CURRENT.set(who)
+        try:
+            await self.app(scope, self.counted(receive, self.limit(path)), tracked)
+        except BodyTooLarge as exc:
+            if not started:
+                await self.error(exc)(scope, receive, send)
+        finally:
+            CURRENT.reset(token)
+
+    def check(self, scope: Scope) -> Response | None:
+        """Refusals that need no database: host, header sizes, declared body size."""
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        total = 0
+        host = b""
+        length = None
+        for name, value in headers:
+            total += len(name) + len(value)
+            if len(value) > MAX_HEADER or total > MAX_HEADERS:
+                return problem(
+                    431,
+                    "Request headers too large",
+                    f"a header is longer than {MAX_HEADER} bytes, or all headers together longer than {MAX_HEADERS}",
+                )
+            if name == b"host":
+                host = value
+            elif name == b"content-length":
+                length = value
+        if host.decode("latin-1").lower() not in self.hosts:
+            return problem(
+                400,
+                "Unknown host",
+                "this server is not reached by that name (Host header); "
+                "its administrator lists the names in GIS_IOC_ALLOWED_HOSTS",
+            )
+        limit = self.limit(scope["path"])
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return problem(413, "Request too large", f"the body is larger than {limit // 2**20} MB")
+        return None
+
+    @staticmethod
+    def counted(receive: Receive, limit: int) -> Receive:
+        """The body as it arrives, cut off past ``limit`` bytes (chunked bodies declare no length)."""
+        seen = 0
+
+        async def wrapped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(f"the body is larger than {limit // 2**20} MB")
+            return message
+
+        return wrapped
+
+
+def _with_headers(send: Send, *, no_store: bool) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            present = {name.lower() for name, _ in headers}
+            headers.extend((k, v) for k, v in SECURITY_HEADERS.items() if k not in present)
+            if no_store:
+                headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+                headers.append((b"cache-control", b"no-store"))
+            message["headers"] = headers
+        await send(message)
+
+    return wrapped
