@@ -39,16 +39,19 @@ READS_INTERNAL: frozenset[str] = frozenset({"administrator", "gis_officer", "app
 DIRECTS_WORK: frozenset[str] = frozenset({"administrator", "leader"})
 
 #: What else a role may do.
+#: ``map``: thematic maps of every commune; ``report``: meeting reports (commune officers on their own
+#: communes only).
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "administrator": frozenset({"accounts", "audit", "load", "approve", "export", "scenario"}),
-    "gis_officer": frozenset({"load", "export", "scenario"}),
-    "approver": frozenset({"approve", "scenario"}),
-    "leader": frozenset({"scenario", "export"}),
-    "analyst": frozenset({"scenario", "export"}),
-    "commune_officer": frozenset({"scenario", "export"}),
+    "administrator": frozenset({"accounts", "audit", "load", "approve", "export", "scenario", "map", "report"}),
+    "gis_officer": frozenset({"load", "export", "scenario", "map", "report"}),
+    "approver": frozenset({"approve", "scenario", "map", "report"}),
+    "leader": frozenset({"scenario", "export", "map", "report"}),
+    "analyst": frozenset({"scenario", "export", "map", "report"}),
+    "commune_officer": frozenset({"scenario", "export", "report"}),
     "external": frozenset(),
 }
 #: What a caller without an account may do: run scenarios (totals only, personal figures suppressed).
+#: Every account may do it too (no one may do less than an anonymous caller).
 ANONYMOUS_PERMISSIONS: frozenset[str] = frozenset({"scenario"})
 
 
@@ -160,8 +163,10 @@ class Viewer:
     # ----------------------------------------------------------------- actions
     def may(self, permission: str) -> bool:
         """May the viewer load, approve, export, run scenarios, manage accounts or read the audit?"""
+        if permission in ANONYMOUS_PERMISSIONS:
+            return True
         if self.anonymous:
-            return permission in ANONYMOUS_PERMISSIONS
+            return False
         return any(permission in PERMISSIONS.get(role, frozenset()) for role in self.roles)
 
     def may_load(self, layer: Layer) -> bool:
