@@ -141,7 +141,6 @@ class Settings(BaseSettings):
                 f"{self.host}:{self.port}",
                 f"localhost:{self.port}",
                 f"127.0.0.1:{self.port}",
-                "testserver",
             }
         return frozenset(names | {n.rsplit(":", 1)[0] for n in names if not n.endswith("]")})
 

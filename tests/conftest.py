@@ -60,7 +60,14 @@ def temp_home(prefix: str) -> Path:
 def fresh_cluster(prefix: str) -> Iterator[tuple[Settings, Cluster]]:
     """A new cluster with an empty database in a temporary folder, on free ports; removed afterwards."""
     home = temp_home(prefix)
-    s = Settings(home=home, db_port=free_port(), port=free_port(), database_url=None, _env_file=None)  # type: ignore[call-arg]
+    s = Settings(  # type: ignore[call-arg]
+        home=home,
+        db_port=free_port(),
+        port=free_port(),
+        database_url=None,
+        allowed_hosts="testserver,127.0.0.1,localhost",  # FastAPI's test client asks for "testserver"
+        _env_file=None,
+    )
     cluster = cluster_for(s)
     try:
         cluster.init()
