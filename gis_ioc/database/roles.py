@@ -175,10 +175,28 @@ def secure_layer(conn: psycopg.Connection[Any], layer: Layer) -> None:
     conn.execute(sql.SQL("CREATE POLICY viewer_rows ON {} USING ({})").format(table, _policy(layer)))
 
 
+#: PostGIS's bounding-box operators. Under row-level security PostgreSQL uses a query's condition in an
+#: index scan only if its function is LEAKPROOF; without it every bbox or tile query of a non-public layer
+#: scanned the whole table (bench/access_cost.py: 450 ms instead of 1.6 ms for a 1 km box of 200,000
+#: parcels). These compare bounding boxes and raise no error that depends on a row's values (all layer
+#: geometries are EPSG:4326), so marking them leaks nothing. Needs a superuser; skipped otherwise.
+LEAKPROOF = ("geometry_overlaps(geometry, geometry)", "geography_overlaps(geography, geography)")
+
+
+def mark_leakproof(conn: psycopg.Connection[Any]) -> bool:
+    """Mark the bounding-box operators LEAKPROOF (True), or leave them (False: not a superuser)."""
+    if not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:  # type: ignore[index]
+        return False
+    for signature in LEAKPROOF:
+        conn.execute(f"ALTER FUNCTION {signature} LEAKPROOF")
+    return True
+
+
 def sync_roles(conn: psycopg.Connection[Any], catalog: Catalog, password: str | None) -> list[str]:
     """Roles, grants and row-level security from the catalog (idempotent; in the caller's transaction)."""
     made = ensure_roles(conn, password)
     grant_bookkeeping(conn)
+    mark_leakproof(conn)
     for layer in catalog:
         if conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.{layer.table}",)).fetchone()[0] is not None:  # type: ignore[index]
             secure_layer(conn, layer)
