@@ -80,14 +80,7 @@ class FrontDoor:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        started = False
         send = _with_headers(send, no_store=path.startswith("/api/auth"))
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         refusal = self.check(scope)
         if refusal is not None:
             await refusal(scope, receive, send)
@@ -105,12 +98,49 @@ class FrontDoor:
         scope.setdefault("state", {})["viewer"] = Viewer.of(who)
         token = CURRENT.set(who)
         try:
-            await self.app(scope, self.counted(receive, self.limit(path)), tracked)
-        except BodyTooLarge as exc:
-            if not started:
-                await self.error(exc)(scope, receive, send)
+            await self.bounded(scope, receive, send, self.limit(path))
         finally:
             CURRENT.reset(token)
+
+    async def bounded(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        """Run the application on a body cut off past ``limit`` bytes. A body without Content-Length
+        (chunked) is counted as it arrives; past the limit the application sees the client gone, and
+        whatever it answers (frameworks answer 400 to a body they could not read) is replaced by 413."""
+        seen = 0
+        over = False
+        answered = False
+        too_large = BodyTooLarge(f"the body is larger than {limit // 2**20} MB")
+
+        async def counted() -> Message:
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    over = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: Message) -> None:
+            nonlocal answered
+            if not over:
+                await send(message)
+            elif not answered:
+                answered = True
+                await self.error(too_large)(scope, receive, send)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except BodyTooLarge:
+            over = True
+        except Exception:
+            if not over:
+                raise
+        if over and not answered:
+            answered = True
+            await self.error(too_large)(scope, receive, send)
 
     def check(self, scope: Scope) -> Response | None:
         """Refusals that need no database: host, header sizes, declared body size."""
@@ -141,22 +171,6 @@ class FrontDoor:
         if length is not None and (not length.isdigit() or int(length) > limit):
             return problem(413, "Request too large", f"the body is larger than {limit // 2**20} MB")
         return None
-
-    @staticmethod
-    def counted(receive: Receive, limit: int) -> Receive:
-        """The body as it arrives, cut off past ``limit`` bytes (chunked bodies declare no length)."""
-        seen = 0
-
-        async def wrapped() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise BodyTooLarge(f"the body is larger than {limit // 2**20} MB")
-            return message
-
-        return wrapped
 
 
 def _with_headers(send: Send, *, no_store: bool) -> Send:
