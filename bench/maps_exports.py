@@ -19,7 +19,10 @@ from _support import bench_database
 from gis_ioc.database.connection import connect
 from gis_ioc.demo import DemoOptions, generate_demo
 from gis_ioc.maps import exports, folium_, printmap, report, thematic
+from gis_ioc.query.viewer import Viewer
 from gis_ioc.scenarios.models import load_scenarios
+
+CONSOLE = Viewer.console("bench")
 
 
 def main() -> None:
@@ -47,22 +50,24 @@ def main() -> None:
             result.path.unlink()
         print("thematic map schools_national_standard_rate 2026-Q3")
         started = time.perf_counter()
-        tm = thematic.thematic_map(conn, catalog, scenarios, "schools_national_standard_rate", "2026-Q3")
+        tm = thematic.thematic_map(
+            conn, catalog, scenarios, "schools_national_standard_rate", "2026-Q3", viewer=CONSOLE
+        )
         print(f"  province run + classification  {time.perf_counter() - started:6.1f} s (run #{tm.run_id})")
         for label, work in (
-            ("HTML (with schools)", lambda: folium_.render_html(conn, catalog, tm, ["schools"])),
-            ("PNG A4 300 dpi", lambda: printmap.render_print(conn, catalog, tm, "png")),
-            ("PDF A3 300 dpi", lambda: printmap.render_print(conn, catalog, tm, "pdf", paper="A3")),
+            ("HTML (with schools)", lambda: folium_.render_html(conn, catalog, tm, ["schools"], viewer=CONSOLE)),
+            ("PNG A4 300 dpi", lambda: printmap.render_print(conn, catalog, tm, "png", viewer=CONSOLE)),
+            ("PDF A3 300 dpi", lambda: printmap.render_print(conn, catalog, tm, "pdf", paper="A3", viewer=CONSOLE)),
         ):
             started = time.perf_counter()
             out = work()
             print(f"  {label:30} {time.perf_counter() - started:6.1f} s  {len(out) / 1e6:5.1f} MB")
         print("report, education sector, whole province")
         started = time.perf_counter()
-        ids = report.run_for_report(conn, catalog, scenarios, "2026-Q3", sectors=["education"])
+        ids = report.run_for_report(conn, catalog, scenarios, "2026-Q3", viewer=CONSOLE, sectors=["education"])
         print(f"  scenario runs {ids}  {time.perf_counter() - started:6.1f} s")
         started = time.perf_counter()
-        rep = report.build_report(conn, catalog, ids, sectors=["education"], scenarios=scenarios)
+        rep = report.build_report(conn, catalog, ids, viewer=CONSOLE, sectors=["education"], scenarios=scenarios)
         print(f"  build (with {len(rep.maps)} maps)  {time.perf_counter() - started:6.1f} s")
         for label, work2 in (
             ("PDF", lambda: report.render_pdf(rep, chromium=settings.chromium)),

@@ -22,10 +22,13 @@ from _support import bench_database
 
 from gis_ioc.database.connection import connect
 from gis_ioc.demo import DemoOptions, generate_demo
+from gis_ioc.query.viewer import Viewer
 from gis_ioc.scenarios import selectors
 from gis_ioc.scenarios.emergency import incident_from_request, run_emergency
 from gis_ioc.scenarios.engine import run_scenario
 from gis_ioc.scenarios.models import load_emergency, load_scenarios
+
+CONSOLE = Viewer.console("bench")
 
 
 def main() -> None:
@@ -37,11 +40,11 @@ def main() -> None:
         generate_demo(conn, catalog, DemoOptions(as_of=date(2026, 11, 27)))
         emergency = load_emergency(settings.config_dir / "scenarios", catalog)
         rings = incident_from_request(
-            conn, {"incident": "flood", "at": [106.05, 20.65], "rings": [500, 1000, 2000]}, emergency, catalog
+            conn, {"incident": "flood", "at": [106.05, 20.65], "rings": [500, 1000, 2000]}, emergency, catalog, CONSOLE
         )
         box = [[106.03, 20.63], [106.07, 20.63], [106.07, 20.67], [106.03, 20.67], [106.03, 20.63]]
         flooded = incident_from_request(
-            conn, {"incident": "flood", "zone": {"type": "Polygon", "coordinates": [box]}}, emergency, catalog
+            conn, {"incident": "flood", "zone": {"type": "Polygon", "coordinates": [box]}}, emergency, catalog, CONSOLE
         )
         cases: list[tuple[str, float | None, Callable[[bool], Any]]] = [
             (
@@ -54,38 +57,57 @@ def main() -> None:
                     selectors.radius(conn, 106.05, 20.65, 2000),
                     "2026-Q3",
                     store=store,
+                    viewer=CONSOLE,
                 ),
             ),
             (
                 "health, one commune",
                 100,
                 lambda store: run_scenario(
-                    conn, catalog, scenarios["health"], selectors.communes(conn, ["11953"]), "2026-Q3", store=store
+                    conn,
+                    catalog,
+                    scenarios["health"],
+                    selectors.communes(conn, ["11953"]),
+                    "2026-Q3",
+                    store=store,
+                    viewer=CONSOLE,
                 ),
             ),
             (
                 "socio-economic, province",
                 500,
                 lambda store: run_scenario(
-                    conn, catalog, scenarios["socio_economic"], selectors.province(conn), "2026-Q3", store=store
+                    conn,
+                    catalog,
+                    scenarios["socio_economic"],
+                    selectors.province(conn),
+                    "2026-Q3",
+                    store=store,
+                    viewer=CONSOLE,
                 ),
             ),
             (
                 "education, province (reach)",
                 None,
                 lambda store: run_scenario(
-                    conn, catalog, scenarios["education"], selectors.province(conn), "2026-Q3", store=store
+                    conn,
+                    catalog,
+                    scenarios["education"],
+                    selectors.province(conn),
+                    "2026-Q3",
+                    store=store,
+                    viewer=CONSOLE,
                 ),
             ),
             (
                 "emergency, rings to 2 km",
                 100,
-                lambda store: run_emergency(conn, catalog, emergency, rings, store=store),
+                lambda store: run_emergency(conn, catalog, emergency, rings, store=store, viewer=CONSOLE),
             ),
             (
                 "emergency, flooded 4x4 km",
                 100,
-                lambda store: run_emergency(conn, catalog, emergency, flooded, store=store),
+                lambda store: run_emergency(conn, catalog, emergency, flooded, store=store, viewer=CONSOLE),
             ),
         ]
         print(f"{'case':<30}{'p50 ms':>9}{'p95 ms':>9}{'target p50':>12}{'no store p50':>14}")

@@ -308,6 +308,7 @@ def scenario_run(
     show_personal: bool,
 ) -> None:
     """Run scenario NAME over a selection and print its figures and flags (the run is stored)."""
+    from gis_ioc.maps.cli import console_transaction, operator
     from gis_ioc.scenarios import selectors
     from gis_ioc.scenarios.engine import run_scenario
     from gis_ioc.scenarios.models import get_scenario, load_scenarios
@@ -318,7 +319,8 @@ def scenario_run(
     given = sum(bool(v) for v in (codes, whole, zone, at))
     if given != 1:
         raise click.UsageError("give exactly one of --commune, --province, --at (with or without --radius), --zone")
-    with connect(settings, autocommit=True) as conn:
+    viewer = operator(personal=show_personal)
+    with console_transaction(settings, cat, viewer) as conn:
         if codes:
             selection = selectors.communes(conn, list(codes))
         elif whole:
@@ -336,7 +338,7 @@ def scenario_run(
             chosen,
             selection,
             period,
-            personal_access=show_personal,
+            viewer=viewer,
             privacy_threshold=settings.privacy_threshold,
         )
     if as_json:
@@ -368,21 +370,25 @@ def scenario_run(
 @click.argument("run_id", type=int)
 @click.option("--period", help="Another period to compare with (default: the run's own, to reproduce it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole comparison as JSON.")
+@click.option("--show-personal", is_flag=True, help="A run made with personal data; do not suppress (operators only).")
 @click.pass_context
-def scenario_rerun(ctx: click.Context, run_id: int, period: str | None, as_json: bool) -> None:
+def scenario_rerun(ctx: click.Context, run_id: int, period: str | None, as_json: bool, show_personal: bool) -> None:
     """Run stored run RUN_ID again over the same selection and show old and new figures side by side."""
+    from gis_ioc.maps.cli import console_transaction, operator
     from gis_ioc.scenarios.engine import rerun
     from gis_ioc.scenarios.models import load_scenarios
 
     settings = _settings(ctx)
     cat = _catalog(settings)
-    with connect(settings, autocommit=True) as conn:
+    viewer = operator(personal=show_personal)
+    with console_transaction(settings, cat, viewer) as conn:
         result = rerun(
             conn,
             cat,
             load_scenarios(settings.config_dir / "scenarios", cat),
             run_id,
             period,
+            viewer=viewer,
             privacy_threshold=settings.privacy_threshold,
         )
     if as_json:
@@ -402,6 +408,24 @@ def scenario_rerun(ctx: click.Context, run_id: int, period: str | None, as_json:
         change = "–" if row["change"] is None else f"{row['change']:+,.2f}"
         table.add_row(row["name"]["vi"], old, new, change)
     Console().print(table)
+
+
+@scenario.command("share")
+@click.argument("run_id", type=int)
+@click.option("--with", "accounts", multiple=True, help="An account name, '*' (every account) or 'public' (repeat).")
+@click.pass_context
+def scenario_share(ctx: click.Context, run_id: int, accounts: tuple[str, ...]) -> None:
+    """Share stored run RUN_ID with these accounts, replacing its shares (none given: share it with nobody)."""
+    from gis_ioc.auth import audit
+    from gis_ioc.maps.cli import console_transaction, operator
+    from gis_ioc.scenarios.engine import share_run
+
+    settings = _settings(ctx)
+    viewer = operator(personal=True)  # the console shares any run, also one made with personal data
+    with console_transaction(settings, _catalog(settings), viewer) as conn:
+        names = share_run(conn, run_id, viewer, list(accounts))
+        audit.record(conn, actor=viewer.name, action="share", target=f"run {run_id}", detail={"with": names})
+    console.print(f"run {run_id} shared with: {', '.join(names) or 'nobody'}", highlight=False)
 
 
 @scenario.command("emergency")
@@ -433,6 +457,7 @@ def scenario_emergency(
     show_personal: bool,
 ) -> None:
     """People, facilities, shelters and contacts for an incident at a point (rings) or a flooded zone."""
+    from gis_ioc.maps.cli import console_transaction, operator
     from gis_ioc.scenarios.emergency import incident_from_request, run_emergency
     from gis_ioc.scenarios.models import load_emergency
 
@@ -451,11 +476,10 @@ def scenario_emergency(
                 body["rings"] = [float(r) for r in rings.split(",")]
             except ValueError:
                 raise click.BadParameter("--rings wants metres separated by commas, e.g. 500,1000,2000") from None
-    with connect(settings, autocommit=True) as conn:
-        found = incident_from_request(conn, body, config, cat)
-        run = run_emergency(
-            conn, cat, config, found, personal_access=show_personal, privacy_threshold=settings.privacy_threshold
-        )
+    viewer = operator(personal=show_personal)
+    with console_transaction(settings, cat, viewer) as conn:
+        found = incident_from_request(conn, body, config, cat, viewer)
+        run = run_emergency(conn, cat, config, found, viewer=viewer, privacy_threshold=settings.privacy_threshold)
     if as_json:
         click.echo(json.dumps(run.as_dict(), ensure_ascii=False, indent=2, default=str))
         return

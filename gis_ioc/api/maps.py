@@ -1,31 +1,52 @@
 """``/api/maps/{indicator}``: a thematic map of an indicator by commune for a period, as JSON (the
-classification), an offline HTML map (folium), or a print map (PNG, PDF)."""
+classification), an offline HTML map (folium), or a print map (PNG, PDF).
+
+A map shows every commune's figures: only for viewers who see every commune in detail (roles that read
+internal layers); commune officers, external clients and callers without an account are refused."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import psycopg
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from gis_ioc.auth import access
-from gis_ioc.auth.context import CURRENT
-from gis_ioc.database.connection import translate_errors
-from gis_ioc.errors import Forbidden, InvalidInput
+from gis_ioc.api import guard
+from gis_ioc.api.scenarios import aggregate, audited
+from gis_ioc.catalog import Catalog
+from gis_ioc.errors import Forbidden, InvalidInput, Unauthorized
 from gis_ioc.maps import folium_, printmap, thematic
+from gis_ioc.query import scope
+from gis_ioc.query.viewer import Viewer
 
 router = APIRouter(prefix="/api/maps", tags=["maps"])
 
 
-def parse_layers(raw: str | None, catalog: Any) -> list[str]:
+def parse_layers(raw: str | None, catalog: Catalog, viewer: Viewer) -> list[str]:
+    """Overlay layers: only those the viewer may read (any other is answered as an unknown layer)."""
     layers = [x.strip() for x in (raw or "").split(",") if x.strip()]
     for layer_id in layers:
         layer = catalog.layers.get(layer_id)
-        if layer is None or not access.can_read(CURRENT.get(), layer):
-            known = ", ".join(sorted(k for k, v in catalog.layers.items() if access.can_read(CURRENT.get(), v)))
-            raise InvalidInput(f"layers: {layer_id!r} is not a layer to overlay; known: {known}")
+        if layer is None or not viewer.can_read(layer):
+            known = ", ".join(sorted(v.id for v in viewer.readable(list(catalog))))
+            raise InvalidInput(f"layers: {layer_id[:64]!r} is not a layer to overlay; known: {known}")
     return layers
+
+
+async def province_wide(request: Request, viewer: Viewer) -> None:
+    """A map by commune shows every commune's figures: only for viewers who see every commune's detail
+    (``detail_communes()`` None). Commune officers see their own communes in scenarios and reports; callers
+    without an account, and external clients, see totals only (refusals audited)."""
+    if viewer.detail_communes() is None:
+        return
+    path = f"{request.method} {request.url.path}"
+    reason = "maps by commune show every commune's figures"
+    await run_in_threadpool(guard.record, request, "denied", path, "denied", reason=reason)
+    if viewer.anonymous:
+        raise Unauthorized(f"log in (or send an API key): {reason}")
+    raise Forbidden(f"{reason}; commune officers see their own communes in scenarios and reports")
 
 
 @router.get("/{indicator}", summary="A thematic map of an indicator by commune", response_model=None)
@@ -40,41 +61,55 @@ async def thematic_map(
     paper: Annotated[Literal["A4", "A3"], Query()] = "A4",
     orientation: Annotated[Literal["landscape", "portrait"], Query()] = "landscape",
     dpi: Annotated[int, Query(ge=72, le=600)] = 300,
-    run: Annotated[int | None, Query(description="take the figures from this stored run")] = None,
+    run: Annotated[int | None, Query(description="take the figures from this stored run (one you may see)")] = None,
     scenario: Annotated[
         str | None, Query(description="the scenario to run (default: the first with the indicator)")
     ] = None,
 ) -> Response:
+    """The figures come from a new province run (the caller's) or from a stored run the caller may see
+    (404 otherwise); overlay layers are drawn as the caller may read them."""
     app = request.app
-    if access.detail_communes(CURRENT.get()) is not None:
-        raise Forbidden("a map by commune shows every commune's figures; commune officers see their own in scenarios")
-    overlays = parse_layers(layers, app.state.catalog)
+    viewer = guard.viewer(request)
+    await province_wide(request, viewer)
+    overlays = parse_layers(layers, app.state.catalog, viewer)
     if period is None and run is None:
         raise InvalidInput("period is required (e.g. 2026-Q3), or run (a stored scenario run id)")
 
-    def work() -> tuple[thematic.ThematicMap, Any]:
-        with translate_errors(), app.state.pool.connection(timeout=10) as conn:
-            tm = thematic.thematic_map(
+    def figures(conn: psycopg.Connection[Any]) -> thematic.ThematicMap:
+        return thematic.thematic_map(
+            conn,
+            app.state.catalog,
+            app.state.scenarios,
+            indicator,
+            period,
+            viewer=viewer,
+            method=method,
+            classes=classes,
+            run_id=run,
+            scenario_id=scenario,
+            privacy_threshold=app.state.settings.privacy_threshold,
+        )
+
+    def draw(tm: thematic.ThematicMap) -> Any:
+        if format == "json":
+            return tm.as_dict()
+        with scope.transaction(app.state.pool, viewer, app.state.catalog, "read") as conn:  # overlays as read
+            if format == "html":
+                return folium_.render_html(conn, app.state.catalog, tm, overlays, viewer=viewer)
+            return printmap.render_print(
                 conn,
                 app.state.catalog,
-                app.state.scenarios,
-                indicator,
-                period,
-                method=method,
-                classes=classes,
-                run_id=run,
-                scenario_id=scenario,
-                privacy_threshold=app.state.settings.privacy_threshold,
-            )
-            if format == "json":
-                return tm, tm.as_dict()
-            if format == "html":
-                return tm, folium_.render_html(conn, app.state.catalog, tm, overlays)
-            return tm, printmap.render_print(
-                conn, app.state.catalog, tm, format, paper=paper, orientation=orientation, dpi=dpi, overlays=overlays
+                tm,
+                format,
+                viewer=viewer,
+                paper=paper,
+                orientation=orientation,
+                dpi=dpi,
+                overlays=overlays,
             )
 
-    tm, body = await run_in_threadpool(work)
+    tm = await audited(request, f"map run {run}", aggregate(request, viewer, figures))
+    body = await run_in_threadpool(draw, tm)
     headers = {"X-Scenario-Run": str(tm.run_id)}
     name = f"{tm.indicator.id}_{tm.period}_{tm.method}"
     if format == "json":

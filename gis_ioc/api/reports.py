@@ -1,21 +1,23 @@
 """``/api/reports``: a meeting report as PDF, DOCX, HTML or JSON, made from new scenario runs for a
-period (``period``, ``sector``, ``commune``) or rebuilt from stored runs (``runs``)."""
+period (``period``, ``sector``, ``commune``) or rebuilt from stored runs (``runs``, ones the caller may
+see). Province reports and reports from stored runs are for roles that see every commune in detail;
+commune officers report on their own communes; callers without an account and external clients on none."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
+import psycopg
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from gis_ioc.api import guard
-from gis_ioc.auth import access
-from gis_ioc.database.connection import translate_errors
-from gis_ioc.errors import Forbidden, InvalidInput, NotFound
+from gis_ioc.api.scenarios import aggregate, audited
+from gis_ioc.errors import Forbidden, InvalidInput, Unauthorized
 from gis_ioc.maps import report as reports
-from gis_ioc.scenarios.engine import get_run
+from gis_ioc.query.viewer import Viewer
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -31,6 +33,22 @@ def parse_runs(text: str) -> list[int]:
     return ids
 
 
+async def _may_report(request: Request, viewer: Viewer, communes: list[str] | None, run_ids: list[int] | None) -> None:
+    """Reports over the province, or rebuilt from stored runs, are for viewers who see every commune's
+    detail; commune officers report on their own communes; callers without an account and external
+    clients (totals only) get none (refusals audited)."""
+    own = viewer.detail_communes()
+    if own is None or (own and run_ids is None and communes and set(communes) <= own):
+        return
+    path = f"{request.method} {request.url.path}"
+    await run_in_threadpool(guard.record, request, "denied", path, "denied", reason="report beyond own communes")
+    if viewer.anonymous:
+        raise Unauthorized("log in (or send an API key) to make a report")
+    if not own:
+        raise Forbidden("reports show communes' figures; this account sees totals only")
+    raise Forbidden(f"commune officers report on their own communes: commune={', '.join(sorted(own))}")
+
+
 @router.get("", summary="A meeting report (PDF, DOCX, HTML, JSON)", response_model=None)
 async def report(
     request: Request,
@@ -39,54 +57,54 @@ async def report(
     commune: Annotated[
         list[str] | None, Query(description="only these communes (repeat); default the province")
     ] = None,
-    runs: Annotated[str | None, Query(description="rebuild from these stored run ids, e.g. 12,13")] = None,
+    runs: Annotated[str | None, Query(description="rebuild from these stored run ids (ones you may see)")] = None,
     format: Annotated[Literal["pdf", "docx", "html", "json"], Query()] = "pdf",
     maps: Annotated[bool, Query(description="include thematic maps")] = True,
 ) -> Response:
+    """New runs (the caller's) for a period, or a report rebuilt from stored runs the caller may see
+    (404 for any other, as if it did not exist)."""
     app = request.app
+    viewer = guard.viewer(request)
     if (period is None) == (runs is None):
         raise InvalidInput("give period (run the scenarios now) or runs (rebuild from stored run ids)")
     run_ids = parse_runs(runs) if runs is not None else None
-    own = access.detail_communes(guard.who())
-    # commune officers: reports on their own communes only
-    if own is not None and (run_ids is not None or not commune or not set(commune) <= own):
-        raise Forbidden(f"commune officers report on their own communes: commune={', '.join(sorted(own))}")
-    if run_ids is not None and not access.personal_access(guard.who()):
-        with translate_errors(), app.state.pool.connection(timeout=10) as conn:
-            if any(get_run(conn, i).get("personal") for i in run_ids):
-                raise NotFound("no such scenario runs")
+    await _may_report(request, viewer, commune, run_ids)
 
-    def work() -> tuple[reports.Report, Any]:
-        with translate_errors(), app.state.pool.connection(timeout=10) as conn:
-            ids = run_ids
-            if ids is None:
-                ids = reports.run_for_report(
-                    conn,
-                    app.state.catalog,
-                    app.state.scenarios,
-                    str(period),
-                    sectors=sector,
-                    communes=commune,
-                    privacy_threshold=app.state.settings.privacy_threshold,
-                )
-            rep = reports.build_report(
+    def build(conn: psycopg.Connection[Any]) -> reports.Report:
+        ids = run_ids
+        if ids is None:
+            ids = reports.run_for_report(
                 conn,
                 app.state.catalog,
-                ids,
+                app.state.scenarios,
+                str(period),
+                viewer=viewer,
                 sectors=sector,
-                maps=maps and format != "json",
-                scenarios=app.state.scenarios,
+                communes=commune,
+                privacy_threshold=app.state.settings.privacy_threshold,
             )
+        return reports.build_report(
+            conn,
+            app.state.catalog,
+            ids,
+            viewer=viewer,
+            sectors=sector,
+            maps=maps and format != "json",
+            scenarios=app.state.scenarios,
+        )
+
+    def render(rep: reports.Report) -> Any:
         if format == "json":
             body = asdict(rep)
             body["maps"] = [{k: v for k, v in m.items() if k != "png"} for m in rep.maps]
-            return rep, body
+            return body
         if format == "docx":
-            return rep, reports.render_docx(rep)
+            return reports.render_docx(rep)
         html = reports.render_html(rep)
-        return rep, html if format == "html" else reports.render_pdf(rep, html, chromium=app.state.settings.chromium)
+        return html if format == "html" else reports.render_pdf(rep, html, chromium=app.state.settings.chromium)
 
-    rep, body = await run_in_threadpool(work)
+    rep = await audited(request, f"report runs {runs}"[:200], aggregate(request, viewer, build))
+    body = await run_in_threadpool(render, rep)
     headers = {"X-Scenario-Runs": ",".join(str(i) for i in rep.run_ids)}
     name = f"bao_cao_{rep.period}_runs_{'-'.join(str(i) for i in rep.run_ids)}"
     if format == "json":

@@ -56,26 +56,7 @@ def detail_communes(principal: Who) -> frozenset[str] | None:
 
 
 def trim(principal: Who, result: dict[str, Any]) -> dict[str, Any]:
-    """A scenario or emergency result as the principal may see it: per-commune detail of communes the
-    viewer may not see in detail removed (totals stay); officials' contacts only for roles that direct work."""
-    viewer = _viewer(principal)
-    own = viewer.detail_communes()
-    trimmed = dict(result)
-    if own is not None:
-        if "indicators" in result:  # a sector scenario
-            trimmed["indicators"] = [
-                {**ind, "communes": {c: f for c, f in ind["communes"].items() if c in own}}
-                for ind in result["indicators"]
-            ]
-            trimmed["flags"] = [f for f in result["flags"] if f["where"] == "total" or f["where"] in own]
-        trimmed["communes"] = [c for c in result.get("communes", []) if c.get("code") in own]
-        trimmed["detail_limited_to"] = sorted(own)
-    if not viewer.sees_contacts and "communes" in trimmed:
-        trimmed["communes"] = [_without_contacts(c) for c in trimmed["communes"]]
-    return trimmed
+    """A scenario or emergency result as the principal may see it (:func:`gis_ioc.scenarios.view.trim`)."""
+    from gis_ioc.scenarios.view import trim as view_trim
 
-
-def _without_contacts(commune: Any) -> Any:
-    if not isinstance(commune, dict) or "contacts" not in commune:
-        return commune
-    return {k: v for k, v in commune.items() if k != "contacts"}
+    return view_trim(_viewer(principal), result)

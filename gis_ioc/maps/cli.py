@@ -1,19 +1,46 @@
-"""``gis-ioc map``, ``gis-ioc export layer|run`` and ``gis-ioc report``: thin shells over gis_ioc.maps."""
+"""``gis-ioc map``, ``gis-ioc export layer|run`` and ``gis-ioc report``: thin shells over gis_ioc.maps.
+
+The console operator is a :class:`~gis_ioc.query.viewer.Viewer` too (:meth:`Viewer.console`: every layer
+and run, personal data only when asked for); the commands connect as the server's role and bind their
+transaction to that viewer, as the server's doors do (:func:`console_transaction`).
+"""
 
 from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
+import psycopg
 
+from gis_ioc.catalog import Catalog
 from gis_ioc.clikit import catalog_of as _catalog
 from gis_ioc.clikit import console
 from gis_ioc.clikit import progress_bar as _bar
 from gis_ioc.clikit import settings_of as _settings
-from gis_ioc.database.connection import connect
+from gis_ioc.database.connection import connect, translate_errors
+from gis_ioc.query import scope
+from gis_ioc.query.viewer import Viewer
+from gis_ioc.settings import Settings
+
+
+def operator(personal: bool = False) -> Viewer:
+    """The console operator (the system user running the command)."""
+    return Viewer.console(getpass.getuser(), personal=personal)
+
+
+@contextmanager
+def console_transaction(
+    settings: Settings, catalog: Catalog, viewer: Viewer, purpose: scope.Purpose = "aggregate"
+) -> Iterator[psycopg.Connection[Any]]:
+    """One transaction as the server's role, bound to the console operator (committed at the end)."""
+    with translate_errors(), connect(settings, server=True) as conn, conn.transaction():
+        scope.bind(conn, viewer, catalog, purpose)
+        yield conn
 
 
 @click.command("map")
@@ -69,13 +96,15 @@ def map_command(
         if layer_id not in cat.layers:
             raise click.BadParameter(f"unknown layer {layer_id!r}", param_hint="--layer")
     output.mkdir(parents=True, exist_ok=True)
-    with connect(settings, autocommit=True) as conn:
+    viewer = operator()
+    with console_transaction(settings, cat, viewer) as conn:
         tm = thematic.thematic_map(
             conn,
             cat,
             scenarios,
             indicator,
             period,
+            viewer=viewer,
             method=method,
             classes=classes,
             run_id=run_id,
@@ -88,11 +117,19 @@ def map_command(
             if fmt == "json":
                 path.write_text(json.dumps(tm.as_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
             elif fmt == "html":
-                path.write_text(folium_.render_html(conn, cat, tm, list(layers)), encoding="utf-8")
+                path.write_text(folium_.render_html(conn, cat, tm, list(layers), viewer=viewer), encoding="utf-8")
             else:
                 path.write_bytes(
                     printmap.render_print(
-                        conn, cat, tm, fmt, paper=paper, orientation=orientation, dpi=dpi, overlays=list(layers)
+                        conn,
+                        cat,
+                        tm,
+                        fmt,
+                        viewer=viewer,
+                        paper=paper,
+                        orientation=orientation,
+                        dpi=dpi,
+                        overlays=list(layers),
                     )
                 )
             click.echo(str(path))
@@ -163,20 +200,22 @@ def export_layer(
 ) -> None:
     """Export layer LAYER_ID (its current, approved features)."""
     from gis_ioc.maps import exports
+    from gis_ioc.publish.cql import parse_filter
 
     settings = _settings(ctx)
     cat = _catalog(settings)
-    with connect(settings, autocommit=True) as conn:
+    viewer = operator(personal=include_personal)
+    with console_transaction(settings, cat, viewer, "read") as conn:
         _run_export(
             lambda c: exports.layer_source(
                 conn,
                 cat,
+                viewer,
                 layer_id,
                 c,
-                cql=cql,
+                filter=parse_filter(cql, "cql2-text") if cql else None,
+                filter_text=cql,
                 filter_crs=exports.resolve_crs(filter_crs),
-                include_personal=include_personal,
-                allow_restricted=True,
             ),
             fmt,
             crs,
@@ -191,16 +230,20 @@ def export_layer(
 @click.option("--format", "fmt", type=_FORMAT, default="gpkg", show_default=True)
 @click.option("--crs", help="CRS84 (default), EPSG:4326, EPSG:3857, EPSG:9209 (VN-2000 TM-3), EPSG:3405 (VN-2000 UTM).")
 @click.option("--flagged-only", is_flag=True, help="Only the communes with a target not met.")
+@click.option("--include-personal", is_flag=True, help="Also a run made with personal data (operators only).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Folder.")
 @click.pass_context
-def export_run(ctx: click.Context, run_id: int, fmt: str, crs: str | None, flagged_only: bool, output: Path) -> None:
+def export_run(
+    ctx: click.Context, run_id: int, fmt: str, crs: str | None, flagged_only: bool, include_personal: bool, output: Path
+) -> None:
     """Export stored scenario run RUN_ID: one feature per commune with its figures and flags."""
     from gis_ioc.maps import exports
     from gis_ioc.scenarios.engine import get_run
 
     settings = _settings(ctx)
-    with connect(settings, autocommit=True) as conn:
-        run = get_run(conn, run_id)
+    viewer = operator(personal=include_personal)
+    with console_transaction(settings, _catalog(settings), viewer) as conn:
+        run = get_run(conn, run_id, viewer)
         _run_export(
             lambda c: exports.run_source(conn, run, c, flagged_only=flagged_only),
             fmt,
@@ -259,7 +302,8 @@ def report_command(
     def step(text: str) -> None:
         console.print(f"  {text}", highlight=False)
 
-    with connect(settings, autocommit=True) as conn:
+    viewer = operator()
+    with console_transaction(settings, cat, viewer) as conn:
         if period is not None:
             console.print(f"Chạy kịch bản cho kỳ {period}…", highlight=False)
             ids = reports.run_for_report(
@@ -267,6 +311,7 @@ def report_command(
                 cat,
                 scenarios,
                 period,
+                viewer=viewer,
                 sectors=list(sectors) or None,
                 communes=list(communes) or None,
                 privacy_threshold=settings.privacy_threshold,
@@ -276,7 +321,14 @@ def report_command(
             ids = _run_ids(str(runs_text))
         console.print(f"Lập báo cáo từ các lần chạy {', '.join(f'#{i}' for i in ids)}…", highlight=False)
         rep = reports.build_report(
-            conn, cat, ids, sectors=list(sectors) or None, maps=not no_maps, scenarios=scenarios, step=step
+            conn,
+            cat,
+            ids,
+            viewer=viewer,
+            sectors=list(sectors) or None,
+            maps=not no_maps,
+            scenarios=scenarios,
+            step=step,
         )
     stem = output / f"bao_cao_{rep.period}_runs_{'-'.join(str(i) for i in rep.run_ids)}"
     html = reports.render_html(rep)

@@ -24,6 +24,7 @@ from gis_ioc.maps.thematic import (
     vn_number,
 )
 from gis_ioc.publish.config import PROVINCE_BBOX
+from gis_ioc.query.viewer import Viewer
 from gis_ioc.web import VENDOR_DIR
 
 _VENDOR_PREFIX = "gis-ioc-vendor/"
@@ -72,9 +73,15 @@ def _title_html(tm: ThematicMap) -> str:
 
 
 def render_html(
-    conn: psycopg.Connection[Any], catalog: Catalog, tm: ThematicMap, overlays: list[str] | None = None
+    conn: psycopg.Connection[Any],
+    catalog: Catalog,
+    tm: ThematicMap,
+    overlays: list[str] | None = None,
+    *,
+    viewer: Viewer,
 ) -> str:
-    """The map as one self-contained HTML document (no request leaves the file)."""
+    """The map as one self-contained HTML document (no request leaves the file); overlay layers as the
+    viewer may read them."""
     folium = _require_folium()
     from branca.element import Element
 
@@ -133,7 +140,7 @@ def render_html(
     ).add_to(m)
     legend_overlays: list[tuple[str, str]] = []
     for layer_id in overlays or []:
-        props, wkbs, _cut = overlay_features(conn, catalog, layer_id)
+        props, wkbs, _cut = overlay_features(conn, catalog, layer_id, viewer)
         layer = catalog.layers[layer_id]
         style = catalog.style_of(layer)
         colour_of = {str(c.value): c.fill or style.symbol.fill or "#3388ff" for c in style.classes}

@@ -24,6 +24,7 @@ from gis_ioc.maps.thematic import (
     overlay_features,
 )
 from gis_ioc.maps.thematic import vn_number as _vn
+from gis_ioc.query.viewer import Viewer
 
 #: paper sizes in inches (ISO 216), portrait
 PAPER = {"A4": (210 / 25.4, 297 / 25.4), "A3": (297 / 25.4, 420 / 25.4)}
@@ -100,12 +101,13 @@ def render_print(
     tm: ThematicMap,
     fmt: str = "pdf",
     *,
+    viewer: Viewer,
     paper: str = "A4",
     orientation: str = "landscape",
     dpi: int = 300,
     overlays: list[str] | None = None,
 ) -> bytes:
-    """The map as PNG or PDF bytes."""
+    """The map as PNG or PDF bytes; overlay layers as the viewer may read them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -199,7 +201,7 @@ def render_print(
     for layer_id in overlays or []:
         layer = catalog.layers[layer_id]
         style = catalog.style_of(layer)
-        _props, wkbs, _cut = overlay_features(conn, catalog, layer_id, PRINT_SRID)
+        _props, wkbs, _cut = overlay_features(conn, catalog, layer_id, viewer, PRINT_SRID)
         colour = style.symbol.fill or style.symbol.stroke
         xs, ys = [], []
         for wkb in wkbs:

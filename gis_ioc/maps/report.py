@@ -28,6 +28,7 @@ from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.catalog.indicators import PERIOD_RE
 from gis_ioc.errors import ConfigError, InvalidInput
 from gis_ioc.maps.thematic import STATUS_VI, thematic_map, vn_number
+from gis_ioc.query.viewer import Viewer
 from gis_ioc.scenarios import selectors
 from gis_ioc.scenarios.engine import get_run, run_scenario
 from gis_ioc.scenarios.models import Scenario
@@ -53,13 +54,15 @@ def run_for_report(
     scenarios: dict[str, Scenario],
     period: str,
     *,
+    viewer: Viewer,
     sectors: list[str] | None = None,
     communes: list[str] | None = None,
     privacy_threshold: int = 5,
     step: Step | None = None,
 ) -> list[int]:
     """Run every scenario that has an indicator of the chosen sectors (all by default) over the
-    province or the chosen communes; returns the stored run ids."""
+    province or the chosen communes, for the viewer (the runs are the viewer's); returns the stored run
+    ids."""
     if not PERIOD_RE.match(period):
         raise InvalidInput(f"period {period!r} must be YYYY or YYYY-Qn (e.g. 2026-Q3)")
     if sectors:
@@ -67,7 +70,7 @@ def run_for_report(
         if unknown:
             raise InvalidInput(f"unknown sectors {unknown}; known: {', '.join(SECTORS_VI)}")
     body: dict[str, Any] = {"communes": communes} if communes else {"province": True}
-    selection = selectors.from_request(conn, body, catalog)
+    selection = selectors.from_request(conn, body, catalog, viewer)
     if communes:
         found = {
             r[0]
@@ -84,7 +87,9 @@ def run_for_report(
             continue
         if step:
             step(f"{scenario.title.vi} ({sid})")
-        run = run_scenario(conn, catalog, scenario, selection, period, privacy_threshold=privacy_threshold)
+        run = run_scenario(
+            conn, catalog, scenario, selection, period, viewer=viewer, privacy_threshold=privacy_threshold
+        )
         ids.append(run.id)
     if not ids:
         raise InvalidInput(f"no scenario covers the sectors {sectors}")
@@ -221,16 +226,18 @@ def build_report(
     catalog: Catalog,
     run_ids: list[int],
     *,
+    viewer: Viewer,
     sectors: list[str] | None = None,
     maps: bool = True,
     map_dpi: int = 150,
     scenarios: dict[str, Scenario] | None = None,
     step: Step | None = None,
 ) -> Report:
-    """The report from stored runs only (figures), plus the catalog (names, units, sources)."""
+    """The report from stored runs only (figures; runs the viewer may see, as the viewer sees them), plus
+    the catalog (names, units, sources)."""
     if not run_ids:
         raise InvalidInput("a report needs at least one scenario run id")
-    runs = [get_run(conn, rid) for rid in run_ids]
+    runs = [get_run(conn, rid, viewer) for rid in run_ids]
     periods = {r["period"] for r in runs}
     if len(periods) != 1:
         raise InvalidInput(f"runs {run_ids} are for different periods {sorted(periods)}; a report covers one")
@@ -308,7 +315,7 @@ def build_report(
         layers=_layer_sources(conn, catalog, runs, scenarios or {}),
     )
     if maps:
-        _add_maps(conn, catalog, report, runs, map_dpi, scenarios or {}, step)
+        _add_maps(conn, catalog, report, runs, map_dpi, scenarios or {}, step, viewer)
     return report
 
 
@@ -382,6 +389,7 @@ def _add_maps(
     dpi: int,
     scenarios: dict[str, Scenario],
     step: Step | None,
+    viewer: Viewer,
 ) -> None:
     """One map per sector: the indicator with the most communes below target (if any)."""
     from gis_ioc.maps.printmap import render_print
@@ -395,8 +403,8 @@ def _add_maps(
         best = max(candidates, key=lambda r: r.communes_not_met)
         if step:
             step(f"bản đồ {best.name}")
-        tm = thematic_map(conn, catalog, scenarios, best.indicator, run_id=best.run_id)
-        png = render_print(conn, catalog, tm, "png", paper="A4", orientation="landscape", dpi=dpi)
+        tm = thematic_map(conn, catalog, scenarios, best.indicator, viewer=viewer, run_id=best.run_id)
+        png = render_print(conn, catalog, tm, "png", viewer=viewer, paper="A4", orientation="landscape", dpi=dpi)
         report.maps.append(
             {
                 "indicator": best.indicator,

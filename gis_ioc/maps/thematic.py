@@ -15,11 +15,12 @@ from typing import Any
 
 import psycopg
 
-from gis_ioc.auth import access
-from gis_ioc.auth.context import CURRENT
 from gis_ioc.catalog import Catalog
 from gis_ioc.catalog.indicators import PERIOD_RE, Indicator
 from gis_ioc.errors import InvalidInput, NotFound
+from gis_ioc.publish.cql import Params
+from gis_ioc.query import rows as read_path
+from gis_ioc.query.viewer import Viewer
 from gis_ioc.scenarios import selectors
 from gis_ioc.scenarios.engine import get_run, run_scenario
 from gis_ioc.scenarios.models import Scenario
@@ -153,15 +154,14 @@ def province_run(
     scenario: Scenario,
     period: str,
     *,
+    viewer: Viewer,
     privacy_threshold: int = 5,
-    personal_access: bool = False,
 ) -> dict[str, Any]:
-    """Run a scenario over the whole province (stored) and read it back as stored."""
-    selection = selectors.from_request(conn, {"province": True}, catalog)
-    run = run_scenario(
-        conn, catalog, scenario, selection, period, privacy_threshold=privacy_threshold, personal_access=personal_access
-    )
-    return get_run(conn, run.id)
+    """Run a scenario over the whole province for the viewer (stored) and read it back as the viewer
+    sees it."""
+    selection = selectors.province(conn)
+    run = run_scenario(conn, catalog, scenario, selection, period, viewer=viewer, privacy_threshold=privacy_threshold)
+    return get_run(conn, run.id, viewer)
 
 
 def palette(direction: str, k: int) -> list[str]:
@@ -206,20 +206,22 @@ def thematic_map(
     indicator_id: str,
     period: str | None = None,
     *,
+    viewer: Viewer,
     method: str = "quantiles",
     classes: int = 5,
     run_id: int | None = None,
     scenario_id: str | None = None,
     privacy_threshold: int = 5,
 ) -> ThematicMap:
-    """Classify an indicator by commune; the figures come from run ``run_id`` or from a new province run."""
+    """Classify an indicator by commune; the figures come from run ``run_id`` (one the viewer may see) or
+    from a new province run (the viewer's), as the viewer sees them."""
     try:
         indicator = catalog.indicators.get(indicator_id)
     except Exception:
         known = ", ".join(i.id for i in catalog.indicators.indicators)
         raise NotFound(f"no indicator {indicator_id!r}; known: {known}") from None
     if run_id is not None:
-        run = get_run(conn, run_id)
+        run = get_run(conn, run_id, viewer)
         if period is not None and period != run["period"]:
             raise InvalidInput(f"run {run_id} is for {run['period']}, not {period}")
     else:
@@ -228,7 +230,7 @@ def thematic_map(
         scenario = scenarios[scenario_id] if scenario_id in scenarios else scenario_for(scenarios, indicator_id)
         if scenario_id is not None and scenario_id not in scenarios:
             raise NotFound(f"no scenario {scenario_id!r}; known: {', '.join(sorted(scenarios))}")
-        run = province_run(conn, catalog, scenario, period, privacy_threshold=privacy_threshold)
+        run = province_run(conn, catalog, scenario, period, viewer=viewer, privacy_threshold=privacy_threshold)
     result = next((i for i in run["indicators"] if i["id"] == indicator_id), None)
     if result is None:
         raise InvalidInput(f"run {run['id']} ({run['scenario']}) has no indicator {indicator_id!r}")
@@ -288,28 +290,36 @@ def commune_geometries(conn: psycopg.Connection[Any], srid: int = 4326, toleranc
 
 
 def overlay_features(
-    conn: psycopg.Connection[Any], catalog: Catalog, layer_id: str, srid: int = 4326, limit: int = 20000
+    conn: psycopg.Connection[Any],
+    catalog: Catalog,
+    layer_id: str,
+    viewer: Viewer,
+    srid: int = 4326,
+    limit: int = 20000,
 ) -> tuple[list[dict[str, Any]], list[bytes], bool]:
-    """A layer's approved features (public fields) for drawing over a map; True when cut at ``limit``."""
+    """A layer's features as the viewer may read them (:mod:`gis_ioc.query.rows`; fields that are not
+    personal) for drawing over a map; True when cut at ``limit``."""
     from psycopg import sql
 
     from gis_ioc.catalog.ddl import SCHEMA
 
-    layer = catalog.layers.get(layer_id)
-    if layer is None or not access.can_read(CURRENT.get(), layer):
-        known = ", ".join(sorted(k for k, v in catalog.layers.items() if access.can_read(CURRENT.get(), v)))
-        raise NotFound(f"no layer {layer_id!r} to overlay; known: {known}")
+    try:
+        layer = read_path.readable_layer(viewer, catalog, layer_id)
+    except NotFound:
+        known = ", ".join(sorted(v.id for v in viewer.readable(list(catalog))))
+        raise NotFound(f"no layer {layer_id!r} to overlay; known: {known}") from None
     fields = [f.name for f in layer.fields if not f.personal]
     geom = sql.SQL("t.geom") if srid == 4326 else sql.SQL("ST_Transform(t.geom, {})").format(sql.Literal(srid))
-    where = sql.SQL("t.approval = 'approved'" + (" AND t.valid_to IS NULL" if layer.versioned else ""))
+    params = Params()
     rows = conn.execute(
         sql.SQL("SELECT {cols}, ST_AsBinary({geom}) FROM {table} t WHERE {where} ORDER BY t.fid LIMIT {n}").format(
             cols=sql.SQL(", ").join(sql.Identifier("t", f) for f in fields),
             geom=geom,
             table=sql.Identifier(SCHEMA, layer.table),
-            where=where,
+            where=read_path.where(viewer, layer, params),
             n=sql.Literal(limit + 1),
-        )
+        ),
+        params.values,
     ).fetchall()
     cut = len(rows) > limit
     rows = rows[:limit]

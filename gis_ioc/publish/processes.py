@@ -5,23 +5,56 @@ in PostGIS with its PostgreSQL job manager (table ``gis_ioc.jobs``, results as f
 ``GIS_IOC_HOME/jobs``). The processors call the same functions as the CLI and the project's own HTTP API:
 :func:`gis_ioc.scenarios.engine.run_scenario` and :func:`gis_ioc.scenarios.emergency.run_emergency`.
 Their inputs are the JSON bodies of ``POST /api/scenarios/{id}/run`` and ``POST /api/emergency/run``.
+
+Processes follow the caller as those routes do: the job manager (:class:`JobManager`) reads who asks
+(the processors get no request) and hands the processor a :class:`~gis_ioc.query.viewer.Viewer`; the
+result is trimmed for it (:func:`gis_ioc.scenarios.view.trim`: a commune officer's own communes,
+totals only without an account, contacts only for leaders and administrators). Jobs belong to their caller.
 """
 
 from __future__ import annotations
 
+import functools
+import uuid
 from pathlib import Path
 from typing import Any
 
-from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
+import psycopg
+from pygeoapi.process.base import BaseProcessor, JobNotFoundError, ProcessorExecuteError
 from pygeoapi.process.manager.base import BaseManager
-from pygeoapi.process.manager.postgresql import PostgreSQLManager, get_table_model
+from pygeoapi.process.manager.postgresql import PostgreSQLManager
 from pygeoapi.provider.sql import get_engine
+from pygeoapi.util import (
+    JobStatus,
+    RequestedProcessExecutionMode,
+    RequestedResponse,
+    Subscriber,
+    get_current_datetime,
+)
+from sqlalchemy import (
+    ARRAY,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    func,
+    or_,
+    text,
+)
+from sqlalchemy.orm import Session
 
+from gis_ioc.auth.context import CURRENT
 from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.catalog.indicators import PERIOD_RE
 from gis_ioc.database.connection import connect, translate_errors
-from gis_ioc.errors import GisIocError
-from gis_ioc.scenarios import selectors
+from gis_ioc.errors import Forbidden, GisIocError
+from gis_ioc.query import scope
+from gis_ioc.query.viewer import Viewer
+from gis_ioc.scenarios import selectors, view
 from gis_ioc.scenarios.emergency import incident_from_request, run_emergency
 from gis_ioc.scenarios.engine import run_scenario
 from gis_ioc.scenarios.models import EmergencyScenario, Scenario, get_scenario, load_emergency, load_scenarios
@@ -123,9 +156,49 @@ def process_resources(settings: Settings, catalog: Catalog) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def jobs_table(schema: str, table_output: bool) -> Table:
+    """pygeoapi's job model (:func:`pygeoapi.process.manager.postgresql.get_table_model`) with the job's
+    owner, its shares and whether it was run with personal data (migration 0013)."""
+    table = Table(
+        "jobs",
+        MetaData(),
+        Column("identifier", String, primary_key=True, nullable=False),
+        Column("type", String, nullable=False, server_default=text("'process'::character varying")),
+        Column("process_id", String, nullable=False),
+        Column("created", DateTime),
+        Column("started", DateTime),
+        Column("finished", DateTime),
+        Column("updated", DateTime),
+        Column("status", String, nullable=False),
+        Column("location", String),
+        Column("mimetype", String),
+        Column("message", String),
+        Column("progress", Integer, nullable=False),
+        Column("owner", String),
+        Column("shared_with", ARRAY(String), nullable=False, server_default=text("'{}'")),
+        Column("personal", Boolean, nullable=False, server_default=text("false")),
+        schema=schema,
+    )
+    if table_output:
+        table.append_column(Column("output", LargeBinary))
+    return table
+
+
+def _caller() -> Viewer:
+    """Who asks: pygeoapi calls the job manager from the request's context, with no request at hand."""
+    return Viewer.of(CURRENT.get())
+
+
 class JobManager(PostgreSQLManager):  # type: ignore[misc]
     """pygeoapi's PostgreSQL job manager, connecting on first use rather than when the API object is made,
-    so that the server starts (and answers 503) while PostGIS is down."""
+    so that the server starts (and answers 503) while PostGIS is down.
+
+    Jobs belong to the account that started them: the job list shows the caller's jobs (and those shared
+    with the caller; every job to administrators), and another's job, its result and its deletion are
+    answered 404 as if it did not exist. Each execution gets its own processor, given the caller as a
+    :class:`Viewer` (pygeoapi's keeps one on the manager, which concurrent requests would share). A caller
+    without an account runs synchronously: nobody could read a job of nobody's later."""
 
     def __init__(self, manager_def: dict[str, Any]) -> None:
         BaseManager.__init__(self, manager_def)
@@ -148,11 +221,105 @@ class JobManager(PostgreSQLManager):  # type: ignore[misc]
 
     @property
     def table_model(self) -> Any:
-        return get_table_model(self.db_search_path, self._engine, self.table_output)
+        return jobs_table(self.db_search_path[0], self.table_output)
 
     @property
     def c(self) -> Any:
         return self.table_model.c
+
+    def execute_process(
+        self,
+        process_id: str,
+        data_dict: dict[str, Any],
+        execution_mode: RequestedProcessExecutionMode | None = None,
+        requested_outputs: dict[str, Any] | None = None,
+        subscriber: Subscriber | None = None,
+        requested_response: str | None = RequestedResponse.raw.value,
+    ) -> tuple[str, str, Any, JobStatus, dict[str, str] | None]:
+        viewer = _caller()
+        processor = self.get_processor(process_id)
+        job_id = str(uuid.uuid4())
+        processor.set_job_id(job_id)
+        if isinstance(processor, ScenarioProcessor):
+            processor.viewer = viewer
+        self.processor = processor  # pygeoapi's subscriber notifications read it
+        headers: dict[str, str] | None
+        if execution_mode == RequestedProcessExecutionMode.respond_async and not viewer.anonymous:
+            handler, headers = self._execute_handler_async, {"Preference-Applied": execution_mode.value}
+        else:
+            handler = self._execute_handler_sync
+            wait = RequestedProcessExecutionMode.wait
+            headers = None if execution_mode == wait else {"Preference-Applied": wait.value}
+        now = get_current_datetime()
+        self.add_job(
+            {
+                "type": "process",
+                "identifier": job_id,
+                "process_id": process_id,
+                "created": now,
+                "started": now,
+                "updated": now,
+                "finished": None,
+                "status": JobStatus.accepted.value,
+                "location": None,
+                "mimetype": "application/octet-stream",
+                "message": "Job accepted and ready for execution",
+                "progress": 5,
+                "owner": viewer.username,
+                "personal": viewer.personal,
+            }
+        )
+        extra: dict[str, Any] = {"requested_response": requested_response}
+        if self.supports_subscribing:
+            extra["subscriber"] = subscriber
+        mime_type, outputs, status = handler(processor, job_id, data_dict, requested_outputs, **extra)
+        return job_id, mime_type, outputs, status, headers
+
+    def get_jobs(
+        self, status: JobStatus | None = None, limit: int | None = None, offset: int | None = None
+    ) -> dict[str, Any]:
+        """The jobs the caller may see, newest first (a page of them: ``offset``, ``limit``)."""
+        viewer = _caller()
+        with Session(self._engine) as session:
+            query = session.query(self.table_model)
+            if status is not None:
+                query = query.filter(self.c.status == status.value)
+            if not viewer.is_admin:  # only narrows the search: the rule is view.may_see, below
+                mine = [self.c.owner == viewer.username] if viewer.username is not None else []
+                query = query.filter(or_(*mine, func.cardinality(self.c.shared_with) > 0))
+            rows = query.order_by(self.c.created.desc()).all()
+        jobs = [r._asdict() for r in rows if view.may_see(viewer, r.owner, r.shared_with, r.personal)]
+        start = offset or 0
+        return {"jobs": jobs[start : None if limit is None else start + limit], "numberMatched": len(jobs)}
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        """A job the caller may see (another's is answered as if it did not exist)."""
+        job: dict[str, Any] = super().get_job(job_id)
+        if not view.may_see(_caller(), job.get("owner"), job.get("shared_with"), bool(job.get("personal"))):
+            raise JobNotFoundError()
+        return job
+
+    def delete_job(self, job_id: str) -> bool:
+        """Dismiss a job: only the account that started it (or an administrator); 404 for a job the caller
+        may not see, 403 for one only shared with the caller."""
+        job = self.get_job(job_id)
+        if not _caller().owns(job.get("owner")):
+            raise Forbidden("only the account that started a job dismisses it")
+        return bool(super().delete_job(job_id))
+
+    def get_job_result(self, job_id: str) -> tuple[Any, ...]:
+        """A job's result (of a job the caller may see), as the caller may see it."""
+        result: tuple[Any, ...] = super().get_job_result(job_id)
+        if len(result) == 2 and isinstance(result[1], dict):
+            return result[0], _trimmed(_caller(), result[1])
+        return result
+
+
+def _trimmed(viewer: Viewer, output: dict[str, Any]) -> dict[str, Any]:
+    """A job's output as the viewer sees it: a run, or pygeoapi's document of runs."""
+    if isinstance(output.get("outputs"), list):
+        return {**output, "outputs": [view.trim(viewer, o) if isinstance(o, dict) else o for o in output["outputs"]]}
+    return view.trim(viewer, output)
 
 
 def process_manager(settings: Settings, connection: dict[str, Any]) -> dict[str, Any]:
@@ -175,6 +342,8 @@ class ScenarioProcessor(BaseProcessor):  # type: ignore[misc]
         self.scenario_id = str(processor_def["scenario"])
         self.emergency: EmergencyScenario | None = None
         self.scenario: Scenario | None = None
+        #: Who runs it: set by the job manager for each execution (nobody's until then: totals only).
+        self.viewer: Viewer = Viewer.ANONYMOUS
         if self.scenario_id == "emergency":
             self.emergency = load_emergency(folder, self.catalog)
             metadata = emergency_metadata(self.emergency)
@@ -184,35 +353,33 @@ class ScenarioProcessor(BaseProcessor):  # type: ignore[misc]
         super().__init__(processor_def, metadata)
 
     def execute(self, data: dict[str, Any], outputs: dict[str, Any] | None = None) -> tuple[str, Any]:
+        """Run the scenario for the caller the job manager gave (:attr:`viewer`), in one transaction bound
+        to it (figures over every row), and answer the result as the caller may see it."""
+        viewer = self.viewer
         try:
-            with translate_errors(), connect(self.settings, autocommit=True) as conn:
-                if self.emergency is not None:
-                    incident = incident_from_request(conn, data, self.emergency, self.catalog)
-                    run = run_emergency(
-                        conn,
-                        self.catalog,
-                        self.emergency,
-                        incident,
-                        privacy_threshold=self.settings.privacy_threshold,
-                    ).as_dict()
-                else:
-                    assert self.scenario is not None
-                    period = data.get("period")
-                    if not isinstance(period, str):
-                        raise ProcessorExecuteError("period is required, e.g. 2026-Q3")
-                    body = {k: v for k, v in data.items() if k != "period"}
-                    selection = selectors.from_request(conn, body, self.catalog)
-                    run = run_scenario(
-                        conn,
-                        self.catalog,
-                        self.scenario,
-                        selection,
-                        period,
-                        privacy_threshold=self.settings.privacy_threshold,
-                    ).as_dict()
+            with translate_errors(), connect(self.settings, server=True) as conn, conn.transaction():
+                scope.bind(conn, viewer, self.catalog, "aggregate")
+                run = self._run(conn, data, viewer)
         except GisIocError as exc:
             raise ProcessorExecuteError(str(exc)) from None
-        return "application/json", _jsonable(run)
+        return "application/json", _jsonable(view.trim(viewer, run))
+
+    def _run(self, conn: psycopg.Connection[Any], data: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
+        threshold = self.settings.privacy_threshold
+        if self.emergency is not None:
+            incident = incident_from_request(conn, data, self.emergency, self.catalog, viewer)
+            return run_emergency(
+                conn, self.catalog, self.emergency, incident, viewer=viewer, privacy_threshold=threshold
+            ).as_dict()
+        assert self.scenario is not None
+        period = data.get("period")
+        if not isinstance(period, str):
+            raise ProcessorExecuteError("period is required, e.g. 2026-Q3")
+        body = {k: v for k, v in data.items() if k != "period"}
+        selection = selectors.from_request(conn, body, self.catalog, viewer)
+        return run_scenario(
+            conn, self.catalog, self.scenario, selection, period, viewer=viewer, privacy_threshold=threshold
+        ).as_dict()
 
     def __repr__(self) -> str:
         return f"<ScenarioProcessor> {self.scenario_id}"

@@ -11,7 +11,8 @@ It answers at once, from one connection:
 - shelter capacity against the people to evacuate: each exposed building goes to its nearest usable
   shelter (within ``search_m`` of the zone and outside it, or inside it when the incident is a flood and
   the shelter is flood-safe); shelters that would be over capacity, and a total shortfall, are flagged;
-- the communes concerned, with their leaders' contacts (``gis_ioc.commune_contacts``).
+- the communes concerned, with their leaders' contacts (``gis_ioc.commune_contacts``) for viewers who direct
+  work (leaders, administrators: ``Viewer.sees_contacts``).
 
 Distances are measured on the ground (geography). A building counts in the first ring it reaches.
 """
@@ -32,9 +33,11 @@ from gis_ioc.catalog.models import Layer
 from gis_ioc.crs import PUBLISHED
 from gis_ioc.errors import InvalidInput
 from gis_ioc.publish.cql import FilterCompiler, Params, parse_filter
+from gis_ioc.query.rows import visible
+from gis_ioc.query.viewer import Viewer
 from gis_ioc.scenarios import selectors
 from gis_ioc.scenarios.engine import data_version, store_run
-from gis_ioc.scenarios.models import EmergencyScenario
+from gis_ioc.scenarios.models import EmergencyScenario, InsideLayer
 
 # ST_Expand by distance / DEGREE_M degrees covers ``distance`` metres anywhere in Vietnam (a degree of
 # longitude is still above 100 km at 24° N); the exact test is always on the geography.
@@ -89,10 +92,11 @@ def _number(value: Any, what: str) -> float:
 
 
 def incident_from_request(
-    conn: psycopg.Connection[Any], body: dict[str, Any], scenario: EmergencyScenario, catalog: Catalog
+    conn: psycopg.Connection[Any], body: dict[str, Any], scenario: EmergencyScenario, catalog: Catalog, viewer: Viewer
 ) -> Incident:
     """{"incident": "flood", "at": [x, y], "rings": [500, 1000, 2000], "crs": …} or
-    {"incident": "flood", "zone": GeoJSON polygon | "layer:fid", "crs": …}."""
+    {"incident": "flood", "zone": GeoJSON polygon | "layer:fid", "crs": …}; a ``layer:fid`` zone is read
+    as the viewer may read it."""
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object")
     unknown = sorted(set(body) - {"incident", "at", "rings", "zone", "crs"})
@@ -111,7 +115,7 @@ def incident_from_request(
             raise InvalidInput("rings go with at, not with zone")
         value = body["zone"]
         if isinstance(value, str):
-            selection = selectors.zone(conn, feature=value, catalog=catalog)
+            selection = selectors.zone_feature(conn, value, catalog, viewer)
         else:
             selection = selectors.zone(conn, value, crs)
         return Incident(str(kind), {"incident": kind, **selection.request}, selection.geometry)
@@ -235,23 +239,31 @@ def _exposure(
     return mapped, {c: float(totals.get(c) or 0.0) for c in codes}, area_share
 
 
+def _shown(viewer: Viewer, layer: Layer, fields: tuple[str, ...]) -> tuple[str, ...]:
+    """The configured fields the viewer may see (personal fields only with personal data)."""
+    seen = viewer.sees(layer)
+    return tuple(f for f in fields if seen.field(f) is not None)
+
+
 def _features(
-    conn: psycopg.Connection[Any], catalog: Catalog, incident: Incident, layer_id: str, fields: tuple[str, ...]
+    conn: psycopg.Connection[Any], catalog: Catalog, incident: Incident, spec: InsideLayer, viewer: Viewer
 ) -> list[dict[str, Any]]:
-    layer = catalog.layer(layer_id)
+    """The features of a layer inside the zone (or the outer ring), read as the viewer may read them."""
+    layer = catalog.layer(spec.layer)
     params = Params()
     geo = _Geo(incident, params)
-    columns = _columns(layer, fields)
+    columns = _columns(layer, _shown(viewer, layer, spec.fields))
     distance = geo.distance("t")
     rows = conn.execute(
         sql.SQL(
             """SELECT {cols}, {distance}, {ring}, ST_X(ST_PointOnSurface(t.geom)), ST_Y(ST_PointOnSurface(t.geom))
-                 FROM {table} t WHERE t.approval = 'approved' AND {within} ORDER BY 1"""
+                 FROM {table} t WHERE {visible} AND {within} ORDER BY 1"""
         ).format(
             cols=sql.SQL(", ").join(sql.Identifier("t", c) for c in columns),
             distance=distance,
             ring=geo.ring(distance),
             table=sql.Identifier(SCHEMA, layer.table),
+            visible=visible(viewer, layer, params),
             within=geo.within("t"),
         ),
         params.values,
@@ -268,17 +280,20 @@ def _features(
 
 
 def _nearest(
-    conn: psycopg.Connection[Any], catalog: Catalog, incident: Incident, scenario: EmergencyScenario
+    conn: psycopg.Connection[Any], catalog: Catalog, incident: Incident, scenario: EmergencyScenario, viewer: Viewer
 ) -> dict[str, list[dict[str, Any]]]:
+    """The nearest features of each configured layer the viewer may read, as the viewer may read them."""
     result: dict[str, list[dict[str, Any]]] = {}
     for spec in scenario.nearest:
         layer = catalog.layer(spec.layer)
+        if not viewer.can_read(layer):
+            continue
         params = Params()
         geo = _Geo(incident, params)
-        where: list[sql.Composable] = [sql.SQL("t.approval = 'approved'")]
+        where: list[sql.Composable] = [visible(viewer, layer, params)]
         if spec.filter:
             where.append(FilterCompiler(layer, PUBLISHED[0], params).compile(parse_filter(spec.filter, "cql2-text")))
-        columns = _columns(layer, spec.fields)
+        columns = _columns(layer, _shown(viewer, layer, spec.fields))
         # The index orders candidates by planar distance in degrees; take extra and sort them on the ground.
         rows = conn.execute(
             sql.SQL(
@@ -306,7 +321,7 @@ def _nearest(
 
 
 def _shelter_demand(
-    conn: psycopg.Connection[Any], catalog: Catalog, incident: Incident, scenario: EmergencyScenario
+    conn: psycopg.Connection[Any], catalog: Catalog, incident: Incident, scenario: EmergencyScenario, viewer: Viewer
 ) -> tuple[list[dict[str, Any]], dict[tuple[int, str], float]]:
     """The usable shelters, and the mapped households of exposed buildings per (shelter fid, commune)
     when each building goes to its nearest usable shelter."""
@@ -327,7 +342,7 @@ def _shelter_demand(
     statement = sql.SQL(
         """WITH usable AS MATERIALIZED (
                SELECT s.fid, s.geom::geography AS g FROM {shelters} s
-                WHERE s.approval = 'approved' AND {usable}),
+                WHERE {visible} AND {usable}),
                 exposed AS (SELECT b.commune_code, b.households::float8 AS hh, b.geom::geography AS g
                               FROM {buildings} b
                              WHERE b.approval = 'approved' AND b.households > 0 AND {within})
@@ -336,6 +351,7 @@ def _shelter_demand(
             GROUP BY n.fid, e.commune_code"""
     ).format(
         shelters=sql.Identifier(SCHEMA, layer.table),
+        visible=visible(viewer, layer, params, alias="s"),
         usable=usable(geo, params),
         buildings=buildings,
         within=geo.within("b"),
@@ -346,12 +362,13 @@ def _shelter_demand(
     rows = conn.execute(
         sql.SQL(
             """SELECT s.fid, {cols}, {distance}, {inside}, ST_X(s.geom), ST_Y(s.geom) FROM {shelters} s
-                WHERE s.approval = 'approved' AND {usable} ORDER BY 1"""
+                WHERE {visible} AND {usable} ORDER BY 1"""
         ).format(
             cols=sql.SQL(", ").join(sql.Identifier("s", c) for c in columns),
             distance=geo.distance("s"),
             inside=geo.within("s"),
             shelters=sql.Identifier(SCHEMA, layer.table),
+            visible=visible(viewer, layer, params, alias="s"),
             usable=usable(geo, params),
         ),
         params.values,
@@ -365,7 +382,10 @@ def _shelter_demand(
     return shelters, demand
 
 
-def _contacts(conn: psycopg.Connection[Any], codes: list[str]) -> dict[str, list[dict[str, Any]]]:
+def _contacts(conn: psycopg.Connection[Any], codes: list[str], viewer: Viewer) -> dict[str, list[dict[str, Any]]]:
+    """Whom to call in each commune: only for viewers who direct work (officials' personal contacts)."""
+    if not viewer.sees_contacts:
+        return {}
     rows = conn.execute(
         """SELECT commune_code, role, full_name, title, office_phone, mobile_phone, email, updated_at
              FROM gis_ioc.commune_contacts WHERE commune_code = ANY(%s)
@@ -395,11 +415,15 @@ def run_emergency(
     scenario: EmergencyScenario,
     incident: Incident,
     *,
+    viewer: Viewer,
     store: bool = True,
-    personal_access: bool = False,
     privacy_threshold: int = 5,
 ) -> EmergencyRun:
-    """Everything the emergency scenario answers, for one incident (see the module's description)."""
+    """Everything the emergency scenario answers, for one incident (see the module's description), for
+    ``viewer``: the exposure covers every building (run it in an ``aggregate`` transaction and show it
+    through :func:`gis_ioc.scenarios.view.trim`); counts below the privacy threshold are suppressed
+    unless the viewer has access to personal data; facilities are listed as the viewer may read them and
+    contacts only for viewers who direct work. The stored run belongs to the viewer."""
     started = time.perf_counter()
     period = _latest_period(conn)
     mapped, mapped_totals, area_share = _exposure(conn, catalog, incident)
@@ -459,7 +483,7 @@ def run_emergency(
                 "contacts": [],
             }
         )
-    contacts = _contacts(conn, codes)
+    contacts = _contacts(conn, codes, viewer)
     for commune in communes:
         commune["contacts"] = contacts.get(commune["code"], [])
 
@@ -483,9 +507,13 @@ def run_emergency(
             }
         )
 
-    inside = {spec.layer: _features(conn, catalog, incident, spec.layer, spec.fields) for spec in scenario.inside}
-    nearest = _nearest(conn, catalog, incident, scenario)
-    shelters, demand = _shelter_demand(conn, catalog, incident, scenario)
+    inside = {
+        spec.layer: _features(conn, catalog, incident, spec, viewer)
+        for spec in scenario.inside
+        if viewer.can_read(catalog.layer(spec.layer))
+    }
+    nearest = _nearest(conn, catalog, incident, scenario, viewer)
+    shelters, demand = _shelter_demand(conn, catalog, incident, scenario, viewer)
     rule = scenario.shelters
     for shelter in shelters:
         need = sum(hh * scale(code)[0] for (fid, code), hh in demand.items() if fid == shelter["fid"])
@@ -531,7 +559,7 @@ def run_emergency(
         "short_by": max(0, exposed_people - capacity_total),
         "usable": shelters,
     }
-    hidden = 0 if personal_access else _suppress(rings, communes, shelters, privacy_threshold)
+    hidden = 0 if viewer.personal else _suppress(rings, communes, shelters, privacy_threshold)
     run = EmergencyRun(
         id=0,
         scenario=scenario.id,
@@ -557,13 +585,14 @@ def run_emergency(
         body = run.as_dict()
         run.id = store_run(
             conn,
+            viewer,
             scenario.id,
             period,
             incident.request,
             run.data_version,
             {
                 **{k: body[k] for k in body if k not in ("id", "scenario", "period", "data_version")},
-                "personal": personal_access,
+                "personal": viewer.personal,
             },
             run.duration_ms,
         )

@@ -6,7 +6,6 @@ and becomes one geometry in EPSG:4326 inside PostGIS; radii are measured on the 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,8 @@ from gis_ioc.catalog import Catalog
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.errors import InvalidInput, NotFound
 from gis_ioc.publish.cql import Params, geometry_literal
+from gis_ioc.query import rows
+from gis_ioc.query.viewer import Viewer
 
 MAX_RADIUS_M = 50_000.0
 
@@ -70,38 +71,45 @@ def radius(conn: psycopg.Connection[Any], x: float, y: float, metres: float, crs
     return Selection("radius", {"x": x, "y": y, "crs": crs, "radius_m": metres}, _fetch(conn, expr, params))
 
 
-def zone(
-    conn: psycopg.Connection[Any],
-    geojson: dict[str, Any] | None = None,
-    crs: str | None = None,
-    feature: str | None = None,
-    catalog: Catalog | None = None,
-) -> Selection:
-    """A GeoJSON polygon (in ``crs``), or a reference ``layer:fid`` to a polygon feature."""
+def zone_feature(conn: psycopg.Connection[Any], reference: str, catalog: Catalog, viewer: Viewer) -> Selection:
+    """A polygon feature ``layer:fid`` as the viewer may read it (:mod:`gis_ioc.query.rows`): a layer the
+    viewer may not read is answered as an unknown layer, and a draft, a former version or another
+    commune's feature (for a commune officer) as a feature that does not exist."""
+    match = re.fullmatch(r"([a-z][a-z0-9_]*):(\d{1,18})", reference) if isinstance(reference, str) else None
+    try:
+        layer = rows.readable_layer(viewer, catalog, match[1]) if match is not None else None
+    except NotFound:
+        layer = None
+    if match is None or layer is None:
+        raise InvalidInput(f"zone reference {reference!r} must be LAYER:FID with a known layer")
+    if "Polygon" not in layer.geometry:
+        raise InvalidInput(f"zone reference: layer {layer.id} has no polygons")
     params = Params()
-    if feature is not None:
-        match = re.fullmatch(r"([a-z][a-z0-9_]*):(\d{1,18})", feature)
-        if match is None or catalog is None or match[1] not in catalog.layers:
-            raise InvalidInput(f"zone reference {feature!r} must be LAYER:FID with a known layer")
-        layer = catalog.layers[match[1]]
-        if "Polygon" not in layer.geometry:
-            raise InvalidInput(f"zone reference: layer {layer.id} has no polygons")
-        row = conn.execute(
-            sql.SQL("SELECT ST_AsEWKB(geom) FROM {} WHERE fid = %s").format(sql.Identifier(SCHEMA, layer.table)),
-            (int(match[2]),),
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"zone reference: no feature {match[2]} in {layer.id}")
-        return Selection("zone", {"feature": feature}, bytes(row[0]).hex())
+    fid = sql.SQL("t.fid = {}").format(params.add(int(match[2])))
+    row = conn.execute(
+        sql.SQL("SELECT ST_AsEWKB(t.geom) FROM {} t WHERE {}").format(
+            sql.Identifier(SCHEMA, layer.table), rows.where(viewer, layer, params, extra=[fid])
+        ),
+        params.values,
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"zone reference: no feature {match[2]} in {layer.id}")
+    return Selection("zone", {"feature": reference}, bytes(row[0]).hex())
+
+
+def zone(conn: psycopg.Connection[Any], geojson: dict[str, Any] | None, crs: str | None = None) -> Selection:
+    """A GeoJSON polygon (in ``crs``)."""
+    params = Params()
     if not isinstance(geojson, dict) or geojson.get("type") not in ("Polygon", "MultiPolygon"):
         raise InvalidInput("zone must be a GeoJSON Polygon or MultiPolygon geometry")
     crs_obj = crs_registry.lookup(crs) if crs else crs_registry.PUBLISHED[0]
     expr = geometry_literal(params, geojson, crs_obj)
     try:
-        row = conn.execute(
-            sql.SQL("SELECT ST_IsValid(g), ST_IsValidReason(g), ST_AsEWKB(g) FROM (SELECT {} AS g) s").format(expr),
-            params.values,
-        ).fetchone()
+        with conn.transaction():  # a savepoint: the caller's transaction survives a malformed geometry
+            row = conn.execute(
+                sql.SQL("SELECT ST_IsValid(g), ST_IsValidReason(g), ST_AsEWKB(g) FROM (SELECT {} AS g) s").format(expr),
+                params.values,
+            ).fetchone()
     except psycopg.Error as exc:
         raise InvalidInput(f"zone is not a valid GeoJSON geometry: {str(exc).strip().splitlines()[0]}") from None
     assert row is not None
@@ -134,8 +142,9 @@ def province(conn: psycopg.Connection[Any]) -> Selection:
     return Selection("province", {}, bytes(row[0]).hex())
 
 
-def from_request(conn: psycopg.Connection[Any], body: dict[str, Any], catalog: Catalog) -> Selection:
-    """A selection from a JSON request: {"point"|"radius"|"zone"|"communes"|"province": …}."""
+def from_request(conn: psycopg.Connection[Any], body: dict[str, Any], catalog: Catalog, viewer: Viewer) -> Selection:
+    """A selection from a JSON request: {"point"|"radius"|"zone"|"communes"|"province": …}; a zone given
+    as ``layer:fid`` is read as the viewer may read it."""
     kinds = [k for k in ("point", "radius", "zone", "communes", "province") if k in body]
     if len(kinds) != 1:
         raise InvalidInput("give exactly one of point, radius, zone, communes, province")
@@ -149,8 +158,8 @@ def from_request(conn: psycopg.Connection[Any], body: dict[str, Any], catalog: C
             return radius(conn, float(value["at"][0]), float(value["at"][1]), float(value["metres"]), crs)
         if kind == "zone":
             if isinstance(value, str):
-                return zone(conn, feature=value, catalog=catalog)
-            return zone(conn, json.loads(value) if isinstance(value, str) else value, crs)
+                return zone_feature(conn, value, catalog, viewer)
+            return zone(conn, value, crs)
         if kind == "communes":
             return communes(conn, [str(c) for c in value])
     except (TypeError, KeyError, IndexError, ValueError) as exc:

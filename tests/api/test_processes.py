@@ -72,3 +72,26 @@ def test_bad_inputs_fail_with_the_reason(client: TestClient) -> None:
     )
     assert response.status_code == 400 and "either at" in response.json()["description"]
     assert client.post("/ogc/processes/nothing/execution", json={"inputs": {}}).status_code == 404
+
+
+def test_the_job_list_is_the_callers_newest_first_in_pages(client: TestClient, db: psycopg.Connection[Any]) -> None:
+    made = []
+    for _ in range(2):
+        started = client.post(
+            "/ogc/processes/scenario-health/execution", json={"inputs": BODY}, headers={"Prefer": "respond-async"}
+        )
+        assert started.status_code == 201, started.text
+        made.append(started.json()["jobID"])
+    listed = client.get("/ogc/jobs?f=json&limit=1000").json()["jobs"]
+    owners = {
+        r[0]
+        for r in db.execute(
+            "SELECT DISTINCT owner FROM gis_ioc.jobs WHERE identifier = ANY(%s)", ([j["jobID"] for j in listed],)
+        )
+    }
+    assert owners == {"suite.reader"} and set(made) <= {j["jobID"] for j in listed}
+    first = client.get("/ogc/jobs?f=json&limit=1").json()
+    assert [j["jobID"] for j in first["jobs"]] == [made[-1]]
+    assert any(link["rel"] == "next" for link in first["links"])
+    second = client.get("/ogc/jobs?f=json&limit=1&offset=1").json()
+    assert [j["jobID"] for j in second["jobs"]] == [made[-2]]

@@ -108,7 +108,8 @@ def test_runs_made_with_personal_access_are_kept_from_others(
     shown = anonymous.post("/api/scenarios/socio_economic/run", headers=key, json=body).json()
     assert anonymous.get(f"/api/scenarios/runs/{shown['id']}", headers=key).status_code == 200
     assert anonymous.get(f"/api/scenarios/runs/{shown['id']}", headers=keys["leader"]).status_code == 404
-    assert anonymous.get(f"/api/scenarios/runs/{hidden['id']}").status_code == 200
+    assert anonymous.get(f"/api/scenarios/runs/{hidden['id']}").status_code == 404  # runs belong to their maker
+    assert anonymous.get(f"/api/scenarios/runs/{hidden['id']}", headers=keys["leader"]).status_code == 200
 
 
 def test_export_door(anonymous: TestClient, keys: dict[str, dict[str, str]], conn: psycopg.Connection[Any]) -> None:

@@ -164,7 +164,7 @@ BODY: dict[str, Any] = {
     "/ogc/collections/{collection_id}/items": {"op": "=", "args": [{"property": "commune_code"}, "11953"]},
     "/api/auth/login": {"username": "nobody", "password": "wrong password 123"},
     "/api/scenarios/runs/{run_id}/rerun": {},
-    "/api/scenarios/runs/{run_id}/shared_with": {"shared_with": []},
+    "/api/scenarios/runs/{run_id}/shared_with": {"accounts": []},
 }
 
 

@@ -18,12 +18,14 @@ from gis_ioc.catalog import Catalog
 from gis_ioc.cli import main
 from gis_ioc.maps import report as reports
 from gis_ioc.maps.thematic import STATUS_VI, vn_number
+from gis_ioc.query.viewer import Viewer
 from gis_ioc.scenarios.engine import get_run
 from gis_ioc.scenarios.models import load_scenarios
 from gis_ioc.settings import Settings
 from tests.conftest import ARTIFACTS
 
 PERIOD = "2026-Q3"
+CONSOLE = Viewer.console("test")
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def education_totals(db: psycopg.Connection[Any], ids: list[int], catalog: Catal
     """The education indicators' totals as the stored runs hold them (first run that has each)."""
     out: dict[str, dict[str, Any]] = {}
     for rid in ids:
-        for ind in get_run(db, rid)["indicators"]:
+        for ind in get_run(db, rid, CONSOLE)["indicators"]:
             if ind["sector"] == "education" and ind["id"] not in out:
                 out[ind["id"]] = {**ind["total"], "name": ind["name"]["vi"], "unit": ind["unit"]}
     return out
@@ -59,7 +61,7 @@ def test_report_runs_are_stored_and_cover_the_sector(
     expected = sorted(
         s.id for s in scenarios.values() if any(catalog.indicators.get(i).sector == "education" for i in s.indicators)
     )
-    runs = [get_run(db, i) for i in cli_report["ids"]]
+    runs = [get_run(db, i, CONSOLE) for i in cli_report["ids"]]
     assert sorted(r["scenario"] for r in runs) == expected
     assert all(r["period"] == PERIOD and r["selection"]["kind"] == "province" for r in runs)
     assert f"gis-ioc report --runs {','.join(map(str, cli_report['ids']))}" in cli_report["output"]
@@ -115,12 +117,14 @@ def test_flags_in_the_report_are_the_runs_flags(
     cli_report: dict[str, Any], db: psycopg.Connection[Any], catalog: Catalog, settings: Settings
 ) -> None:
     scenarios = load_scenarios(settings.config_dir / "scenarios", catalog)
-    rep = reports.build_report(db, catalog, cli_report["ids"], sectors=["education"], maps=False, scenarios=scenarios)
+    rep = reports.build_report(
+        db, catalog, cli_report["ids"], viewer=CONSOLE, sectors=["education"], maps=False, scenarios=scenarios
+    )
     totals = education_totals(db, cli_report["ids"], catalog)
     expected = set()
     seen: set[str] = set()
     for rid in cli_report["ids"]:
-        run = get_run(db, rid)
+        run = get_run(db, rid, CONSOLE)
         ids = {i["id"] for i in run["indicators"] if i["sector"] == "education"} - seen
         expected |= {(f["indicator"], f["where"], f["gap"]) for f in run["flags"] if f["indicator"] in ids}
         seen |= ids
@@ -133,11 +137,23 @@ def test_a_report_is_reproducible_from_its_run_ids(
     cli_report: dict[str, Any], db: psycopg.Connection[Any], catalog: Catalog, settings: Settings, client: TestClient
 ) -> None:
     scenarios = load_scenarios(settings.config_dir / "scenarios", catalog)
-    first = reports.build_report(db, catalog, cli_report["ids"], sectors=["education"], maps=False, scenarios=scenarios)
-    again = reports.build_report(db, catalog, cli_report["ids"], sectors=["education"], maps=False, scenarios=scenarios)
+    first = reports.build_report(
+        db, catalog, cli_report["ids"], viewer=CONSOLE, sectors=["education"], maps=False, scenarios=scenarios
+    )
+    again = reports.build_report(
+        db, catalog, cli_report["ids"], viewer=CONSOLE, sectors=["education"], maps=False, scenarios=scenarios
+    )
     assert asdict(first)["sectors"] == asdict(again)["sectors"] and first.flags == again.flags
     runs = ",".join(map(str, cli_report["ids"]))
-    r = client.get("/api/reports", params={"runs": runs, "sector": "education", "format": "json"})
+    params = {"runs": runs, "sector": "education", "format": "json"}
+    refused = client.get("/api/reports", params=params)  # the console's runs: not the leader's to see
+    assert refused.status_code == 404 and "no scenario run" in refused.json()["detail"]
+    for rid in cli_report["ids"]:  # shared by the console operator with the suite's leader
+        shared = CliRunner().invoke(
+            main, ["scenario", "share", str(rid), "--with", "suite.reader"], obj={"settings": settings}
+        )
+        assert shared.exit_code == 0 and "suite.reader" in shared.output, shared.output
+    r = client.get("/api/reports", params=params)
     assert r.status_code == 200 and r.headers["x-scenario-runs"] == runs
     body = r.json()
     assert body["sectors"] == asdict(first)["sectors"]
@@ -148,9 +164,9 @@ def test_http_report_pdf_for_some_communes_and_bad_requests(client: TestClient, 
     r = client.get("/api/reports", params={"period": PERIOD, "sector": "health", "commune": ["13225", "11953"]})
     assert r.status_code == 200 and r.content.startswith(b"%PDF") and r.headers["content-type"] == "application/pdf"
     ids = [int(x) for x in r.headers["x-scenario-runs"].split(",")]
-    assert all(get_run(db, i)["selection"] == {"kind": "communes", "codes": ["11953", "13225"]} for i in ids) or all(
-        sorted(get_run(db, i)["selection"].get("codes", [])) == ["11953", "13225"] for i in ids
-    )
+    assert all(
+        get_run(db, i, CONSOLE)["selection"] == {"kind": "communes", "codes": ["11953", "13225"]} for i in ids
+    ) or all(sorted(get_run(db, i, CONSOLE)["selection"].get("codes", [])) == ["11953", "13225"] for i in ids)
     docx = client.get("/api/reports", params={"runs": ",".join(map(str, ids)), "format": "docx"})
     assert docx.status_code == 200 and docx.content[:2] == b"PK"
     for params, status, words in [

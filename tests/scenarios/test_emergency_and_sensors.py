@@ -17,6 +17,7 @@ from shapely.strtree import STRtree
 
 from gis_ioc.catalog import Catalog
 from gis_ioc.errors import InvalidInput
+from gis_ioc.query.viewer import Viewer
 from gis_ioc.scenarios import selectors
 from gis_ioc.scenarios.emergency import incident_from_request, run_emergency
 from gis_ioc.scenarios.engine import get_run, rerun, run_scenario
@@ -25,6 +26,8 @@ from gis_ioc.settings import Settings
 from tests.conftest import AS_OF
 
 GEOD = Geod(ellps="WGS84")
+CONSOLE = Viewer.console("test")  # the console operator: every row, no personal data
+PERSONAL = Viewer.console("test", personal=True)
 NOW = datetime(AS_OF.year, AS_OF.month, AS_OF.day, 12, tzinfo=UTC)
 QUARTER_END = datetime(2026, 9, 30, 17, tzinfo=UTC)  # 2026-Q3 ends at midnight in Vietnam (UTC+7)
 UTM = "EPSG:32648"  # metres for the independent distance checks
@@ -57,7 +60,9 @@ def test_reach_counts_households_near_a_school_like_geopandas(
     db: psycopg.Connection[Any], catalog: Catalog, scenarios: dict[str, Any], dsn: str
 ) -> None:
     code = "11953"
-    run = run_scenario(db, catalog, scenarios["education"], selectors.communes(db, [code]), "2026-Q3", store=False)
+    run = run_scenario(
+        db, catalog, scenarios["education"], selectors.communes(db, [code]), "2026-Q3", store=False, viewer=CONSOLE
+    )
     reach = _indicator(run, "primary_school_reach")["total"]
     commune = gpd.read_postgis("SELECT geom FROM layers.communes WHERE code = %(c)s", dsn, params={"c": code})
     buildings = gpd.read_postgis("SELECT households, geom FROM layers.buildings WHERE households > 0", dsn)
@@ -90,7 +95,9 @@ def test_pm25_statistics_match_pandas(db: psycopg.Connection[Any], catalog: Cata
     vn = timedelta(hours=7)
     start, end = datetime(2026, 1, 1, tzinfo=UTC) - vn, datetime(2026, 4, 1, tzinfo=UTC) - vn  # 2026-Q1, UTC+7
     readings = _readings(db, start, end)
-    run = run_scenario(db, catalog, scenarios["environment"], selectors.province(db), "2026-Q1", store=False, now=NOW)
+    run = run_scenario(
+        db, catalog, scenarios["environment"], selectors.province(db), "2026-Q1", store=False, now=NOW, viewer=CONSOLE
+    )
     mean = _indicator(run, "pm25_mean")
     assert mean["total"]["value"] == pytest.approx(readings.value.mean())
     assert mean["total"]["target"] == 25
@@ -114,9 +121,18 @@ def test_sensor_figures_go_stale_when_the_readings_stop(
 ) -> None:
     """Readings end the day before AS_OF: fresh now, stale when asked two weeks later for this quarter."""
     selection = selectors.province(db)
-    fresh = run_scenario(db, catalog, scenarios["environment"], selection, "2026-Q4", store=False, now=NOW)
+    fresh = run_scenario(
+        db, catalog, scenarios["environment"], selection, "2026-Q4", store=False, now=NOW, viewer=CONSOLE
+    )
     later = run_scenario(
-        db, catalog, scenarios["environment"], selection, "2026-Q4", store=False, now=NOW + timedelta(days=14)
+        db,
+        catalog,
+        scenarios["environment"],
+        selection,
+        "2026-Q4",
+        store=False,
+        now=NOW + timedelta(days=14),
+        viewer=CONSOLE,
     )
     assert _indicator(fresh, "pm25_mean")["total"]["status"] in ("met", "not met")
     assert _indicator(later, "pm25_mean")["total"]["status"] == "stale"
@@ -128,7 +144,9 @@ def test_sensor_figures_go_stale_when_the_readings_stop(
 def test_stale_figures_per_commune_and_in_total(
     db: psycopg.Connection[Any], catalog: Catalog, scenarios: dict[str, Any]
 ) -> None:
-    run = run_scenario(db, catalog, scenarios["socio_economic"], selectors.province(db), "2026-Q3", now=NOW)
+    run = run_scenario(
+        db, catalog, scenarios["socio_economic"], selectors.province(db), "2026-Q3", now=NOW, viewer=CONSOLE
+    )
     for indicator_id in ("chip_id_coverage", "clean_water_access_rate"):
         fresh_days = catalog.indicators.get(indicator_id).freshness_days
         old = {
@@ -154,8 +172,8 @@ def test_stale_figures_per_commune_and_in_total(
 
 
 def _run(db: psycopg.Connection[Any], catalog: Catalog, emergency: EmergencyScenario, body: dict[str, Any]) -> Any:
-    incident = incident_from_request(db, body, emergency, catalog)
-    return run_emergency(db, catalog, emergency, incident, store=False, personal_access=True)
+    incident = incident_from_request(db, body, emergency, catalog, CONSOLE)
+    return run_emergency(db, catalog, emergency, incident, store=False, viewer=PERSONAL)
 
 
 def test_rings_count_households_and_facilities_like_geopandas(
@@ -280,10 +298,12 @@ def test_small_exposures_are_suppressed(
         "SELECT ST_X(ST_Centroid(geom)), ST_Y(ST_Centroid(geom)) FROM layers.buildings "
         "WHERE households = 1 ORDER BY fid LIMIT 1"
     ).fetchone()  # type: ignore[misc]
-    incident = incident_from_request(db, {"incident": "fire", "at": [lon, lat], "rings": [5]}, emergency, catalog)
-    hidden = run_emergency(db, catalog, emergency, incident, store=False, privacy_threshold=50)
+    incident = incident_from_request(
+        db, {"incident": "fire", "at": [lon, lat], "rings": [5]}, emergency, catalog, CONSOLE
+    )
+    hidden = run_emergency(db, catalog, emergency, incident, store=False, privacy_threshold=50, viewer=CONSOLE)
     assert hidden.rings[0]["mapped_households"] is None and hidden.suppressed >= 1
-    shown = run_emergency(db, catalog, emergency, incident, store=False, personal_access=True, privacy_threshold=50)
+    shown = run_emergency(db, catalog, emergency, incident, store=False, viewer=PERSONAL, privacy_threshold=50)
     assert shown.rings[0]["mapped_households"] == 1 and shown.suppressed == 0
 
 
@@ -305,7 +325,7 @@ def test_bad_incidents_say_what_is_wrong(
     db: psycopg.Connection[Any], catalog: Catalog, emergency: EmergencyScenario, body: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(InvalidInput, match=message):
-        incident_from_request(db, body, emergency, catalog)
+        incident_from_request(db, body, emergency, catalog, CONSOLE)
 
 
 def test_emergency_over_http_in_vn2000_and_stored(client: TestClient, db: psycopg.Connection[Any]) -> None:
@@ -318,7 +338,7 @@ def test_emergency_over_http_in_vn2000_and_stored(client: TestClient, db: psycop
     ).fetchone()  # type: ignore[misc]
     vn = client.post("/api/emergency/run", json={"incident": "flood", "at": [x, y], "crs": "EPSG:9209"}).json()
     assert [r["people"] for r in vn["rings"]] == [r["people"] for r in wgs["rings"]]
-    stored = get_run(db, wgs["id"])
+    stored = get_run(db, wgs["id"], CONSOLE)
     assert stored["scenario"] == "emergency" and stored["rings"] == wgs["rings"]
     assert stored["incident"] == {"incident": "flood", "at": [106.05, 20.65], "crs": None, "rings": [500, 1000, 2000]}
     bad = client.post("/api/emergency/run", json={"incident": "flood", "at": [106.05, 20.65], "rings": [-1]})
@@ -329,20 +349,30 @@ def test_emergency_over_http_in_vn2000_and_stored(client: TestClient, db: psycop
 def test_a_past_quarter_reported_on_time_is_not_stale(
     db: psycopg.Connection[Any], catalog: Catalog, scenarios: dict[str, Any]
 ) -> None:
-    run = run_scenario(db, catalog, scenarios["health"], selectors.province(db), "2026-Q2", store=False, now=NOW)
+    run = run_scenario(
+        db, catalog, scenarios["health"], selectors.province(db), "2026-Q2", store=False, now=NOW, viewer=CONSOLE
+    )
     assert {i["total"]["status"] for i in run.indicators} <= {"met", "not met", "no target"}
 
 
 def test_rerun_reproduces_and_compares(
     db: psycopg.Connection[Any], catalog: Catalog, scenarios: dict[str, Any]
 ) -> None:
-    first = run_scenario(db, catalog, scenarios["health"], selectors.radius(db, 106.05, 20.65, 2000), "2026-Q3")
-    same = rerun(db, catalog, scenarios, first.id)
+    first = run_scenario(
+        db, catalog, scenarios["health"], selectors.radius(db, 106.05, 20.65, 2000), "2026-Q3", viewer=CONSOLE
+    )
+    same = rerun(db, catalog, scenarios, first.id, viewer=CONSOLE)
     assert same["after"]["id"] != first.id and not same["data_changed"]
     assert all(row["same"] for row in same["indicators"] if row["before"]["value"] is not None)
-    later = rerun(db, catalog, scenarios, first.id, "2026-Q2")
+    later = rerun(db, catalog, scenarios, first.id, "2026-Q2", viewer=CONSOLE)
     direct = run_scenario(
-        db, catalog, scenarios["health"], selectors.radius(db, 106.05, 20.65, 2000), "2026-Q2", store=False
+        db,
+        catalog,
+        scenarios["health"],
+        selectors.radius(db, 106.05, 20.65, 2000),
+        "2026-Q2",
+        store=False,
+        viewer=CONSOLE,
     )
     for row in later["indicators"]:
         expected = _indicator(direct, row["indicator"])["total"]["value"]

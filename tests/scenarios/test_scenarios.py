@@ -15,6 +15,7 @@ from pyproj import Geod
 from gis_ioc import crs as crs_registry
 from gis_ioc.catalog import Catalog
 from gis_ioc.errors import InvalidInput, NotFound
+from gis_ioc.query.viewer import Viewer
 from gis_ioc.scenarios import selectors
 from gis_ioc.scenarios.aggregate import previous_period
 from gis_ioc.scenarios.engine import get_run, run_scenario
@@ -23,6 +24,8 @@ from gis_ioc.settings import Settings
 from tests.conftest import scalar
 
 GEOD = Geod(ellps="WGS84")
+CONSOLE = Viewer.console("test")  # the console operator: every row, no personal data
+PERSONAL = Viewer.console("test", personal=True)
 PERIOD = "2026-Q3"
 
 
@@ -62,7 +65,7 @@ def test_communes_rate_is_recomputed_from_numerators(
     db: psycopg.Connection[Any], catalog: Catalog, scenarios: dict[str, Any]
 ) -> None:
     codes = ["11953", "11980", "13225"]
-    run = run_scenario(db, catalog, scenarios["health"], selectors.communes(db, codes), PERIOD)
+    run = run_scenario(db, catalog, scenarios["health"], selectors.communes(db, codes), PERIOD, viewer=CONSOLE)
     rows = _rows(db, "health_insurance_coverage", PERIOD)
     expected = sum(rows[c][1] for c in codes) / sum(rows[c][2] for c in codes) * 100
     result = _indicator(run, "health_insurance_coverage")
@@ -81,7 +84,7 @@ def test_communes_rate_is_recomputed_from_numerators(
 
 def test_weighted_mean_and_sum(db: psycopg.Connection[Any], catalog: Catalog, scenarios: dict[str, Any]) -> None:
     codes = ["11953", "11977"]
-    run = run_scenario(db, catalog, scenarios["socio_economic"], selectors.communes(db, codes), PERIOD)
+    run = run_scenario(db, catalog, scenarios["socio_economic"], selectors.communes(db, codes), PERIOD, viewer=CONSOLE)
     pop, income = _rows(db, "population", PERIOD), _rows(db, "income_per_capita", PERIOD)
     expected = sum(pop[c][0] * income[c][0] for c in codes) / sum(pop[c][0] for c in codes)
     assert _indicator(run, "income_per_capita")["total"]["value"] == pytest.approx(expected, rel=1e-12)
@@ -98,7 +101,7 @@ def test_radius_is_apportioned_by_households_like_geopandas(
     db: psycopg.Connection[Any], catalog: Catalog, scenarios: dict[str, Any], settings: Settings
 ) -> None:
     lon, lat, metres = 106.05, 20.65, 2000.0
-    run = run_scenario(db, catalog, scenarios["health"], selectors.radius(db, lon, lat, metres), PERIOD)
+    run = run_scenario(db, catalog, scenarios["health"], selectors.radius(db, lon, lat, metres), PERIOD, viewer=CONSOLE)
     circle = _circle(lon, lat, metres)
     dsn = f"postgresql://gis_ioc@/{settings.db_name}?host={settings.home / 'run'}&port={settings.db_port}"
     communes = gpd.read_postgis("SELECT code, geom FROM layers.communes WHERE valid_to IS NULL", dsn, geom_col="geom")
@@ -143,7 +146,9 @@ def test_radius_crossing_the_province_border(
         "ST_Y(ST_Centroid(geom))), 4326)) AS p FROM layers.province WHERE valid_to IS NULL) s"
     ).fetchone()
     assert west is not None
-    run = run_scenario(db, catalog, scenarios["health"], selectors.radius(db, west[0], west[1], 4000), PERIOD)
+    run = run_scenario(
+        db, catalog, scenarios["health"], selectors.radius(db, west[0], west[1], 4000), PERIOD, viewer=CONSOLE
+    )
     assert run.communes and all(0 <= c["share"] <= 1 for c in run.communes)
     assert any(c["share"] < 1 for c in run.communes)
     assert _indicator(run, "health_insurance_coverage")["total"]["value"] is not None
@@ -153,10 +158,10 @@ def test_zone_touching_no_commune_and_period_without_data(
     db: psycopg.Connection[Any], catalog: Catalog, scenarios: dict[str, Any]
 ) -> None:
     sea = {"type": "Polygon", "coordinates": [[[107.5, 19.5], [107.6, 19.5], [107.6, 19.6], [107.5, 19.5]]]}
-    run = run_scenario(db, catalog, scenarios["health"], selectors.zone(db, sea), PERIOD)
+    run = run_scenario(db, catalog, scenarios["health"], selectors.zone(db, sea), PERIOD, viewer=CONSOLE)
     assert run.communes == [] and run.flags == []
     assert {i["total"]["status"] for i in run.indicators} == {"no data"}
-    old = run_scenario(db, catalog, scenarios["health"], selectors.communes(db, ["11953"]), "2019-Q1")
+    old = run_scenario(db, catalog, scenarios["health"], selectors.communes(db, ["11953"]), "2019-Q1", viewer=CONSOLE)
     table = {i.id for i in catalog.indicators.indicators if i.aggregation.kind != "layer"}
     assert {i["total"]["status"] for i in old.indicators if i["id"] in table} == {"no data"}
     # layer indicators measure today's features whatever the period
@@ -171,7 +176,9 @@ def test_zero_denominator_is_no_data_not_an_error(
         "denominator) VALUES ('poor_household_rate', '11953', '2031-Q1', NULL, 0, 0)"
     )
     try:
-        run = run_scenario(db, catalog, scenarios["social_welfare"], selectors.communes(db, ["11953"]), "2031-Q1")
+        run = run_scenario(
+            db, catalog, scenarios["social_welfare"], selectors.communes(db, ["11953"]), "2031-Q1", viewer=CONSOLE
+        )
         assert _indicator(run, "poor_household_rate")["total"]["status"] == "no data"
     finally:
         db.execute("DELETE FROM gis_ioc.indicator_values WHERE period = '2031-Q1'")
@@ -180,7 +187,7 @@ def test_zero_denominator_is_no_data_not_an_error(
 def test_flags_are_what_is_not_met_most_severe_first(
     db: psycopg.Connection[Any], catalog: Catalog, scenarios: dict[str, Any]
 ) -> None:
-    run = run_scenario(db, catalog, scenarios["socio_economic"], selectors.province(db), PERIOD)
+    run = run_scenario(db, catalog, scenarios["socio_economic"], selectors.province(db), PERIOD, viewer=CONSOLE)
     statuses = {i["id"]: i["total"]["status"] for i in run.indicators}
     assert {"met", "not met", "no target"} <= set(statuses.values())
     severities = [f["severity"] for f in run.flags]
@@ -196,13 +203,13 @@ def test_flags_are_what_is_not_met_most_severe_first(
 def test_runs_are_stored_and_read_back(
     db: psycopg.Connection[Any], catalog: Catalog, scenarios: dict[str, Any]
 ) -> None:
-    run = run_scenario(db, catalog, scenarios["education"], selectors.communes(db, ["11953"]), PERIOD)
-    stored = get_run(db, run.id)
+    run = run_scenario(db, catalog, scenarios["education"], selectors.communes(db, ["11953"]), PERIOD, viewer=CONSOLE)
+    stored = get_run(db, run.id, CONSOLE)
     assert stored["indicators"] == run.indicators and stored["flags"] == run.flags
     assert stored["selection"] == {"kind": "communes", "codes": ["11953"]}
     assert stored["data_version"]["last_load"] is not None
     with pytest.raises(NotFound):
-        get_run(db, 10**12)
+        get_run(db, 10**12, CONSOLE)
 
 
 @pytest.mark.parametrize(
@@ -265,12 +272,14 @@ def test_layer_indicators_are_exact_spatial_measures(
     dsn = f"postgresql://gis_ioc@/{settings.db_name}?host={settings.home / 'run'}&port={settings.db_port}"
     # schools matching a filter inside a 3 km circle, counted by geopandas over the same rows
     lon, lat = 106.06, 20.66
-    run = run_scenario(db, catalog, scenarios["education"], selectors.radius(db, lon, lat, 3000), PERIOD)
+    run = run_scenario(
+        db, catalog, scenarios["education"], selectors.radius(db, lon, lat, 3000), PERIOD, viewer=CONSOLE
+    )
     schools = gpd.read_postgis("SELECT level, geom FROM layers.schools", dsn, geom_col="geom")
     inside = schools[schools.within(_circle(lon, lat, 3000)) & (schools.level == "upper_secondary")]
     assert _indicator(run, "upper_secondary_schools")["total"]["value"] == len(inside)
     # road length per km² of one commune, measured on the ellipsoid by pyproj
-    run = run_scenario(db, catalog, scenarios["transport"], selectors.communes(db, ["11953"]), PERIOD)
+    run = run_scenario(db, catalog, scenarios["transport"], selectors.communes(db, ["11953"]), PERIOD, viewer=CONSOLE)
     roads = gpd.read_postgis("SELECT geom FROM layers.roads WHERE commune_code = '11953'", dsn, geom_col="geom")
     commune = gpd.read_postgis("SELECT geom FROM layers.communes WHERE code = '11953'", dsn, geom_col="geom")
     km = sum(GEOD.geometry_length(g) for g in roads.geometry) / 1000
@@ -279,7 +288,7 @@ def test_layer_indicators_are_exact_spatial_measures(
     assert density["total"]["value"] == pytest.approx(km / km2, rel=0.005)
     assert density["total"]["target"] == 1.2 and density["total"]["status"] in ("met", "not met")
     # shelter places per 100 people over the province: capacity over the population of the period
-    run = run_scenario(db, catalog, scenarios["social_welfare"], selectors.province(db), PERIOD)
+    run = run_scenario(db, catalog, scenarios["social_welfare"], selectors.province(db), PERIOD, viewer=CONSOLE)
     places = scalar(db, "SELECT sum(capacity) FROM layers.shelters")
     people = sum(v[0] for v in _rows(db, "population", PERIOD).values())
     assert _indicator(run, "shelter_places_per_100")["total"]["value"] == pytest.approx(places / people * 100)
@@ -295,15 +304,18 @@ def test_small_personal_figures_are_suppressed(
         "WHERE households = 1 ORDER BY fid LIMIT 1"
     ).fetchone()  # type: ignore[misc]
     tiny = selectors.radius(db, lon, lat, 15)
-    hidden = run_scenario(db, catalog, scenarios["socio_economic"], tiny, PERIOD, privacy_threshold=50)
+    hidden = run_scenario(db, catalog, scenarios["socio_economic"], tiny, PERIOD, privacy_threshold=50, viewer=CONSOLE)
     households = _indicator(hidden, "households")["total"]
     assert households["status"] == "suppressed" and households["value"] is None
     poor = _indicator(hidden, "poor_household_rate")["total"]
     assert poor["status"] == "suppressed"  # a rate over one or two households would single them out
     assert hidden.suppressed >= 2 and not any(f["indicator"] == "poor_household_rate" for f in hidden.flags)
-    shown = run_scenario(
-        db, catalog, scenarios["socio_economic"], tiny, PERIOD, personal_access=True, privacy_threshold=50
-    )
+    shown = run_scenario(db, catalog, scenarios["socio_economic"], tiny, PERIOD, viewer=PERSONAL, privacy_threshold=50)
     assert 0 < _indicator(shown, "households")["total"]["value"] < 50 and shown.suppressed == 0
     # the whole province is far above the threshold: nothing hidden
-    assert run_scenario(db, catalog, scenarios["socio_economic"], selectors.province(db), PERIOD).suppressed == 0
+    assert (
+        run_scenario(
+            db, catalog, scenarios["socio_economic"], selectors.province(db), PERIOD, viewer=CONSOLE
+        ).suppressed
+        == 0
+    )
