@@ -4,7 +4,12 @@ Shapefile, GeoJSON, CSV or XLSX in any published CRS.
 ``GET /api/exports/layers/{id}`` and ``GET /api/exports/runs/{id}`` answer the file directly (written
 in batches, then streamed with its length so the browser shows progress); ``POST /api/exports``
 starts a background job whose progress (rows written / rows in all) is at ``/api/exports/jobs/{job}``
-and whose file is at ``/api/exports/jobs/{job}/file``.
+and whose file is at ``/api/exports/jobs/{job}/file``: both only for the account that started it (and
+administrators); anyone else gets 404.
+
+Layer exports read through the one read path (:mod:`gis_ioc.query`), in a transaction bound to the
+viewer: the CQL2 filter is parsed into cql2-json and compiled with bound values in its own parentheses,
+ANDed with the viewer's rows (a commune officer's own communes), so no filter text can widen them.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,13 +28,17 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from gis_ioc.api import guard
-from gis_ioc.auth import access, audit
-from gis_ioc.database.connection import translate_errors
+from gis_ioc.auth import audit
+from gis_ioc.catalog import Catalog
+from gis_ioc.crs import PublishedCrs
 from gis_ioc.errors import InvalidInput, NotFound
 from gis_ioc.maps import exports
 from gis_ioc.maps.exports import ExportResult, Progress
-from gis_ioc.maps.jobs import JobManager, JobNotReady
+from gis_ioc.maps.jobs import JobManager
+from gis_ioc.publish.cql import Params, parse_filter
 from gis_ioc.publish.params import parse_bbox
+from gis_ioc.query import rows, scope
+from gis_ioc.query.viewer import Viewer
 from gis_ioc.scenarios.engine import get_run
 
 router = APIRouter(prefix="/api/exports", tags=["exports"])
@@ -36,6 +46,7 @@ Work = Callable[[Path, Progress], ExportResult]
 
 FormatQ = Annotated[str, Query(description="gpkg, shp (zipped, UTF-8), geojson, csv, xlsx")]
 CrsQ = Annotated[str | None, Query(description="CRS84 (default), EPSG:4326, EPSG:3857, EPSG:9209, EPSG:3405")]
+FILTER_LANGS = ("cql2-text", "cql2-json")
 
 
 def _jobs(request: Request) -> JobManager:
@@ -46,11 +57,11 @@ def _jobs(request: Request) -> JobManager:
     return manager
 
 
-def _file(result: ExportResult, cleanup: Path | None) -> FileResponse:
-    headers = {"X-Feature-Count": str(result.count), "Content-Crs": f"<{result.crs}>"}
+def _file(result: ExportResult, cleanup: Path | None, path: Path | None = None) -> FileResponse:
+    headers = {"X-Feature-Count": str(result.count), "Content-Crs": f"<{result.crs}>", "Cache-Control": "private"}
     task = BackgroundTask(shutil.rmtree, cleanup, ignore_errors=True) if cleanup else None
     return FileResponse(
-        result.path, media_type=result.media_type, filename=result.filename, headers=headers, background=task
+        path or result.path, media_type=result.media_type, filename=result.filename, headers=headers, background=task
     )
 
 
@@ -65,79 +76,98 @@ async def _answer(work: Work) -> FileResponse:
     return _file(result, folder)
 
 
-def layer_work(request: Request, layer_id: str, params: dict[str, Any]) -> Work:
-    """Check a layer export's parameters now (400 before any work) and return the work to do."""
-    app = request.app
-    guard.require(request, "export")
-    layer = guard.readable_layer(request, layer_id)
-    own = access.row_communes(guard.who(), layer)
+@dataclass(frozen=True)
+class LayerExport:
+    """A layer export's checked parameters."""
+
+    layer_id: str
+    fmt: str
+    crs: PublishedCrs
+    filter: dict[str, Any] | None
+    filter_text: str | None
+    filter_crs: PublishedCrs
+    bbox: tuple[float, float, float, float] | None
+
+
+def _filter_text(value: Any, lang: Any) -> tuple[str | None, str | None]:
+    """The filter as text (a cql2-json object in a POST body is written out) and its language."""
+    if lang is not None and lang not in FILTER_LANGS:
+        raise InvalidInput(f"filter-lang {lang!r} is not offered; use cql2-text or cql2-json")
+    if value is None:
+        if lang is not None:
+            raise InvalidInput("filter-lang given without filter")
+        return None, None
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False), "cql2-json"
+    if not isinstance(value, str):
+        raise InvalidInput("filter must be CQL2 text or a cql2-json object")
+    return value, lang
+
+
+def check_layer_export(viewer: Viewer, catalog: Catalog, layer_id: str, params: dict[str, Any]) -> LayerExport:
+    """A layer export's parameters checked now (400 before any work): the filter parsed into cql2-json
+    and compiled once against the layer as the viewer sees it (a personal field is unknown to those
+    not granted personal data)."""
+    layer = rows.readable_layer(viewer, catalog, layer_id)
     fmt = exports.check_format(params.get("format") or "gpkg")
     crs = exports.resolve_crs(params.get("crs"))
     filter_crs = exports.resolve_crs(params.get("filter-crs"))
-    bbox = parse_bbox(params["bbox"], exports.resolve_crs(params.get("bbox-crs"))) if params.get("bbox") else None
-    cql, lang = params.get("filter"), params.get("filter-lang")
-    if lang is not None and lang not in ("cql2-text", "cql2-json"):
-        raise InvalidInput(f"filter-lang {lang!r} is not offered; use cql2-text or cql2-json")
-    if own is not None:  # a commune officer exports their own communes' features only
-        cql, lang = own_communes_filter(cql, lang, own)
-    who = guard.actor()
+    if params.get("bbox-crs") and not params.get("bbox"):
+        raise InvalidInput("bbox-crs given without bbox")
+    bbox = parse_bbox(str(params["bbox"]), exports.resolve_crs(params.get("bbox-crs"))) if params.get("bbox") else None
+    text, lang = _filter_text(params.get("filter"), params.get("filter-lang"))
+    node = parse_filter(text, lang) if text is not None else None
+    rows.where(viewer, layer, Params(), filter=node, filter_crs=filter_crs)  # unknown fields, bad values: 400
+    return LayerExport(layer.id, fmt, crs, node, text, filter_crs, bbox)
+
+
+def layer_work(request: Request, layer_id: str, params: dict[str, Any]) -> Work:
+    """Check a layer export's parameters now (400 before any work) and return the work to do."""
+    guard.require(request, "export")
+    viewer = guard.viewer(request)
+    app = request.app
+    if layer_id in app.state.catalog.layers and not viewer.can_read(app.state.catalog.layers[layer_id]):
+        guard.record(request, "denied", f"layer {layer_id}", "denied", reason="layer not readable")
+    try:
+        job = check_layer_export(viewer, app.state.catalog, layer_id, params)
+    except NotFound:
+        raise NotFound(f"no layer {layer_id!r}") from None
+    where = guard.address(request)
 
     def work(folder: Path, progress: Progress) -> ExportResult:
-        with translate_errors(), app.state.pool.connection(timeout=10) as conn:
+        with scope.transaction(app.state.pool, viewer, app.state.catalog, "read") as conn:
             source = exports.layer_source(
-                conn, app.state.catalog, layer_id, crs, cql=cql, filter_lang=lang, filter_crs=filter_crs, bbox=bbox
-            )
-            result = exports.export(source, fmt, crs, folder, progress)
+                conn, app.state.catalog, viewer, job.layer_id, job.crs,
+                filter=job.filter, filter_text=job.filter_text, filter_crs=job.filter_crs, bbox=job.bbox,
+            )  # fmt: skip
+            result = exports.export(source, job.fmt, job.crs, folder, progress)
+            detail = {"format": job.fmt, "crs": result.crs, "filter": job.filter_text, "rows": result.count}
             audit.record(
-                conn,
-                actor=who,
-                action="export",
-                target=f"layer {layer_id}",
-                detail={"format": fmt, "crs": result.crs, "filter": cql, "rows": result.count},
+                conn, actor=viewer.name, action="export", target=f"layer {job.layer_id}", address=where, detail=detail
             )
             return result
 
     return work
 
 
-def own_communes_filter(cql: str | None, lang: str | None, communes: frozenset[str]) -> tuple[str, str | None]:
-    """The caller's filter (if any) narrowed to some communes (five-digit codes, checked when granted)."""
-    codes = sorted(communes)
-    if lang == "cql2-json" and cql:
-        try:
-            theirs = json.loads(cql)
-        except ValueError as exc:
-            raise InvalidInput(f"filter is not JSON: {exc}") from None
-        own = {"op": "in", "args": [{"property": "commune_code"}, codes]}
-        return json.dumps({"op": "and", "args": [theirs, own]}), lang
-    own_text = "commune_code IN (" + ", ".join(f"'{c}'" for c in codes) + ")"
-    return (f"({cql}) AND {own_text}" if cql else own_text), "cql2-text"
-
-
 def run_work(request: Request, run_id: int, params: dict[str, Any]) -> Work:
-    app = request.app
     guard.require(request, "export")
-    principal = guard.who()
+    viewer = guard.viewer(request)
+    app = request.app
     fmt = exports.check_format(params.get("format") or "gpkg")
     crs = exports.resolve_crs(params.get("crs"))
     flagged = bool(params.get("flagged"))
+    where = guard.address(request)
+    with scope.transaction(app.state.pool, viewer, app.state.catalog, "read") as conn:
+        get_run(conn, run_id, viewer)  # 404 now rather than a failed job
 
     def work(folder: Path, progress: Progress) -> ExportResult:
-        with translate_errors(), app.state.pool.connection(timeout=10) as conn:
-            run = get_run(conn, run_id)
-            if run.get("personal") and not access.personal_access(principal):
-                raise NotFound(f"no scenario run {run_id}")
-            run = access.trim(principal, run)
-            result = exports.export(
-                exports.run_source(conn, run, crs, flagged_only=flagged), fmt, crs, folder, progress
-            )
-            audit.record(
-                conn,
-                actor=principal.username if principal else "anonymous",
-                action="export",
-                target=f"run {run_id}",
-                detail={"format": fmt, "crs": result.crs, "flagged": flagged, "rows": result.count},
-            )
+        with scope.transaction(app.state.pool, viewer, app.state.catalog, "read") as conn:
+            run = get_run(conn, run_id, viewer)  # the viewer's or shared with them; trimmed for them
+            source = exports.run_source(conn, run, crs, flagged_only=flagged)
+            result = exports.export(source, fmt, crs, folder, progress)
+            detail = {"format": fmt, "crs": result.crs, "flagged": flagged, "rows": result.count}
+            audit.record(conn, actor=viewer.name, action="export", target=f"run {run_id}", address=where, detail=detail)
             return result
 
     return work
@@ -176,11 +206,13 @@ async def export_run(
     crs: CrsQ = None,
     flagged: Annotated[bool, Query(description="only the communes with a target not met")] = False,
 ) -> FileResponse:
-    work = run_work(request, run_id, {"format": format, "crs": crs, "flagged": flagged})
+    work = await run_in_threadpool(run_work, request, run_id, {"format": format, "crs": crs, "flagged": flagged})
     return await _answer(work)
 
 
 _JOB_EXAMPLE = {"layer": "land_parcels", "format": "gpkg", "crs": "EPSG:9209", "filter": "land_use = 'ODT'"}
+_TEXT_MEMBERS = ("format", "crs", "filter-lang", "filter-crs", "bbox", "bbox-crs")
+_JOB_MEMBERS = {"layer", "run", "format", "crs", "filter", "filter-lang", "filter-crs", "bbox", "bbox-crs", "flagged"}
 
 
 @router.post("", status_code=202, summary="Start an export in the background; follow its progress")
@@ -189,36 +221,40 @@ async def start_export(
 ) -> JSONResponse:
     """Body: ``layer`` (with optional ``filter``, ``filter-lang``, ``filter-crs``, ``bbox``, ``bbox-crs``) or
     ``run`` (with optional ``flagged``), and ``format`` and ``crs``."""
-    allowed = {"layer", "run", "format", "crs", "filter", "filter-lang", "filter-crs", "bbox", "bbox-crs", "flagged"}
-    if unknown := sorted(set(body) - allowed):
-        raise InvalidInput(f"unknown members {unknown}; allowed: {sorted(allowed)}")
+    if unknown := sorted(set(body) - _JOB_MEMBERS):
+        raise InvalidInput(f"unknown members {unknown}; allowed: {sorted(_JOB_MEMBERS)}")
     if ("layer" in body) == ("run" in body):
         raise InvalidInput("give exactly one of layer (a layer id) or run (a scenario run id)")
+    if wrong := sorted(k for k in _TEXT_MEMBERS if body.get(k) is not None and not isinstance(body[k], str)):
+        raise InvalidInput(f'{", ".join(wrong)}: give text, e.g. "format": "gpkg", "bbox": "105.9,20.6,106.1,20.8"')
+    if not isinstance(body.get("flagged", False), bool):
+        raise InvalidInput("flagged must be true or false")
     if "layer" in body:
-        if not isinstance(body["layer"], str) or body["layer"] not in request.app.state.catalog.layers:
-            raise InvalidInput(f"layer {body['layer']!r} is not a layer of the catalog")
-        work = layer_work(request, body["layer"], body)
+        if not isinstance(body["layer"], str):
+            raise InvalidInput("layer must be a layer id (text)")
+        work = layer_work(request, body["layer"], body)  # an unknown or unreadable layer: 404 alike
         kind = "layer"
     else:
         if not isinstance(body["run"], int) or isinstance(body["run"], bool):
             raise InvalidInput("run must be a scenario run id (an integer)")
-        with translate_errors(), request.app.state.pool.connection(timeout=10) as conn:
-            get_run(conn, body["run"])  # 404 now rather than a failed job
-        work = run_work(request, body["run"], body)
+        work = await run_in_threadpool(run_work, request, body["run"], body)
         kind = "run"
-    job = _jobs(request).submit(kind, body, work)
+    job = _jobs(request).submit(kind, body, work, owner=guard.viewer(request).username)
     base = f"{request.app.state.settings.base_url}/api/exports/jobs"
-    return JSONResponse(job.describe(base), status_code=202, headers={"Location": f"/api/exports/jobs/{job.id}"})
+    headers = {"Location": f"/api/exports/jobs/{job.id}", "Cache-Control": "private"}
+    return JSONResponse(job.describe(base), status_code=202, headers=headers)
 
 
-@router.get("/jobs/{job_id}", summary="An export job's progress")
-async def job_status(request: Request, job_id: str) -> dict[str, Any]:
-    return _jobs(request).get(job_id).describe(f"{request.app.state.settings.base_url}/api/exports/jobs")
+@router.get("/jobs/{job_id}", summary="An export job's progress (its owner's only)")
+async def job_status(request: Request, job_id: str) -> JSONResponse:
+    job = _jobs(request).get(job_id, guard.viewer(request))
+    body = job.describe(f"{request.app.state.settings.base_url}/api/exports/jobs")
+    return JSONResponse(body, headers={"Cache-Control": "private"})
 
 
-@router.get("/jobs/{job_id}/file", summary="An export job's file, once done", response_class=FileResponse)
+@router.get("/jobs/{job_id}/file", summary="An export job's file, once done (its owner's only)")
 async def job_file(request: Request, job_id: str) -> FileResponse:
-    job = _jobs(request).get(job_id)
-    if job.status != "done" or job.result is None:
-        raise JobNotReady(f"export job {job_id} is {job.status}" + (f": {job.error}" if job.error else ""))
-    return _file(job.result, None)
+    job = _jobs(request).get(job_id, guard.viewer(request))
+    path = job.file()
+    assert job.result is not None
+    return _file(job.result, None, path)

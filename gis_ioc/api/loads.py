@@ -2,7 +2,12 @@
 
 The upload runs the same :func:`gis_ioc.loaders.vector.load_vector` as ``gis-ioc load vector``.
 A refused load answers 422 ``application/problem+json`` with the whole quality report under ``report``.
-There are no accounts yet: keep the server on a trusted network (README).
+
+Loading needs the ``load`` permission and, for a restricted layer, that layer's grant
+(:meth:`gis_ioc.query.viewer.Viewer.may_load`); approving needs ``approve``. A load, approval or rollback
+runs in one transaction bound to the viewer (purpose ``write``) in which its audit record is written, so
+the record stands or falls with the change. Loads of layers the viewer may not read are not listed or
+shown to them.
 """
 
 from __future__ import annotations
@@ -11,27 +16,32 @@ import html
 import json
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from gis_ioc.api import guard
-from gis_ioc.auth import access
-from gis_ioc.auth.sessions import Principal
-from gis_ioc.database.connection import connect, translate_errors
-from gis_ioc.errors import InvalidInput
+from gis_ioc.auth import audit
+from gis_ioc.errors import Forbidden, InvalidInput, NotFound
 from gis_ioc.http import problem
 from gis_ioc.loaders import history
 from gis_ioc.loaders.sources import FORMATS
 from gis_ioc.loaders.vector import MODES, LoaderConfig, LoadOptions, LoadRejected, LoadReport, load_vector
+from gis_ioc.query import scope
+from gis_ioc.query.viewer import Viewer
 from gis_ioc.settings import Settings
 
 router = APIRouter(prefix="/api/loads", tags=["loads"])
 _CHUNK = 1 << 20
+#: Statements of a load, approval or rollback may take longer than a map's (300,000 parcels).
+WRITE_STATEMENT_TIMEOUT = "15min"
 
 
 def _save_upload(upload: UploadFile, settings: Settings, folder: Path) -> Path:
@@ -116,11 +126,13 @@ async def upload(
     f: str | None = None,
 ) -> Any:
     settings: Settings = request.app.state.settings
-    principal = guard.require(request, "load")
+    guard.require(request, "load")
+    viewer = guard.viewer(request)
     if file is None or not file.filename:
         raise InvalidInput("no file: send the data as the multipart field 'file'")
     if not layer:
         raise InvalidInput("no layer: send the layer id as the form field 'layer' (see /ogc/collections)")
+    _loadable(request, viewer, layer)
     if mode not in MODES:
         raise InvalidInput(f"mode {mode!r}: use one of {', '.join(MODES)}")
     options = LoadOptions(
@@ -135,31 +147,35 @@ async def upload(
         source_date=_date(source_date),
         accept_warnings=accept_warnings,
         dry_run=dry_run,
-        loaded_by=principal.username,
+        loaded_by=viewer.name,
         file_name=Path(file.filename).name,
     )
     config = LoaderConfig.from_settings(settings)
     folder = config.work_dir / f"upload-{uuid.uuid4().hex}"
+    address = guard.address(request)
+
+    def record(conn: psycopg.Connection[Any], report: LoadReport) -> None:
+        detail = {"layer": layer, "file": options.file_name, "rows": report.loaded}
+        audit.record(conn, actor=viewer.name, action="load", target=f"load {report.load_id}",
+                     result=report.approval or "draft", address=address, detail=detail)  # fmt: skip
 
     def work() -> LoadReport:
         try:
             path = _save_upload(file, settings, folder)
-            with translate_errors(), connect(settings, autocommit=True) as conn:
-                return load_vector(conn, request.app.state.catalog, path, options, config)
+            with _writing(request, viewer) as conn:
+                return load_vector(conn, request.app.state.catalog, path, options, config, audit=record)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
     try:
         report = await run_in_threadpool(work)
-    except LoadRejected as exc:
+    except LoadRejected as exc:  # nothing was written: the refusal is recorded on its own
         guard.record(request, "load", f"layer {layer}", "rejected", file=options.file_name, reason=str(exc))
         body = exc.report.as_dict()
         if f == "html":
             return HTMLResponse(report_html(body), status_code=422)
         return problem(422, exc.title, str(exc), report=_jsonable(body))
     body = report.as_dict()
-    if report.load_id:
-        guard.record(request, "load", f"load {report.load_id}", "draft", layer=layer, file=options.file_name)
     if f == "html":
         return HTMLResponse(report_html(body), status_code=201 if report.load_id else 200)
     return JSONResponse(_jsonable(body), status_code=201 if report.load_id else 200)
@@ -171,23 +187,26 @@ def _jsonable(value: Any) -> Any:
 
 @router.get("", summary="The latest loads, newest first")
 async def list_loads(request: Request, layer: str | None = None, limit: int = 50) -> Any:
-    _loader_or_approver(request)
+    viewer = _loader_or_approver(request)
     if not 1 <= limit <= 10_000:
         raise InvalidInput(f"limit {limit} is outside 1…10000")
+    catalog = request.app.state.catalog
+    hidden = [k for k, found in catalog.layers.items() if not viewer.can_read(found)]
 
     def work() -> list[dict[str, Any]]:
-        with translate_errors(), request.app.state.pool.connection(timeout=10) as conn:
-            return history.history(conn, layer_id=layer, limit=limit)
+        with scope.transaction(request.app.state.pool, viewer, catalog) as conn:
+            return history.history(conn, layer_id=layer, limit=limit, hidden=hidden)
 
     return _jsonable(await run_in_threadpool(work))
 
 
 @router.get("/{load_id}", summary="One load: provenance, state, rows and its quality report")
 async def get_load(request: Request, load_id: int, f: str | None = None) -> Any:
-    _loader_or_approver(request)
+    viewer = _loader_or_approver(request)
 
     def work() -> dict[str, Any]:
-        with translate_errors(), request.app.state.pool.connection(timeout=10) as conn:
+        with scope.transaction(request.app.state.pool, viewer, request.app.state.catalog) as conn:
+            _load_of(request, viewer, conn, load_id)
             return history.show(conn, request.app.state.catalog, load_id)
 
     load = await run_in_threadpool(work)
@@ -198,32 +217,77 @@ async def get_load(request: Request, load_id: int, f: str | None = None) -> Any:
 
 @router.post("/{load_id}/approve", summary="Approve a draft load (its features are published)")
 async def approve(request: Request, load_id: int) -> Any:
-    by = guard.require(request, "approve").username
+    guard.require(request, "approve")
+    viewer = guard.viewer(request)
+    hook = _audit_hook(request, viewer, "load.approve", load_id)
 
     def work() -> dict[str, Any]:
-        with translate_errors(), connect(request.app.state.settings, autocommit=True) as conn:
-            return history.approve(conn, request.app.state.catalog, load_id, by=by)
+        with _writing(request, viewer) as conn:
+            _load_of(request, viewer, conn, load_id)
+            return history.approve(conn, request.app.state.catalog, load_id, by=viewer.name, audit=hook)
 
-    result = await run_in_threadpool(work)
-    guard.record(request, "load.approve", f"load {load_id}")
-    return result
+    return await run_in_threadpool(work)
 
 
 @router.post("/{load_id}/rollback", summary="Undo a load: delete its features, restore those it replaced")
 async def rollback(request: Request, load_id: int) -> Any:
-    by = _loader_or_approver(request).username
+    viewer = _loader_or_approver(request)
+    hook = _audit_hook(request, viewer, "load.rollback", load_id)
 
     def work() -> dict[str, Any]:
-        with translate_errors(), connect(request.app.state.settings, autocommit=True) as conn:
-            return history.rollback(conn, request.app.state.catalog, load_id, by=by)
+        with _writing(request, viewer) as conn:
+            _load_of(request, viewer, conn, load_id)
+            return history.rollback(conn, request.app.state.catalog, load_id, by=viewer.name, audit=hook)
 
-    result = await run_in_threadpool(work)
-    guard.record(request, "load.rollback", f"load {load_id}")
-    return result
+    return await run_in_threadpool(work)
 
 
-def _loader_or_approver(request: Request) -> Principal:
-    found = guard.who()
-    if found is not None and access.may(found, "approve"):
-        return guard.require(request, "approve")
-    return guard.require(request, "load")
+def _loader_or_approver(request: Request) -> Viewer:
+    viewer = guard.viewer(request)
+    guard.require(request, "approve" if viewer.may("approve") else "load")
+    return viewer
+
+
+def _loadable(request: Request, viewer: Viewer, layer_id: str) -> None:
+    """May the viewer load into this layer? A layer they may not read is answered as one that does not
+    exist (404, naming only the layers they may load into); a readable one without the load grant is
+    403. Neither answer says anything about the layer's rows."""
+    catalog = request.app.state.catalog
+    found = catalog.layers.get(layer_id)
+    if found is not None and viewer.may_load(found):
+        return
+    if found is not None:
+        guard.record(request, "denied", f"layer {layer_id}", "denied", reason="may not load into the layer")
+        if viewer.can_read(found):
+            raise Forbidden(f"loading into {layer_id} needs that layer's grant")
+    mine = ", ".join(sorted(k for k, other in catalog.layers.items() if viewer.may_load(other) and not other.versioned))
+    raise NotFound(f"no layer {layer_id!r} to load into; you may load into: {mine}")
+
+
+def _load_of(request: Request, viewer: Viewer, conn: psycopg.Connection[Any], load_id: int) -> dict[str, Any]:
+    """The load, if its layer is one the viewer may read (404 otherwise, as for a load that never was)."""
+    load = history.show_row(conn, load_id)
+    layer = request.app.state.catalog.layers.get(load["layer_id"]) if load["layer_id"] else None
+    if layer is not None and not viewer.can_read(layer):
+        raise NotFound(f"no load {load_id}")
+    return load
+
+
+@contextmanager
+def _writing(request: Request, viewer: Viewer) -> Iterator[psycopg.Connection[Any]]:
+    """One transaction bound to the viewer for a write (load, approval, rollback), with a statement
+    timeout fit for large layers rather than for answering a map."""
+    with scope.transaction(request.app.state.pool, viewer, request.app.state.catalog, "write") as conn:
+        conn.execute(f"SET LOCAL statement_timeout = '{WRITE_STATEMENT_TIMEOUT}'")
+        yield conn
+
+
+def _audit_hook(request: Request, viewer: Viewer, action: str, load_id: int) -> history.Audit:
+    """The audit record of an approval or rollback, written in its own transaction by the loader."""
+    address = guard.address(request)
+
+    def hook(conn: psycopg.Connection[Any], result: dict[str, Any]) -> None:
+        audit.record(conn, actor=viewer.name, action=action, target=f"load {load_id}", address=address,
+                     detail={"layer": result.get("layer")})  # fmt: skip
+
+    return hook

@@ -1,6 +1,7 @@
 """The leaders' web map at ``/`` and the small JSON API it reads: ``/api/map/config`` (layers, styles,
 scenarios, periods), ``/api/communes`` (search by name with or without diacritics, or by code) and
-``/api/identify`` (what is at a point)."""
+``/api/identify`` (what is at a point, as the caller may read it: internal layers' rows of a commune
+officer's own communes only)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,25 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from gis_ioc import __version__
-from gis_ioc.auth import access
-from gis_ioc.auth.context import CURRENT
-from gis_ioc.database.connection import translate_errors
+from gis_ioc.api import guard
 from gis_ioc.errors import InvalidInput, NotFound
 from gis_ioc.maps import mapstyle, places
 from gis_ioc.publish.config import PROVINCE_BBOX
+from gis_ioc.query import scope
+from gis_ioc.query.viewer import Viewer
 from gis_ioc.web import TEMPLATES_DIR
 
 router = APIRouter(tags=["web map"])
 _templates = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]))
 
 
+#: Answers that depend on who asks are kept out of shared caches.
+PRIVATE = {"Cache-Control": "private, no-cache", "Vary": "Cookie, Authorization, X-API-Key"}
 COMMUNES_TTL = 300.0  # seconds; communes change only with a boundary load
 
 
@@ -32,7 +35,8 @@ def _communes(request: Request) -> list[places.Commune]:
     """The communes in force, read again at most every :data:`COMMUNES_TTL` seconds."""
     cached: tuple[float, list[places.Commune]] | None = getattr(request.app.state, "communes_cache", None)
     if cached is None or time.monotonic() - cached[0] > COMMUNES_TTL:
-        with translate_errors(), request.app.state.pool.connection(timeout=10) as conn:
+        # the same for everyone: the communes layer is public, read as an anonymous caller reads it
+        with scope.transaction(request.app.state.pool, Viewer.ANONYMOUS, request.app.state.catalog) as conn:
             cached = (time.monotonic(), places.communes(conn))
         request.app.state.communes_cache = cached
     return cached[1]
@@ -47,20 +51,21 @@ async def index(request: Request, lang: str = "vi") -> HTMLResponse:
 
 
 @router.get("/api/map/config", summary="Layers, MapLibre style, scenarios and periods of the web map")
-async def map_config(request: Request) -> dict[str, Any]:
+async def map_config(request: Request) -> JSONResponse:
     app = request.app
+    viewer = guard.viewer(request)
 
     def work() -> list[str]:
-        with translate_errors(), app.state.pool.connection(timeout=10) as conn:
+        with scope.transaction(app.state.pool, viewer, app.state.catalog) as conn:
             return places.periods(conn)
 
     periods = await run_in_threadpool(work)
     catalog = app.state.catalog
-    hidden = {k for k, layer in catalog.layers.items() if not access.can_read(CURRENT.get(), layer)}
+    hidden = {k for k, layer in catalog.layers.items() if not viewer.can_read(layer)}
     style = mapstyle.map_style(catalog, app.state.settings.ogc_path)
     style["sources"] = {k: v for k, v in style["sources"].items() if k not in hidden}
     style["layers"] = [s for s in style["layers"] if s.get("source") not in hidden]
-    return {
+    config = {
         "version": __version__,
         "bbox": PROVINCE_BBOX,
         "style": style,
@@ -71,6 +76,7 @@ async def map_config(request: Request) -> dict[str, Any]:
             for s in app.state.scenarios.values()
         ],
     }
+    return JSONResponse(config, headers=PRIVATE)  # the layers depend on who asks
 
 
 @router.get("/api/communes", summary="Find communes by name (with or without diacritics) or code")
@@ -99,13 +105,14 @@ async def identify(
     lon: Annotated[float, Query(ge=-180, le=180)],
     lat: Annotated[float, Query(ge=-90, le=90)],
     radius: Annotated[float, Query(gt=0, le=places.MAX_NEARBY_METRES, description="metres")] = 500.0,
-) -> dict[str, Any]:
+) -> JSONResponse:
     app = request.app
+    viewer = guard.viewer(request)
 
     def work() -> dict[str, Any]:
-        with translate_errors(), app.state.pool.connection(timeout=10) as conn:
-            return places.identify(conn, app.state.catalog, lon, lat, radius)
+        with scope.transaction(app.state.pool, viewer, app.state.catalog) as conn:
+            return places.identify(conn, app.state.catalog, viewer, lon, lat, radius)
 
     if lon != lon or lat != lat:  # NaN
         raise InvalidInput("lon and lat must be numbers")
-    return await run_in_threadpool(work)
+    return JSONResponse(await run_in_threadpool(work), headers=PRIVATE)  # what is shown depends on who asks

@@ -17,8 +17,9 @@ from gis_ioc.clikit import catalog_of, console, progress_bar, settings_of
 from gis_ioc.database.connection import connect
 
 if TYPE_CHECKING:
+    import psycopg
+
     from gis_ioc.loaders.vector import LoadReport
-    from gis_ioc.settings import Settings
 
 MODES = ("append", "replace", "upsert")  # gis_ioc.loaders.vector.MODES, without importing GDAL at start-up
 
@@ -153,8 +154,10 @@ def load_vector_cmd(
                 bar.update(tasks[stage], completed=done, total=total)
 
             report = load_vector(
-                conn, _catalog(settings), file, options, LoaderConfig.from_settings(settings), progress=progress
-            )
+                conn, _catalog(settings), file, options, LoaderConfig.from_settings(settings), progress=progress,
+                audit=lambda c, r: _audit(c, "load", f"load {r.load_id}", r.approval or "done",
+                                          layer=layer_id, file=file.name),
+            )  # fmt: skip
     except LoadRejected as exc:
         if as_json:
             click.echo(json.dumps(exc.report.as_dict(), ensure_ascii=False, indent=2, default=str))
@@ -165,19 +168,17 @@ def load_vector_cmd(
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2, default=str))
     else:
         print_report(report, console)
-    if report.load_id is not None:
-        _audit(settings, "load", f"load {report.load_id}", report.approval or "done", layer=layer_id, file=file.name)
     console.print(f"[green]{escape(report.message)}[/]")
     if report.load_id is not None and report.approval == "draft":
         console.print(f"approve with: gis-ioc load approve {report.load_id}")
 
 
-def _audit(settings: Settings, action: str, target: str, result: str, **detail: Any) -> None:
-    """What the operator did at the console goes into the audit trail as ``cli:<system user>``."""
+def _audit(conn: psycopg.Connection[Any], action: str, target: str, result: str, **detail: Any) -> None:
+    """What the operator did at the console goes into the audit trail as ``cli:<system user>``, in the
+    transaction of the action itself."""
     from gis_ioc.auth import audit
 
-    with connect(settings, autocommit=True) as conn:
-        audit.record(conn, actor=f"cli:{getpass.getuser()}", action=action, target=target, result=result, detail=detail)
+    audit.record(conn, actor=f"cli:{getpass.getuser()}", action=action, target=target, result=result, detail=detail)
 
 
 def _when(value: Any) -> str:
@@ -248,8 +249,10 @@ def load_approve(ctx: click.Context, load_id: int, by: str | None) -> None:
 
     settings = _settings(ctx)
     with connect(settings, autocommit=True) as conn:
-        result = history.approve(conn, _catalog(settings), load_id, by=by or getpass.getuser())
-    _audit(settings, "load.approve", f"load {load_id}", "ok", by=by)
+        result = history.approve(
+            conn, _catalog(settings), load_id, by=by or getpass.getuser(),
+            audit=lambda c, r: _audit(c, "load.approve", f"load {load_id}", "ok", by=by, approved=r["approved"]),
+        )  # fmt: skip
     console.print(
         f"load {load_id} approved: {result['approved']} features of {result['layer']} published, "
         f"{result['superseded']} replaced"
@@ -266,8 +269,10 @@ def load_rollback(ctx: click.Context, load_id: int, by: str | None) -> None:
 
     settings = _settings(ctx)
     with connect(settings, autocommit=True) as conn:
-        result = history.rollback(conn, _catalog(settings), load_id, by=by or getpass.getuser())
-    _audit(settings, "load.rollback", f"load {load_id}", "ok", by=by)
+        result = history.rollback(
+            conn, _catalog(settings), load_id, by=by or getpass.getuser(),
+            audit=lambda c, r: _audit(c, "load.rollback", f"load {load_id}", "ok", by=by, deleted=r["deleted"]),
+        )  # fmt: skip
     console.print(
         f"load {load_id} rolled back: {result['deleted']} features deleted, "
         f"{result['restored']} restored in {result['layer']}"
@@ -398,7 +403,9 @@ def load_plan_cmd(
     docs = [("explanatory_note", p) for p in notes] + [("decision", p) for p in decisions]
     with connect(settings, autocommit=True) as conn:
         result = load_plan(conn, file, meta, settings.home / "plans", crs=crs, documents=docs,
-                           source_unit=source_unit, loaded_by=getpass.getuser())  # fmt: skip
+                           source_unit=source_unit, loaded_by=getpass.getuser(),
+                           audit=lambda c, load_id: _audit(c, "load", f"load {load_id}", "draft",
+                                                           layer="planning_zones", file=file.name))  # fmt: skip
     for note in result.notes:
         console.print(f"  note: {escape(note)}")
     console.print(result.message)

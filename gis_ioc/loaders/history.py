@@ -4,12 +4,14 @@ A vector load writes its features as drafts (``approval = 'draft'``) under its l
 the scenarios see approved rows only. Approving a load makes its rows approved and takes out of
 service the rows it replaces (``replace``: the whole layer; ``upsert``: the same keys), recording them
 in ``gis_ioc.load_superseded``. Rolling a load back deletes its rows and puts the rows it replaced back.
-Each step is one transaction.
+Each step is one transaction (a savepoint inside the caller's, when it opened one); the ``audit`` callback
+of :func:`approve` and :func:`rollback` writes the step's audit record inside that transaction.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -20,6 +22,9 @@ from gis_ioc.catalog import Catalog
 from gis_ioc.catalog.ddl import table_ident
 from gis_ioc.catalog.models import Layer
 from gis_ioc.errors import LoadError, NotFound
+
+#: audit(conn, result): the audit record of an approval or rollback, written in its transaction
+Audit = Callable[[psycopg.Connection[Any], dict[str, Any]], None]
 
 _COLUMNS = """id, kind, layer_id, mode, source_unit, file_name, file_sha256, loaded_by, started_at, finished_at,
               status, approval, row_count, source_date, approved_by, approved_at, rolled_back_by, rolled_back_at"""
@@ -46,14 +51,21 @@ def insert_load(
     return int(row[0])
 
 
-def history(conn: psycopg.Connection[Any], *, layer_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """The latest loads, newest first."""
+def history(
+    conn: psycopg.Connection[Any],
+    *,
+    layer_id: str | None = None,
+    limit: int = 50,
+    hidden: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """The latest loads, newest first (none of the layers in ``hidden``: those the caller may not read)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             sql.SQL(
-                "SELECT {} FROM gis_ioc.loads WHERE (%s::text IS NULL OR layer_id = %s) ORDER BY id DESC LIMIT %s"
+                "SELECT {} FROM gis_ioc.loads WHERE (%s::text IS NULL OR layer_id = %s) "
+                "AND (layer_id IS NULL OR layer_id <> ALL(%s)) ORDER BY id DESC LIMIT %s"
             ).format(sql.SQL(_COLUMNS)),
-            (layer_id, layer_id, limit),
+            (layer_id, layer_id, list(hidden), limit),
         )
         return list(cur.fetchall())
 
@@ -104,8 +116,11 @@ def _lock_layer(conn: psycopg.Connection[Any], layer: Layer) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"gis_ioc.load.{layer.id}",))
 
 
-def approve(conn: psycopg.Connection[Any], catalog: Catalog, load_id: int, *, by: str) -> dict[str, Any]:
-    """Make a draft load's rows approved (and retire the rows it replaces), in one transaction."""
+def approve(
+    conn: psycopg.Connection[Any], catalog: Catalog, load_id: int, *, by: str, audit: Audit | None = None
+) -> dict[str, Any]:
+    """Make a draft load's rows approved (and retire the rows it replaces), in one transaction; ``audit``
+    is called in it with the result."""
     with conn.transaction():
         load = _get(conn, load_id, lock=True)
         layer = _layer(catalog, load)
@@ -113,7 +128,10 @@ def approve(conn: psycopg.Connection[Any], catalog: Catalog, load_id: int, *, by
             raise LoadError(f"load {load_id} is {load['status']}; only a finished load can be approved")
         if load["approval"] != "draft":
             raise LoadError(f"load {load_id} is already {load['approval']}")
-        return _approve(conn, layer, load, by)
+        result = _approve(conn, layer, load, by)
+        if audit is not None:
+            audit(conn, result)
+        return result
 
 
 def show_row(conn: psycopg.Connection[Any], load_id: int) -> dict[str, Any]:
@@ -173,8 +191,11 @@ def _approve(conn: psycopg.Connection[Any], layer: Layer, load: dict[str, Any], 
     return {"load_id": load_id, "approved": approved, "superseded": retired, "layer": layer.id}
 
 
-def rollback(conn: psycopg.Connection[Any], catalog: Catalog, load_id: int, *, by: str) -> dict[str, Any]:
-    """Delete a load's rows and restore the rows it replaced, in one transaction."""
+def rollback(
+    conn: psycopg.Connection[Any], catalog: Catalog, load_id: int, *, by: str, audit: Audit | None = None
+) -> dict[str, Any]:
+    """Delete a load's rows and restore the rows it replaced, in one transaction; ``audit`` is called in
+    it with the result."""
     with conn.transaction():
         load = _get(conn, load_id, lock=True)
         layer = _layer(catalog, load)
@@ -212,4 +233,7 @@ def rollback(conn: psycopg.Connection[Any], catalog: Catalog, load_id: int, *, b
                 WHERE id = %s""",
             (by, load_id),
         )
-    return {"load_id": load_id, "deleted": deleted, "restored": restored, "layer": layer.id}
+        result = {"load_id": load_id, "deleted": deleted, "restored": restored, "layer": layer.id}
+        if audit is not None:
+            audit(conn, result)
+    return result

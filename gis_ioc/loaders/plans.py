@@ -17,6 +17,7 @@ import json
 import math
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -94,8 +95,10 @@ def load_plan(
     documents: list[tuple[str, Path]] | None = None,
     source_unit: str | None = None,
     loaded_by: str = "gis-ioc",
+    audit: Callable[[psycopg.Connection[Any], int], None] | None = None,
 ) -> PlanResult:
-    """Load one planning drawing; the database and the store change together or not at all."""
+    """Load one planning drawing; the database and the store change together or not at all. ``audit``
+    (called with the load id) writes the load's audit record in the same transaction."""
     import rasterio
     from rasterio.errors import RasterioError
     from rasterio.shutil import copy as rio_copy
@@ -152,7 +155,7 @@ def load_plan(
             width, height = src.width, src.height
         shapely.prepare(footprint)
         return _record(
-            conn, path, meta, cog, footprint, label, width, height, docs, folder, notes, source_unit, loaded_by
+            conn, path, meta, cog, footprint, label, width, height, docs, folder, notes, source_unit, loaded_by, audit
         )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
@@ -201,6 +204,7 @@ def _record(
     notes: list[str],
     source_unit: str | None,
     loaded_by: str,
+    audit: Callable[[psycopg.Connection[Any], int], None] | None = None,
 ) -> PlanResult:
     province = conn.execute("SELECT ST_AsBinary(geom) FROM layers.province WHERE valid_to IS NULL").fetchone()
     if province is None or not shapely.intersects(shapely.from_wkb(bytes(province[0])), footprint):
@@ -254,6 +258,8 @@ def _record(
                     WHERE id = %s""",
                 (json.dumps({"plan_id": plan_id, "documents": stored, "notes": notes}), load_id),
             )
+            if audit is not None:
+                audit(conn, load_id)
     except psycopg.Error as exc:
         raise LoadError(f"plan not loaded, nothing changed: {str(exc).strip().splitlines()[0]}") from exc
     return PlanResult(plan_id, load_id, cog, float(area[0]) if area else 0.0, stored, notes)
@@ -263,14 +269,17 @@ def _record(
 
 
 def plan_info(conn: psycopg.Connection[Any], plan_id: int, *, approved_only: bool = True) -> dict[str, Any]:
+    """One drawing of a finished load: approved, or (``approved_only`` False, for those who load or approve)
+    also a draft. A rolled-back or rejected drawing is 404 for everyone."""
     row = conn.execute(
         """SELECT p.id, p.zone_code, p.name, p.cog_path, p.width, p.height, p.source_crs, l.approval, l.status,
                   ST_AsGeoJSON(p.footprint)::json, p.load_id
              FROM gis_ioc.plans p JOIN gis_ioc.loads l ON l.id = p.load_id WHERE p.id = %s""",
         (plan_id,),
     ).fetchone()
-    if row is None or (approved_only and (row[7] != "approved" or row[8] != "done")):
-        raise NotFound(f"no approved plan {plan_id}")
+    shown = ("approved",) if approved_only else ("approved", "draft")
+    if row is None or row[7] not in shown or row[8] != "done":
+        raise NotFound(f"no approved plan {plan_id}" if approved_only else f"no plan {plan_id}")
     docs = conn.execute(
         "SELECT id, kind, file_name, file_sha256, size_bytes, path FROM gis_ioc.plan_documents "
         "WHERE plan_id = %s ORDER BY id",
@@ -284,13 +293,19 @@ def plan_info(conn: psycopg.Connection[Any], plan_id: int, *, approved_only: boo
     }  # fmt: skip
 
 
-def list_plans(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+def list_plans(conn: psycopg.Connection[Any], *, drafts: bool = False) -> list[dict[str, Any]]:
+    """The drawings of finished loads: approved ones, and drafts too when ``drafts`` (for those who load
+    or approve)."""
+    shown = ["approved", "draft"] if drafts else ["approved"]
     rows = conn.execute(
-        """SELECT p.id, p.zone_code, p.name, p.source_crs, ST_AsGeoJSON(ST_Envelope(p.footprint))::json
+        """SELECT p.id, p.zone_code, p.name, p.source_crs, ST_AsGeoJSON(ST_Envelope(p.footprint))::json, l.approval
              FROM gis_ioc.plans p JOIN gis_ioc.loads l ON l.id = p.load_id
-            WHERE l.approval = 'approved' AND l.status = 'done' ORDER BY p.id"""
+            WHERE l.approval = ANY(%s) AND l.status = 'done' ORDER BY p.id""",
+        (shown,),
     ).fetchall()
-    return [{"id": r[0], "zone_code": r[1], "name": r[2], "source_crs": r[3], "bbox": r[4]} for r in rows]
+    return [
+        {"id": r[0], "zone_code": r[1], "name": r[2], "source_crs": r[3], "bbox": r[4], "approval": r[5]} for r in rows
+    ]
 
 
 def render_tile(cog: Path, z: int, x: int, y: int) -> bytes | None:

@@ -4,6 +4,10 @@ read (GDAL) → encoding → field mapping → CRS (VN-2000 pinned, diagnosed ag
 quality gates → staging table → checks against approved rows → merge, all in one transaction: a load
 that is refused or fails leaves every table as it was. Loaded features are drafts until approved
 (:func:`gis_ioc.loaders.history.approve`), unless the source unit is a trusted automated feed.
+
+Who may load into which layer is the door's question (:meth:`gis_ioc.query.viewer.Viewer.may_load`); the
+door passes an ``audit`` callback that writes the load's audit record inside the load's own transaction,
+so the record stands or falls with the load.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class LoaderConfig:
     max_unzipped_bytes: int = 1 << 30
     overlap_tolerance_m2: float = 1.0
     auto_approve_units: tuple[str, ...] = ()
+    bulk_rows: int | None = None  # from this many rows on the table's owner merges in bulk (None: BULK_ROWS)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoaderConfig:
@@ -133,6 +138,10 @@ class LoadReport:
         }
 
 
+#: audit(conn, report): the load's audit record, written in the load's transaction once it is merged
+Audit = Callable[[psycopg.Connection[Any], "LoadReport"], None]
+
+
 class LoadRejected(LoadError):
     """The load was refused (its report says why, row by row); nothing was written."""
 
@@ -204,8 +213,10 @@ def load_vector(
     config: LoaderConfig,
     *,
     progress: Progress | None = None,
+    audit: Audit | None = None,
 ) -> LoadReport:
-    """Load one file into one layer; returns the report, or raises :class:`LoadRejected` with it."""
+    """Load one file into one layer; returns the report, or raises :class:`LoadRejected` with it.
+    ``audit`` is called in the load's transaction after the merge (not for a dry run)."""
     if options.layer_id not in catalog.layers:
         raise InvalidInput(f"unknown layer {options.layer_id!r}; known: {', '.join(sorted(catalog.layers))}")
     layer = catalog.layers[options.layer_id]
@@ -237,7 +248,7 @@ def load_vector(
         raise _reject(report, str(exc)) from exc
     finally:
         remove_work(work)
-    return _check_and_write(conn, layer, source, options, config, report, step)
+    return _check_and_write(conn, layer, source, options, config, report, step, audit)
 
 
 def _check_and_write(
@@ -248,6 +259,7 @@ def _check_and_write(
     config: LoaderConfig,
     report: LoadReport,
     step: Progress,
+    audit: Audit | None = None,
 ) -> LoadReport:
     frame = source.frame
     n = len(frame)
@@ -340,7 +352,7 @@ def _check_and_write(
         report.status = "checked"
         report.message = f"{n} features checked, nothing written (dry run)"
         return report
-    _write(conn, layer, casted, geoms, options, config, report, step)
+    _write(conn, layer, casted, geoms, options, config, report, step, audit)
     return report
 
 
@@ -372,6 +384,7 @@ def _write(
     config: LoaderConfig,
     report: LoadReport,
     step: Progress,
+    audit: Audit | None = None,
 ) -> None:
     names = list(casted)
     n = len(geoms)
@@ -426,7 +439,11 @@ def _write(
             if report.errors:
                 raise _reject(report, f"{_n(report.errors, 'error')} against the approved data: nothing was loaded")
             step("merge", 0, 1)
-            restore = _bulk_begin(conn, layer, n) if n >= BULK_ROWS else []
+            threshold = BULK_ROWS if config.bulk_rows is None else config.bulk_rows
+            bulk = n >= threshold and owns_table(conn, layer)
+            restore = _bulk_begin(conn, layer, n) if bulk else []
+            if bulk:
+                report.notes.append(f"{n} rows merged in bulk (the table's indexes and load key restored after)")
             target_cols = sql.SQL(", ").join(sql.Identifier(c) for c in [*names, "geom"])
             inserted = conn.execute(
                 sql.SQL(
@@ -452,6 +469,8 @@ def _write(
                           source_date = %s, report = %s WHERE id = %s""",
                 (inserted, report.source_date, Jsonb(report.as_dict()), load_id),
             )
+            if audit is not None:
+                audit(conn, report)
             step("merge", 1, 1)
     except (psycopg.Error, OverflowError) as exc:  # OverflowError: an integer beyond bigint, met by binary COPY
         report.load_id = None
@@ -466,10 +485,23 @@ def _write(
 _STAGE_TYPES: dict[FieldType, str] = {**PG_TYPES, "integer": "bigint"}
 _COPY_TYPES: dict[FieldType, str] = {"text": "text", "integer": "int8", "number": "float8", "boolean": "bool",
                                      "date": "date", "datetime": "timestamptz"}  # fmt: skip
-#: From this many rows on, the merge inserts without the per-row foreign-key trigger (and, when the layer
-#: holds fewer rows than the load brings, without upkeep of the GiST and other non-unique indexes), then
-#: restores them in bulk.
+#: From this many rows on (``LoaderConfig.bulk_rows``), the merge inserts without the per-row foreign-key
+#: trigger (and, when the layer holds fewer rows than the load brings, without upkeep of the GiST and other
+#: non-unique indexes), then restores them in bulk, when the connection's role owns the table.
 BULK_ROWS = 100_000
+
+
+def owns_table(conn: psycopg.Connection[Any], layer: Layer) -> bool:
+    """May the current role drop and recreate the layer table's indexes and its foreign key to
+    ``gis_ioc.loads``? Only as (a member of) the table's owner: the server's role (``gis_ioc_server``,
+    writing as ``gis_ioc_full``) owns nothing and merges row by row."""
+    row = conn.execute(
+        """SELECT pg_has_role(current_user, c.relowner, 'USAGE')
+                  AND has_table_privilege('gis_ioc.loads', 'REFERENCES')
+             FROM pg_class c WHERE c.oid = %s::regclass""",
+        (table_ident(layer).as_string(conn),),
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _rebuild_indexes(existing: int, n: int) -> bool:

@@ -4,6 +4,9 @@ CSV or XLSX, in any published CRS (VN-2000 through the pinned EPSG:6960 SRIDs in
 Rows come from a server-side cursor in batches and are written as they arrive, so memory stays flat
 whatever the size of the layer; a callback reports progress (rows written, rows in all). The result
 is a file in a folder the caller owns; the HTTP layer streams it back.
+
+A layer's rows are read as a :class:`~gis_ioc.query.viewer.Viewer` may read them, through the one read
+path (:mod:`gis_ioc.query.rows`): the console exports as ``Viewer.console()``, the HTTP door as the caller.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from gis_ioc.catalog import Catalog
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.crs import PUBLISHED, PublishedCrs, lookup
 from gis_ioc.errors import InvalidInput, NotFound
-from gis_ioc.publish.cql import Params, parse_filter
-from gis_ioc.publish.features import ItemsQuery, where_sql
+from gis_ioc.publish.cql import Params
+from gis_ioc.query import rows as read_path
+from gis_ioc.query.viewer import Viewer
 
 Progress = Callable[[int, int], None]
 
@@ -126,31 +130,27 @@ class Source:
 def layer_source(
     conn: psycopg.Connection[Any],
     catalog: Catalog,
+    viewer: Viewer,
     layer_id: str,
     crs: PublishedCrs,
     *,
-    cql: str | None = None,
-    filter_lang: str | None = None,
+    filter: dict[str, Any] | None = None,
+    filter_text: str | None = None,
     filter_crs: PublishedCrs = PUBLISHED[0],
     bbox: tuple[float, float, float, float] | None = None,
-    include_personal: bool = False,
-    allow_restricted: bool = False,
 ) -> Source:
-    """A layer's current approved features, filtered like the OGC API's items (same CQL2 compiler)."""
-    layer = catalog.layers.get(layer_id)
-    if layer is None or (layer.access == "restricted" and not allow_restricted):
-        known = ", ".join(sorted(k for k, v in catalog.layers.items() if v.access != "restricted"))
-        raise NotFound(f"no layer {layer_id!r} to export; known: {known}")
-    query = ItemsQuery(
-        layer=layer,
-        limit=0,
-        bbox=bbox,
-        filter=parse_filter(cql, filter_lang) if cql else None,
-        filter_crs=filter_crs,
-    )
+    """A layer's current approved features as ``viewer`` may read them, through the one read path
+    (:func:`gis_ioc.query.rows.where`): a layer the viewer may not read is 404; a commune officer gets
+    their own communes' rows; personal fields only with the personal-data grant. ``filter`` is a parsed
+    CQL2 expression (cql2-json, see :func:`gis_ioc.publish.cql.parse_filter`), compiled with bound
+    values in its own parentheses; ``filter_text`` is only what the caller wrote, for the file's notes."""
+    try:
+        layer = read_path.readable_layer(viewer, catalog, layer_id)
+    except NotFound:
+        raise NotFound(f"no layer {layer_id!r} to export") from None
     params = Params()
-    where = where_sql(query, params)
-    fields = [f for f in layer.fields if include_personal or not f.personal]
+    where = read_path.where(viewer, layer, params, filter=filter, filter_crs=filter_crs, extra=bbox_sql(bbox, params))
+    fields = list(layer.fields)  # as the viewer sees the layer: personal fields only when granted
     table = sql.Identifier(SCHEMA, layer.table)
     count_row = conn.execute(
         sql.SQL("SELECT count(*) FROM {} t WHERE {}").format(table, where), params.values
@@ -171,13 +171,21 @@ def layer_source(
         with conn.transaction(), conn.cursor(name=f"export_{layer.id}") as cur:
             cur.itersize = BATCH
             cur.execute(statement, params.values)
-            while rows := cur.fetchmany(BATCH):
-                yield [(list(r[:-1]), bytes(r[-1]) if r[-1] is not None else None) for r in rows]
+            while found := cur.fetchmany(BATCH):
+                yield [(list(r[:-1]), bytes(r[-1]) if r[-1] is not None else None) for r in found]
 
     notes = {"layer": layer.id, "title": layer.title.vi, "owner": layer.owner_unit.vi, "licence": layer.license}
-    if cql:
-        notes["filter"] = cql
+    if filter_text:
+        notes["filter"] = filter_text
     return Source(layer.id, layer.title.vi, columns, layer.geometry, count, batches, notes)
+
+
+def bbox_sql(bbox: tuple[float, float, float, float] | None, params: Params) -> list[sql.Composable]:
+    """A CRS84 box as extra conditions of :func:`gis_ioc.query.rows.where` (index-assisted intersection)."""
+    if bbox is None:
+        return []
+    box = sql.SQL("ST_MakeEnvelope({}, {}, {}, {}, 4326)").format(*(params.add(float(v)) for v in bbox))
+    return [sql.SQL("t.geom && {box} AND ST_Intersects(t.geom, {box})").format(box=box)]
 
 
 def run_source(

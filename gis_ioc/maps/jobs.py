@@ -1,8 +1,17 @@
 """Background exports with progress: a job runs in a worker thread, reports rows written out of rows
-in all, and leaves its file in ``GIS_IOC_HOME/exports/<job>/`` until it expires."""
+in all, and leaves its file in ``GIS_IOC_HOME/exports/<secret>/`` until it expires.
+
+A job belongs to the account that started it: :meth:`JobManager.get` answers only its owner (and
+administrators, see :meth:`gis_ioc.query.viewer.Viewer.owns`); anyone else is told there is no such job.
+The folder of a job's file is a random name of its own (not the job id), made private, and the file is
+served only when it is still a regular file inside that folder.
+
+Jobs live in this process's memory (issue 12 moves them to PostgreSQL, as every other job).
+"""
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import threading
 import time
@@ -15,6 +24,7 @@ from typing import Any
 
 from gis_ioc.errors import GisIocError, NotFound
 from gis_ioc.maps.exports import ExportResult, Progress
+from gis_ioc.query.viewer import Viewer
 
 
 class JobNotReady(GisIocError):
@@ -28,6 +38,7 @@ class Job:
     kind: str
     request: dict[str, Any]
     folder: Path
+    owner: str | None = None  # the account that started the job
     status: str = "queued"  # queued | running | done | failed
     done: int = 0
     total: int | None = None
@@ -35,6 +46,16 @@ class Job:
     finished: float | None = None
     error: str | None = None
     result: ExportResult | None = None
+
+    def file(self) -> Path:
+        """The job's file, once done: a regular file inside the job's own folder, or 409/404."""
+        if self.status != "done" or self.result is None:
+            raise JobNotReady(f"export job {self.id} is {self.status}" + (f": {self.error}" if self.error else ""))
+        path = self.result.path
+        folder = self.folder.resolve()
+        if path.is_symlink() or not path.is_file() or folder not in path.resolve().parents:
+            raise NotFound(f"export job {self.id} has no file any more")
+        return path
 
     def describe(self, base: str) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -68,10 +89,19 @@ class JobManager:
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gis-ioc-export")
 
-    def submit(self, kind: str, request: dict[str, Any], work: Callable[[Path, Progress], ExportResult]) -> Job:
+    def submit(
+        self,
+        kind: str,
+        request: dict[str, Any],
+        work: Callable[[Path, Progress], ExportResult],
+        *,
+        owner: str | None,
+    ) -> Job:
         self.expire()
         job_id = uuid.uuid4().hex
-        job = Job(job_id, kind, request, self.folder / job_id)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.chmod(0o700)  # the files of every account's exports: the server's alone
+        job = Job(job_id, kind, request, self.folder / secrets.token_urlsafe(24), owner=owner)
         with self.lock:
             self.jobs[job_id] = job
 
@@ -92,10 +122,11 @@ class JobManager:
         self.pool.submit(run)
         return job
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str, viewer: Viewer) -> Job:
+        """The job, if ``viewer`` owns it (or administers); otherwise 404, as for a job that never was."""
         with self.lock:
             job = self.jobs.get(job_id)
-        if job is None:
+        if job is None or not viewer.owns(job.owner):
             raise NotFound(f"no export job {job_id!r} (jobs are kept for {self.keep_seconds:g} s)")
         return job
 

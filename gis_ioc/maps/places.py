@@ -1,5 +1,8 @@
 """What the web map asks PostGIS: find a commune by name (with or without diacritics) or code, and
-what is at a point (the commune, the parcel, facilities nearby)."""
+what is at a point (the commune, the parcel, facilities nearby) as the viewer may read it.
+
+Commune search is public (the communes layer is). Identify reads every layer through the one read path
+(:mod:`gis_ioc.query.rows`) in the caller's transaction, which the door binds to the viewer."""
 
 from __future__ import annotations
 
@@ -10,11 +13,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from gis_ioc.auth import access
-from gis_ioc.auth.context import CURRENT
 from gis_ioc.catalog import Catalog, Layer
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.errors import InvalidInput
+from gis_ioc.publish.cql import Params
+from gis_ioc.query import rows
+from gis_ioc.query.viewer import Viewer
 
 #: The point layers of facilities that identify lists near a click (restricted layers never).
 FACILITY_LAYERS = ("schools", "health_facilities", "fire_stations", "shelters", "power_substations")
@@ -85,83 +89,105 @@ def search(items: list[Commune], query: str, limit: int = 10) -> list[Commune]:
     return [c for _, _, c in ranked[:limit]]
 
 
-def _public_fields(layer: Layer) -> list[str]:
-    return [f.name for f in layer.fields if not f.personal]
-
-
 def identify(
-    conn: psycopg.Connection[Any], catalog: Catalog, lon: float, lat: float, metres: float = 500.0
+    conn: psycopg.Connection[Any], catalog: Catalog, viewer: Viewer, lon: float, lat: float, metres: float = 500.0
 ) -> dict[str, Any]:
-    """The commune and the parcel at a point (CRS84), and the facilities within ``metres``, nearest first."""
+    """The commune and the parcel at a point (CRS84), and the facilities within ``metres``, nearest first,
+    as ``viewer`` may read them (:mod:`gis_ioc.query.rows`): layers they may not read are left out, a
+    commune officer sees internal layers' rows of their own communes only, personal fields never unless
+    granted. Public layers answer everyone."""
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
         raise InvalidInput(f"point ({lon}, {lat}) is not a longitude, latitude in degrees")
     if not 0 < metres <= MAX_NEARBY_METRES:
         raise InvalidInput(f"radius {metres} must be above 0 and at most {MAX_NEARBY_METRES:g} metres")
-    point = {"lon": lon, "lat": lat, "m": metres}
-    pt = sql.SQL("ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)")
     answer: dict[str, Any] = {"point": [lon, lat], "radius_m": metres, "commune": None, "parcel": None, "nearby": []}
-    for key, layer_id, extra in (("commune", "communes", "t.valid_to IS NULL AND "), ("parcel", "land_parcels", "")):
-        layer = catalog.layers.get(layer_id)
-        if layer is None or not access.can_read(CURRENT.get(), layer):
-            continue
-        fields = _public_fields(layer)
-        row = conn.execute(
-            sql.SQL(
-                "SELECT t.fid, {cols} FROM {table} t "
-                "WHERE {extra}t.approval = 'approved' AND ST_Intersects(t.geom, {pt}) LIMIT 1"
-            ).format(
-                cols=sql.SQL(", ").join(sql.Identifier("t", f) for f in fields),
-                table=sql.Identifier(SCHEMA, layer.table),
-                extra=sql.SQL(extra),
-                pt=pt,
-            ),
-            point,
-        ).fetchone()
-        if row is not None:
-            props = {f: _jsonable(v) for f, v in zip(fields, row[1:], strict=True)}
-            answer[key] = {
-                "layer": layer.id,
-                "title": {"vi": layer.title.vi, "en": layer.title.en},
-                "fid": row[0],
-                "properties": props,
-                "labels": _labels(layer, props),
-            }
+    for key, layer_id in (("commune", "communes"), ("parcel", "land_parcels")):
+        answer[key] = _feature_at(conn, catalog, viewer, layer_id, lon, lat)
+    answer["nearby"] = _nearby(conn, catalog, viewer, lon, lat, metres)
+    return answer
+
+
+def _point(params: Params, lon: float, lat: float) -> sql.Composed:
+    return sql.SQL("ST_SetSRID(ST_MakePoint({}, {}), 4326)").format(params.add(lon), params.add(lat))
+
+
+def _feature_at(
+    conn: psycopg.Connection[Any], catalog: Catalog, viewer: Viewer, layer_id: str, lon: float, lat: float
+) -> dict[str, Any] | None:
+    """The first feature of the layer at the point that the viewer may read (None: none, or unreadable)."""
+    found = catalog.layers.get(layer_id)
+    if found is None or not viewer.can_read(found):
+        return None
+    layer = viewer.sees(found)
+    fields = [f.name for f in layer.fields]
+    params = Params()
+    at = sql.SQL("ST_Intersects(t.geom, {})").format(_point(params, lon, lat))
+    row = conn.execute(
+        sql.SQL("SELECT t.fid, {cols} FROM {table} t WHERE {where} LIMIT 1").format(
+            cols=sql.SQL(", ").join(sql.Identifier("t", f) for f in fields),
+            table=sql.Identifier(SCHEMA, layer.table),
+            where=rows.where(viewer, layer, params, extra=[at]),
+        ),
+        params.values,
+    ).fetchone()
+    if row is None:
+        return None
+    props = {f: _jsonable(v) for f, v in zip(fields, row[1:], strict=True)}
+    return {
+        "layer": layer.id,
+        "title": {"vi": layer.title.vi, "en": layer.title.en},
+        "fid": row[0],
+        "properties": props,
+        "labels": _labels(layer, props),
+    }
+
+
+def _nearby(
+    conn: psycopg.Connection[Any], catalog: Catalog, viewer: Viewer, lon: float, lat: float, metres: float
+) -> list[dict[str, Any]]:
+    """Facilities within ``metres`` of the point, nearest first (at most 25), of the layers and rows the
+    viewer may read."""
+    params = Params()
     parts = []
     for layer_id in FACILITY_LAYERS:
-        layer = catalog.layers.get(layer_id)
-        if layer is None or not access.can_read(CURRENT.get(), layer):
+        found = catalog.layers.get(layer_id)
+        if found is None or not viewer.can_read(found):
             continue
+        layer = viewer.sees(found)
+        pt = sql.SQL("{}::geography").format(_point(params, lon, lat))
+        near = sql.SQL("ST_DWithin(t.geom::geography, {}, {})").format(pt, params.add(metres))
         label = sql.Identifier("t", "name") if layer.field("name") else sql.Identifier("t", layer.key or "fid")
         parts.append(
             sql.SQL(
                 "SELECT {lid} AS layer, t.fid, {key}::text AS code, {label}::text AS name, "
-                "ST_Distance(t.geom::geography, {pt}::geography) AS d, ST_X(t.geom) AS x, ST_Y(t.geom) AS y "
-                "FROM {table} t WHERE t.approval = 'approved' "
-                "AND ST_DWithin(t.geom::geography, {pt}::geography, %(m)s)"
+                "ST_Distance(t.geom::geography, {pt}) AS d, ST_X(t.geom) AS x, ST_Y(t.geom) AS y "
+                "FROM {table} t WHERE {where}"
             ).format(
                 lid=sql.Literal(layer.id),
                 key=sql.Identifier("t", layer.key or "fid"),
                 label=label,
-                table=sql.Identifier(SCHEMA, layer.table),
                 pt=pt,
+                table=sql.Identifier(SCHEMA, layer.table),
+                where=rows.where(viewer, layer, params, extra=[near]),
             )
         )
-    if parts:
-        rows = conn.execute(sql.SQL(" UNION ALL ").join(parts) + sql.SQL(" ORDER BY d LIMIT 25"), point).fetchall()
-        for layer_id, fid, code, name, dist, x, y in rows:
-            layer = catalog.layers[layer_id]
-            answer["nearby"].append(
-                {
-                    "layer": layer_id,
-                    "title": {"vi": layer.title.vi, "en": layer.title.en},
-                    "fid": fid,
-                    "code": code,
-                    "name": name,
-                    "distance_m": round(float(dist), 1),
-                    "point": [x, y],
-                }
-            )
-    return answer
+    if not parts:
+        return []
+    found_rows = conn.execute(
+        sql.SQL(" UNION ALL ").join(parts) + sql.SQL(" ORDER BY d LIMIT 25"), params.values
+    ).fetchall()
+    return [
+        {
+            "layer": layer_id,
+            "title": {"vi": catalog.layers[layer_id].title.vi, "en": catalog.layers[layer_id].title.en},
+            "fid": fid,
+            "code": code,
+            "name": name,
+            "distance_m": round(float(dist), 1),
+            "point": [x, y],
+        }
+        for layer_id, fid, code, name, dist, x, y in found_rows
+    ]
 
 
 def _labels(layer: Layer, props: dict[str, Any]) -> dict[str, dict[str, str]]:

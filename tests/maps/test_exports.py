@@ -19,6 +19,8 @@ from openpyxl import load_workbook
 from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.crs import transformer
 from gis_ioc.maps import exports
+from gis_ioc.publish.cql import parse_filter
+from gis_ioc.query.viewer import Viewer
 from gis_ioc.scenarios import selectors
 from gis_ioc.scenarios.engine import run_scenario
 from gis_ioc.scenarios.models import load_scenarios
@@ -26,6 +28,7 @@ from gis_ioc.settings import Settings
 from tests.conftest import scalar
 
 PRIMARY = "level = 'primary'"
+CONSOLE = Viewer.console("test")
 
 
 def test_shapefile_names_are_short_deterministic_and_distinct() -> None:
@@ -53,7 +56,9 @@ def test_shapefile_names_are_short_deterministic_and_distinct() -> None:
 def export_layer(db: psycopg.Connection[Any], catalog: Catalog, fmt: str, crs: str, tmp: Path) -> exports.ExportResult:
     target = exports.resolve_crs(crs)
     seen: list[tuple[int, int]] = []
-    source = exports.layer_source(db, catalog, "schools", target, cql=PRIMARY)
+    source = exports.layer_source(
+        db, catalog, CONSOLE, "schools", target, filter=parse_filter(PRIMARY, None), filter_text=PRIMARY
+    )
     result = exports.export(source, fmt, target, tmp, lambda done, total: seen.append((done, total)))
     assert seen[0] == (0, result.count) and seen[-1] == (result.count, result.count)
     return result
@@ -124,8 +129,8 @@ def test_flagged_communes_of_a_run_as_vn2000_geopackage(
     db: psycopg.Connection[Any], catalog: Catalog, settings: Settings, tmp_path: Path
 ) -> None:
     scenario = load_scenarios(settings.config_dir / "scenarios", catalog)["education"]
-    selection = selectors.from_request(db, {"radius": {"at": [106.3131, 20.4795], "metres": 2500}}, catalog)
-    run = run_scenario(db, catalog, scenario, selection, "2026-Q3").as_dict()
+    selection = selectors.from_request(db, {"radius": {"at": [106.3131, 20.4795], "metres": 2500}}, catalog, CONSOLE)
+    run = run_scenario(db, catalog, scenario, selection, "2026-Q3", viewer=CONSOLE).as_dict()
     flagged = {f["where"] for f in run["flags"]} - {"total"}
     assert flagged
     crs = exports.resolve_crs("EPSG:9209")
@@ -187,12 +192,18 @@ def test_background_export_reports_progress_and_gives_the_file(client: TestClien
         ({"layer": "roads", "run": 1}, "exactly one of layer"),
         ({"layer": "roads", "colour": "red"}, "colour"),
         ({"run": "one"}, "integer"),
+        ({"layer": "roads", "format": 5}, "format: give text"),
+        ({"layer": "roads", "bbox": [1, 2, 3, 4]}, "bbox: give text"),
+        ({"run": 1, "flagged": "yes"}, "flagged"),
+        ({"layer": 7}, "layer must be"),
     ]:
         bad = client.post("/api/exports", json=body)
         assert bad.status_code == 400 and words in bad.json()["detail"], bad.text
     assert client.get("/api/exports/jobs/nope").status_code == 404
     hidden = client.post("/api/exports", json={"layer": "police_posts"})  # restricted: as if it did not exist
     assert hidden.status_code == 404 and "no layer" in hidden.json()["detail"]
+    unknown = client.post("/api/exports", json={"layer": "nope"})
+    assert unknown.status_code == 404 and unknown.json()["detail"] == "no layer 'nope'"
 
 
 def test_cli_export_layer_and_run(settings: Settings, loaded: Any, db: psycopg.Connection[Any], tmp_path: Path) -> None:
@@ -223,7 +234,8 @@ def test_cli_export_layer_and_run(settings: Settings, loaded: Any, db: psycopg.C
     assert len(frame) == len(expected_primary(db)) and frame.crs.to_epsg() == 9209
     catalog = load_catalog(settings.layers_dir, settings.styles_dir, settings.config_dir)
     scenario = load_scenarios(settings.config_dir / "scenarios", catalog)["health"]
-    run_id = run_scenario(db, catalog, scenario, selectors.communes(db, ["11953", "13225"]), "2026-Q3").id
+    selection = selectors.communes(db, ["11953", "13225"])
+    run_id = run_scenario(db, catalog, scenario, selection, "2026-Q3", viewer=CONSOLE).id
     result = CliRunner().invoke(
         main, ["export", "run", str(run_id), "--format", "xlsx", "-o", str(tmp_path)], obj={"settings": settings}
     )

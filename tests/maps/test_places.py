@@ -7,9 +7,15 @@ from typing import Any
 import psycopg
 from fastapi.testclient import TestClient
 
+from gis_ioc.auth import accounts
 from gis_ioc.catalog import Catalog
+from gis_ioc.database.connection import connect
 from gis_ioc.maps.mapstyle import map_style
 from gis_ioc.maps.places import fold
+from gis_ioc.settings import Settings
+from tests.auth.conftest import REF, create
+
+OWN, OTHER = "11953", "11977"
 
 
 def test_fold_removes_diacritics_and_d_bar() -> None:
@@ -75,3 +81,38 @@ def test_style_draws_each_published_layer_from_our_tiles(catalog: Catalog) -> No
     assert colour[0] == "match" and colour[colour.index("primary") + 1] == "#6baed6"  # from styles/schools.yaml
     parcels = next(layer for layer in style["layers"] if layer["id"] == "land_parcels-fill")
     assert parcels["minzoom"] == 13 and parcels["layout"]["visibility"] == "none"
+
+
+def test_identify_keeps_a_commune_officer_to_their_communes(
+    anonymous: TestClient, client: TestClient, db: psycopg.Connection[Any], settings: Settings, catalog: Catalog
+) -> None:
+    """Issue 11: identify ignored commune limits. A commune officer identifying a point in another
+    commune gets the commune (public) and public facilities, not that commune's parcel or internal
+    facilities; in their own commune they get the parcel as a leader does."""
+    with connect(settings, autocommit=True) as conn:
+        create(conn, "places.officer", ["commune_officer"], communes=[OWN])
+        officer = {"X-API-Key": accounts.issue_key(conn, "places.officer", REF, "cli:test")}
+    for code, shown in ((OTHER, False), (OWN, True)):
+        fid, lon, lat = db.execute(
+            "SELECT p.fid, ST_X(ST_PointOnSurface(p.geom)), ST_Y(ST_PointOnSurface(p.geom)) FROM layers.land_parcels p "
+            "JOIN layers.communes c ON c.code = p.commune_code AND c.valid_to IS NULL "
+            "WHERE p.approval = 'approved' AND p.commune_code = %s "
+            "AND ST_Contains(c.geom, ST_PointOnSurface(p.geom)) ORDER BY p.fid LIMIT 1",
+            (code,),
+        ).fetchone()
+        params = {"lon": lon, "lat": lat, "radius": 800}
+        answer = anonymous.get("/api/identify", params=params, headers=officer)
+        assert answer.headers["cache-control"].startswith("private")  # it depends on who asks
+        mine = answer.json()
+        full = client.get("/api/identify", params=params).json()
+        public = anonymous.get("/api/identify", params=params).json()
+        assert full["parcel"]["fid"] == fid and full["parcel"]["properties"]["commune_code"] == code
+        assert mine["commune"] == full["commune"] == public["commune"] and mine["commune"]["properties"]["code"] == code
+        assert mine["parcel"] == (full["parcel"] if shown else None)
+        assert len(mine["nearby"]) < 25 and len(public["nearby"]) < 25
+        kind = {n["layer"]: catalog.layers[n["layer"]].access for n in mine["nearby"] + full["nearby"]}
+        assert [n for n in mine["nearby"] if kind[n["layer"]] == "public"] == public["nearby"]
+        for item in (n for n in mine["nearby"] if kind[n["layer"]] != "public"):
+            table = catalog.layers[item["layer"]].table
+            row = db.execute(f"SELECT commune_code FROM layers.{table} WHERE fid = %s", (item["fid"],)).fetchone()
+            assert row == (OWN,), item
