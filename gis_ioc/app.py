@@ -33,6 +33,7 @@ from gis_ioc.api import reports as reports_api
 from gis_ioc.api import scenarios as scenarios_api
 from gis_ioc.api import web as web_api
 from gis_ioc.api.front import FrontDoor
+from gis_ioc.auth import audit
 from gis_ioc.auth.oidc import OidcConfig, OidcVerifier
 from gis_ioc.auth.sessions import Policy
 from gis_ioc.catalog import Catalog, load_catalog
@@ -106,6 +107,10 @@ def oidc_verifier(settings: Settings) -> OidcVerifier | None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    # the audit chain's key and head file, and the key sealing second-factor secrets: an unreadable or
+    # too widely readable key stops the server here rather than at its first request
+    audit.configure(settings.home).audit_key()
+    audit.keys().totp_key()
     catalog = load_catalog(settings.layers_dir, settings.styles_dir, settings.config_dir)
     pool = create_pool(settings)
     try:

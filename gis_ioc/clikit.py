@@ -17,7 +17,10 @@ def settings_of(ctx: click.Context) -> Settings:
     """The settings of this invocation, read from the environment once."""
     obj = ctx.ensure_object(dict)
     if "settings" not in obj:
+        from gis_ioc.auth import audit
+
         obj["settings"] = Settings()
+        audit.configure(obj["settings"].home)  # the audit chain's key and head file live under GIS_IOC_HOME
     settings: Settings = obj["settings"]
     return settings
 

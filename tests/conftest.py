@@ -26,7 +26,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gis_ioc.app import create_app
-from gis_ioc.auth import accounts
+from gis_ioc.auth import accounts, audit
 from gis_ioc.auth.accounts import RequestRef
 from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.database.cluster import Cluster
@@ -82,6 +82,7 @@ def fresh_cluster(prefix: str) -> Iterator[tuple[Settings, Cluster]]:
 @pytest.fixture(scope="session")
 def settings() -> Iterator[Settings]:
     with fresh_cluster("gis-ioc-test-") as (s, _):
+        audit.configure(s.home)  # the audit chain's key and head file, as create_app and the CLI do
         yield s
 
 
@@ -116,6 +117,7 @@ def reader_key(settings: Settings, loaded: DemoResult) -> str:
             roles=["leader"],
             ref=SUITE_REQUEST,
             actor="cli:test",
+            with_password=False,  # a client system: API keys only
         )
         return accounts.issue_key(conn, "suite.reader", SUITE_REQUEST, "cli:test", label="test suite")
 

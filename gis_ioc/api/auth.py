@@ -3,20 +3,27 @@
 Credentials travel in headers only: ``Authorization: Bearer <session token or SSO JWT>`` or
 ``X-API-Key``. A credential in the address (``?api_key=``, ``?access_token=``, ``?token=``) is refused
 with 400, because addresses end up in logs and browser histories.
+
+Every field is bounded before it is used (user names 64 characters, passwords 1,024, codes 10); the login
+rate limiters keep a fixed-size digest per key and at most :data:`RateLimiter.max_keys` keys.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from gis_ioc.auth import sessions
-from gis_ioc.auth.sessions import AuthenticationFailed, Principal
+from gis_ioc.auth.accounts import USERNAME_MAX
+from gis_ioc.auth.oidc import TOKEN_MAX
+from gis_ioc.auth.passwords import MAX_LENGTH as PASSWORD_MAX
+from gis_ioc.auth.sessions import CODE_MAX, AuthenticationFailed, Principal
 from gis_ioc.database.connection import translate_errors
 from gis_ioc.errors import GisIocError, InvalidInput
 
@@ -38,18 +45,29 @@ class TooManyRequests(GisIocError):
 
 
 class RateLimiter:
-    """At most ``limit`` attempts per ``window`` seconds for one key (address, user name)."""
+    """At most ``limit`` attempts per ``window`` seconds for one key (address, user name).
 
-    def __init__(self, limit: int, window: float = 60.0) -> None:
+    Memory is bounded whatever the keys: each is kept as a 16-byte digest with at most ``limit`` times,
+    and at most ``max_keys`` keys are tracked (the least recently used is forgotten first)."""
+
+    def __init__(self, limit: int, window: float = 60.0, max_keys: int = 10_000) -> None:
         self.limit = limit
         self.window = window
-        self._hits: dict[str, deque[float]] = {}
+        self.max_keys = max_keys
+        self._hits: OrderedDict[bytes, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        return len(self._hits)
+
     def check(self, key: str) -> None:
+        digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
         now = time.monotonic()
         with self._lock:
-            hits = self._hits.setdefault(key, deque())
+            hits = self._hits.get(digest)
+            if hits is None:
+                hits = self._hits[digest] = deque(maxlen=self.limit)
+            self._hits.move_to_end(digest)
             while hits and now - hits[0] > self.window:
                 hits.popleft()
             if len(hits) >= self.limit:
@@ -57,9 +75,8 @@ class RateLimiter:
                     "too many login attempts: wait a minute", retry_after=int(self.window - (now - hits[0])) + 1
                 )
             hits.append(now)
-            if len(self._hits) > 10_000:  # forget idle keys
-                for stale in [k for k, v in self._hits.items() if not v or now - v[-1] > self.window]:
-                    del self._hits[stale]
+            while len(self._hits) > self.max_keys:
+                self._hits.popitem(last=False)
 
 
 def _address(request: Request) -> str | None:
@@ -89,7 +106,7 @@ def principal(request: Request) -> Principal | None:
     found: Principal
     if key:
         with translate_errors(), app.state.pool.connection(timeout=10) as conn:
-            found = sessions.from_api_key(conn, key)
+            found = sessions.from_api_key(conn, key, address=_address(request))
     elif not authorization and cookie:  # the web map's session (HttpOnly, SameSite=Strict)
         try:
             with translate_errors(), app.state.pool.connection(timeout=10) as conn:
@@ -100,6 +117,8 @@ def principal(request: Request) -> Principal | None:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationFailed("use Authorization: Bearer <token>")
+        if len(token) > TOKEN_MAX:
+            raise AuthenticationFailed(f"the token is larger than {TOKEN_MAX // 1024} KB")
         token = token.strip()
         verifier = getattr(app.state, "oidc", None)
         if token.count(".") == 2 and verifier is not None:
@@ -123,13 +142,34 @@ def _who(p: Principal) -> dict[str, Any]:
     }
 
 
+#: The longest value of each field the auth API takes (checked before any other use).
+FIELD_MAX = {
+    "username": USERNAME_MAX,
+    "password": PASSWORD_MAX,
+    "old_password": PASSWORD_MAX,
+    "new_password": PASSWORD_MAX,
+    "code": CODE_MAX,
+    "secret": 64,
+}
+
+
 def _text(body: dict[str, Any], name: str, required: bool = True) -> str:
     value = body.get(name)
     if value is None and not required:
         return ""
     if not isinstance(value, str) or (required and not value):
         raise InvalidInput(f"{name} is required (a string)")
+    if len(value) > FIELD_MAX[name]:
+        raise InvalidInput(f"{name} has at most {FIELD_MAX[name]:,} characters")
     return value
+
+
+def _session_token(request: Request) -> str | None:
+    """The session token this request came with (as :func:`principal` found it)."""
+    authorization = request.headers.get("authorization", "")
+    if authorization:
+        return authorization.partition(" ")[2].strip() or None
+    return request.cookies.get(SESSION_COOKIE)
 
 
 @router.post("/login", summary="Log in with a user name and password (and the second-factor code)")
@@ -205,33 +245,60 @@ async def _own_session(request: Request) -> Principal:
 
 
 @router.post("/password", summary="Change my password (required at first login)")
-async def change_password(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, str]:
+async def change_password(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    """Every other session of the account ends; this one goes on."""
     found = await _own_session(request)
     old, new = _text(body, "old_password"), _text(body, "new_password")
+    app = request.app
 
-    def work() -> None:
-        with translate_errors(), request.app.state.pool.connection(timeout=10) as conn:
-            sessions.change_password(conn, found.username, old, new, address=_address(request))
+    def work() -> int:
+        with translate_errors(), app.state.pool.connection(timeout=10) as conn:
+            return sessions.change_password(
+                conn,
+                found.username,
+                old,
+                new,
+                address=_address(request),
+                keep=_session_token(request),
+                policy=app.state.auth_policy,
+            )
 
-    await run_in_threadpool(work)
-    return {"status": "password changed"}
+    ended = await run_in_threadpool(work)
+    return {"status": "password changed", "other_sessions_ended": ended}
 
 
-@router.post("/totp", summary="Start enrolling a second factor: a secret and its otpauth:// address")
-async def totp_enrol(request: Request) -> dict[str, str]:
+@router.post("/totp", summary="Start enrolling a second factor (re-authenticate): a secret and its otpauth:// address")
+async def totp_enrol(
+    request: Request,
+    body: Annotated[dict[str, Any] | None, Body(examples=[{"password": "…", "code": "123456"}])] = None,
+) -> dict[str, str]:
+    """Needs the current ``password``, and a current ``code`` when a second factor is already enrolled;
+    the secret then waits (10 minutes) for ``POST /api/auth/totp/confirm`` with the authenticator's code."""
     found = await _own_session(request)
-    secret, uri = sessions.enrol_totp(found.username)
+    body = body or {}
+    password = _text(body, "password", required=False) or None
+    code = _text(body, "code", required=False) or None
+    app = request.app
+
+    def work() -> tuple[str, str]:
+        with translate_errors(), app.state.pool.connection(timeout=10) as conn:
+            return sessions.enrol_totp(
+                conn, found.username, password, code=code, address=_address(request), policy=app.state.auth_policy
+            )
+
+    secret, uri = await run_in_threadpool(work)
     return {"secret": secret, "otpauth_uri": uri}
 
 
 @router.post("/totp/confirm", summary="Keep the second factor once the authenticator shows a matching code")
 async def totp_confirm(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, str]:
     found = await _own_session(request)
-    secret, code = _text(body, "secret"), _text(body, "code")
+    code = _text(body, "code")
+    secret = _text(body, "secret", required=False) or None
 
     def work() -> None:
         with translate_errors(), request.app.state.pool.connection(timeout=10) as conn:
-            sessions.confirm_totp(conn, found.username, secret, code, address=_address(request))
+            sessions.confirm_totp(conn, found.username, code, secret=secret, address=_address(request))
 
     await run_in_threadpool(work)
     return {"status": "second factor enrolled"}

@@ -7,9 +7,8 @@ from typing import Any
 
 from fastapi import Request
 
-from gis_ioc.auth import access, audit
+from gis_ioc.auth import audit
 from gis_ioc.auth.context import CURRENT
-from gis_ioc.auth.sessions import Principal
 from gis_ioc.catalog.models import Layer
 from gis_ioc.database.connection import translate_errors
 from gis_ioc.errors import Forbidden, NotFound, Unauthorized
@@ -20,36 +19,36 @@ def address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def who() -> Principal | None:
-    return CURRENT.get()
-
-
 def viewer(request: Request) -> Viewer:
     """Who asks, resolved once per request by the front door (anonymous when nobody logged in)."""
     found: Viewer | None = getattr(request.state, "viewer", None)
     return found if found is not None else Viewer.of(CURRENT.get())
 
 
-def actor() -> str:
-    found = CURRENT.get()
-    return found.username if found is not None else "anonymous"
-
-
 def record(request: Request, action: str, target: str | None = None, result: str = "ok", **detail: Any) -> None:
-    """One audit record for what this request did (its own transaction)."""
+    """One audit record for what this request did (its own transaction); refusals are bounded per caller
+    and address (:func:`gis_ioc.auth.audit.refused`), so a flood of refused requests cannot flood the trail."""
+    write = audit.refused if result in audit.REFUSALS else audit.record
     with translate_errors(), request.app.state.pool.connection(timeout=10) as conn:
-        audit.record(
-            conn, actor=actor(), action=action, target=target, result=result, address=address(request), detail=detail
+        write(
+            conn,
+            actor=viewer(request).name,
+            action=action,
+            target=target,
+            result=result,
+            address=address(request),
+            detail=detail,
         )
 
 
-def require(request: Request, permission: str) -> Principal:
-    """The principal, if it may do ``permission`` (401 without credentials, 403 otherwise; refusals audited)."""
-    found = CURRENT.get()
-    if found is None:
+def require(request: Request, permission: str) -> Viewer:
+    """The viewer, if it is an account that may do ``permission`` (401 without credentials, 403
+    otherwise; refusals audited)."""
+    found = viewer(request)
+    if found.anonymous:
         raise Unauthorized(f"log in (or send an API key) to {permission.replace('_', ' ')}")
     reason = None
-    if not access.may(found, permission):
+    if not found.may(permission):
         reason = f"needs the {permission!r} permission"
     elif found.must_change_password:
         reason = "change the first password first (POST /api/auth/password)"
@@ -62,11 +61,11 @@ def require(request: Request, permission: str) -> Principal:
 
 
 def readable_layer(request: Request, layer_id: str) -> Layer:
-    """The layer, if the principal may read it; otherwise 404, as if it did not exist (refusal audited)."""
+    """The layer, if the viewer may read it; otherwise 404, as if it did not exist (refusal audited)."""
     layer: Layer | None = request.app.state.catalog.layers.get(layer_id)
     if layer is None:
         raise NotFound(f"no layer {layer_id!r}")
-    if not access.can_read(CURRENT.get(), layer):
+    if not viewer(request).can_read(layer):
         record(request, "denied", f"layer {layer_id}", "denied", reason="layer not readable")
         raise NotFound(f"no layer {layer_id!r}")
     return layer

@@ -142,7 +142,7 @@ async def share(
         names = share_run(conn, run_id, viewer, accounts)
         audit.record(
             conn,
-            actor=principal.username,
+            actor=principal.name,
             action="share",
             target=f"run {run_id}",
             address=guard.address(request),

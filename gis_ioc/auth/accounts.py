@@ -3,6 +3,10 @@
 Every change needs a :class:`RequestRef` (the document number, its date and the requesting agency), is
 stored in ``gis_ioc.account_requests`` and in the audit trail, and happens in one transaction with them.
 There are no default accounts: the first administrator is created with ``gis-ioc account create``.
+Accounts for client systems can be made without a password (``with_password=False``): they use API keys
+only. An account with a password can use API keys only once its one-time first password was changed.
+
+Every text is bounded before it is used (:data:`LIMITS`).
 """
 
 from __future__ import annotations
@@ -21,8 +25,34 @@ from gis_ioc.auth.passwords import generate_password, hash_password
 from gis_ioc.auth.roles import ROLES
 from gis_ioc.errors import InvalidInput, NotFound
 
+USERNAME_MAX = 64
 USERNAME_RE = re.compile(r"^[a-z][a-z0-9._-]{2,63}$")
 KEY_PREFIX = "gis_"
+#: The longest value of each text an account change takes, and the most items of each list.
+LIMITS = {
+    "full_name": 200,
+    "agency": 200,
+    "email": 254,
+    "label": 200,
+    "reason": 500,
+    "request number": 100,
+    "request agency": 200,
+}
+MAX_ITEMS = 100
+
+
+def check_username(username: str) -> str:
+    """The user name, if it is no longer than any account's (else 400, before any other use)."""
+    if len(username) > USERNAME_MAX:
+        raise InvalidInput(f"user names have at most {USERNAME_MAX} characters")
+    return username
+
+
+def bounded(name: str, value: str | None) -> str | None:
+    """``value`` if it is within the bound of ``name`` (:data:`LIMITS`)."""
+    if value is not None and len(value) > LIMITS[name]:
+        raise InvalidInput(f"{name} has at most {LIMITS[name]} characters")
+    return value
 
 
 @dataclass(frozen=True)
@@ -34,6 +64,8 @@ class RequestRef:
     agency: str
 
     def __post_init__(self) -> None:
+        bounded("request number", self.number)
+        bounded("request agency", self.agency)
         if not self.number or not self.number.strip():
             raise InvalidInput("a request reference (document number) is required for every account change")
         if not self.agency or not self.agency.strip():
@@ -99,6 +131,7 @@ def _account(row: tuple[Any, ...]) -> Account:
 
 
 def get_account(conn: psycopg.Connection[Any], username: str) -> Account:
+    check_username(username)
     row = conn.execute(f"SELECT {_COLUMNS} FROM gis_ioc.accounts WHERE username = %s", (username,)).fetchone()  # noqa: S608
     if row is None:
         raise NotFound(f"no account {username!r}")
@@ -112,6 +145,8 @@ def list_accounts(conn: psycopg.Connection[Any], *, include_deleted: bool = Fals
 
 
 def _check_roles(roles: list[str], communes: list[str]) -> None:
+    if len(roles) > MAX_ITEMS or len(communes) > MAX_ITEMS:
+        raise InvalidInput(f"give at most {MAX_ITEMS} roles and {MAX_ITEMS} communes")
     if not roles:
         raise InvalidInput("give at least one role")
     unknown = sorted(set(roles) - set(ROLES))
@@ -153,23 +188,42 @@ def create_account(
     communes: list[str] | None = None,
     grants: list[str] | None = None,
     address: str | None = None,
+    with_password: bool = True,
 ) -> tuple[Account, str]:
-    """Create an account; returns it with its one-time password (shown once; changed at first login)."""
-    if not USERNAME_RE.match(username):
+    """Create an account; returns it with its one-time password (shown once; changed at first login), or
+    with "" when made ``with_password=False`` (a client system's account: API keys only)."""
+    if not USERNAME_RE.match(check_username(username)):
         raise InvalidInput("user names are 3 to 64 characters: lower-case letters, digits, '.', '_' or '-'")
+    for name, value in (("full_name", full_name), ("agency", agency), ("email", email)):
+        bounded(name, value)
     communes = sorted(set(communes or []))
     _check_roles(roles, communes)
-    password = generate_password()
+    if len(grants or []) > MAX_ITEMS or any(len(g) > USERNAME_MAX for g in grants or []):
+        raise InvalidInput(f"give at most {MAX_ITEMS} layers, each a layer id")
+    password = generate_password() if with_password else ""
     with conn.transaction():
         if conn.execute("SELECT 1 FROM gis_ioc.accounts WHERE username = %s", (username,)).fetchone():
             raise InvalidInput(f"the user name {username!r} is taken (deleted accounts keep theirs)")
         row = conn.execute(
             "INSERT INTO gis_ioc.accounts (username, full_name, agency, email, roles, communes, grants, "
-            "password_hash, password_changed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now()) RETURNING id",
-            (username, full_name, agency, email, roles, communes, sorted(set(grants or [])), hash_password(password)),
+            "password_hash, password_changed_at, must_change_password) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now(), %s) RETURNING id",
+            (
+                username,
+                full_name,
+                agency,
+                email,
+                roles,
+                communes,
+                sorted(set(grants or [])),
+                hash_password(password) if with_password else None,
+                with_password,
+            ),
         ).fetchone()
         assert row is not None
-        detail = {"roles": roles, "communes": communes, "grants": sorted(set(grants or []))}
+        detail: dict[str, Any] = {"roles": roles, "communes": communes, "grants": sorted(set(grants or []))}
+        if not with_password:
+            detail["credentials"] = "API keys only (no password)"
         _request(conn, int(row[0]), "create", ref, actor, detail)
         audit.record(
             conn,
@@ -193,6 +247,7 @@ def _change(
     detail: dict[str, Any],
     address: str | None,
 ) -> Account:
+    check_username(username)
     with conn.transaction():
         row = conn.execute(
             "SELECT id, state FROM gis_ioc.accounts WHERE username = %s FOR UPDATE", (username,)
@@ -222,6 +277,7 @@ def lock(
     reason: str = "",
     address: str | None = None,
 ) -> Account:
+    bounded("reason", reason)
     return _change(
         conn,
         username,
@@ -264,7 +320,8 @@ def delete(
         ref,
         actor,
         "UPDATE gis_ioc.accounts SET state = 'deleted', state_reason = 'deleted', password_hash = NULL, "
-        "totp_secret = NULL, email = NULL, full_name = '(deleted)', grants = '{}' WHERE id = %s",
+        "totp_secret = NULL, totp_pending = NULL, totp_pending_until = NULL, email = NULL, full_name = '(deleted)', "
+        "grants = '{}' WHERE id = %s",
         (),
         {},
         address,
@@ -321,6 +378,8 @@ def grant(
     address: str | None = None,
 ) -> Account:
     """Give roles, layers or communes."""
+    if len(layers or []) > MAX_ITEMS:
+        raise InvalidInput(f"give at most {MAX_ITEMS} layers")
     return _rights(conn, "grant", username, ref, actor, roles, layers, communes, address)
 
 
@@ -352,6 +411,7 @@ def issue_key(
     """A new API key for the account: returned once, stored as its SHA-256."""
     if not 1 <= valid_days <= 3 * 365:
         raise InvalidInput("API keys are valid for 1 to 1,095 days")
+    bounded("label", label)
     prefix = secrets.token_hex(4)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     account = get_account(conn, username)

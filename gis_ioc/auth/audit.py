@@ -1,21 +1,235 @@
 """The audit trail: who did what, when, from where, to what, and with what result.
 
-Records are appended by the database function ``gis_ioc.audit_append`` (migration 0010), which chains
-each record to the previous one by SHA-256; a trigger refuses UPDATE, DELETE and TRUNCATE. :func:`verify`
-recomputes the chain, so a record removed or altered by someone who got around the trigger is found.
-Retention (:func:`prune`) removes only the oldest records and moves the anchor the rest follow.
+A keyed chain
+    Each record carries ``hash`` = HMAC-SHA256(audit key; its id, the previous record's ``hash`` and its
+    content) and ``prev_hash``, the previous record's ``hash``. The key is in
+    ``GIS_IOC_HOME/secrets/audit_key`` (mode 0600, made on first use): outside the database and outside
+    its dumps, so the database's owner can neither alter a record nor recompute the chain unnoticed.
+    The MAC is computed here, in the application (the key never reaches PostgreSQL). Records written
+    before migration 0012 (ids up to ``audit_anchor.legacy_through``) keep the unkeyed SHA-256 links
+    they were written with.
+A head file outside the database
+    Every record also appends ``<id> <hmac> <transaction id>`` to ``GIS_IOC_HOME/audit/head-<database>.log``
+    (opened ``O_APPEND``, written while the chain lock is held, so lines are in chain order). A record the
+    head file names, whose transaction committed (``pg_xact_status``), and that the table lacks was
+    removed: this is how removing the *newest* records is caught. A rolled-back record is told apart by
+    its aborted transaction. ``gis-ioc restore`` appends ``restore <id> <hmac>``: the chain restored from
+    a backup continues from there.
+Retention
+    :func:`prune` (the console, as the database's owner) removes the oldest records and moves the anchor
+    (``audit_anchor``: the last removed id and its ``hash``, with an HMAC of both) and records the prune in
+    the same transaction; an anchor moved any other way does not verify.
+Writing
+    :func:`record` appends inside the caller's transaction (it stands or falls with the change), serialised
+    by a transaction-level advisory lock so that two writers never fork the chain (a unique index on
+    ``prev_hash`` refuses a fork in any case). Write from READ COMMITTED transactions. :func:`refused`
+    records a refusal, at most :data:`REFUSALS_PER_MINUTE` per caller and address (and
+    :data:`REFUSALS_PER_ADDRESS` per address) a minute, counted in the audit table itself; past that one
+    ``audit.refusals_capped`` note is written and the rest of the minute's refusals are not.
+Configuration
+    The process says once where its home is: ``audit.configure(settings.home)`` (``create_app`` and the
+    console commands do). :class:`KeyFiles` loads each key file once per path.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.rows import namedtuple_row
 
-from gis_ioc.errors import InvalidInput
+from gis_ioc.errors import GisIocError, InvalidInput
+
+ZERO = "0" * 64
+CHAIN_LOCK = "SELECT pg_advisory_xact_lock(hashtext('gis_ioc.audit'))"
+#: Results that count as refusals for the bound on refusal records.
+REFUSALS = ("denied", "failed", "refused", "capped")
+REFUSALS_PER_MINUTE = 30
+REFUSALS_PER_ADDRESS = 300
+#: Longest actor, address and target kept (longer values are cut, saying by how much).
+FIELD_MAX = {"actor": 128, "address": 64, "action": 64, "target": 512}
+
+
+class AuditError(GisIocError):
+    """The audit trail cannot be written or checked (a key file missing, damaged or not configured)."""
+
+    title = "Audit trail"
+
+
+# -- keys kept outside the database --------------------------------------------------------------------
+
+_KEYS_LOCK = threading.Lock()
+_KEYS: dict[Path, bytes] = {}
+
+
+def secret_key(path: Path, *, create: bool = True) -> bytes:
+    """The 256-bit key in ``path`` (64 hex digits), made with mode 0600 when missing and ``create``.
+
+    Loaded once per path. A key file others may read is refused."""
+    with _KEYS_LOCK:
+        if (cached := _KEYS.get(path)) is not None:
+            return cached
+        if not path.exists():
+            if not create:
+                raise AuditError(f"the key file {path} is missing")
+            _make_key_file(path)
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            raise AuditError(f"the key file {path} may be read by others (mode {oct(mode & 0o777)}): chmod 600 it")
+        try:
+            key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+        except (ValueError, UnicodeDecodeError):
+            key = b""
+        if len(key) != 32:
+            raise AuditError(f"the key file {path} is damaged (it must hold 64 hexadecimal digits)")
+        _KEYS[path] = key
+        return key
+
+
+def _make_key_file(path: Path) -> None:
+    """Write a new key atomically: a private temporary file linked into place (another process that won
+    the race keeps its key)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, (secrets.token_hex(32) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink()
+
+
+@dataclass(frozen=True)
+class KeyFiles:
+    """Where the secrets kept outside the database live: ``GIS_IOC_HOME/secrets`` and ``GIS_IOC_HOME/audit``."""
+
+    home: Path
+
+    def audit_key(self, *, create: bool = True) -> bytes:
+        return secret_key(self.home / "secrets" / "audit_key", create=create)
+
+    def totp_key(self, *, create: bool = True) -> bytes:
+        return secret_key(self.home / "secrets" / "totp_key", create=create)
+
+    def head_file(self, database: str) -> Path:
+        return self.home / "audit" / f"head-{database}.log"
+
+
+_CURRENT: KeyFiles | None = None
+
+
+def configure(home: Path) -> KeyFiles:
+    """Say where this process's keys and head files are (``settings.home``); returns them."""
+    global _CURRENT
+    _CURRENT = KeyFiles(Path(home))
+    return _CURRENT
+
+
+def keys() -> KeyFiles:
+    """The key files set by :func:`configure`."""
+    if _CURRENT is None:
+        raise AuditError(
+            "the audit trail's keys are not configured: call gis_ioc.auth.audit.configure(settings.home) first"
+        )
+    return _CURRENT
+
+
+# -- writing ---------------------------------------------------------------------------------------------
+
+
+def _stamp(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _mac(key: bytes, record_id: int, prev: str, at: datetime, fields: tuple[Any, ...], detail: str) -> str:
+    """HMAC-SHA256 of one record: JSON of its id, link, time, actor, address, action, target, result, detail."""
+    message = json.dumps([1, record_id, prev, _stamp(at), *fields, detail], ensure_ascii=False, separators=(",", ":"))
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def _anchor_mac(key: bytes, through_id: int, prev: str) -> str:
+    message = json.dumps(["anchor", through_id, prev], separators=(",", ":"))
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def _bounded(name: str, value: str | None) -> str | None:
+    limit = FIELD_MAX[name]
+    if value is None or len(value) <= limit:
+        return value
+    return f"{value[: limit - 24]}…(+{len(value) - limit + 24} chars)"
+
+
+def _append_line(path: Path, line: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode("ascii"))
+    finally:
+        os.close(fd)
+
+
+def _append(
+    conn: psycopg.Connection[Any],
+    files: KeyFiles,
+    *,
+    actor: str,
+    action: str,
+    result: str,
+    target: str | None,
+    address: str | None,
+    detail: dict[str, Any] | None,
+) -> int:
+    """Append one record; the chain lock must be held (by this transaction)."""
+    key = files.audit_key()
+    fields = (
+        _bounded("actor", actor),
+        _bounded("address", address),
+        _bounded("action", action),
+        _bounded("target", target),
+        result,
+    )
+    row = conn.execute(
+        "SELECT nextval(pg_get_serial_sequence('gis_ioc.audit', 'id')), clock_timestamp(), %s::jsonb::text, "
+        "coalesce((SELECT hash FROM gis_ioc.audit ORDER BY id DESC LIMIT 1), "
+        "(SELECT prev_hash FROM gis_ioc.audit_anchor))",
+        (json.dumps(detail or {}, ensure_ascii=False, default=str),),
+    ).fetchone()
+    assert row is not None
+    record_id, at, text, prev = int(row[0]), row[1], row[2], row[3]
+    mac = _mac(key, record_id, prev, at, fields, text)
+    written = conn.execute(
+        "INSERT INTO gis_ioc.audit (id, at, actor, address, action, target, result, detail, prev_hash, hash) "
+        "OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s) "
+        "RETURNING xmin::text::bigint, pg_current_xact_id()::text::bigint",
+        (record_id, at, *fields, text, prev, mac),
+    ).fetchone()
+    assert written is not None
+    _append_line(files.head_file(conn.info.dbname), f"{record_id} {mac} {_full_xid(*written)}\n")
+    return record_id
+
+
+def _full_xid(xmin: int, top: int) -> int:
+    """The 64-bit id of the (sub)transaction that inserted the row: its ``xmin`` (32 bits) in the epoch
+    of the top-level transaction (a subtransaction's id is never older than its top-level one's)."""
+    full = (top & ~0xFFFF_FFFF) | xmin
+    return full + (1 << 32) if full < top else full
 
 
 def record(
@@ -29,12 +243,77 @@ def record(
     detail: dict[str, Any] | None = None,
 ) -> int:
     """Append one record (inside the caller's transaction, so it stands or falls with the change)."""
+    files = keys()
+    with conn.transaction():
+        conn.execute(CHAIN_LOCK)
+        return _append(
+            conn, files, actor=actor, action=action, result=result, target=target, address=address, detail=detail
+        )
+
+
+def _recent_refusals(conn: psycopg.Connection[Any], actor: str, address: str | None) -> int:
+    """How far past its bound this caller is (negative: below it), over the last minute."""
+    where = "address = %s" if address is not None else "address IS NULL AND %s::text IS NULL"
+    recent = f"{where} AND result = ANY(%s) AND at > clock_timestamp() - interval '1 minute'"
     row = conn.execute(
-        "SELECT gis_ioc.audit_append(%s, %s, %s, %s, %s, %s)",
-        (actor, address, action, target, result, json.dumps(detail or {}, ensure_ascii=False, default=str)),
+        f"SELECT (SELECT count(*) FROM (SELECT 1 FROM gis_ioc.audit WHERE {recent} AND actor = %s LIMIT %s) p), "  # noqa: S608
+        f"(SELECT count(*) FROM (SELECT 1 FROM gis_ioc.audit WHERE {recent} LIMIT %s) a)",
+        (
+            address,
+            list(REFUSALS),
+            _bounded("actor", actor),
+            REFUSALS_PER_MINUTE + 1,
+            address,
+            list(REFUSALS),
+            REFUSALS_PER_ADDRESS + 1,
+        ),
     ).fetchone()
     assert row is not None
-    return int(row[0])
+    return max(int(row[0]) - REFUSALS_PER_MINUTE, int(row[1]) - REFUSALS_PER_ADDRESS)
+
+
+def refused(
+    conn: psycopg.Connection[Any],
+    *,
+    actor: str,
+    action: str,
+    result: str = "denied",
+    target: str | None = None,
+    address: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> int | None:
+    """Record a refusal, bounded per caller and address (see the module's text); None when not written."""
+    if result not in REFUSALS:
+        raise ValueError(f"a refusal's result is one of {REFUSALS}")
+    files = keys()
+    with conn.transaction():
+        if _recent_refusals(conn, actor, address) > 0:  # a flood: no lock taken, nothing written
+            return None
+        conn.execute(CHAIN_LOCK)
+        over = _recent_refusals(conn, actor, address)
+        if over > 0:
+            return None
+        if over == 0:
+            detail = {"action": action, "per_minute": REFUSALS_PER_MINUTE, "per_address": REFUSALS_PER_ADDRESS}
+            action, result, target = "audit.refusals_capped", "capped", None
+        return _append(
+            conn, files, actor=actor, action=action, result=result, target=target, address=address, detail=detail
+        )
+
+
+def mark_restored(conn: psycopg.Connection[Any], files: KeyFiles | None = None) -> None:
+    """After a restore from backup: the head file continues from the restored chain's newest record."""
+    files = files or keys()
+    row = conn.execute(
+        "SELECT coalesce((SELECT id FROM gis_ioc.audit ORDER BY id DESC LIMIT 1), 0), "
+        "coalesce((SELECT hash FROM gis_ioc.audit ORDER BY id DESC LIMIT 1), "
+        "(SELECT prev_hash FROM gis_ioc.audit_anchor))"
+    ).fetchone()
+    assert row is not None
+    _append_line(files.head_file(conn.info.dbname), f"restore {int(row[0])} {row[1]}\n")
+
+
+# -- reading ---------------------------------------------------------------------------------------------
 
 
 def query(
@@ -50,6 +329,9 @@ def query(
     """Records matching every filter given, newest first. ``action`` may end with ``*`` (a prefix)."""
     if not 1 <= limit <= 10_000:
         raise InvalidInput("limit must be between 1 and 10,000")
+    for name, value in (("actor", actor), ("action", action), ("target", target)):
+        if value is not None and len(value) > FIELD_MAX[name]:
+            raise InvalidInput(f"{name} has at most {FIELD_MAX[name]} characters")
     where: list[str] = ["true"]
     params: list[Any] = []
     if actor:
@@ -76,8 +358,30 @@ def query(
         f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT {int(limit)}",
         params,
     ).fetchall()
-    keys = ("id", "at", "actor", "address", "action", "target", "result", "detail")
-    return [dict(zip(keys, (r[0], r[1].isoformat(), *r[2:]), strict=True)) for r in rows]
+    keys_ = ("id", "at", "actor", "address", "action", "target", "result", "detail")
+    return [dict(zip(keys_, (r[0], r[1].isoformat(), *r[2:]), strict=True)) for r in rows]
+
+
+# -- verifying -------------------------------------------------------------------------------------------
+
+#: The kinds of tamper :func:`verify` names.
+KINDS = {
+    "altered": "a record was altered after it was written",
+    "recomputed": "records do not carry the audit key's HMAC: the chain was recomputed without the key",
+    "removed": "records were removed from the middle of the chain",
+    "newest_removed": "the newest records were removed (the head file is ahead of the table)",
+    "oldest_removed": "the oldest records were removed outside a recorded prune",
+    "anchor_moved": "the anchor was moved without a recorded prune",
+    "head_file": "the head file outside the database is missing or damaged",
+    "key_missing": "the audit key is missing",
+}
+
+
+@dataclass
+class Finding:
+    kind: str
+    record: int | None
+    message: str
 
 
 @dataclass
@@ -86,43 +390,297 @@ class Verification:
     records: int
     first_broken: int | None = None
     problem: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def verify(conn: psycopg.Connection[Any]) -> Verification:
-    """Recompute the chain from the anchor: the first record whose link or digest does not hold."""
-    anchor_row = conn.execute("SELECT prev_hash FROM gis_ioc.audit_anchor").fetchone()
-    expected = anchor_row[0] if anchor_row else "0" * 64
-    count = 0
-    with conn.cursor(name="audit_verify") if not conn.autocommit else conn.cursor() as cur:
-        cur.execute(
-            "SELECT id, prev_hash, hash, gis_ioc.audit_digest(prev_hash, at, actor, address, action, target, "
-            "result, detail) FROM gis_ioc.audit ORDER BY id"
+@dataclass
+class _Anchor:
+    prev: str
+    through_id: int
+    legacy_through: int
+    mac: str | None
+
+
+@dataclass
+class _HeadEntry:
+    id: int
+    mac: str
+    xid: str | None  # None: a restore marker (the restored chain's newest record)
+
+
+@dataclass
+class _Walk:
+    """What the walk along the chain found."""
+
+    findings: list[Finding] = field(default_factory=list)
+    records: int = 0
+    first_id: int | None = None
+    last_id: int | None = None
+    missing: list[_HeadEntry] = field(default_factory=list)  # named by the head file, not in the table
+    bad_run: list[tuple[int, str]] = field(default_factory=list)  # consecutive records whose MAC fails
+
+    def add(self, kind: str, record: int | None, message: str) -> None:
+        if len(self.findings) < 100:
+            self.findings.append(Finding(kind, record, message))
+
+
+def _same(stored: str, computed: str) -> bool:
+    """A constant-time comparison that also takes what an intruder may have stored (any text)."""
+    return hmac.compare_digest(stored.encode("utf-8", "surrogateescape"), computed.encode())
+
+
+def _anchor(conn: psycopg.Connection[Any]) -> _Anchor:
+    row = conn.execute("SELECT prev_hash, through_id, legacy_through, mac FROM gis_ioc.audit_anchor").fetchone()
+    if row is None:
+        return _Anchor(ZERO, 0, 0, None)
+    return _Anchor(row[0], int(row[1]), int(row[2]), row[3])
+
+
+def _check_anchor(conn: psycopg.Connection[Any], key: bytes | None, anchor: _Anchor, walk: _Walk) -> None:
+    """An anchor moved by a prune carries the key's HMAC and is named by the newest prune record."""
+    if anchor.through_id == 0 and anchor.prev == ZERO:
+        return
+    named = conn.execute(
+        "SELECT 1 FROM gis_ioc.audit WHERE action = 'audit.prune' AND detail->>'through_id' = %s",
+        (str(anchor.through_id),),
+    ).fetchone()
+    if anchor.mac is None:  # a prune from before the keyed chain (migration 0012)
+        legacy = anchor.through_id <= anchor.legacy_through and named is not None
+        if not legacy:
+            walk.add("anchor_moved", anchor.through_id, f"{KINDS['anchor_moved']}: it carries no HMAC")
+        return
+    if key is not None and not _same(anchor.mac, _anchor_mac(key, anchor.through_id, anchor.prev)):
+        walk.add("anchor_moved", anchor.through_id, f"{KINDS['anchor_moved']}: its HMAC does not hold")
+    elif named is None:
+        walk.add(
+            "anchor_moved",
+            anchor.through_id,
+            f"{KINDS['anchor_moved']}: no prune record names record {anchor.through_id}",
         )
-        previous_id: int | None = None
-        for record_id, prev_hash, stored, digest in cur:
-            count += 1
-            if prev_hash != expected:
-                after = f"after record {previous_id}" if previous_id is not None else "at the start"
-                return Verification(
-                    False,
-                    count,
-                    record_id,
-                    f"record {record_id} does not follow the chain {after}: a record was removed or inserted",
+
+
+def _head_entries(path: Path, walk: _Walk) -> Iterator[_HeadEntry]:
+    """The head file's entries after its last restore marker (which is yielded first), in id order."""
+    if not path.exists():
+        return
+    start = 0
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines):
+            if line.startswith(b"restore "):
+                start = number
+    previous = -1
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines):
+            if number < start:
+                continue
+            parts = raw.decode("ascii", "replace").split()
+            try:
+                entry = (
+                    _HeadEntry(int(parts[1]), parts[2], None)
+                    if parts[0] == "restore"
+                    else _HeadEntry(int(parts[0]), parts[1], parts[2])
                 )
-            if digest != stored:
-                return Verification(False, count, record_id, f"record {record_id} was altered after it was written")
-            expected = stored
-            previous_id = record_id
-    return Verification(True, count)
+            except (IndexError, ValueError):
+                walk.add("head_file", None, f"line {number + 1} of {path} is damaged")
+                continue
+            if entry.id <= previous and entry.xid is not None:
+                walk.add("head_file", entry.id, f"line {number + 1} of {path} is out of order")
+                continue
+            previous = entry.id
+            yield entry
 
 
-def prune(conn: psycopg.Connection[Any], *, older_than_days: int, actor: str) -> int:
-    """Remove records older than the retention period (never the newest); the chain stays verifiable."""
+def _close_run(walk: _Walk) -> None:
+    """Name a run of records whose MAC fails: altered in place, or a chain recomputed without the key."""
+    if not walk.bad_run:
+        return
+    ids = [i for i, _ in walk.bad_run]
+    rewritten = any(why == "rewritten" for _, why in walk.bad_run)
+    kept = all(why == "kept" for _, why in walk.bad_run)
+    span = f"record {ids[0]}" if len(ids) == 1 else f"records {ids[0]} to {ids[-1]}"
+    if rewritten or (len(ids) > 1 and not kept):
+        walk.add("recomputed", ids[0], f"{span}: {KINDS['recomputed']}")
+    elif kept:
+        walk.add(
+            "altered", ids[0], f"{span}: {KINDS['altered']} (its HMAC, as the head file has it, no longer matches)"
+        )
+    else:
+        walk.add("altered", ids[0], f"{span}: {KINDS['altered']}, or written without the key (its HMAC does not match)")
+    walk.bad_run.clear()
+
+
+def _walk(
+    conn: psycopg.Connection[Any], key: bytes | None, anchor: _Anchor, head: Iterator[_HeadEntry], walk: _Walk
+) -> None:
+    """Recompute the chain from the anchor, beside the head file's entries (both in id order)."""
+    expected, previous_id = anchor.prev, None
+    entry = next(head, None)
+    with conn.transaction(), conn.cursor(name="audit_verify", row_factory=namedtuple_row) as cur:
+        cur.itersize = 5000
+        cur.execute(
+            "SELECT id, prev_hash, hash, at, actor, address, action, target, result, detail::text AS detail, "
+            "CASE WHEN id <= %s THEN gis_ioc.audit_digest(prev_hash, at, actor, address, action, target, result, "
+            "detail) END AS legacy FROM gis_ioc.audit ORDER BY id",
+            (anchor.legacy_through,),
+        )
+        row: Any
+        for row in cur:
+            while entry is not None and entry.id < row.id:
+                walk.missing.append(entry)
+                entry = next(head, None)
+            noted = entry.mac if entry is not None and entry.id == row.id else None
+            if noted is not None:
+                entry = next(head, None)
+            walk.records += 1
+            walk.first_id = walk.first_id or row.id
+            walk.last_id = row.id
+            if row.prev_hash != expected:
+                _close_run(walk)
+                if previous_id is None:
+                    walk.add(
+                        "oldest_removed",
+                        row.id,
+                        f"record {row.id} does not follow the anchor: {KINDS['oldest_removed']}",
+                    )
+                else:
+                    walk.add(
+                        "removed",
+                        row.id,
+                        f"record {row.id} does not follow record {previous_id}: "
+                        f"{KINDS['removed']} (or a record was inserted)",
+                    )
+            _check_mac(key, row, noted, walk)
+            expected, previous_id = row.hash, row.id
+    _close_run(walk)
+    while entry is not None:
+        walk.missing.append(entry)
+        entry = next(head, None)
+
+
+def _check_mac(key: bytes | None, row: Any, noted: str | None, walk: _Walk) -> None:
+    if row.legacy is not None:
+        valid = row.legacy == row.hash
+    elif key is None:
+        return
+    else:
+        fields = (row.actor, row.address, row.action, row.target, row.result)
+        valid = _same(row.hash, _mac(key, row.id, row.prev_hash, row.at, fields, row.detail))
+    if noted is not None and noted != row.hash:
+        walk.bad_run.append((row.id, "rewritten"))
+    elif not valid:
+        walk.bad_run.append((row.id, "kept" if noted is not None else "unknown"))
+    else:
+        _close_run(walk)
+
+
+def _committed(conn: psycopg.Connection[Any], entries: list[_HeadEntry]) -> list[_HeadEntry]:
+    """Those entries whose transaction committed (or is unknown to this database) and whose record is
+    still not in the table (asked again now, for records committed while the chain was walked)."""
+    found = [e for e in entries if e.xid is None]
+    ask = [e for e in entries if e.xid is not None]
+    for start in range(0, len(ask), 1000):
+        batch = ask[start : start + 1000]
+        try:
+            with conn.transaction():
+                statuses = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT pg_xact_status(x::xid8) FROM unnest(%s::text[]) WITH ORDINALITY AS u(x, n) ORDER BY n",
+                        ([e.xid for e in batch],),
+                    ).fetchall()
+                ]
+        except psycopg.Error:  # an id this database never had (a head file of another database): one by one
+            statuses = [_status(conn, e.xid) for e in batch]
+        found += [e for e, status in zip(batch, statuses, strict=True) if status in (None, "committed")]
+    if not found:
+        return found
+    present = {
+        r[0]
+        for r in conn.execute("SELECT id FROM gis_ioc.audit WHERE id = ANY(%s)", ([e.id for e in found],)).fetchall()
+    }
+    return [e for e in found if e.id not in present]
+
+
+def _status(conn: psycopg.Connection[Any], xid: str | None) -> str | None:
+    try:
+        with conn.transaction():
+            row = conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
+    except psycopg.Error:
+        return None
+    return row[0] if row else None
+
+
+def _name_missing(conn: psycopg.Connection[Any], anchor: _Anchor, walk: _Walk) -> None:
+    candidates = [e for e in walk.missing if e.id > anchor.through_id][:100_000]
+    gone = _committed(conn, candidates)
+    groups: dict[str, list[int]] = {}
+    for entry in gone:
+        if walk.last_id is None or entry.id > walk.last_id:
+            kind = "newest_removed"
+        elif walk.first_id is not None and entry.id < walk.first_id:
+            kind = "oldest_removed"
+        else:
+            kind = "removed"
+        groups.setdefault(kind, []).append(entry.id)
+    for kind, ids in groups.items():
+        span = f"record {ids[0]}" if len(ids) == 1 else f"{len(ids)} records ({ids[0]} to {ids[-1]})"
+        ends = f"; the table ends at record {walk.last_id}" if kind == "newest_removed" else ""
+        walk.add(kind, ids[0], f"the head file names {span}, committed, that the table lacks{ends}: {KINDS[kind]}")
+
+
+def verify(conn: psycopg.Connection[Any], files: KeyFiles | None = None) -> Verification:
+    """Check the chain from its anchor, its HMACs, the anchor and the head file; every tamper found is named
+    (:data:`KINDS`). Never writes, and never makes a key."""
+    files = files or keys()
+    walk = _Walk()
+    anchor = _anchor(conn)
+    try:
+        key: bytes | None = files.audit_key(create=False)
+    except AuditError as exc:
+        key = None
+        if conn.execute("SELECT 1 FROM gis_ioc.audit WHERE id > %s LIMIT 1", (anchor.legacy_through,)).fetchone():
+            walk.add("key_missing", None, f"{KINDS['key_missing']}: {exc}; HMACs were not checked")
+    _check_anchor(conn, key, anchor, walk)
+    head_path = files.head_file(conn.info.dbname)
+    _walk(conn, key, anchor, _head_entries(head_path, walk), walk)
+    if walk.last_id is not None and walk.last_id > anchor.legacy_through and not head_path.exists():
+        walk.add("head_file", None, f"{KINDS['head_file']}: {head_path} does not exist")
+    _name_missing(conn, anchor, walk)
+    walk.findings.sort(key=lambda f: (f.record is None, f.record or 0))
+    first = walk.findings[0] if walk.findings else None
+    return Verification(
+        ok=not walk.findings,
+        records=walk.records,
+        first_broken=first.record if first else None,
+        problem=first.message if first else None,
+        findings=walk.findings,
+    )
+
+
+# -- retention -------------------------------------------------------------------------------------------
+
+
+def prune(
+    conn: psycopg.Connection[Any],
+    *,
+    older_than_days: int,
+    actor: str,
+    as_of: datetime | None = None,
+    files: KeyFiles | None = None,
+) -> int:
+    """Remove records older than the retention period (never the newest) as the database's owner; the
+    anchor moves to the last removed record, with the key's HMAC, and the prune is recorded in the same
+    transaction. ``as_of`` replaces the database's clock (for tests)."""
     if older_than_days < 1:
         raise InvalidInput("retention must be at least one day")
+    files = files or keys()
+    key = files.audit_key()
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('gis_ioc.audit'))")
-        cutoff = conn.execute("SELECT now() - %s", (timedelta(days=older_than_days),)).fetchone()
+        conn.execute(CHAIN_LOCK)
+        cutoff = conn.execute("SELECT coalesce(%s, now()) - %s", (as_of, timedelta(days=older_than_days))).fetchone()
         assert cutoff is not None
         last = conn.execute(
             "SELECT id, hash FROM gis_ioc.audit WHERE at < %s AND id < (SELECT max(id) FROM gis_ioc.audit) "
@@ -135,13 +693,10 @@ def prune(conn: psycopg.Connection[Any], *, older_than_days: int, actor: str) ->
         deleted = conn.execute("DELETE FROM gis_ioc.audit WHERE id <= %s", (last[0],)).rowcount
         conn.execute("SET LOCAL gis_ioc.audit_prune = 'off'")
         conn.execute(
-            "UPDATE gis_ioc.audit_anchor SET prev_hash = %s, pruned_to = %s, updated_at = now()", (last[1], cutoff[0])
+            "UPDATE gis_ioc.audit_anchor SET prev_hash = %s, through_id = %s, mac = %s, pruned_to = %s, "
+            "updated_at = now()",
+            (last[1], last[0], _anchor_mac(key, int(last[0]), last[1]), cutoff[0]),
         )
-    with conn.transaction():
-        record(
-            conn,
-            actor=actor,
-            action="audit.prune",
-            detail={"removed": deleted, "older_than_days": older_than_days, "through_id": last[0]},
-        )
+        detail = {"removed": deleted, "older_than_days": older_than_days, "through_id": last[0], "anchor": last[1]}
+        _append(conn, files, actor=actor, action="audit.prune", result="ok", target=None, address=None, detail=detail)
     return deleted

@@ -3,6 +3,10 @@
 Account commands act for the operator at the server's console (recorded as ``cli:<system user>``) and
 refuse to act without the written request: ``--request 123/VP-TTHN --request-date 2026-11-20
 --agency "Văn phòng UBND tỉnh"``.
+
+The keys kept outside the database (``GIS_IOC_HOME/secrets/audit_key`` and ``totp_key``) and the audit's
+head file (``GIS_IOC_HOME/audit/``) are those of ``GIS_IOC_HOME``; a backup holds neither: keep a copy of
+``secrets/`` apart, and copy it into a new ``GIS_IOC_HOME`` before restoring there.
 """
 
 from __future__ import annotations
@@ -18,13 +22,19 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from gis_ioc.auth import accounts, audit
+from gis_ioc.auth import accounts, audit, sessions
 from gis_ioc.auth.accounts import RequestRef
 from gis_ioc.clikit import console, settings_of
 from gis_ioc.database import backup as backups
 from gis_ioc.database.connection import connect
+from gis_ioc.settings import Settings
 
-_settings = settings_of
+
+def _settings(ctx: click.Context) -> Settings:
+    """The invocation's settings, with the audit's keys and head file taken from its GIS_IOC_HOME."""
+    settings = settings_of(ctx)
+    audit.configure(settings.home)
+    return settings
 
 
 def _actor() -> str:
@@ -66,6 +76,7 @@ def account() -> None:
 @click.option("--commune", "communes", multiple=True, help="A commune officer's commune code (repeat).")
 @click.option("--layer", "layers", multiple=True, help="A layer granted beyond the roles (repeat).")
 @click.option("--email", help="E-mail address.")
+@click.option("--no-password", "api_only", is_flag=True, help="A client system's account: no password, API keys only.")
 @_request_options
 @click.pass_context
 def account_create(
@@ -77,11 +88,13 @@ def account_create(
     communes: tuple[str, ...],
     layers: tuple[str, ...],
     email: str | None,
+    api_only: bool,
     request_number: str,
     request_date: str,
     agency: str,
 ) -> None:
-    """Create USERNAME; prints its one-time password once (it must be changed at first login)."""
+    """Create USERNAME; prints its one-time password once (it must be changed at first login, and before
+    the account's API keys work), unless --no-password."""
     ref = _ref(request_number, request_date, agency)
     with connect(_settings(ctx), autocommit=True) as conn:
         created, password = accounts.create_account(
@@ -95,9 +108,13 @@ def account_create(
             email=email,
             ref=ref,
             actor=_actor(),
+            with_password=not api_only,
         )
     _show(created)
-    click.echo(f"one-time password (shown once, to be changed at first login): {password}")
+    if api_only:
+        click.echo("no password: the account uses API keys only (gis-ioc account key)")
+    else:
+        click.echo(f"one-time password (shown once, to be changed at first login): {password}")
 
 
 def _simple(name: str, action: Callable[..., accounts.Account], doc: str) -> None:
@@ -163,6 +180,16 @@ def account_key(
     click.echo(key)
 
 
+@account.command("encrypt-totp")
+@click.pass_context
+def account_encrypt_totp(ctx: click.Context) -> None:
+    """Encrypt the second-factor secrets stored in clear before migration 0012 (each is also encrypted at
+    its account's next login)."""
+    with connect(_settings(ctx), autocommit=True) as conn:
+        count = sessions.encrypt_clear_totp(conn)
+    console.print(f"encrypted {count} second-factor secret(s) with GIS_IOC_HOME/secrets/totp_key")
+
+
 @account.command("list")
 @click.option("--all", "include_deleted", is_flag=True, help="Include deleted accounts.")
 @click.option("--json", "as_json", is_flag=True)
@@ -226,20 +253,27 @@ def audit_group(
 @audit_group.command("verify")
 @click.pass_context
 def audit_verify(ctx: click.Context) -> None:
-    """Recompute the hash chain; exit 2 when a record was removed or altered."""
+    """Check the keyed chain, its anchor and the head file; name every tamper found and exit 2.
+
+    Kinds: altered, recomputed (without the key), removed (from the middle), newest_removed (the head
+    file is ahead of the table), oldest_removed and anchor_moved (outside a recorded prune), head_file,
+    key_missing."""
     with connect(_settings(ctx), autocommit=True) as conn:
         result = audit.verify(conn)
     if not result.ok:
-        console.print(f"[bold red]audit trail broken:[/] {result.problem}")
+        console.print(f"[bold red]audit trail broken[/] ({result.records:,} records read):")
+        for finding in result.findings:
+            console.print(f"  [red]{finding.kind}[/]: {finding.message}")
         raise SystemExit(2)
-    console.print(f"audit trail intact: {result.records:,} records")
+    console.print(f"audit trail intact: {result.records:,} records, keyed chain, anchor and head file agree")
 
 
 @audit_group.command("prune")
 @click.option("--days", type=int, help="Keep this many days (default GIS_IOC_AUDIT_RETENTION_DAYS).")
 @click.pass_context
 def audit_prune(ctx: click.Context, days: int | None) -> None:
-    """Remove records older than the retention period; the rest stays verifiable."""
+    """Remove records older than the retention period (as the database's owner); the anchor records
+    where the chain now starts, with the key's HMAC, so the rest stays verifiable."""
     settings = _settings(ctx)
     with connect(settings, autocommit=True) as conn:
         removed = audit.prune(conn, older_than_days=days or settings.audit_retention_days, actor=_actor())
@@ -271,5 +305,6 @@ def restore_command(ctx: click.Context, folder: Path) -> None:
     settings = _settings(ctx)
     counts = backups.restore(settings, folder)
     with connect(settings, autocommit=True) as conn:
+        audit.mark_restored(conn)  # the head file continues from the restored chain
         audit.record(conn, actor=_actor(), action="restore", target=str(folder), detail={"rows": sum(counts.values())})
     console.print(f"restored {len(counts)} tables, {sum(counts.values()):,} rows; counts and checksums match")

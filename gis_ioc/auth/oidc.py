@@ -3,6 +3,7 @@
 The signature is checked with the issuer's keys (JWKS, fetched and cached by ``PyJWKClient``), against an
 allow-list of asymmetric algorithms: ``none`` and HMAC are refused, so a public key cannot be used as an
 HMAC secret (key confusion). Issuer, audience, expiry and not-before are required and checked.
+Tokens and the user names they carry are bounded before use.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import jwt
 from gis_ioc.auth.roles import ROLES
 from gis_ioc.auth.sessions import AuthenticationFailed, Principal
 
+#: The largest token looked at, and the longest user name taken from one.
+TOKEN_MAX = 16 * 1024
+USERNAME_MAX = 128
 #: Asymmetric algorithms only.
 ALLOWED = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"})
 
@@ -42,6 +46,8 @@ class OidcVerifier:
         self.jwks = jwks_client or jwt.PyJWKClient(config.jwks_url, cache_keys=True, lifespan=600, timeout=5)
 
     def principal(self, token: str) -> Principal:
+        if len(token) > TOKEN_MAX:
+            raise AuthenticationFailed(f"the token is larger than {TOKEN_MAX // 1024} KB")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -70,6 +76,8 @@ class OidcVerifier:
         known = frozenset(str(r) for r in roles if r in ROLES)
         communes = [c for c in communes if isinstance(c, str) and re.fullmatch(r"\d{5}", c)]
         username = str(claims.get("preferred_username") or claims["sub"])
+        if len(username) > USERNAME_MAX:
+            raise AuthenticationFailed(f"the token's user name is longer than {USERNAME_MAX} characters")
         return Principal(
             username,
             known,

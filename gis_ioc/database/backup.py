@@ -147,6 +147,7 @@ def restore(settings: Any, folder: Path) -> dict[str, int]:
         [
             _tool(settings, "pg_restore"),
             "--no-owner",
+            "--no-acl",  # the roles and grants are made again below, from the catalog
             "--exit-on-error",
             "--single-transaction",
             "--dbname",
@@ -159,7 +160,13 @@ def restore(settings: Any, folder: Path) -> dict[str, int]:
     )
     if result.returncode != 0:
         raise BackupError(f"pg_restore failed (nothing was restored): {result.stderr.strip()[-500:]}")
+    from gis_ioc.catalog import load_catalog
+    from gis_ioc.database import roles
+
+    catalog = load_catalog(settings.layers_dir, settings.styles_dir, settings.config_dir)
     with connect(settings, autocommit=True) as conn:
+        with conn.transaction():
+            roles.sync_roles(conn, catalog, roles.server_password(settings.home))
         counts = row_counts(conn)
     if counts != manifest["tables"]:
         differ = sorted(k for k in set(counts) | set(manifest["tables"]) if counts.get(k) != manifest["tables"].get(k))

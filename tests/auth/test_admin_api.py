@@ -3,6 +3,7 @@ factor only; refusals and changes in the audit trail."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import psycopg
@@ -10,10 +11,16 @@ import pyotp
 import pytest
 from fastapi.testclient import TestClient
 
-from gis_ioc.auth import sessions
+from gis_ioc.auth import audit, sessions
+from gis_ioc.settings import Settings
 from tests.auth.conftest import create
 
 REQUEST = {"number": "123/VP-TTHN", "date": "2026-11-20", "agency": "Văn phòng UBND tỉnh"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _keys(settings: Settings) -> None:
+    audit.configure(settings.home)  # as create_app and the console do
 
 
 def _login(anonymous: TestClient, username: str, password: str, code: str | None = None) -> dict[str, str]:
@@ -29,14 +36,14 @@ def admin(conn: psycopg.Connection[Any]) -> tuple[str, str, str]:
     first = create(conn, "root.admin", ["administrator"], full_name="Quản trị", agency="TTGSĐH")
     password = "quản trị hệ thống IOC 2026"
     sessions.change_password(conn, "root.admin", first, password)
-    secret, _ = sessions.enrol_totp("root.admin")
-    sessions.confirm_totp(conn, "root.admin", secret, pyotp.TOTP(secret).now())
+    secret, _ = sessions.enrol_totp(conn, "root.admin", password)
+    sessions.confirm_totp(conn, "root.admin", pyotp.TOTP(secret).now())
     return "root.admin", password, secret
 
 
 def test_administrator_creates_an_analyst_on_request(anonymous: TestClient, admin: tuple[str, str, str]) -> None:
     username, password, secret = admin
-    headers = _login(anonymous, username, password, pyotp.TOTP(secret).now())
+    headers = _login(anonymous, username, password, pyotp.TOTP(secret).at(time.time() + 30))  # the next code
     missing = anonymous.post(
         "/api/admin/accounts", headers=headers, json={"username": "ng.analyst", "full_name": "N", "unit": "Sở KH"}
     )

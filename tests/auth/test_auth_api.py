@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import psycopg
@@ -10,9 +11,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gis_ioc.app import create_app
-from gis_ioc.auth import sessions
+from gis_ioc.auth import audit, sessions
 from gis_ioc.auth.sessions import LOGIN_FAILED
+from gis_ioc.settings import Settings
 from tests.auth.conftest import create
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _keys(settings: Settings) -> None:
+    audit.configure(settings.home)  # as create_app and the console do
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +82,9 @@ def test_outside_the_government_network_a_second_factor_is_needed(settings: Any,
     with TestClient(create_app(settings), client=("203.0.113.7", 40000)) as outside:
         refused = outside.post("/api/auth/login", json={"username": "far.away", "password": password})
         assert refused.status_code == 401
-        secret, _ = sessions.enrol_totp("far.away")
-        sessions.confirm_totp(conn, "far.away", secret, pyotp.TOTP(secret).now())
-        body = {"username": "far.away", "password": password, "code": pyotp.TOTP(secret).now()}
+        secret, _ = sessions.enrol_totp(conn, "far.away", password)
+        sessions.confirm_totp(conn, "far.away", pyotp.TOTP(secret).now())
+        body = {"username": "far.away", "password": password, "code": pyotp.TOTP(secret).at(time.time() + 30)}
         assert outside.post("/api/auth/login", json=body).status_code == 200
     reason = conn.execute(
         "SELECT detail->>'reason' FROM gis_ioc.audit WHERE actor = 'far.away' AND result = 'failed'"

@@ -43,7 +43,9 @@ def keys(conn: psycopg.Connection[Any]) -> dict[str, dict[str, str]]:
         if name == "anonymous":
             continue
         username = f"matrix.{name.replace('_', '-')}"
-        create(conn, username, spec["roles"], communes=spec.get("communes"), grants=spec.get("grants"))
+        create(
+            conn, username, spec["roles"], communes=spec.get("communes"), grants=spec.get("grants"), with_password=False
+        )
         headers[name] = {"X-API-Key": accounts.issue_key(conn, username, REF, "cli:test")}
     return headers
 
@@ -97,7 +99,7 @@ def test_runs_made_with_personal_access_are_kept_from_others(
     keys: dict[str, dict[str, str]],
     conn: psycopg.Connection[Any],
 ) -> None:
-    create(conn, "matrix.personal", ["leader"], grants=["personal_data"])
+    create(conn, "matrix.personal", ["leader"], grants=["personal_data"], with_password=False)
     key = {"X-API-Key": accounts.issue_key(conn, "matrix.personal", REF, "cli:test")}
     lon, lat = conn.execute(
         "SELECT ST_X(ST_Centroid(geom)), ST_Y(ST_Centroid(geom)) FROM layers.buildings WHERE households = 1 "

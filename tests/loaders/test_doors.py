@@ -90,7 +90,7 @@ def test_the_officer_at_the_command_line(
 def client(settings: Settings, loaded: Any) -> Iterator[TestClient]:
     """The application, asked by a GIS officer who is also an approver (API key)."""
     with connect(settings, autocommit=True) as conn:
-        create(conn, "loader.officer", ["gis_officer", "approver"])
+        create(conn, "loader.officer", ["gis_officer", "approver"], with_password=False)
         key = accounts.issue_key(conn, "loader.officer", REF, "cli:test")
     with TestClient(create_app(settings), headers={"X-API-Key": key}) as c:
         yield c
@@ -161,8 +161,8 @@ def test_loads_need_a_gis_officer_and_approvals_an_approver(
     assert anonymous.post("/api/loads", data={"layer": "schools"}).status_code == 401
     assert anonymous.get("/api/loads").status_code == 401
     with connect(settings, autocommit=True) as conn:
-        create(conn, "loader.analyst", ["analyst"])
-        create(conn, "loader.only", ["gis_officer"])
+        create(conn, "loader.analyst", ["analyst"], with_password=False)
+        create(conn, "loader.only", ["gis_officer"], with_password=False)
         analyst = {"X-API-Key": accounts.issue_key(conn, "loader.analyst", REF, "cli:test")}
         officer = {"X-API-Key": accounts.issue_key(conn, "loader.only", REF, "cli:test")}
     refused = anonymous.post("/api/loads", data={"layer": "schools"}, headers=analyst)

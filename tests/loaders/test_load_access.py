@@ -44,7 +44,7 @@ def keys(settings: Settings, loaded: DemoResult) -> dict[str, dict[str, str]]:
     with connect(settings, autocommit=True) as conn:
         for name, spec in ACCOUNTS.items():
             username = f"loadaccess.{name}"
-            create(conn, username, spec["roles"], grants=spec.get("grants"))
+            create(conn, username, spec["roles"], grants=spec.get("grants"), with_password=False)
             out[name] = {"X-API-Key": accounts.issue_key(conn, username, REF, "cli:test")}
     return out
 
@@ -317,7 +317,7 @@ def test_draft_drawings_only_for_loaders_and_approvers_approved_ones_for_everyon
     from tests.loaders.test_plans import PDF, _drawing, _meta, _tile_of
 
     with connect(settings, autocommit=True) as conn:
-        create(conn, "loadaccess.leader", ["leader"])
+        create(conn, "loadaccess.leader", ["leader"], with_password=False)
         leader = {"X-API-Key": accounts.issue_key(conn, "loadaccess.leader", REF, "cli:test")}
     path, _, _ = _drawing(communes, tmp_path / "plan", "geotiff")
     note = tmp_path / "thuyet_minh.pdf"

@@ -43,7 +43,14 @@ def keys(settings: Settings, loaded: DemoResult) -> dict[str, dict[str, str]]:
     with connect(settings, autocommit=True) as conn:
         for name, spec in ACCOUNTS.items():
             username = f"xaccess.{name.replace('_', '-')}"
-            create(conn, username, spec["roles"], communes=spec.get("communes"), grants=spec.get("grants"))
+            create(
+                conn,
+                username,
+                spec["roles"],
+                communes=spec.get("communes"),
+                grants=spec.get("grants"),
+                with_password=False,
+            )
             headers[name] = {"X-API-Key": accounts.issue_key(conn, username, REF, "cli:test")}
     return headers
 

@@ -90,7 +90,7 @@ def test_identify_keeps_a_commune_officer_to_their_communes(
     commune gets the commune (public) and public facilities, not that commune's parcel or internal
     facilities; in their own commune they get the parcel as a leader does."""
     with connect(settings, autocommit=True) as conn:
-        create(conn, "places.officer", ["commune_officer"], communes=[OWN])
+        create(conn, "places.officer", ["commune_officer"], communes=[OWN], with_password=False)
         officer = {"X-API-Key": accounts.issue_key(conn, "places.officer", REF, "cli:test")}
     for code, shown in ((OTHER, False), (OWN, True)):
         fid, lon, lat = db.execute(
