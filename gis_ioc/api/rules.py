@@ -24,7 +24,8 @@ Kinds of rule:
     readable layers only (:meth:`Viewer.can_read`): any other layer answers 404 as if it did not exist;
 ``owned``
     things made by an account (runs, jobs, exports): their owner, those they are shared with, and
-    administrators; everyone else gets 404 (and lists show only one's own).
+    administrators; everyone else gets 404 (and lists show only one's own). With a permission: only
+    accounts that also have it (others 401/403).
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/identify"): PUBLIC,  # internal layers only as the caller may read them
     # exports, maps, reports
     ("GET", "/api/exports/layers/{layer_id}"): permission("export"),
-    ("GET", "/api/exports/runs/{run_id}"): permission("export"),
+    ("GET", "/api/exports/runs/{run_id}"): Rule("owned", "export"),
     ("POST", "/api/exports"): permission("export"),
     ("GET", "/api/exports/jobs/{job_id}"): OWNED,
     ("GET", "/api/exports/jobs/{job_id}/file"): OWNED,

@@ -209,6 +209,8 @@ def expected(rule: Rule, caller: Caller, layer: str, catalog: Any) -> tuple[str,
             return "answered", lambda r: r.status_code not in (401, 403, 404) and r.status_code < 500
         return "404", lambda r: r.status_code == 404
     assert rule.kind == "owned"
+    if rule.permission is not None and not v.may(rule.permission):
+        return ("401", lambda r: r.status_code == 401) if v.anonymous else ("403", lambda r: r.status_code == 403)
     if v.username == "routes.leader" or v.is_admin:
         return "answered", ok
     return "refused", lambda r: r.status_code in (401, 403, 404) or (r.status_code == 200 and _not_listed(r))
