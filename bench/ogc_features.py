@@ -342,12 +342,14 @@ def raw_queries(conn: psycopg.Connection[object], layer: object, fid: int) -> di
     from gis_ioc.catalog import Layer
     from gis_ioc.publish.cql import Params
     from gis_ioc.publish.features import feature_sql, order_sql, where_sql
+    from gis_ioc.query.viewer import Viewer
 
     assert isinstance(layer, Layer)
     cursor = ClientCursor(conn)
+    viewer = Viewer.console("bench")  # reads every row, as the owner's plain SQL does
 
     def page_sql(params: dict[str, str]) -> str:
-        query: ItemsQuery = parse_items(layer, params)
+        query: ItemsQuery = parse_items(viewer, layer, params)
         p = Params()
         where = where_sql(query, p)
 
@@ -358,18 +360,23 @@ def raw_queries(conn: psycopg.Connection[object], layer: object, fid: int) -> di
         return cursor.mogrify(statement, p.values)
 
     z, x, y = tile_index(106.05, 20.65, 14)
+
+    def tile(properties: list[str] | None) -> str:
+        p = Params()
+        return cursor.mogrify(tile_sql(viewer, layer, z, x, y, p, properties), p.values)
+
     return {
         "items limit=100 bbox": page_sql({"limit": "100", "bbox": ",".join(map(str, BBOX))}),
         "items limit=1000": page_sql({"limit": "1000"}),
         "single feature": cursor.mogrify(
             sql.SQL(
                 "SELECT {}::text FROM layers.land_parcels t WHERE t.fid = %(fid)s AND t.approval = 'approved'"
-            ).format(feature_sql(layer, parse_items(layer, {}).crs, None, False)),
+            ).format(feature_sql(layer, parse_items(viewer, layer, {}).crs, None, False)),
             {"fid": fid},
         ),
         "cql2 filter": page_sql({"limit": "100", "filter": CQL}),
-        "tile z14": cursor.mogrify(tile_sql(layer, z, ["parcel_code", "land_use"]), {"z": z, "x": x, "y": y}),
-        "tile z14, all fields": cursor.mogrify(tile_sql(layer, z), {"z": z, "x": x, "y": y}),
+        "tile z14": tile(["parcel_code", "land_use"]),
+        "tile z14, all fields": tile(None),
     }
 
 

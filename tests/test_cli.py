@@ -59,7 +59,7 @@ def test_config_render_writes_a_valid_private_file(settings: Settings, loaded: D
     target = tmp_path / "pygeoapi.yml"
     result = _run(settings, "config", "render", "--output", str(target))
     assert result.returncode == 0, result.stderr
-    assert "17 collections, 8 processes, valid" in result.stderr
+    assert "18 collections, 8 processes, valid" in result.stderr
     config = yaml.safe_load(target.read_text(encoding="utf-8"))
     assert validate_config(config)
     assert target.stat().st_mode & 0o077 == 0  # it holds the database connection

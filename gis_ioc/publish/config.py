@@ -1,7 +1,9 @@
 """Render pygeoapi's configuration from the layer catalog (never edited by hand).
 
-Every layer that is not ``restricted`` becomes a collection; restricted layers are published only
-once per-layer access control guards the API. Extents come from the database when it is reachable.
+Every layer becomes a collection; who sees which is decided per request by the
+:class:`~gis_ioc.query.viewer.Viewer` (a restricted layer only by the accounts it is granted to, see
+:mod:`gis_ioc.publish.ogc`). Extents come from the database when it is reachable. The providers connect
+as the server's least-privileged role; the OGC application hands them its own pool instead.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from gis_ioc import __version__
 from gis_ioc.catalog import Catalog, Layer
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.crs import CRS84_URI, PUBLISHED_URIS
-from gis_ioc.database.connection import connection_params, conninfo
+from gis_ioc.database.connection import connection_params, server_conninfo
 from gis_ioc.publish import processes
+from gis_ioc.query import scope
+from gis_ioc.query.viewer import Viewer
 from gis_ioc.settings import Settings
 
 CRS84 = CRS84_URI
@@ -30,7 +34,19 @@ LICENCES = {"CC-BY-4.0": "https://creativecommons.org/licenses/by/4.0/"}
 
 
 def published_layers(catalog: Catalog) -> list[Layer]:
+    """The layers the web map offers (restricted layers are not drawn there)."""
     return [layer for layer in catalog if layer.access != "restricted"]
+
+
+def collection_layers(catalog: Catalog) -> list[Layer]:
+    """The layers published as OGC API collections: every one, each shown only to those who may read it."""
+    return list(catalog)
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """The Host header values links may be built from (``GIS_IOC_ALLOWED_HOSTS``; by default the public
+    URL's host, HOST:PORT, 127.0.0.1:PORT and localhost:PORT): the OGC application reads them here."""
+    return sorted(settings.hosts)
 
 
 def _i18n(text: Any) -> dict[str, str]:
@@ -107,13 +123,22 @@ def _resource(settings: Settings, layer: Layer, extents: dict[str, Any], db: str
     }
 
 
+def all_extents(conn: psycopg.Connection[Any] | None, catalog: Catalog) -> dict[str, dict[str, Any]]:
+    """Every collection's extents (of all its rows: read as the console, which PostgreSQL lets read every
+    row); the province's without a database."""
+    layers = collection_layers(catalog)
+    if conn is None:
+        return {layer.id: {"spatial": {"bbox": PROVINCE_BBOX, "crs": CRS84}} for layer in layers}
+    with conn.transaction():
+        scope.bind(conn, Viewer.console("publish"), catalog, "read")
+        return {layer.id: layer_extents(conn, layer) for layer in layers}
+
+
 def render_config(settings: Settings, catalog: Catalog, conn: psycopg.Connection[Any] | None = None) -> dict[str, Any]:
     """The whole pygeoapi configuration as a dict."""
-    db = conninfo(settings)
-    resources = {}
-    for layer in published_layers(catalog):
-        extents = layer_extents(conn, layer) if conn is not None else {"spatial": {"bbox": PROVINCE_BBOX, "crs": CRS84}}
-        resources[layer.id] = _resource(settings, layer, extents, db)
+    db = server_conninfo(settings)  # for pygeoapi run on this configuration alone (gis_ioc hands its own pool)
+    extents = all_extents(conn, catalog)
+    resources = {layer.id: _resource(settings, layer, extents[layer.id], db) for layer in collection_layers(catalog)}
     key = processes.register(settings)
     for process_id, process in processes.process_resources(settings, catalog).items():
         process["processor"]["settings"] = key
@@ -165,7 +190,11 @@ def render_config(settings: Settings, catalog: Catalog, conn: psycopg.Connection
             },
         },
         "resources": resources,
-        "x-gis_ioc": {"version": __version__, "rendered_at": datetime.now(UTC).isoformat(timespec="seconds")},
+        "x-gis_ioc": {
+            "version": __version__,
+            "rendered_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "allowed_hosts": allowed_hosts(settings),
+        },
     }
 
 

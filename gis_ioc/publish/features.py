@@ -1,5 +1,10 @@
 """Feature queries for the OGC API: one layer, one request, GeoJSON built inside PostGIS.
 
+Rows are read as the viewer may see them (:mod:`gis_ioc.query.rows`): the query's layer is the layer as
+the viewer sees it (personal fields dropped unless granted), and its WHERE clause is built by the one
+read path (approved rows, the current version, a commune officer's communes, the user's filter in its
+own parentheses). Run them inside ``scope.transaction`` so that PostgreSQL knows who asks as well.
+
 Paging: ordered by ``fid`` by default with keyset links (``after=<fid>``: every feature exactly
 once, as fast on the last page as on the first); with ``sortby`` the order is the requested one
 plus ``fid`` and links use ``offset``. ``numberMatched`` is given only when it is exact and cheap:
@@ -19,7 +24,9 @@ from psycopg import sql
 from gis_ioc.catalog import Layer
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.crs import PUBLISHED, PublishedCrs
-from gis_ioc.publish.cql import FilterCompiler, Params
+from gis_ioc.publish.cql import Params
+from gis_ioc.query import rows
+from gis_ioc.query.viewer import Viewer
 
 COUNT_CAP = 1_000
 #: decimals of coordinates by CRS kind: 1e-7° ≈ 1 cm; 1 mm in projected metres
@@ -28,9 +35,11 @@ _PRECISION = {True: 7, False: 3}
 
 @dataclass
 class ItemsQuery:
-    """A validated items request (see :mod:`gis_ioc.publish.params`)."""
+    """A validated items request (see :mod:`gis_ioc.publish.params`) of ``viewer``, whose ``layer`` is the
+    layer as that viewer sees it (:meth:`Viewer.sees`)."""
 
     layer: Layer
+    viewer: Viewer
     limit: int
     offset: int = 0
     after: int | None = None
@@ -44,7 +53,6 @@ class ItemsQuery:
     filter_crs: PublishedCrs = PUBLISHED[0]
     equals: dict[str, Any] = field(default_factory=dict)
     hits: bool = False
-    communes: frozenset[str] | None = None  # a commune officer reads only these communes' features
 
     @property
     def keyset(self) -> bool:
@@ -85,19 +93,16 @@ def feature_sql(layer: Layer, crs: PublishedCrs, properties: list[str] | None, s
 
 
 def where_sql(query: ItemsQuery, params: Params) -> sql.Composed:
+    """The read path's WHERE (what the viewer may read, the user's filter in its own parentheses) AND the
+    request's bbox, time and property conditions."""
     layer = query.layer
-    parts: list[sql.Composable] = [sql.SQL("t.approval = 'approved'")]
-    if query.communes is not None:
-        parts.append(sql.SQL("t.commune_code = ANY({})").format(params.add(sorted(query.communes))))
-    if layer.versioned:
-        if query.interval is None:
-            parts.append(sql.SQL("t.valid_to IS NULL"))
-        else:
-            begin, end = query.interval
-            if end is not None:
-                parts.append(sql.SQL("t.valid_from <= {}::date").format(params.add(end)))
-            if begin is not None:
-                parts.append(sql.SQL("(t.valid_to IS NULL OR t.valid_to > {}::date)").format(params.add(begin)))
+    extra: list[sql.Composable] = []
+    if layer.versioned and query.interval is not None:  # the versions valid during the interval
+        begin, end = query.interval
+        if end is not None:
+            extra.append(sql.SQL("t.valid_from <= {}::date").format(params.add(end)))
+        if begin is not None:
+            extra.append(sql.SQL("t.valid_to IS NULL OR t.valid_to > {}::date").format(params.add(begin)))
     elif query.interval is not None and layer.temporal is not None:
         column = sql.Identifier("t", layer.temporal)
         field = layer.field(layer.temporal)
@@ -105,23 +110,19 @@ def where_sql(query: ItemsQuery, params: Params) -> sql.Composed:
         cast = sql.SQL("::date") if field is not None and field.type == "date" else sql.SQL("")
         begin, end = query.interval
         if begin is not None:
-            parts.append(sql.SQL("{} >= {}{}").format(column, params.add(begin), cast))
+            extra.append(sql.SQL("{} >= {}{}").format(column, params.add(begin), cast))
         if end is not None:
-            parts.append(sql.SQL("{} <= {}{}").format(column, params.add(end), cast))
+            extra.append(sql.SQL("{} <= {}{}").format(column, params.add(end), cast))
     if query.bbox is not None:
-        parts.append(
-            sql.SQL("t.geom && ST_MakeEnvelope({}, {}, {}, {}, 4326)").format(*(params.add(v) for v in query.bbox))
-        )
-        parts.append(
-            sql.SQL("ST_Intersects(t.geom, ST_MakeEnvelope({}, {}, {}, {}, 4326))").format(
-                *(params.add(v) for v in query.bbox)
-            )
-        )
+        envelope = sql.SQL("ST_MakeEnvelope({}, {}, {}, {}, 4326)")
+        extra.append(sql.SQL("t.geom && {}").format(envelope.format(*(params.add(v) for v in query.bbox))))
+        extra.append(sql.SQL("ST_Intersects(t.geom, {})").format(envelope.format(*(params.add(v) for v in query.bbox))))
     for name, value in query.equals.items():
-        parts.append(sql.SQL("{} = {}").format(sql.Identifier("t", name), params.add(value)))
-    if query.filter is not None:
-        parts.append(FilterCompiler(layer, query.filter_crs, params).compile(query.filter))
-    return sql.SQL(" AND ").join(parts)
+        extra.append(sql.SQL("{} = {}").format(sql.Identifier("t", name), params.add(value)))
+    current = not (layer.versioned and query.interval is not None)
+    return rows.where(
+        query.viewer, layer, params, filter=query.filter, filter_crs=query.filter_crs, extra=extra, current=current
+    )
 
 
 def order_sql(query: ItemsQuery) -> sql.Composed:
@@ -149,7 +150,7 @@ def fetch_page(conn: psycopg.Connection[Any], query: ItemsQuery) -> FeaturePage:
         "LIMIT {limit} OFFSET {offset}) "
         "SELECT coalesce(json_agg(feature), '[]'::json)::text, count(*), max(fid) FROM page"
     ).format(
-        feature=feature_sql(query.layer, query.crs, query.properties, query.skip_geometry),
+        feature=feature_sql(query.viewer.sees(query.layer), query.crs, query.properties, query.skip_geometry),
         table=table,
         where=page_where,
         order=order_sql(query),
@@ -174,15 +175,18 @@ def fetch_page(conn: psycopg.Connection[Any], query: ItemsQuery) -> FeaturePage:
 
 
 def fetch_feature(
-    conn: psycopg.Connection[Any], layer: Layer, fid: int, crs: PublishedCrs, communes: frozenset[str] | None = None
+    conn: psycopg.Connection[Any], viewer: Viewer, layer: Layer, fid: int, crs: PublishedCrs
 ) -> str | None:
-    """One approved (and, for versioned layers, any version's) feature as GeoJSON text, or None; with
-    ``communes``, only a feature of one of them."""
-    own = sql.SQL(" AND t.commune_code = ANY(%(communes)s)") if communes is not None else sql.SQL("")
-    statement = sql.SQL("SELECT {}::text FROM {} t WHERE t.fid = %(fid)s AND t.approval = 'approved'{}").format(
-        feature_sql(layer, crs, None, False), sql.Identifier(SCHEMA, layer.table), own
+    """One feature (of any version, for versioned layers) that the viewer may read, as GeoJSON text, or
+    None; ``layer`` is the layer as the viewer sees it."""
+    params = Params()
+    statement = sql.SQL("SELECT {}::text FROM {} t WHERE t.fid = {} AND {}").format(
+        feature_sql(viewer.sees(layer), crs, None, False),
+        sql.Identifier(SCHEMA, layer.table),
+        params.add(fid),
+        rows.visible(viewer, layer, params, current=False),
     )
-    row = conn.execute(statement, {"fid": fid, "communes": sorted(communes or ())}).fetchone()
+    row = conn.execute(statement, params.values).fetchone()
     return None if row is None else str(row[0])
 
 

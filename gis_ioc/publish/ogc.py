@@ -2,18 +2,31 @@
 
 Items, single features and queryables in JSON are answered by gis_ioc (validation, SQL that builds
 GeoJSON in PostGIS, pinned VN-2000, CQL2, paging links); pygeoapi answers the rest — landing page,
-conformance, OpenAPI, collection descriptions and every HTML page — from the configuration rendered
-from the catalog, through gis_ioc's provider. pygeoapi's own Starlette module reads its configuration
-from environment variables at import time, so gis_ioc builds the ``API`` object itself.
+conformance, OpenAPI, collection descriptions and every HTML, CSV and JSON-LD page — from the
+configuration rendered from the catalog, through gis_ioc's provider. pygeoapi's own Starlette module
+reads its configuration from environment variables at import time, so gis_ioc builds the ``API`` object
+itself.
+
+Every door reads as the request's :class:`~gis_ioc.query.viewer.Viewer` (resolved once by the front
+door): the collections it may read (a restricted layer only for the accounts granted it; the others
+answer 404, as if they did not exist), their rows through :mod:`gis_ioc.query.rows` in a transaction
+bound to the viewer (:mod:`gis_ioc.query.scope`), and their fields as the viewer sees them. Answers that
+depend on who asks are ``Cache-Control: private`` and ``Vary`` on the credentials. Links are built from
+``GIS_IOC_PUBLIC_URL``, or from the Host the client used when it is one of the allowed hosts, never from
+any other Host. While PostGIS is unreachable every door answers 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import re
+import json
 import threading
-from collections.abc import Awaitable, Callable
+import weakref
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -25,7 +38,8 @@ import pygeoapi
 import pygeoapi.api as core_api
 import pygeoapi.api.itemtypes as itemtypes_api
 import pygeoapi.api.processes as processes_api
-from psycopg_pool import ConnectionPool, PoolTimeout
+import pygeoapi.l10n
+from psycopg_pool import ConnectionPool
 from pygeoapi.api import API, APIRequest, apply_gzip
 from pygeoapi.openapi import get_oas
 from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
@@ -36,25 +50,29 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gis_ioc.auth import access
-from gis_ioc.auth.context import CURRENT
+from gis_ioc.api import guard
 from gis_ioc.catalog import Catalog, Layer
 from gis_ioc.errors import DatabaseUnavailable, GisIocError, InvalidInput, NotFound
 from gis_ioc.http import problem
 from gis_ioc.publish.features import ItemsQuery, feature_collection, fetch_feature, fetch_page
-from gis_ioc.publish.openapi import self_contained
+from gis_ioc.publish.openapi import for_collections, self_contained
 from gis_ioc.publish.params import ITEM_PARAMS, check_unknown, parse_crs, parse_items
+from gis_ioc.publish.provider import BACKEND, Backend
 from gis_ioc.publish.queryables import queryables_document
 from gis_ioc.publish.tiles import (
+    VARY_VIEWER,
     fetch_tile,
     parse_tile,
     parse_tile_properties,
+    same_for_everyone,
     tile_response,
     tileset,
     tileset_list,
     tms_list,
     web_mercator_quad,
 )
+from gis_ioc.query import rows, scope
+from gis_ioc.query.viewer import Viewer
 
 Handler = Callable[[Request], Awaitable[Response]]
 GEOJSON = "application/geo+json"
@@ -82,10 +100,11 @@ WITHDRAWN_CONFORMANCE = {f"{_SPEC}ogcapi-features-4/1.0/conf/create-replace-dele
 TILESETS_REL = "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"
 
 
-def build_api(config: dict[str, Any]) -> API:
-    """pygeoapi's API object with an OpenAPI document generated from the same configuration."""
-    collections = [rid for rid, r in config["resources"].items() if r.get("type") == "collection"]
-    openapi = self_contained(get_oas(config, fail_on_invalid_collection=False), collections)
+def build_api(config: dict[str, Any], openapi: dict[str, Any] | None = None) -> API:
+    """pygeoapi's API object, with an OpenAPI document generated from the same configuration unless given."""
+    if openapi is None:
+        collections = [rid for rid, r in config["resources"].items() if r.get("type") == "collection"]
+        openapi = self_contained(get_oas(config, fail_on_invalid_collection=False), collections)
     return API(config, openapi)
 
 
@@ -98,10 +117,49 @@ def _respond(headers: dict[str, str], status: int, content: Any) -> Response:
     return response
 
 
+#: The pygeoapi ``API`` answering the current call (see :class:`TemplateConfigs`).
+_ANSWERING: ContextVar[API | None] = ContextVar("gis_ioc_answering_api", default=None)
+
+
+class TemplateConfigs:
+    """Stands in for pygeoapi's ``l10n._cfg_cache``, which keeps the translated configuration its HTML
+    templates see once per locale for the whole process, whichever ``API`` object it came from: the
+    first page rendered decided every later page's links and stylesheets (a forged or other Host's
+    address, for everyone) and collections (500 on the HTML pages of collections the first caller could
+    not see, e.g. an internal one after an anonymous page). Here it is kept per ``API`` and locale."""
+
+    def __init__(self) -> None:
+        self.by_api: weakref.WeakKeyDictionary[API, dict[Any, Any]] = weakref.WeakKeyDictionary()
+        self.lock = threading.Lock()
+
+    def get(self, locale: Any, default: Any = None) -> Any:
+        api = _ANSWERING.get()
+        with self.lock:
+            return default if api is None else self.by_api.get(api, {}).get(locale, default)
+
+    def __setitem__(self, locale: Any, value: Any) -> None:
+        api = _ANSWERING.get()
+        if api is not None:  # outside gis_ioc's calls: translated again each time, never shared
+            with self.lock:
+                self.by_api.setdefault(api, {})[locale] = value
+
+    def clear(self) -> None:
+        with self.lock:
+            self.by_api.clear()
+
+    @classmethod
+    def install(cls) -> None:
+        if not isinstance(pygeoapi.l10n._cfg_cache, cls):
+            pygeoapi.l10n._cfg_cache = cls()
+
+
 class ApisByAddress:
-    """pygeoapi takes its links and OpenAPI ``servers`` from ``server.url``; so that they are right for
-    the address a client reached the server at, one ``API`` is kept per address (at most ``MAX``;
-    further addresses get the configured one). With ``GIS_IOC_PUBLIC_URL`` set, that address is used always.
+    """pygeoapi takes its links and OpenAPI ``servers`` from ``server.url``, and shows every collection of
+    its configuration; so one ``API`` is kept per address and set of collections a viewer may see (the
+    ``MAX`` used last). The address is ``GIS_IOC_PUBLIC_URL`` when it is set; otherwise the Host the client
+    used when it is one of the allowed hosts (``GIS_IOC_ALLOWED_HOSTS``), else the configured address: a
+    forged Host never reaches a link. The OpenAPI document is generated once, for every collection and
+    without personal fields, and cut down to the collections of each ``API`` (a few milliseconds).
     """
 
     MAX = 32  # addresses x sets of visible collections
@@ -110,61 +168,111 @@ class ApisByAddress:
         self.config = config
         self.ogc_path = ogc_path
         self.fixed = fixed
+        self.hosts = frozenset(h.lower() for h in config.get("x-gis_ioc", {}).get("allowed_hosts", ()))
         self.layers = [catalog.layers[rid] for rid, r in config["resources"].items() if r.get("type") == "collection"]
-        public = frozenset(layer.id for layer in access.readable(None, self.layers))
-        self.apis: dict[tuple[str, frozenset[str]], API] = {}
+        token = BACKEND.set(None)  # the shared document shows what an anonymous caller may see of each layer
+        try:
+            self.openapi = self_contained(
+                get_oas(config, fail_on_invalid_collection=False), [layer.id for layer in self.layers]
+            )
+        finally:
+            BACKEND.reset(token)
+        self.apis: OrderedDict[tuple[str, frozenset[str]], API] = OrderedDict()
         self.lock = threading.Lock()
-        self.default = self.apis[(config["server"]["url"], public)] = self._build(config["server"]["url"], public)
+        self.default = self.api(config["server"]["url"], self.visible(Viewer.ANONYMOUS))
 
-    def __call__(self, request: Request) -> API:
-        visible = self.visible(request)
-        url = self.config["server"]["url"]
-        if not self.fixed:
-            host = request.headers.get("host", "")
-            if re.fullmatch(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?", host):
-                url = f"{request.url.scheme}://{host}{self.ogc_path}"
+    def url(self, request: Request) -> str:
+        """The OGC API's address for links in the answer to this request."""
+        configured: str = self.config["server"]["url"]
+        if self.fixed:
+            return configured
+        host = request.headers.get("host", "").lower()
+        return f"{request.url.scheme}://{host}{self.ogc_path}" if host in self.hosts else configured
+
+    def origin(self, request: Request) -> str:
+        """scheme://host[:port] (and any path prefix) of the server, as :meth:`url` chooses it."""
+        url = self.url(request)
+        return url[: -len(self.ogc_path)] if self.ogc_path and url.endswith(self.ogc_path) else url
+
+    def __call__(self, request: Request, viewer: Viewer) -> API:
+        return self.api(self.url(request), self.visible(viewer))
+
+    def api(self, url: str, visible: frozenset[str]) -> API:
         key = (url, visible)
         with self.lock:
-            api = self.apis.get(key) or self.apis.get((self.config["server"]["url"], visible))
-            if api is not None and (api is self.apis.get(key) or len(self.apis) >= self.MAX):
-                return api  # beyond MAX addresses: the configured address, showing only what may be seen
-            api = self.apis[key] = self._build(url, visible)
+            api = self.apis.get(key)
+            if api is not None:
+                self.apis.move_to_end(key)
+                return api
+        api = self._build(url, visible)
+        with self.lock:
+            self.apis[key] = api
+            while len(self.apis) > self.MAX:
+                self.apis.popitem(last=False)
         return api
 
     def _build(self, url: str, visible: frozenset[str]) -> API:
         resources = {
             rid: r for rid, r in self.config["resources"].items() if r.get("type") != "collection" or rid in visible
         }
-        return build_api({**self.config, "server": {**self.config["server"], "url": url}, "resources": resources})
+        hidden = {layer.id for layer in self.layers} - visible
+        openapi = {**for_collections(self.openapi, hidden), "servers": [{**self.openapi["servers"][0], "url": url}]}
+        config = {**self.config, "server": {**self.config["server"], "url": url}, "resources": resources}
+        return build_api(config, openapi)
 
-    def visible(self, request: Request) -> frozenset[str]:
-        """The collections the request's principal may see."""
-        who = CURRENT.get()
-        return frozenset(layer.id for layer in access.readable(who, self.layers))
+    def visible(self, viewer: Viewer) -> frozenset[str]:
+        """The collections the viewer may see."""
+        return frozenset(layer.id for layer in viewer.readable(self.layers))
 
 
-def pygeoapi_handler(
-    apis: Callable[[Request], API], function: Callable[..., Any], *param_names: str, validate: bool = True
-) -> Handler:
-    async def endpoint(request: Request) -> Response:
-        api = apis(request)
-        api_request = await APIRequest.from_starlette(request, api.locales)
-        if validate and not api_request.is_valid():
-            headers, status, content = api.get_format_exception(api_request)
-        else:
+class PygeoapiDoor:
+    """pygeoapi's handlers called for one request: the API for its address and viewer, and the viewer,
+    pool and catalog handed to gis_ioc's provider (:data:`gis_ioc.publish.provider.BACKEND`)."""
+
+    def __init__(self, apis: ApisByAddress, pool: ConnectionPool, catalog: Catalog) -> None:
+        self.apis = apis
+        self.pool = pool
+        self.catalog = catalog
+
+    def __call__(self, function: Callable[..., Any], *param_names: str, validate: bool = True) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            viewer = guard.viewer(request)
+            api = self.apis(request, viewer)
+            api_request = await APIRequest.from_starlette(request, api.locales)
+            if validate and not api_request.is_valid():
+                headers, status, content = api.get_format_exception(api_request)
+                return _respond(headers, status, content)
             args = [request.path_params.get(name) for name in param_names]
+            backend = Backend(self.pool, self.catalog, viewer)
             loop = asyncio.get_running_loop()
 
             def call() -> tuple[dict[str, str], int, Any]:
                 asyncio.set_event_loop(loop)  # pygeoapi looks for a loop in its worker thread
+                BACKEND.set(backend)  # in this call's own copy of the context
+                _ANSWERING.set(api)
                 return function(api, api_request, *args)  # type: ignore[no-any-return]
 
             headers, status, content = await loop.run_in_executor(None, contextvars.copy_context().run, call)
+            if status == HTTPStatus.SERVICE_UNAVAILABLE:
+                return _unavailable(headers, content)
             if status != HTTPStatus.NO_CONTENT:
                 content = apply_gzip(headers, content)
-        return _respond(headers, status, content)
+            return _respond(headers, status, content)
 
-    return endpoint
+        return endpoint
+
+
+def _unavailable(headers: dict[str, str], content: Any) -> Response:
+    """pygeoapi's 503 (the provider could not reach PostGIS): its HTML page, or problem+json; Retry-After."""
+    if headers.get("Content-Type") == "text/html":
+        response = _respond(headers, HTTPStatus.SERVICE_UNAVAILABLE, content)
+        response.headers["Retry-After"] = "5"
+        return response
+    try:
+        detail = str(json.loads(content).get("description") or "PostGIS is unreachable")
+    except (TypeError, ValueError, AttributeError):
+        detail = "PostGIS is unreachable"
+    return problem(503, DatabaseUnavailable.title, detail)
 
 
 def wants_html(request: Request) -> bool:
@@ -175,54 +283,52 @@ def wants_html(request: Request) -> bool:
     return "text/html" in accept and "json" not in accept
 
 
+@contextmanager
+def _database_refusals() -> Iterator[None]:
+    """What the database refuses about a request, as gis_ioc errors naming it."""
+    try:
+        yield
+    except psycopg.errors.QueryCanceled as exc:
+        raise DatabaseUnavailable("the query took too long; narrow it with bbox, filter or limit") from exc
+    except (
+        psycopg.errors.DataError,
+        psycopg.errors.InternalError,
+        psycopg.errors.InvalidParameterValue,
+        psycopg.ProgrammingError,  # e.g. an operator between types the filter checks did not foresee
+    ) as exc:
+        message = str(exc).strip().splitlines()[0]
+        raise InvalidInput(f"the database refused the request: {message}") from exc
+
+
 class FeaturesApi:
     """gis_ioc's handlers for the data-heavy endpoints."""
 
-    def __init__(self, catalog: Catalog, pool: ConnectionPool, public_url: str | None, published: set[str]) -> None:
+    def __init__(self, catalog: Catalog, pool: ConnectionPool, apis: ApisByAddress, published: set[str]) -> None:
         self.catalog = catalog
         self.pool = pool
-        self.public_url = public_url
+        self.apis = apis
         self.published = published
         self.extents: dict[str, list[float]] = {}
 
-    def layer(self, request: Request) -> Layer:
-        """The collection asked for; one the principal may not read is answered as if it did not exist."""
+    def layer(self, request: Request) -> tuple[Viewer, Layer]:
+        """Who asks, and the collection asked for as they may see it; a collection they may not read is
+        answered as if it did not exist."""
+        viewer = guard.viewer(request)
         layer_id = request.path_params["collection_id"]
-        if layer_id not in self.published or not access.can_read(CURRENT.get(), self.catalog.layers[layer_id]):
-            raise NotFound(f"no collection {layer_id!r}")
-        return self.catalog.layers[layer_id]
-
-    @staticmethod
-    def communes(layer: Layer) -> frozenset[str] | None:
-        return access.row_communes(CURRENT.get(), layer)
+        return viewer, rows.readable_layer(viewer, self.catalog, layer_id, published=self.published)
 
     def _url(self, request: Request, params: dict[str, str] | None = None) -> str:
-        public = self.public_url
-        base = public.rstrip("/") + request.url.path if public else str(request.url.replace(query=""))
+        base = self.apis.origin(request) + request.url.path
         query = urlencode(params if params is not None else dict(request.query_params))
         return f"{base}?{query}" if query else base
 
-    def _run[T](self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        try:
-            with self.pool.connection(timeout=10) as conn:
-                return work(conn)
-        except PoolTimeout as exc:
-            raise DatabaseUnavailable("PostGIS is unreachable or busy") from exc
-        except psycopg.errors.QueryCanceled as exc:
-            raise DatabaseUnavailable("the query took too long; narrow it with bbox, filter or limit") from exc
-        except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable("PostGIS is unreachable") from exc
-        except (
-            psycopg.errors.DataError,
-            psycopg.errors.InternalError,
-            psycopg.errors.InvalidParameterValue,
-            psycopg.ProgrammingError,  # e.g. an operator between types the filter checks did not foresee
-        ) as exc:
-            message = str(exc).strip().splitlines()[0]
-            raise InvalidInput(f"the database refused the request: {message}") from exc
+    def _run[T](self, viewer: Viewer, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``work(conn)`` in a transaction bound to the viewer (PostgreSQL knows who asks, too)."""
+        with scope.transaction(self.pool, viewer, self.catalog, "read") as conn, _database_refusals():
+            return work(conn)
 
     async def items(self, request: Request) -> Response:
-        layer = self.layer(request)
+        viewer, layer = self.layer(request)
         params = dict(request.query_params)
         if request.method == "POST":  # a cql2-json filter in the body (OGC API Features Part 3)
             body = (await request.body()).decode("utf-8", errors="replace")
@@ -231,9 +337,8 @@ class FeaturesApi:
             if "filter" in params:
                 raise InvalidInput("give the filter either in the body or as the filter parameter, not both")
             params = {**params, "filter": body, "filter-lang": "cql2-json"}
-        query: ItemsQuery = parse_items(layer, params)
-        query.communes = self.communes(layer)
-        page = await run_in_threadpool(self._run, lambda conn: fetch_page(conn, query))
+        query: ItemsQuery = parse_items(viewer, layer, params)
+        page = await run_in_threadpool(self._run, viewer, lambda conn: fetch_page(conn, query))
         links = self._links(request, params, query, page.returned, page.matched, page.last_fid)
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = feature_collection(page, links, stamp)
@@ -298,16 +403,15 @@ class FeaturesApi:
         return links
 
     async def item(self, request: Request) -> Response:
-        layer = self.layer(request)
+        viewer, layer = self.layer(request)
         params = dict(request.query_params)
         check_unknown(params, ITEM_PARAMS)
         crs = parse_crs(params, "crs")
         raw = request.path_params["item_id"]
         if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             raise NotFound(f"no feature {raw!r} in {layer.id}")
-        text = await run_in_threadpool(
-            self._run, lambda conn: fetch_feature(conn, layer, int(raw), crs, self.communes(layer))
-        )
+        fid = int(raw)
+        text = await run_in_threadpool(self._run, viewer, lambda conn: fetch_feature(conn, viewer, layer, fid, crs))
         if text is None:
             raise NotFound(f"no feature {raw} in {layer.id}")
         links = [
@@ -322,12 +426,12 @@ class FeaturesApi:
         return url.split("/tiles", 1)[0]
 
     async def tilesets(self, request: Request) -> Response:
-        layer = self.layer(request)
+        _, layer = self.layer(request)
         check_unknown(dict(request.query_params), ["f"])
         return JSONResponse(tileset_list(layer, self._collection_base(request)))
 
     async def tileset(self, request: Request) -> Response:
-        layer = self.layer(request)
+        _, layer = self.layer(request)
         check_unknown(dict(request.query_params), ["f"])
         if request.path_params["tms"] != "WebMercatorQuad":
             raise NotFound(f"tile matrix set {request.path_params['tms']!r} is not offered; use WebMercatorQuad")
@@ -335,7 +439,7 @@ class FeaturesApi:
         return JSONResponse(tileset(layer, self.catalog, self._collection_base(request), bbox))
 
     async def tile(self, request: Request) -> Response:
-        layer = self.layer(request)
+        viewer, layer = self.layer(request)
         params = dict(request.query_params)
         check_unknown(params, ["f", "properties"])
         p = request.path_params
@@ -343,8 +447,9 @@ class FeaturesApi:
         properties = parse_tile_properties(layer, self.catalog, params.get("properties"))
         if z < self.catalog.style_of(layer).min_zoom:
             return tile_response(request, b"", layer)
-        communes = self.communes(layer)
-        data = await run_in_threadpool(self._run, lambda conn: fetch_tile(conn, layer, z, x, y, properties, communes))
+        data = await run_in_threadpool(
+            self._run, viewer, lambda conn: fetch_tile(conn, viewer, layer, z, x, y, properties)
+        )
         return tile_response(request, data, layer)
 
     async def tile_matrix_sets(self, request: Request) -> Response:
@@ -356,7 +461,7 @@ class FeaturesApi:
         return JSONResponse(web_mercator_quad())
 
     async def queryables(self, request: Request) -> Response:
-        layer = self.layer(request)
+        _, layer = self.layer(request)
         check_unknown(dict(request.query_params), ["f", "lang"])
         document = queryables_document(layer, self._url(request, {}))
         return Response(_json(document), media_type="application/schema+json")
@@ -369,8 +474,6 @@ def amend_json(handler: Handler, amend: Callable[[Any, Request], None]) -> Handl
         response = await handler(request)
         if response.status_code != 200 or not response.headers.get("content-type", "").startswith("application/json"):
             return response
-        import json
-
         data = json.loads(bytes(response.body))
         amend(data, request)
         headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
@@ -404,8 +507,6 @@ def _collection(data: Any, request: Request) -> None:
 
 
 def _json(value: Any) -> str:
-    import json
-
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -432,9 +533,9 @@ def _either(ours: Handler, theirs: Handler) -> Handler:
         if f is not None and f not in OURS_FORMATS + PYGEOAPI_FORMATS:
             allowed = ", ".join(OURS_FORMATS + PYGEOAPI_FORMATS)
             return problem(400, "Invalid input", f"f={f!r} is not offered here; use one of {allowed}")
-        if wants_html(request) or f in PYGEOAPI_FORMATS:
-            return await theirs(request)
         try:
+            if wants_html(request) or f in PYGEOAPI_FORMATS:
+                return await theirs(request)
             return await ours(request)
         except GisIocError as exc:
             return problem(exc.status, exc.title, str(exc))
@@ -442,9 +543,38 @@ def _either(ours: Handler, theirs: Handler) -> Handler:
     return endpoint
 
 
-def _job(apis: Callable[[Request], API]) -> Handler:
-    status = pygeoapi_handler(apis, processes_api.get_jobs, "job_id")
-    delete = pygeoapi_handler(apis, processes_api.delete_job, "job_id")
+def private(response: Response) -> Response:
+    """Mark an answer that depends on who asks: no shared cache keeps it, and a browser's cache keys it
+    on the credentials too."""
+    cache = response.headers.get("cache-control", "")
+    if not cache.startswith("private"):
+        ages = [part.strip() for part in cache.split(",") if part.strip().startswith("max-age")]
+        response.headers["Cache-Control"] = ", ".join(["private", *ages])
+    vary = [v.strip() for v in response.headers.get("vary", "").split(",") if v.strip()]
+    known = {v.lower() for v in vary}
+    vary += [name for name in VARY_VIEWER.split(", ") if name.lower() not in known]
+    response.headers["Vary"] = ", ".join(vary)
+    return response
+
+
+def per_viewer(handler: Handler, catalog: Catalog) -> Handler:
+    """Answers about a collection whose rows or fields depend on who asks (any but a public layer without
+    personal fields), and lists of the collections a viewer sees, are private to the caller."""
+
+    async def endpoint(request: Request) -> Response:
+        response = await handler(request)
+        layer_id = request.path_params.get("collection_id")
+        layer = catalog.layers.get(layer_id) if layer_id is not None else None
+        if layer_id is None or (layer is not None and not same_for_everyone(layer)):
+            return private(response)
+        return response
+
+    return endpoint
+
+
+def _job(door: PygeoapiDoor) -> Handler:
+    status = door(processes_api.get_jobs, "job_id")
+    delete = door(processes_api.delete_job, "job_id")
 
     async def endpoint(request: Request) -> Response:
         return await (delete if request.method == "DELETE" else status)(request)
@@ -452,65 +582,57 @@ def _job(apis: Callable[[Request], API]) -> Handler:
     return endpoint
 
 
+def _collection_routes(pygeoapi: PygeoapiDoor, features: FeaturesApi) -> list[Route]:
+    """The collections and everything under them (each answer private when it depends on who asks)."""
+    items = _either(features.items, pygeoapi(itemtypes_api.get_collection_items, "collection_id", validate=False))
+    item = _either(features.item, pygeoapi(itemtypes_api.get_collection_item, "collection_id", "item_id"))
+    queryables = _either(features.queryables, pygeoapi(itemtypes_api.get_collection_queryables, "collection_id"))
+    base = "/collections/{collection_id}"
+    tiles = f"{base}/tiles"
+    handlers: list[tuple[str, Handler, list[str]]] = [
+        ("/collections", amend_json(pygeoapi(core_api.describe_collections), _collections), ["GET"]),
+        (base, amend_json(pygeoapi(core_api.describe_collections, "collection_id"), _collection), ["GET"]),
+        (tiles, _guard(features.tilesets), ["GET"]),
+        (f"{tiles}/{{tms}}", _guard(features.tileset), ["GET"]),
+        (f"{tiles}/{{tms}}/{{z}}/{{row}}/{{col}}", _guard(features.tile), ["GET"]),
+        (f"{base}/queryables", queryables, ["GET"]),
+        (f"{base}/schema", _guard(pygeoapi(core_api.get_collection_schema, "collection_id")), ["GET"]),
+        (f"{base}/items", items, ["GET", "POST"]),
+        (f"{base}/items/{{item_id}}", item, ["GET"]),
+    ]
+    return [Route(path, per_viewer(handler, features.catalog), methods=methods) for path, handler, methods in handlers]
+
+
 def create_ogc_app(
     config: dict[str, Any], catalog: Catalog, pool: ConnectionPool, public_url: str | None, ogc_path: str = "/ogc"
 ) -> Starlette:
-    api = ApisByAddress(config, ogc_path, fixed=public_url is not None, catalog=catalog)
+    TemplateConfigs.install()
+    apis = ApisByAddress(config, ogc_path, fixed=public_url is not None, catalog=catalog)
+    pygeoapi_ = PygeoapiDoor(apis, pool, catalog)
     collections = {rid: r for rid, r in config["resources"].items() if r.get("type") == "collection"}
-    features = FeaturesApi(catalog, pool, public_url, set(collections))
+    features = FeaturesApi(catalog, pool, apis, set(collections))
     features.extents = {rid: r["extents"]["spatial"]["bbox"] for rid, r in collections.items()}
     routes = [
-        Route("/", pygeoapi_handler(api, core_api.landing_page)),
-        Route("/openapi", pygeoapi_handler(api, core_api.openapi_)),
-        Route("/conformance", amend_json(pygeoapi_handler(api, core_api.conformance), _conformance)),
-        Route("/collections", amend_json(pygeoapi_handler(api, core_api.describe_collections), _collections)),
-        Route(
-            "/collections/{collection_id}",
-            amend_json(pygeoapi_handler(api, core_api.describe_collections, "collection_id"), _collection),
-        ),
+        Route("/", _guard(pygeoapi_(core_api.landing_page))),
+        Route("/openapi", per_viewer(_guard(pygeoapi_(core_api.openapi_)), catalog)),
+        Route("/conformance", amend_json(pygeoapi_(core_api.conformance), _conformance)),
         Route("/tileMatrixSets", _guard(features.tile_matrix_sets)),
         Route("/tileMatrixSets/{tms}", _guard(features.tile_matrix_set)),
-        Route("/collections/{collection_id}/tiles", _guard(features.tilesets)),
-        Route("/collections/{collection_id}/tiles/{tms}", _guard(features.tileset)),
-        Route("/collections/{collection_id}/tiles/{tms}/{z}/{row}/{col}", _guard(features.tile)),
-        Route(
-            "/collections/{collection_id}/queryables",
-            _either(
-                features.queryables, pygeoapi_handler(api, itemtypes_api.get_collection_queryables, "collection_id")
-            ),
-        ),
-        Route(
-            "/collections/{collection_id}/schema",
-            pygeoapi_handler(api, core_api.get_collection_schema, "collection_id"),
-        ),
-        Route(
-            "/collections/{collection_id}/items",
-            _either(
-                features.items,
-                pygeoapi_handler(api, itemtypes_api.get_collection_items, "collection_id", validate=False),
-            ),
-            methods=["GET", "POST"],
-        ),
-        Route(
-            "/collections/{collection_id}/items/{item_id}",
-            _either(
-                features.item, pygeoapi_handler(api, itemtypes_api.get_collection_item, "collection_id", "item_id")
-            ),
-        ),
+        *_collection_routes(pygeoapi_, features),
         # OGC API - Processes: the scenarios, run by pygeoapi's job manager (gis_ioc.publish.processes)
-        Route("/processes", _guard(pygeoapi_handler(api, processes_api.describe_processes))),
-        Route("/processes/{process_id}", _guard(pygeoapi_handler(api, processes_api.describe_processes, "process_id"))),
+        Route("/processes", _guard(pygeoapi_(processes_api.describe_processes))),
+        Route("/processes/{process_id}", _guard(pygeoapi_(processes_api.describe_processes, "process_id"))),
         Route(
             "/processes/{process_id}/execution",
-            _guard(pygeoapi_handler(api, processes_api.execute_process, "process_id")),
+            _guard(pygeoapi_(processes_api.execute_process, "process_id")),
             methods=["POST"],
         ),
-        Route("/jobs", _guard(pygeoapi_handler(api, processes_api.get_jobs))),
-        Route("/jobs/{job_id}", _guard(_job(api)), methods=["GET", "DELETE"]),
-        Route("/jobs/{job_id}/results", _guard(pygeoapi_handler(api, processes_api.get_job_result, "job_id"))),
+        Route("/jobs", _guard(pygeoapi_(processes_api.get_jobs))),
+        Route("/jobs/{job_id}", _guard(_job(pygeoapi_)), methods=["GET", "DELETE"]),
+        Route("/jobs/{job_id}/results", _guard(pygeoapi_(processes_api.get_job_result, "job_id"))),
         Mount("/static", StaticFiles(directory=Path(pygeoapi.__file__).parent / "static")),
     ]
     app = Starlette(routes=routes)
     app.router.redirect_slashes = False
-    app.state.pygeoapi = api.default
+    app.state.pygeoapi = apis.default
     return app

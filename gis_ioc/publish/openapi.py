@@ -3,7 +3,8 @@
 pygeoapi's generated document points at schemas on schemas.opengis.net and GitHub. An IOC runs on a
 closed government network where those addresses cannot be reached, and clients (and test tools)
 must resolve every reference, so gis_ioc replaces each external reference with a local component
-and adds the paths its own handlers serve (vector tiles, POST filters).
+and adds the paths its own handlers serve (vector tiles, POST filters). Each viewer gets the document cut down
+to the collections it may see (:func:`for_collections`).
 """
 
 from __future__ import annotations
@@ -156,4 +157,21 @@ def self_contained(doc: dict[str, Any], collections: list[str]) -> dict[str, Any
     for kind, items in COMPONENTS.items():
         components.setdefault(kind, {}).update(items)
     out.setdefault("paths", {}).update(_tile_paths(collections))
+    return out
+
+
+def for_collections(doc: dict[str, Any], hidden: set[str]) -> dict[str, Any]:
+    """The document without the paths and tags of the ``hidden`` collections (those a viewer may not see),
+    so that it never names them. Shares everything else with ``doc``: do not modify the result in place."""
+    if not hidden:
+        return doc
+
+    def shown(path: str) -> bool:
+        if not path.startswith("/collections/"):
+            return True
+        return path.split("/", 3)[2] not in hidden
+
+    out = dict(doc)
+    out["paths"] = {path: item for path, item in doc.get("paths", {}).items() if shown(path)}
+    out["tags"] = [tag for tag in doc.get("tags", []) if tag.get("name") not in hidden]
     return out

@@ -17,6 +17,7 @@ from gis_ioc.crs import PublishedCrs
 from gis_ioc.errors import InvalidInput
 from gis_ioc.publish.cql import parse_filter
 from gis_ioc.publish.features import ItemsQuery
+from gis_ioc.query.viewer import Viewer
 
 ITEMS_PARAMS = (
     "f",
@@ -157,11 +158,14 @@ def coerce_query_value(layer: Layer, name: str, raw: str) -> Any:
     return raw
 
 
-def parse_items(layer: Layer, params: Mapping[str, str]) -> ItemsQuery:
+def parse_items(viewer: Viewer, layer: Layer, params: Mapping[str, str]) -> ItemsQuery:
+    """The items request of ``viewer``, checked against the layer as that viewer sees it: a field the
+    viewer may not see (personal data) is unknown to it, in properties, sortby, filters and equalities."""
+    layer = viewer.sees(layer)
     queryables = [f.name for f in layer.fields]
     check_unknown(params, [*ITEMS_PARAMS, *queryables])
     limit = _int(params, "limit", layer.paging.default_limit, 1)
-    query = ItemsQuery(layer=layer, limit=min(limit, layer.paging.max_limit))
+    query = ItemsQuery(layer=layer, viewer=viewer, limit=min(limit, layer.paging.max_limit))
     query.offset = _int(params, "offset", 0, 0)
     if "after" in params:
         query.after = _int(params, "after", 0, 0)

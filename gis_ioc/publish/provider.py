@@ -1,14 +1,26 @@
 """gis_ioc's feature provider for pygeoapi: the same SQL as the JSON endpoints, GeoJSON built in PostGIS.
 
-pygeoapi creates a provider per request, so construction is cheap: the layer comes from the cached
-catalog and connections from a small pool shared per connection string.
+pygeoapi answers the HTML, CSV and JSON-LD pages through this provider. It reads rows as the JSON
+endpoints do: through the one read path (:mod:`gis_ioc.query.rows`), in a transaction bound to the viewer
+(:func:`gis_ioc.query.scope.transaction`), against the layer as the viewer sees it (a personal field is
+not among the fields of those not granted it, so pygeoapi refuses it in ``properties`` and ``sortby``).
+
+pygeoapi gives a provider no request. gis_ioc's OGC application sets :data:`BACKEND` (the application's
+pool and catalog, and the request's viewer) around every call into pygeoapi; used outside it (pygeoapi run
+on the rendered configuration alone), the provider reads the caller from ``gis_ioc.auth.context.CURRENT``
+and connects with a small pool of its own. pygeoapi creates a provider per request, so construction is
+cheap and never touches the database.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import cache
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +33,6 @@ from pygeoapi.provider.base import (
     ProviderItemNotFoundError,
 )
 
-from gis_ioc.auth.access import row_communes
 from gis_ioc.auth.context import CURRENT
 from gis_ioc.catalog import Catalog, Layer, load_catalog
 from gis_ioc.crs import lookup
@@ -29,9 +40,32 @@ from gis_ioc.errors import DatabaseUnavailable, InvalidInput
 from gis_ioc.publish.features import ItemsQuery, fetch_feature, fetch_page
 from gis_ioc.publish.params import coerce_query_value, parse_datetime
 from gis_ioc.publish.queryables import json_schema_type
+from gis_ioc.query import scope
+from gis_ioc.query.viewer import Viewer
 
 _pools: dict[str, ConnectionPool] = {}
 _lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What the OGC application hands its providers for one request."""
+
+    pool: ConnectionPool
+    catalog: Catalog
+    viewer: Viewer
+
+
+#: Set by gis_ioc's OGC application around each call into pygeoapi (see :mod:`gis_ioc.publish.ogc`).
+BACKEND: ContextVar[Backend | None] = ContextVar("gis_ioc_provider_backend", default=None)
+
+
+class ProviderUnavailable(ProviderConnectionError):  # type: ignore[misc]
+    """PostGIS cannot be reached: pygeoapi answers 503 (and gis_ioc adds Retry-After)."""
+
+    ogc_exception_code = "ServiceUnavailable"
+    http_status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    default_msg = "PostGIS is unreachable"
 
 
 @cache
@@ -49,7 +83,7 @@ def _pool(conninfo: str) -> ConnectionPool:
                 max_size=4,
                 open=True,
                 name="gis_ioc-pygeoapi",
-                kwargs={"options": "-c statement_timeout=30000 -c timezone=UTC"},
+                kwargs={"options": "-c statement_timeout=30000 -c timezone=UTC", "connect_timeout": 5},
             )
             _pools[conninfo] = pool
         return pool
@@ -67,15 +101,36 @@ class GisIocProvider(BaseProvider):  # type: ignore[misc]
 
     def __init__(self, provider_def: dict[str, Any]) -> None:
         super().__init__(provider_def)
-        dirs = provider_def["catalog"]
-        self.layer: Layer = _catalog(dirs["layers"], dirs["styles"], dirs["config"]).layer(provider_def["layer"])
         self.conninfo: str = provider_def["data"]
+        self.backend = BACKEND.get()
+        dirs = provider_def["catalog"]
+        self.catalog = (
+            self.backend.catalog if self.backend else _catalog(dirs["layers"], dirs["styles"], dirs["config"])
+        )
+        self.viewer = self.backend.viewer if self.backend else Viewer.of(CURRENT.get())
+        self.whole: Layer = self.catalog.layer(provider_def["layer"])
+        self.layer: Layer = self.viewer.sees(self.whole)  # what this viewer may see of it
         self.get_fields()
 
     def get_fields(self) -> dict[str, dict[str, str]]:
         fields: dict[str, dict[str, str]] = {f.name: json_schema_type(f.type) for f in self.layer.fields}
         self._fields = fields
         return fields
+
+    def _read[T](self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``work(conn)`` in a transaction bound to the viewer; gis_ioc's errors as pygeoapi's."""
+        if not self.viewer.can_read(self.whole):
+            raise ProviderItemNotFoundError(user_msg=f"no collection {self.whole.id!r}")
+        pool = self.backend.pool if self.backend else _pool(self.conninfo)
+        try:
+            with scope.transaction(pool, self.viewer, self.catalog, "read") as conn:
+                return work(conn)
+        except InvalidInput as exc:
+            raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
+        except (psycopg.ProgrammingError, psycopg.DataError, psycopg.errors.InternalError) as exc:
+            raise ProviderInvalidQueryError(user_msg=str(exc).strip().splitlines()[0]) from exc
+        except (DatabaseUnavailable, psycopg.OperationalError, OSError) as exc:
+            raise ProviderUnavailable(user_msg="PostGIS is unreachable or busy; try again shortly") from exc
 
     def query(
         self,
@@ -95,7 +150,12 @@ class GisIocProvider(BaseProvider):  # type: ignore[misc]
     ) -> dict[str, Any]:
         try:
             query = ItemsQuery(
-                layer=self.layer, limit=limit, offset=offset, hits=resulttype == "hits", skip_geometry=skip_geometry
+                layer=self.layer,
+                viewer=self.viewer,
+                limit=limit,
+                offset=offset,
+                hits=resulttype == "hits",
+                skip_geometry=skip_geometry,
             )
             if bbox:
                 query.bbox = (bbox[0], bbox[1], bbox[2], bbox[3])
@@ -110,17 +170,11 @@ class GisIocProvider(BaseProvider):  # type: ignore[misc]
                 from pygeofilter.backends.cql2_json import to_cql2
 
                 query.filter = json.loads(to_cql2(filterq))
-            query.communes = row_communes(CURRENT.get(), self.layer)
-            with _pool(self.conninfo).connection() as conn:
-                page = fetch_page(conn, query)
         except InvalidInput as exc:
             raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
-        except (psycopg.ProgrammingError, psycopg.DataError, psycopg.errors.InternalError) as exc:
-            raise ProviderInvalidQueryError(user_msg=str(exc).strip().splitlines()[0]) from exc
-        except (ValueError, TypeError, KeyError) as exc:  # pygeofilter's output that gis_ioc cannot read
-            raise ProviderInvalidQueryError(user_msg=f"filter not understood: {exc}") from exc
-        except (DatabaseUnavailable, OSError) as exc:
-            raise ProviderConnectionError(user_msg="PostGIS is unreachable") from exc
+        except (ValueError, TypeError, KeyError, AssertionError) as exc:  # what gis_ioc cannot read
+            raise ProviderInvalidQueryError(user_msg=f"query not understood: {exc}") from exc
+        page = self._read(lambda conn: fetch_page(conn, query))
         result: dict[str, Any] = {
             "type": "FeatureCollection",
             "features": json.loads(page.features_json),
@@ -131,14 +185,13 @@ class GisIocProvider(BaseProvider):  # type: ignore[misc]
         return result
 
     def get(self, identifier: Any, **kwargs: Any) -> dict[str, Any]:
-        try:
-            fid = int(identifier)
-        except (TypeError, ValueError):
-            raise ProviderItemNotFoundError(user_msg=f"no feature {identifier!r}") from None
+        raw = str(identifier)
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+            raise ProviderItemNotFoundError(user_msg=f"no feature {identifier!r}")
+        fid = int(raw)
         spec = kwargs.get("crs_transform_spec")
         crs = lookup(spec.target_crs_uri) if spec is not None else lookup("CRS84")
-        with _pool(self.conninfo).connection() as conn:
-            text = fetch_feature(conn, self.layer, fid, crs, row_communes(CURRENT.get(), self.layer))
+        text: str | None = self._read(lambda conn: fetch_feature(conn, self.viewer, self.layer, fid, crs))
         if text is None:
             raise ProviderItemNotFoundError(user_msg=f"no feature {fid} in {self.layer.id}")
         return json.loads(text)  # type: ignore[no-any-return]

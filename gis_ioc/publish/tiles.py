@@ -2,7 +2,10 @@
 
 Geometries are simplified to the tile's pixel size before ``ST_AsMVTGeom`` quantises them, and
 polygons smaller than a pixel are left out below zoom 14, so a map can draw the 200,000 parcels.
-Tiles carry an ETag and Cache-Control; an unchanged tile answers 304.
+A tile holds the rows (and fields) the viewer may read (:mod:`gis_ioc.query.rows`). Tiles carry an ETag
+made from their bytes (so two viewers who see different rows get different ETags) and Cache-Control:
+public for public layers, private (with ``Vary`` on the credentials) for the others; an unchanged tile
+answers 304.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from starlette.responses import JSONResponse, Response
 from gis_ioc.catalog import Catalog, Layer
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.errors import InvalidInput, NotFound
+from gis_ioc.publish.cql import Params
+from gis_ioc.query import rows
+from gis_ioc.query.viewer import Viewer
 
 TMS_ID = "WebMercatorQuad"
 TMS_URI = "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad"
@@ -35,52 +41,42 @@ def default_tile_properties(layer: Layer, catalog: Catalog) -> list[str]:
 
 
 def tile_sql(
-    layer: Layer, z: int, properties: list[str] | None = None, communes: frozenset[str] | None = None
+    viewer: Viewer, layer: Layer, z: int, x: int, y: int, params: Params, properties: list[str] | None = None
 ) -> sql.Composed:
-    """One tile of one layer as MVT bytes (parameters: z, x, y, communes); ``properties`` None: every field;
-    ``communes``: only those communes' features (a commune officer's view)."""
+    """One tile of the rows of ``layer`` (as the viewer sees it) that the viewer may read, as MVT bytes;
+    its values go into ``params``. ``properties`` None: every field the viewer sees."""
+    layer = viewer.sees(layer)
     pixel = _WORLD / (2**z) / 256  # metres per screen pixel at this zoom
     geom: sql.Composable = sql.SQL("ST_Transform(t.geom, 3857)")
     if "Point" not in layer.geometry:
         geom = sql.SQL("ST_Simplify({}, {}, true)").format(geom, sql.Literal(pixel / 2))
-    where: list[sql.Composable] = [
-        sql.SQL("t.geom && ST_Transform(b.env, 4326)"),
-        sql.SQL("t.approval = 'approved'"),
-    ]
-    if layer.versioned:
-        where.append(sql.SQL("t.valid_to IS NULL"))
-    if communes is not None:
-        where.append(sql.SQL("t.commune_code = ANY(%(communes)s)"))
+    extra: list[sql.Composable] = [sql.SQL("t.geom && ST_Transform(b.env, 4326)")]
     if "Polygon" in layer.geometry and z < 14:
-        where.append(sql.SQL("ST_Area(t.geom::box2d::geometry) > {}").format(sql.Literal((pixel / 111_000) ** 2)))
+        extra.append(sql.SQL("ST_Area(t.geom::box2d::geometry) > {}").format(sql.Literal((pixel / 111_000) ** 2)))
     names = [f.name for f in layer.fields] if properties is None else properties
     props = sql.SQL("").join(sql.SQL("{}, ").format(sql.Identifier("t", n)) for n in names)
+    envelope = sql.SQL("ST_TileEnvelope({}, {}, {})").format(params.add(z), params.add(x), params.add(y))
     return sql.SQL(
-        "WITH b AS (SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS env), "
+        "WITH b AS (SELECT {envelope} AS env), "
         "m AS (SELECT t.fid, {props}ST_AsMVTGeom({geom}, b.env, {extent}, 64, true) AS mvt_geom "
         "FROM {table} t, b WHERE {where}) "
         "SELECT ST_AsMVT(m.*, {name}, {extent}, 'mvt_geom', 'fid') FROM m WHERE mvt_geom IS NOT NULL"
     ).format(
+        envelope=envelope,
         props=props,
         geom=geom,
         extent=sql.Literal(EXTENT),
         table=sql.Identifier(SCHEMA, layer.table),
-        where=sql.SQL(" AND ").join(where),
+        where=rows.where(viewer, layer, params, extra=extra),
         name=sql.Literal(layer.id),
     )
 
 
 def fetch_tile(
-    conn: psycopg.Connection[Any],
-    layer: Layer,
-    z: int,
-    x: int,
-    y: int,
-    properties: list[str] | None,
-    communes: frozenset[str] | None = None,
+    conn: psycopg.Connection[Any], viewer: Viewer, layer: Layer, z: int, x: int, y: int, properties: list[str] | None
 ) -> bytes:
-    values = {"z": z, "x": x, "y": y, "communes": sorted(communes or ())}
-    row = conn.execute(tile_sql(layer, z, properties, communes), values).fetchone()
+    params = Params()
+    row = conn.execute(tile_sql(viewer, layer, z, x, y, params, properties), params.values).fetchone()
     return bytes(row[0]) if row and row[0] is not None else b""
 
 
@@ -111,9 +107,27 @@ def parse_tile_properties(layer: Layer, catalog: Catalog, raw: str | None) -> li
     return names
 
 
+#: What a shared cache must key a viewer-dependent answer on: the caller's credentials.
+VARY_VIEWER = "Authorization, X-API-Key, Cookie"
+
+
+def same_for_everyone(layer: Layer) -> bool:
+    """Is every answer about this layer the same whoever asks (a public layer without personal fields)?"""
+    return layer.access == "public" and not any(f.personal for f in layer.fields)
+
+
+def cache_headers(layer: Layer, max_age: int | None = None) -> dict[str, str]:
+    """Cache-Control and Vary for an answer about ``layer``: answers that depend on who asks are private
+    to the caller, and vary with the credentials."""
+    age = f", max-age={max_age}" if max_age is not None else ""
+    if same_for_everyone(layer):
+        return {"Cache-Control": f"public{age}", "Vary": "Accept-Encoding"}
+    return {"Cache-Control": f"private{age}", "Vary": f"Accept-Encoding, {VARY_VIEWER}"}
+
+
 def tile_response(request: Request, data: bytes, layer: Layer) -> Response:
     etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-    headers = {"ETag": etag, "Cache-Control": "public, max-age=300", "Vary": "Accept-Encoding"}
+    headers = {"ETag": etag, **cache_headers(layer, 300)}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     if not data:

@@ -14,12 +14,13 @@ from psycopg import sql
 from pygeoapi.config import validate_config
 
 from gis_ioc.app import create_app
+from gis_ioc.auth import accounts
 from gis_ioc.catalog import Catalog
 from gis_ioc.catalog import load_catalog as _load
 from gis_ioc.demo import DemoResult
 from gis_ioc.publish.config import PROVINCE_BBOX, published_layers, render_config
 from gis_ioc.settings import PROJECT_ROOT, Settings
-from tests.conftest import free_port, scalar, serve
+from tests.conftest import SUITE_REQUEST, free_port, scalar, serve
 
 PUBLISHED = [
     lyr.id
@@ -34,7 +35,7 @@ def test_rendered_config_validates_against_pygeoapi_schema(
     config = render_config(settings, catalog, db)
     assert validate_config(config)
     collections = {k for k, v in config["resources"].items() if v["type"] == "collection"}
-    assert collections == {layer.id for layer in catalog if layer.access != "restricted"}
+    assert collections == {layer.id for layer in catalog}  # restricted ones too: shown to those granted them
     processes = {k for k, v in config["resources"].items() if v["type"] == "process"}
     assert "scenario-emergency" in processes and "scenario-health" in processes
     parcels = config["resources"]["land_parcels"]
@@ -62,7 +63,7 @@ def test_collections_list_every_published_layer(client: TestClient, catalog: Cat
     body = client.get("/ogc/collections", params={"f": "json"}).json()
     ids = {c["id"] for c in body["collections"]}
     assert ids == {layer.id for layer in published_layers(catalog)}
-    assert "police_posts" not in ids  # restricted: not published before access control exists
+    assert "police_posts" not in ids  # restricted: only for the accounts granted it (tests/api/test_ogc_access.py)
     assert client.get("/ogc/collections/police_posts/items").status_code == 404
 
 
@@ -121,8 +122,22 @@ def test_unknown_feature_is_404(client: TestClient) -> None:
     assert client.get("/ogc/collections/schools/items/999999999", params={"f": "json"}).status_code == 404
 
 
-def test_health_reports_the_database(client: TestClient, db: psycopg.Connection[Any], catalog: Catalog) -> None:
-    body = client.get("/api/health").json()
+def test_health_reports_the_database(
+    client: TestClient, anonymous: TestClient, settings: Settings, db: psycopg.Connection[Any], catalog: Catalog
+) -> None:
+    username = "server.admin"
+    accounts.create_account(
+        db,
+        username=username,
+        full_name="Quản trị hệ thống",
+        agency="Trung tâm IOC",
+        roles=["administrator"],
+        ref=SUITE_REQUEST,
+        actor="cli:test",
+        with_password=False,
+    )
+    admin = {"X-API-Key": accounts.issue_key(db, username, SUITE_REQUEST, "cli:test")}
+    body = anonymous.get("/api/health", headers=admin).json()
     assert body["status"] == "ok"
     database = body["database"]
     assert database["reachable"] and database["postgis_version"].startswith("3.")
@@ -130,6 +145,13 @@ def test_health_reports_the_database(client: TestClient, db: psycopg.Connection[
     assert database["layers"]["land_parcels"] == 200_000
     assert database["layers"]["communes"] == 104
     assert set(database["layers"]) == set(catalog.layers)
+    assert set(body["collections"]) == set(catalog.layers)
+    for who in (client, anonymous):  # the detail (layer names and counts) is for administrators only
+        assert who.get("/api/health").json() == {
+            "version": body["version"],
+            "status": "ok",
+            "database": {"reachable": True},
+        }
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready"}
 
@@ -157,18 +179,22 @@ def test_gis_ioc_serve_runs_a_real_server(settings: Settings, loaded: DemoResult
     assert f"serving Hưng Yên at {base}/" in log.read_text()
 
 
-def test_links_and_openapi_servers_follow_the_address_reached(client: TestClient) -> None:
+def test_links_and_openapi_servers_follow_the_address_reached(settings: Settings, loaded: DemoResult) -> None:
+    """An allowed host (GIS_IOC_ALLOWED_HOSTS) is the address links are built from; a forged one never is
+    (tests/api/test_ogc_access.py)."""
+    other = settings.model_copy(update={"allowed_hosts": "testserver,10.20.30.40:8080"})
     headers = {"Host": "10.20.30.40:8080"}
-    collections = client.get("/ogc/collections", params={"f": "json"}, headers=headers).json()
-    hrefs = [link["href"] for c in collections["collections"] for link in c["links"] if link["rel"] == "self"]
-    assert hrefs and all(h.startswith("http://10.20.30.40:8080/ogc/") for h in hrefs)
-    openapi = client.get("/ogc/openapi", params={"f": "json"}, headers=headers).json()
-    assert openapi["servers"][0]["url"] == "http://10.20.30.40:8080/ogc"
-    page = client.get("/ogc/collections/schools/items", params={"limit": 1}, headers=headers).json()
-    assert all(link["href"].startswith("http://10.20.30.40:8080/ogc/") for link in page["links"])
-    # and the default address still answers with its own links
-    default = client.get("/ogc/collections", params={"f": "json"}).json()
-    assert default["collections"][0]["links"][1]["href"].startswith("http://")
+    with TestClient(create_app(other)) as client:
+        collections = client.get("/ogc/collections", params={"f": "json"}, headers=headers).json()
+        hrefs = [link["href"] for c in collections["collections"] for link in c["links"] if link["rel"] == "self"]
+        assert hrefs and all(h.startswith("http://10.20.30.40:8080/ogc/") for h in hrefs)
+        openapi = client.get("/ogc/openapi", params={"f": "json"}, headers=headers).json()
+        assert openapi["servers"][0]["url"] == "http://10.20.30.40:8080/ogc"
+        page = client.get("/ogc/collections/schools/items", params={"limit": 1}, headers=headers).json()
+        assert all(link["href"].startswith("http://10.20.30.40:8080/ogc/") for link in page["links"])
+        # and the default address still answers with its own links
+        default = client.get("/ogc/collections", params={"f": "json"}).json()
+        assert default["collections"][0]["links"][1]["href"].startswith("http://testserver/ogc")
 
 
 def test_openapi_is_self_contained(client: TestClient) -> None:
@@ -178,7 +204,9 @@ def test_openapi_is_self_contained(client: TestClient) -> None:
 
 
 def test_public_url_sets_every_link(settings: Settings, loaded: DemoResult) -> None:
-    public = settings.model_copy(update={"public_url": "https://gis.hungyen.example"})
+    public = settings.model_copy(
+        update={"public_url": "https://gis.hungyen.example", "allowed_hosts": "testserver,10.0.0.9"}
+    )
     with TestClient(create_app(public)) as c:
         page = c.get("/ogc/collections/schools/items", params={"limit": 1}, headers={"Host": "10.0.0.9"}).json()
         assert {link["href"].split("?")[0] for link in page["links"]} >= {

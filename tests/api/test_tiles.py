@@ -24,7 +24,8 @@ def test_tile_holds_the_features_postgis_selects(client: TestClient, db: psycopg
     z, row, col = tile_of(106.05, 20.65, 14)
     response = client.get(f"/ogc/collections/land_parcels/tiles/WebMercatorQuad/{z}/{row}/{col}")
     assert response.status_code == 200 and response.headers["content-type"] == MVT
-    assert response.headers["cache-control"].startswith("public") and response.headers["etag"]
+    assert response.headers["cache-control"] == "private, max-age=300" and response.headers["etag"]  # internal
+    assert "Authorization" in response.headers["vary"] and "Cookie" in response.headers["vary"]
     layer = mapbox_vector_tile.decode(response.content)["land_parcels"]
     ids = {f["id"] for f in layer["features"]}
     expected = {
@@ -54,7 +55,7 @@ def test_unchanged_tile_is_304(client: TestClient) -> None:
     z, row, col = tile_of(106.05, 20.65, 12)
     url = f"/ogc/collections/roads/tiles/WebMercatorQuad/{z}/{row}/{col}"
     first = client.get(url)
-    assert first.status_code == 200
+    assert first.status_code == 200 and first.headers["cache-control"] == "public, max-age=300"  # a public layer
     again = client.get(url, headers={"If-None-Match": first.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
 

@@ -58,7 +58,7 @@ def test_ogc_doors(
     public, internal, rows = EXPECTED[who]
     listed = {c["id"] for c in anonymous.get("/ogc/collections?f=json", headers=headers).json()["collections"]}
     assert ("schools" in listed) is public and ("buildings" in listed) is internal
-    assert "police_posts" not in listed  # restricted layers are never published
+    assert "police_posts" not in listed  # restricted: not granted to any of these roles
     fid = scalar(conn, "SELECT min(fid) FROM layers.buildings WHERE commune_code <> '11953'")
     own_fid = scalar(conn, "SELECT min(fid) FROM layers.buildings WHERE commune_code = '11953'")
     for path in (
