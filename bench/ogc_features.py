@@ -1,9 +1,13 @@
 """Benchmark: the same parcels through gis_ioc, stock pygeoapi, tipg, and raw SQL, side by side.
 
-One throwaway cluster (boundaries + demo data, 200,000 parcels) serves four contenders in turn,
+One throwaway cluster (boundaries + demo data, 200,000 parcels) serves five contenders in turn,
 each in its own process on 127.0.0.1, under the same bounded load (wrk, 8 connections, 2 threads):
 
-  gis_ioc        `gis-ioc serve` (GeoJSON built in PostGIS, keyset paging, no count on big pages)
+  gis_ioc        `gis-ioc serve` (GeoJSON built in PostGIS, keyset paging, no count on big pages), asked
+                 with a leader's API key (land_parcels is internal), as its least-privileged database
+                 role under row-level security
+  gis_ioc as owner  the same server connected as the database's superuser (row security bypassed):
+                 the difference is the cost of row security
   pygeoapi       pygeoapi's stock PostgreSQL provider (and its MVT-postgresql provider for tiles)
   tipg           developmentseed's tipg, installed by this script in its own virtual environment
   raw SQL        pgbench running gis_ioc's own SQL for the request: the floor
@@ -36,6 +40,7 @@ import psycopg
 import yaml
 from _support import free_port, remove_bench_database, start_bench_database
 
+from gis_ioc.auth import accounts
 from gis_ioc.database.cluster import SUPERUSER
 from gis_ioc.database.connection import connect
 from gis_ioc.demo import DemoOptions, generate_demo
@@ -77,10 +82,11 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 120) ->
     raise RuntimeError(f"no answer from {url} in {seconds} s")
 
 
-def wrk(url: str, duration: int, connections: int) -> tuple[float, float, float, int]:
+def wrk(url: str, duration: int, connections: int, headers: dict[str, str]) -> tuple[float, float, float, int]:
     out = subprocess.run(
         [
             "wrk",
+            *[part for name, value in headers.items() for part in ("-H", f"{name}: {value}")],
             "-t2",
             f"-c{connections}",
             f"-d{duration}s",
@@ -136,11 +142,13 @@ def pgbench(
     return (len(latencies) / duration, statistics.median(latencies), latencies[int(0.95 * (len(latencies) - 1))], 0)
 
 
-def measure(request: str, url: str, args: argparse.Namespace) -> tuple[float, float, float, int] | None:
+def measure(
+    request: str, url: str, args: argparse.Namespace, headers: dict[str, str]
+) -> tuple[float, float, float, int] | None:
     """One request type against one running contender; None when it does not answer properly."""
     try:
         started = time.perf_counter()
-        check = httpx.get(url, timeout=30)
+        check = httpx.get(url, timeout=30, headers=headers)
         single = time.perf_counter() - started
     except httpx.HTTPError as exc:
         print(f"  {request:<22} no answer within 30 s ({type(exc).__name__}): n/a", flush=True)
@@ -151,8 +159,8 @@ def measure(request: str, url: str, args: argparse.Namespace) -> tuple[float, fl
     if single > 5:
         print(f"  {request:<22} one request took {single:.1f} s: not loaded further, n/a", flush=True)
         return None
-    wrk(url, 2, args.connections)  # warm-up
-    result = wrk(url, args.duration, args.connections)
+    wrk(url, 2, args.connections, headers)  # warm-up
+    result = wrk(url, args.duration, args.connections, headers)
     rps, p50, p95, errors = result
     if rps == 0:
         print(f"  {request:<22} no request completed under load: n/a", flush=True)
@@ -216,6 +224,20 @@ def main() -> None:
                 "SELECT fid FROM layers.land_parcels ORDER BY fid OFFSET %s LIMIT 1", (args.parcels // 2,)
             ).fetchone()[0]  # type: ignore[index]
             raw_sql = raw_queries(conn, catalog.layer("land_parcels"), fid)
+            # land_parcels is internal: gis_ioc is asked by a leader's API key, as a client system would
+            accounts.create_account(
+                conn,
+                username="bench.leader",
+                full_name="Benchmark",
+                agency="gis_ioc",
+                roles=["leader"],
+                ref=accounts.RequestRef("1/BENCH", date(2026, 12, 1), "benchmark"),
+                actor="cli:bench",
+                with_password=False,
+            )
+            key = accounts.issue_key(
+                conn, "bench.leader", accounts.RequestRef("1/BENCH", date(2026, 12, 1), "benchmark"), "cli:bench"
+            )
         password = cluster.password_file.read_text().strip()
         tcp_url = f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{settings.db_port}/{settings.db_name}"
         z, x, y = tile_index(106.05, 20.65, 14)
@@ -224,7 +246,7 @@ def main() -> None:
 
         contenders: dict[str, Callable[[], tuple[subprocess.Popen[bytes], dict[str, str]]]] = {}
 
-        def gis_ioc() -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+        def gis_ioc(as_owner: bool = False) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
             port = free_port()
             env = {
                 **os.environ,
@@ -233,6 +255,10 @@ def main() -> None:
                 "GIS_IOC_PORT": str(port),
                 "GIS_IOC_LOG_LEVEL": "warning",
             }
+            if as_owner:  # the reference: the same server as the database's superuser, row security bypassed
+                env["GIS_IOC_SERVER_DATABASE_URL"] = (
+                    f"host={cluster.socket_dir} port={settings.db_port} dbname={settings.db_name} user={SUPERUSER}"
+                )
             proc = start([str(Path(sys.executable).parent / "gis-ioc"), "serve"], env, home / "gis_ioc.log")
             base = f"http://127.0.0.1:{port}/ogc/collections/land_parcels"
             return proc, {
@@ -311,17 +337,23 @@ def main() -> None:
                 "tile z14, all fields": f"{base}/tiles/WebMercatorQuad/{z}/{x}/{y}",
             }
 
-        contenders = {"gis_ioc": gis_ioc, "pygeoapi": stock, "tipg": tipg}
+        contenders = {
+            "gis_ioc": gis_ioc,
+            "gis_ioc as owner": lambda: gis_ioc(as_owner=True),
+            "pygeoapi": stock,
+            "tipg": tipg,
+        }
         for name, launch in contenders.items():
-            if name in args.skip:
+            if name in args.skip or (name == "gis_ioc as owner" and "gis_ioc" in args.skip):
                 continue
+            headers = {"X-API-Key": key} if name.startswith("gis_ioc") else {}
             print(f"{name}: starting …", flush=True)
             proc, urls = launch()
             procs.append(proc)
             wait_ready(urls["single feature"], proc)
             results[name] = {}
             for request, url in urls.items():
-                results[name][request] = measure(request, url, args)
+                results[name][request] = measure(request, url, args, headers)
             stop(proc)
         if "raw SQL" not in args.skip:
             print("raw SQL (pgbench) …", flush=True)
@@ -462,7 +494,7 @@ def report(results: dict[str, dict[str, tuple[float, float, float, int] | None]]
     print(header + (f"{'vs pygeoapi':>13}{'vs tipg':>10}" if "gis_ioc" in results else ""))
     for request in REQUESTS:
         line = f"{request:<22}"
-        for name in names:
+        for name in names:  # "gis_ioc as owner": the same server without row security (its cost)
             r = results[name].get(request)
             line += f"{'n/a':>26}" if r is None else f"{r[0]:9.1f} {r[1]:7.1f}/{r[2]:<7.1f}"
         ours = results.get("gis_ioc", {}).get(request)
