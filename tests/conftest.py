@@ -69,6 +69,7 @@ def fresh_cluster(prefix: str) -> Iterator[tuple[Settings, Cluster]]:
         _env_file=None,
     )
     cluster = cluster_for(s)
+    keys = audit.configured()  # an application made on this cluster points the audit keys at its home
     try:
         cluster.init()
         cluster.start()
@@ -77,6 +78,8 @@ def fresh_cluster(prefix: str) -> Iterator[tuple[Settings, Cluster]]:
     finally:
         cluster.destroy()
         shutil.rmtree(home, ignore_errors=True)
+        if keys is not None:
+            audit.configure(keys.home)  # the suite's own keys again, for the suite's database
 
 
 @pytest.fixture(scope="session")

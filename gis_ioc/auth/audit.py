@@ -142,6 +142,11 @@ def configure(home: Path) -> KeyFiles:
     return _CURRENT
 
 
+def configured() -> KeyFiles | None:
+    """The key files set by :func:`configure`, or None."""
+    return _CURRENT
+
+
 def keys() -> KeyFiles:
     """The key files set by :func:`configure`."""
     if _CURRENT is None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from pygeoapi.process.base import BaseProcessor, JobNotFoundError, ProcessorExecuteError
+from pygeoapi.process.base import BaseProcessor, JobNotFoundError, ProcessorExecuteError, ProcessorGenericError
 from pygeoapi.process.manager.base import BaseManager
 from pygeoapi.process.manager.postgresql import PostgreSQLManager
 from pygeoapi.provider.sql import get_engine
@@ -51,7 +51,7 @@ from gis_ioc.auth.context import CURRENT
 from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.catalog.indicators import PERIOD_RE
 from gis_ioc.database.connection import connect, translate_errors
-from gis_ioc.errors import Forbidden, GisIocError
+from gis_ioc.errors import DatabaseUnavailable, Forbidden, GisIocError
 from gis_ioc.query import scope
 from gis_ioc.query.viewer import Viewer
 from gis_ioc.scenarios import selectors, view
@@ -251,7 +251,7 @@ class JobManager(PostgreSQLManager):  # type: ignore[misc]
             wait = RequestedProcessExecutionMode.wait
             headers = None if execution_mode == wait else {"Preference-Applied": wait.value}
         now = get_current_datetime()
-        self.add_job(
+        self._record_job(
             {
                 "type": "process",
                 "identifier": job_id,
@@ -274,6 +274,13 @@ class JobManager(PostgreSQLManager):  # type: ignore[misc]
             extra["subscriber"] = subscriber
         mime_type, outputs, status = handler(processor, job_id, data_dict, requested_outputs, **extra)
         return job_id, mime_type, outputs, status, headers
+
+    def _record_job(self, job: dict[str, Any]) -> None:
+        """pygeoapi's insert, with PostGIS unreachable answered 503 (it raises a generic error)."""
+        try:
+            self.add_job(job)
+        except ProcessorGenericError as exc:
+            raise DatabaseUnavailable("PostGIS is unreachable: the job could not be recorded") from exc
 
     def get_jobs(
         self, status: JobStatus | None = None, limit: int | None = None, offset: int | None = None

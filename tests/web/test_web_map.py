@@ -240,9 +240,10 @@ def test_radius_scenario_shows_results_and_flags_in_red(
 
 
 def test_identify_a_point_and_pick_communes(
-    page: tuple[Page, PageLog], db: psycopg.Connection[Any], base_url: str
+    page: tuple[Page, PageLog], db: psycopg.Connection[Any], base_url: str, analyst: tuple[str, str]
 ) -> None:
     p, log = page
+    log_in(p, analyst)  # results by commune are for staff; without an account a selection shows totals only
     p.fill("#search", "11953")
     p.keyboard.press("Enter")
     wait_idle(p)
@@ -271,8 +272,9 @@ def test_identify_a_point_and_pick_communes(
     assert log.errors == []
 
 
-def test_polygon_selection(page: tuple[Page, PageLog], base_url: str) -> None:
+def test_polygon_selection(page: tuple[Page, PageLog], base_url: str, analyst: tuple[str, str]) -> None:
     p, log = page
+    log_in(p, analyst)
     p.check('input[name="mode"][value="polygon"]')
     box = p.locator("#map").bounding_box()
     assert box is not None
