@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
@@ -49,6 +50,11 @@ _METRES = {
 
 MAX_DEPTH = 40
 MAX_LENGTH = 100_000
+#: Operators in one filter (AND, OR, NOT, comparisons' arithmetic, signs). The cql2 parser recurses once
+#: per operator in a chain: about 3,900 NOTs, 5,000 signs or 20,000 ORs overflow its native stack and kill
+#: the process (a segmentation fault, not an exception), so chains are bounded before parsing.
+MAX_OPERATORS = 256
+_WORD_OPERATOR = re.compile(r"(?i)\b(?:and|or|not)\b")
 
 
 def nesting_depth(text: str) -> int:
@@ -75,12 +81,20 @@ def nesting_depth(text: str) -> int:
     return deepest
 
 
+def operator_count(text: str) -> int:
+    """Logical and arithmetic operators outside quoted strings."""
+    outside = re.sub(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"", "''", text)
+    return len(_WORD_OPERATOR.findall(outside)) + sum(outside.count(c) for c in "+-*/%^")
+
+
 def parse_filter(text: str, lang: str | None) -> dict[str, Any]:
     """cql2-text or cql2-json → canonical cql2-json; 400 naming the problem when it does not parse."""
     if len(text) > MAX_LENGTH:
         raise InvalidInput(f"filter longer than {MAX_LENGTH:,} characters")
     if nesting_depth(text) > MAX_DEPTH:  # the parser would exhaust its stack
         raise InvalidInput(f"filter nested deeper than {MAX_DEPTH} levels")
+    if (count := operator_count(text)) > MAX_OPERATORS:  # so would a long chain of operators
+        raise InvalidInput(f"filter has {count:,} operators; at most {MAX_OPERATORS} are accepted")
     lang = (lang or ("cql2-json" if text.lstrip().startswith("{") else "cql2-text")).lower()
     try:
         if lang == "cql2-text":

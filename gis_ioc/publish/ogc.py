@@ -54,6 +54,7 @@ from gis_ioc.api import guard
 from gis_ioc.catalog import Catalog, Layer
 from gis_ioc.errors import DatabaseUnavailable, GisIocError, InvalidInput, NotFound
 from gis_ioc.http import problem
+from gis_ioc.publish.cql import parse_filter
 from gis_ioc.publish.features import ItemsQuery, feature_collection, fetch_feature, fetch_page
 from gis_ioc.publish.openapi import for_collections, self_contained
 from gis_ioc.publish.params import ITEM_PARAMS, check_unknown, parse_crs, parse_items
@@ -535,6 +536,9 @@ def _either(ours: Handler, theirs: Handler) -> Handler:
             return problem(400, "Invalid input", f"f={f!r} is not offered here; use one of {allowed}")
         try:
             if wants_html(request) or f in PYGEOAPI_FORMATS:
+                if (text := request.query_params.get("filter")) is not None:
+                    # pygeoapi parses with its own parser: the same bounds first, the same 400 as JSON
+                    parse_filter(text, request.query_params.get("filter-lang"))
                 return await theirs(request)
             return await ours(request)
         except GisIocError as exc:
