@@ -117,6 +117,23 @@ def test_plan_to_cog_footprint_tiles_documents(
     assert alpha.mean() > 200 and abs(int(np.median(red[alpha > 0])) - 200) <= 2
     assert client.get(f"/api/plans/{result.plan_id}/tiles/16/{x + 40}/{y}.png").status_code == 204
     assert client.get(f"/api/plans/{result.plan_id}/tiles/3/99/0.png").status_code == 400
+    # low zooms read only the covered part, through the overviews (a whole-tile read took minutes at z 0)
+    for z in (0, 4, 8):
+        low = client.get(f"/api/plans/{result.plan_id}/tiles/{z}/{_tile_of(centre_lon, centre_lat, z)[0]}/"
+                         f"{_tile_of(centre_lon, centre_lat, z)[1]}.png")  # fmt: skip
+        assert low.status_code in (200, 204), (z, low.text)
+    # and where it lands is right: at z 13 the drawing covers its own size in pixels, wherever tiles cut it
+    opaque = 0
+    cx, cy = _tile_of(centre_lon, centre_lat, 13)
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            answer = client.get(f"/api/plans/{result.plan_id}/tiles/13/{cx + dx}/{cy + dy}.png")
+            if answer.status_code == 200:
+                with MemoryFile(answer.content) as mem, mem.open() as png:
+                    opaque += int((png.read(4) > 0).sum())
+    metres_per_pixel = 40075016.686 / 2**13 / 256 * math.cos(math.radians(centre_lat))
+    expected_pixels = (WIDTH * PIXEL / metres_per_pixel) * (HEIGHT * PIXEL / metres_per_pixel)
+    assert opaque == pytest.approx(expected_pixels, rel=0.15)
     assert any(p["id"] == result.plan_id for p in client.get("/api/plans").json())
     history.rollback(db, catalog, result.load_id, by="test")
     assert client.get(f"/api/plans/{result.plan_id}").status_code == 404
