@@ -53,22 +53,26 @@ from gis_ioc.web import STATIC_DIR
 log = logging.getLogger("gis_ioc")
 
 
-def database_state(pool: Any, catalog: Catalog) -> dict[str, Any]:
-    """What the health endpoint reports about PostGIS."""
+def database_state(pool: Any, catalog: Catalog, *, counts: bool = False) -> dict[str, Any]:
+    """What the health endpoints report about PostGIS. Exact row counts (one count(*) per layer) only
+    when asked for: administrators' detail, never for the probes anyone may call."""
     with translate_errors(), pool.connection(timeout=5) as conn, conn.transaction():
         scope.bind(conn, Viewer.console("health"), catalog, "aggregate")
         postgis = conn.execute("SELECT postgis_lib_version()").fetchone()[0]
         server = conn.execute("SHOW server_version").fetchone()[0]
         pending = [f"{m.version}_{m.name}" for m in migrations.pending(conn)]
-        counts = migrations.table_counts(conn, catalog)
-    return {
+        missing = sorted(layer.id for layer in catalog if migrations.existing_columns(conn, layer.table) is None)
+        layers = migrations.table_counts(conn, catalog) if counts else None
+    state: dict[str, Any] = {
         "reachable": True,
         "server_version": server,
         "postgis_version": postgis,
         "migrations_pending": pending,
-        "layers": counts,
-        "layers_missing": sorted(k for k, v in counts.items() if v is None),
+        "layers_missing": missing,
     }
+    if layers is not None:
+        state["layers"] = layers
+    return state
 
 
 class _RedactCredentials(logging.Filter):
@@ -111,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # too widely readable key stops the server here rather than at its first request
     audit.configure(settings.home).audit_key()
     audit.keys().totp_key()
+    scope.ANONYMOUS_TIMEOUT_MS = settings.anonymous_statement_timeout_ms
     catalog = load_catalog(settings.layers_dir, settings.styles_dir, settings.config_dir)
     pool = create_pool(settings)
     try:
@@ -219,7 +224,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body: dict[str, Any] = {"version": __version__, "database": {"reachable": False}}
         admin = guard.viewer(request).is_admin
         try:
-            body["database"] = await run_in_threadpool(database_state, pool, catalog)
+            body["database"] = await run_in_threadpool(lambda: database_state(pool, catalog, counts=admin))
         except DatabaseUnavailable as exc:
             body["status"] = "unavailable"
             if admin:

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     db_pool_max_lifetime: float = Field(default=3600.0, gt=0, description="Seconds before a connection is recycled.")
     db_statement_timeout_ms: int = Field(default=30000, ge=0, description="statement_timeout of API connections.")
 
+    anonymous_statement_timeout_ms: int = Field(
+        default=5000,
+        ge=100,
+        description="statement_timeout of work done for callers without an account (bounds what one anonymous "
+        "request may cost the database).",
+    )
     host: str = Field(default="127.0.0.1", description="Address the server listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port the server listens on.")
     public_url: str | None = Field(

@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from gis_ioc.auth.context import CURRENT
 from gis_ioc.auth.sessions import Principal
-from gis_ioc.errors import Forbidden, GisIocError
+from gis_ioc.errors import Forbidden, GisIocError, Unauthorized
 from gis_ioc.http import problem
 from gis_ioc.query.viewer import Viewer
 from gis_ioc.settings import Settings
@@ -46,6 +46,8 @@ SECURITY_HEADERS = {
     b"referrer-policy": b"no-referrer",
     b"permissions-policy": b"camera=(), microphone=(), geolocation=()",
 }
+#: Routes that take large bodies, and the permission they need: refused before the body is read.
+BODY_PERMISSIONS = {"/api/loads": "load"}
 #: Paths an account with an unchanged first password may still reach.
 FIRST_PASSWORD_PATHS = ("/api/auth/", "/static/", "/healthz", "/readyz")
 
@@ -95,7 +97,17 @@ class FrontDoor:
         if first_password and not path.startswith(FIRST_PASSWORD_PATHS) and path != "/":
             await self.error(Forbidden("change the first password (POST /api/auth/password)"))(scope, receive, send)
             return
-        scope.setdefault("state", {})["viewer"] = Viewer.of(who)
+        viewer = Viewer.of(who)
+        needed = BODY_PERMISSIONS.get(path) if scope["method"] == "POST" else None
+        if needed is not None and not viewer.may(needed):  # refused before a large upload is read
+            refusal_error: GisIocError = (
+                Unauthorized(f"log in (or send an API key) to {needed}")
+                if viewer.anonymous
+                else Forbidden(f"needs the {needed!r} permission")
+            )
+            await self.error(refusal_error)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["viewer"] = viewer
         token = CURRENT.set(who)
         try:
             await self.bounded(scope, receive, send, self.limit(path))

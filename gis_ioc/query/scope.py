@@ -59,13 +59,19 @@ def row_settings(viewer: Viewer, layers: list[Layer], purpose: Purpose = "read")
     return ",".join(sorted(whole)), ",".join(sorted(viewer.communes)) if "commune_officer" in viewer.roles else ""
 
 
+#: statement_timeout of transactions bound to an anonymous caller (GIS_IOC_ANONYMOUS_STATEMENT_TIMEOUT_MS;
+#: set by create_app): one request without an account cannot hold a connection for the pool's full timeout.
+ANONYMOUS_TIMEOUT_MS = 5000
+
+
 def bind(conn: psycopg.Connection[Any], viewer: Viewer, catalog: Catalog, purpose: Purpose = "read") -> None:
     """Tell PostgreSQL who asks, for the rest of the current transaction (``SET LOCAL``)."""
     rows, communes = row_settings(viewer, list(catalog), purpose)
     conn.execute(
         "SELECT set_config('gis_ioc.rows', %s, true), set_config('gis_ioc.communes', %s, true), "
-        "set_config('gis_ioc.viewer', %s, true), set_config('gis_ioc.purpose', %s, true)",
-        (rows, communes, viewer.name, purpose),
+        "set_config('gis_ioc.viewer', %s, true), set_config('gis_ioc.purpose', %s, true)"
+        + (", set_config('statement_timeout', %s, true)" if viewer.anonymous else ""),
+        (rows, communes, viewer.name, purpose) + ((str(ANONYMOUS_TIMEOUT_MS),) if viewer.anonymous else ()),
     )
     if purpose != "read" or viewer.personal:
         conn.execute(f"SET LOCAL ROLE {FULL_ROLE}")

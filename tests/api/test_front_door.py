@@ -81,3 +81,19 @@ def test_security_headers_on_every_answer(anonymous: TestClient) -> None:
         assert answer.headers["x-content-type-options"] == "nosniff", path
         assert answer.headers["x-frame-options"] == "SAMEORIGIN"
     assert anonymous.get("/api/auth/session").headers["cache-control"] == "no-store"
+
+
+def test_an_upload_is_refused_before_its_body_is_read(anonymous: TestClient, client: TestClient) -> None:
+    # 32 MB that nobody may send: answered 401 / 403 at once, not stored first
+    body = _chunks(32 * 1024 * 1024)
+    refused = anonymous.post("/api/loads", content=body, headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert refused.status_code == 401
+    leader = client.post(
+        "/api/loads", content=_chunks(32 * 1024 * 1024), headers={"Content-Type": "multipart/form-data; boundary=x"}
+    )
+    assert leader.status_code == 403 and "load" in leader.json()["detail"]
+
+
+def test_health_probes_do_not_count_rows_for_everyone(anonymous: TestClient) -> None:
+    assert "layers" not in anonymous.get("/api/health").json()["database"]
+    assert anonymous.get("/readyz").json() == {"status": "ready"}
