@@ -5,20 +5,28 @@ A keyed chain
     content) and ``prev_hash``, the previous record's ``hash``. The key is in
     ``GIS_IOC_HOME/secrets/audit_key`` (mode 0600, made on first use): outside the database and outside
     its dumps, so the database's owner can neither alter a record nor recompute the chain unnoticed.
-    The MAC is computed here, in the application (the key never reaches PostgreSQL). Records written
-    before migration 0012 (ids up to ``audit_anchor.legacy_through``) keep the unkeyed SHA-256 links
-    they were written with.
+    The MAC is computed here, in the application (the key never reaches PostgreSQL).
+Records from before the key
+    Records written before migration 0012 (ids up to ``audit_anchor.legacy_through``, 0 on a database
+    made since) keep the unkeyed SHA-256 links they were written with; :func:`verify` recomputes them
+    here (never with a database function, which the owner could replace). The boundary is pinned twice
+    outside the owner's reach: the head file records it (``legacy <id>``) when the chain becomes keyed,
+    and the anchor's HMAC covers it. Moving it (to pass keyed records off as unkeyed ones) is a finding.
 A head file outside the database
     Every record also appends ``<id> <hmac> <transaction id>`` to ``GIS_IOC_HOME/audit/head-<database>.log``
     (opened ``O_APPEND``, written while the chain lock is held, so lines are in chain order). A record the
     head file names, whose transaction committed (``pg_xact_status``), and that the table lacks was
     removed: this is how removing the *newest* records is caught. A rolled-back record is told apart by
     its aborted transaction. ``gis-ioc restore`` appends ``restore <id> <hmac>``: the chain restored from
-    a backup continues from there.
-Retention
-    :func:`prune` (the console, as the database's owner) removes the oldest records and moves the anchor
-    (``audit_anchor``: the last removed id and its ``hash``, with an HMAC of both) and records the prune in
-    the same transaction; an anchor moved any other way does not verify.
+    a backup continues from there. The first record a process writes to a head file (or segment after a
+    restore marker) without a ``legacy <id>`` line adds that line first.
+The anchor
+    ``audit_anchor``: where the chain starts (the last record removed by a prune and its ``hash``), the
+    legacy boundary, and ``mac`` = ``v2:`` + HMAC of all three. :func:`prune` (the console, as the
+    database's owner) removes the oldest records, moves the anchor with a new HMAC and records the prune
+    in the same transaction; an anchor moved any other way does not verify. The first record the owner
+    writes seals an anchor that has no ``v2`` HMAC yet (the server's role may not update it); anchors
+    sealed before the boundary was covered (a bare HMAC of the first two) still verify.
 Writing
     :func:`record` appends inside the caller's transaction (it stands or falls with the change), serialised
     by a transaction-level advisory lock so that two writers never fork the chain (a unique index on
@@ -36,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import mmap
 import os
 import secrets
 import threading
@@ -169,9 +178,25 @@ def _mac(key: bytes, record_id: int, prev: str, at: datetime, fields: tuple[Any,
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
-def _anchor_mac(key: bytes, through_id: int, prev: str) -> str:
+def _anchor_mac(key: bytes, through_id: int, prev: str, legacy_through: int) -> str:
+    """The anchor's HMAC: where the chain starts and the legacy boundary."""
+    message = json.dumps(["anchor", 2, through_id, prev, legacy_through], separators=(",", ":"))
+    return "v2:" + hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def _anchor_mac_v1(key: bytes, through_id: int, prev: str) -> str:
+    """The HMAC prunes wrote before it covered the legacy boundary."""
     message = json.dumps(["anchor", through_id, prev], separators=(",", ":"))
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def _legacy_digest(prev: str, at: datetime, fields: tuple[Any, ...], detail: str) -> str:
+    """The unkeyed SHA-256 link of a record written before migration 0012 (what migration 0010's
+    ``audit_digest`` computed): prev, time, actor, address, action, target, result, detail joined by 0x1f."""
+    actor, address, action, target, result = fields
+    stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    parts = (prev, stamp, actor, address or "", action, target or "", result, detail)
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
 def _bounded(name: str, value: str | None) -> str | None:
@@ -212,12 +237,15 @@ def _append(
     )
     row = conn.execute(
         "SELECT nextval(pg_get_serial_sequence('gis_ioc.audit', 'id')), clock_timestamp(), %s::jsonb::text, "
-        "coalesce((SELECT hash FROM gis_ioc.audit ORDER BY id DESC LIMIT 1), "
-        "(SELECT prev_hash FROM gis_ioc.audit_anchor))",
+        "(SELECT hash FROM gis_ioc.audit ORDER BY id DESC LIMIT 1), a.prev_hash, a.through_id, a.legacy_through, "
+        "a.mac FROM (SELECT) one LEFT JOIN gis_ioc.audit_anchor a ON true",
         (json.dumps(detail or {}, ensure_ascii=False, default=str),),
     ).fetchone()
     assert row is not None
-    record_id, at, text, prev = int(row[0]), row[1], row[2], row[3]
+    record_id, at, text = int(row[0]), row[1], row[2]
+    anchor = _Anchor(row[4] or ZERO, int(row[5] or 0), int(row[6] or 0), row[7])
+    _seal_once(conn, files, key, anchor)
+    prev = row[3] or anchor.prev
     mac = _mac(key, record_id, prev, at, fields, text)
     written = conn.execute(
         "INSERT INTO gis_ioc.audit (id, at, actor, address, action, target, result, detail, prev_hash, hash) "
@@ -228,6 +256,60 @@ def _append(
     assert written is not None
     _append_line(files.head_file(conn.info.dbname), f"{record_id} {mac} {_full_xid(*written)}\n")
     return record_id
+
+
+_SEALED: set[Path] = set()  # head files this process has seen record the legacy boundary
+
+
+def _seal_once(conn: psycopg.Connection[Any], files: KeyFiles, key: bytes, anchor: _Anchor) -> None:
+    """Once per process and head file: record the legacy boundary there when its segment lacks it (and the
+    boundary is below every record it names), and seal the anchor when the connection may."""
+    path = files.head_file(conn.info.dbname)
+    if path in _SEALED:
+        return
+    recorded, first = _segment(path)
+    if recorded is None and (first is None or anchor.legacy_through < first):
+        _append_line(path, f"legacy {anchor.legacy_through}\n")
+        recorded = anchor.legacy_through
+    if recorded == anchor.legacy_through:
+        _seal_anchor(conn, key, anchor)
+    _SEALED.add(path)
+
+
+def _seal_anchor(conn: psycopg.Connection[Any], key: bytes, anchor: _Anchor) -> None:
+    """Give an anchor that verifies but has no ``v2`` HMAC one (as the owner: the server's role may not)."""
+    if anchor.mac is not None and anchor.mac.startswith("v2:"):
+        return
+    probe = _Walk()
+    _check_anchor(conn, key, anchor, probe)
+    allowed = conn.execute("SELECT has_table_privilege('gis_ioc.audit_anchor', 'UPDATE')").fetchone()
+    if probe.findings or not allowed or not allowed[0]:
+        return
+    conn.execute(
+        "UPDATE gis_ioc.audit_anchor SET mac = %s",
+        (_anchor_mac(key, anchor.through_id, anchor.prev, anchor.legacy_through),),
+    )
+
+
+def _segment(path: Path) -> tuple[int | None, int | None]:
+    """In the head file's segment after its last restore marker: the legacy boundary its first ``legacy``
+    line records (-1: damaged) and the first record it names (found with a byte search, not a parse)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None, None
+    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        start = data.rfind(b"\nrestore ") + 1
+        at = start if data[start : start + 7] == b"legacy " else data.find(b"\nlegacy ", start) + 1
+        recorded = None
+        if at > 0 or data[:7] == b"legacy ":
+            words = data[at : data.find(b"\n", at)].split()
+            recorded = int(words[1]) if len(words) == 2 and words[1].isdigit() else -1
+        first, position = None, start
+        while first is None and 0 <= position < len(data):
+            end = data.find(b"\n", position)
+            word = data[position : end if end >= 0 else len(data)].split(maxsplit=1)[:1]
+            first = int(word[0]) if word and word[0].isdigit() else None
+            position = end + 1 if end >= 0 else -1
+    return recorded, first
 
 
 def _full_xid(xmin: int, top: int) -> int:
@@ -312,10 +394,12 @@ def mark_restored(conn: psycopg.Connection[Any], files: KeyFiles | None = None) 
     row = conn.execute(
         "SELECT coalesce((SELECT id FROM gis_ioc.audit ORDER BY id DESC LIMIT 1), 0), "
         "coalesce((SELECT hash FROM gis_ioc.audit ORDER BY id DESC LIMIT 1), "
-        "(SELECT prev_hash FROM gis_ioc.audit_anchor))"
+        "(SELECT prev_hash FROM gis_ioc.audit_anchor)), (SELECT legacy_through FROM gis_ioc.audit_anchor)"
     ).fetchone()
     assert row is not None
-    _append_line(files.head_file(conn.info.dbname), f"restore {int(row[0])} {row[1]}\n")
+    path = files.head_file(conn.info.dbname)
+    _append_line(path, f"restore {int(row[0])} {row[1]}\nlegacy {int(row[2] or 0)}\n")
+    _SEALED.discard(path)  # the next record seals the restored anchor if it has no v2 HMAC
 
 
 # -- reading ---------------------------------------------------------------------------------------------

@@ -569,7 +569,8 @@ def per_viewer(handler: Handler, catalog: Catalog) -> Handler:
         response = await handler(request)
         layer_id = request.path_params.get("collection_id")
         layer = catalog.layers.get(layer_id) if layer_id is not None else None
-        if layer_id is None or (layer is not None and not same_for_everyone(layer)):
+        # an unknown collection answers exactly as one the caller may not read (no header tells them apart)
+        if layer is None or not same_for_everyone(layer):
             return private(response)
         return response
 

@@ -97,3 +97,13 @@ def test_an_upload_is_refused_before_its_body_is_read(anonymous: TestClient, cli
 def test_health_probes_do_not_count_rows_for_everyone(anonymous: TestClient) -> None:
     assert "layers" not in anonymous.get("/api/health").json()["database"]
     assert anonymous.get("/readyz").json() == {"status": "ready"}
+
+
+def test_a_hidden_layer_answers_like_a_missing_one(anonymous: TestClient) -> None:
+    for suffix in ("", "/items", "/items/1", "/queryables", "/tiles", "/tiles/WebMercatorQuad/12/1807/3254"):
+        hidden = anonymous.get(f"/ogc/collections/police_posts{suffix}?f=json")
+        missing = anonymous.get(f"/ogc/collections/no_such_layer{suffix}?f=json")
+        assert hidden.status_code == missing.status_code == 404, suffix
+        for header in ("cache-control", "vary", "content-type"):
+            assert hidden.headers.get(header) == missing.headers.get(header), (suffix, header)
+        assert hidden.text.replace("police_posts", "no_such_layer") == missing.text, suffix

@@ -135,3 +135,14 @@ def test_even_as_gis_ioc_full_the_audit_is_append_only(server: psycopg.Connectio
         assert scalar(server, "SELECT current_user") == roles.FULL
         with pytest.raises(psycopg.errors.InsufficientPrivilege), server.transaction():
             server.execute("UPDATE gis_ioc.audit SET action = 'nothing'")
+
+
+def test_anonymous_work_has_a_short_statement_timeout(server: psycopg.Connection[Any], catalog: Catalog) -> None:
+    with server.transaction():
+        scope.bind(server, Viewer.ANONYMOUS, catalog)
+        assert scalar(server, "SHOW statement_timeout") == "5s"
+        with pytest.raises(psycopg.errors.QueryCanceled), server.transaction():
+            server.execute("SELECT pg_sleep(6)")
+    with server.transaction():
+        scope.bind(server, LEADER, catalog)
+        assert scalar(server, "SHOW statement_timeout") != "5s"
