@@ -72,6 +72,10 @@ def translate_errors() -> Iterator[None]:
         yield
     except GisIocError:
         raise
+    except psycopg.errors.QueryCanceled as exc:  # statement_timeout: the database is there, the work too long
+        raise DatabaseUnavailable(
+            "the request took longer than the database allows; narrow it (a smaller area, a filter, a limit)"
+        ) from exc
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"PostGIS is unreachable: {str(exc).strip().splitlines()[0]}") from exc
     except (psycopg.errors.DataError, psycopg.errors.SyntaxErrorOrAccessRuleViolation) as exc:
