@@ -8,25 +8,22 @@ A keyed chain
     The MAC is computed here, in the application (the key never reaches PostgreSQL).
 Records from before the key
     Records written before migration 0012 (ids up to ``audit_anchor.legacy_through``, 0 on a database
-    made since) keep the unkeyed SHA-256 links they were written with; :func:`verify` recomputes them
-    here (never with a database function, which the owner could replace). The boundary is pinned twice
-    outside the owner's reach: the head file records it (``legacy <id>``) when the chain becomes keyed,
-    and the anchor's HMAC covers it. Moving it (to pass keyed records off as unkeyed ones) is a finding.
+    made since) keep their unkeyed SHA-256 links, recomputed here (never by a database function: the
+    owner could replace it). That boundary is pinned outside the owner's reach: the head file records it
+    (``legacy <id>``) when the chain becomes keyed, and the anchor's HMAC covers it.
 A head file outside the database
     Every record also appends ``<id> <hmac> <transaction id>`` to ``GIS_IOC_HOME/audit/head-<database>.log``
     (opened ``O_APPEND``, written while the chain lock is held, so lines are in chain order). A record the
     head file names, whose transaction committed (``pg_xact_status``), and that the table lacks was
     removed: this is how removing the *newest* records is caught. A rolled-back record is told apart by
     its aborted transaction. ``gis-ioc restore`` appends ``restore <id> <hmac>``: the chain restored from
-    a backup continues from there. The first record a process writes to a head file (or segment after a
-    restore marker) without a ``legacy <id>`` line adds that line first.
+    a backup continues from there (the segment after it has a ``legacy <id>`` line of its own).
 The anchor
-    ``audit_anchor``: where the chain starts (the last record removed by a prune and its ``hash``), the
-    legacy boundary, and ``mac`` = ``v2:`` + HMAC of all three. :func:`prune` (the console, as the
+    ``audit_anchor``: where the chain starts (the last record a prune removed and its ``hash``), the
+    legacy boundary, and ``mac`` = ``v2:`` + HMAC of the three. :func:`prune` (the console, as the
     database's owner) removes the oldest records, moves the anchor with a new HMAC and records the prune
-    in the same transaction; an anchor moved any other way does not verify. The first record the owner
-    writes seals an anchor that has no ``v2`` HMAC yet (the server's role may not update it); anchors
-    sealed before the boundary was covered (a bare HMAC of the first two) still verify.
+    in the same transaction; an anchor moved any other way does not verify. The owner's first record
+    seals an anchor without a ``v2`` HMAC (the server's role may not); older anchor HMACs still verify.
 Writing
     :func:`record` appends inside the caller's transaction (it stands or falls with the change), serialised
     by a transaction-level advisory lock so that two writers never fork the chain (a unique index on
@@ -184,18 +181,11 @@ def _anchor_mac(key: bytes, through_id: int, prev: str, legacy_through: int) -> 
     return "v2:" + hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
-def _anchor_mac_v1(key: bytes, through_id: int, prev: str) -> str:
-    """The HMAC prunes wrote before it covered the legacy boundary."""
-    message = json.dumps(["anchor", through_id, prev], separators=(",", ":"))
-    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
-
-
 def _legacy_digest(prev: str, at: datetime, fields: tuple[Any, ...], detail: str) -> str:
     """The unkeyed SHA-256 link of a record written before migration 0012 (what migration 0010's
     ``audit_digest`` computed): prev, time, actor, address, action, target, result, detail joined by 0x1f."""
     actor, address, action, target, result = fields
-    stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
-    parts = (prev, stamp, actor, address or "", action, target or "", result, detail)
+    parts = (prev, _stamp(at)[:-1], actor, address or "", action, target or "", result, detail)
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
@@ -244,7 +234,7 @@ def _append(
     assert row is not None
     record_id, at, text = int(row[0]), row[1], row[2]
     anchor = _Anchor(row[4] or ZERO, int(row[5] or 0), int(row[6] or 0), row[7])
-    _seal_once(conn, files, key, anchor)
+    _seal_once(conn, files, key, anchor, record_id)
     prev = row[3] or anchor.prev
     mac = _mac(key, record_id, prev, at, fields, text)
     written = conn.execute(
@@ -261,14 +251,14 @@ def _append(
 _SEALED: set[Path] = set()  # head files this process has seen record the legacy boundary
 
 
-def _seal_once(conn: psycopg.Connection[Any], files: KeyFiles, key: bytes, anchor: _Anchor) -> None:
+def _seal_once(conn: psycopg.Connection[Any], files: KeyFiles, key: bytes, anchor: _Anchor, record_id: int) -> None:
     """Once per process and head file: record the legacy boundary there when its segment lacks it (and the
-    boundary is below every record it names), and seal the anchor when the connection may."""
+    boundary is below every keyed record, this one included), and seal the anchor when the connection may."""
     path = files.head_file(conn.info.dbname)
     if path in _SEALED:
         return
     recorded, first = _segment(path)
-    if recorded is None and (first is None or anchor.legacy_through < first):
+    if recorded is None and anchor.legacy_through < (record_id if first is None else first):
         _append_line(path, f"legacy {anchor.legacy_through}\n")
         recorded = anchor.legacy_through
     if recorded == anchor.legacy_through:
@@ -280,9 +270,10 @@ def _seal_anchor(conn: psycopg.Connection[Any], key: bytes, anchor: _Anchor) -> 
     """Give an anchor that verifies but has no ``v2`` HMAC one (as the owner: the server's role may not)."""
     if anchor.mac is not None and anchor.mac.startswith("v2:"):
         return
-    probe = _Walk()
-    _check_anchor(conn, key, anchor, probe)
     allowed = conn.execute("SELECT has_table_privilege('gis_ioc.audit_anchor', 'UPDATE')").fetchone()
+    probe = _Walk()
+    if allowed and allowed[0]:  # checked first: the server's role never may
+        _check_anchor(conn, key, anchor, probe)
     if probe.findings or not allowed or not allowed[0]:
         return
     conn.execute(
@@ -298,18 +289,22 @@ def _segment(path: Path) -> tuple[int | None, int | None]:
         return None, None
     with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
         start = data.rfind(b"\nrestore ") + 1
-        at = start if data[start : start + 7] == b"legacy " else data.find(b"\nlegacy ", start) + 1
+        at = start if data[start : start + 7] == b"legacy " else data.find(b"\nlegacy ", start) + 1 or -1
         recorded = None
-        if at > 0 or data[:7] == b"legacy ":
-            words = data[at : data.find(b"\n", at)].split()
+        if at >= 0:
+            words = _line(data, at).split()
             recorded = int(words[1]) if len(words) == 2 and words[1].isdigit() else -1
         first, position = None, start
-        while first is None and 0 <= position < len(data):
-            end = data.find(b"\n", position)
-            word = data[position : end if end >= 0 else len(data)].split(maxsplit=1)[:1]
-            first = int(word[0]) if word and word[0].isdigit() else None
-            position = end + 1 if end >= 0 else -1
+        while first is None and position < len(data):
+            line = _line(data, position)
+            first = int(line.split()[0]) if line[:1].isdigit() and line.split()[0].isdigit() else None
+            position += len(line) + 1
     return recorded, first
+
+
+def _line(data: mmap.mmap, at: int) -> bytes:
+    end = data.find(b"\n", at)
+    return data[at : end if end >= 0 else len(data)]
 
 
 def _full_xid(xmin: int, top: int) -> int:
@@ -342,18 +337,11 @@ def _recent_refusals(conn: psycopg.Connection[Any], actor: str, address: str | N
     """How far past its bound this caller is (negative: below it), over the last minute."""
     where = "address = %s" if address is not None else "address IS NULL AND %s::text IS NULL"
     recent = f"{where} AND result = ANY(%s) AND at > clock_timestamp() - interval '1 minute'"
+    both = (address, list(REFUSALS))
     row = conn.execute(
         f"SELECT (SELECT count(*) FROM (SELECT 1 FROM gis_ioc.audit WHERE {recent} AND actor = %s LIMIT %s) p), "  # noqa: S608
         f"(SELECT count(*) FROM (SELECT 1 FROM gis_ioc.audit WHERE {recent} LIMIT %s) a)",
-        (
-            address,
-            list(REFUSALS),
-            _bounded("actor", actor),
-            REFUSALS_PER_MINUTE + 1,
-            address,
-            list(REFUSALS),
-            REFUSALS_PER_ADDRESS + 1,
-        ),
+        (*both, _bounded("actor", actor), REFUSALS_PER_MINUTE + 1, *both, REFUSALS_PER_ADDRESS + 1),
     ).fetchone()
     assert row is not None
     return max(int(row[0]) - REFUSALS_PER_MINUTE, int(row[1]) - REFUSALS_PER_ADDRESS)
@@ -421,27 +409,17 @@ def query(
     for name, value in (("actor", actor), ("action", action), ("target", target)):
         if value is not None and len(value) > FIELD_MAX[name]:
             raise InvalidInput(f"{name} has at most {FIELD_MAX[name]} characters")
-    where: list[str] = ["true"]
-    params: list[Any] = []
-    if actor:
-        where.append("actor = %s")
-        params.append(actor)
-    if action:
-        if action.endswith("*"):
-            where.append("action LIKE %s")
-            params.append(action[:-1].replace("%", r"\%").replace("_", r"\_") + "%")
-        else:
-            where.append("action = %s")
-            params.append(action)
-    if target:
-        where.append("target = %s")
-        params.append(target)
-    if since:
-        where.append("at >= %s")
-        params.append(since)
-    if until:
-        where.append("at < %s")
-        params.append(until)
+    prefix = action[:-1].replace("%", r"\%").replace("_", r"\_") + "%" if action and action.endswith("*") else None
+    filters = (
+        ("actor = %s", actor),
+        ("action LIKE %s", prefix),
+        ("action = %s", None if prefix else action),
+        ("target = %s", target),
+        ("at >= %s", since),
+        ("at < %s", until),
+    )
+    where = ["true", *(condition for condition, value in filters if value)]
+    params = [value for _, value in filters if value]
     rows = conn.execute(
         "SELECT id, at, actor, address, action, target, result, detail FROM gis_ioc.audit "  # noqa: S608
         f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT {int(limit)}",
@@ -461,6 +439,7 @@ KINDS = {
     "newest_removed": "the newest records were removed (the head file is ahead of the table)",
     "oldest_removed": "the oldest records were removed outside a recorded prune",
     "anchor_moved": "the anchor was moved without a recorded prune",
+    "legacy_moved": "the boundary of the records from before the audit key (audit_anchor.legacy_through) was moved",
     "head_file": "the head file outside the database is missing or damaged",
     "key_missing": "the audit key is missing",
 }
@@ -509,6 +488,7 @@ class _Walk:
     first_id: int | None = None
     last_id: int | None = None
     missing: list[_HeadEntry] = field(default_factory=list)  # named by the head file, not in the table
+    recorded: list[int] = field(default_factory=list)  # legacy boundaries the head file records
     bad_run: list[tuple[int, str]] = field(default_factory=list)  # consecutive records whose MAC fails
 
     def add(self, kind: str, record: int | None, message: str) -> None:
@@ -525,25 +505,26 @@ def _anchor(conn: psycopg.Connection[Any]) -> _Anchor:
     row = conn.execute("SELECT prev_hash, through_id, legacy_through, mac FROM gis_ioc.audit_anchor").fetchone()
     if row is None:
         return _Anchor(ZERO, 0, 0, None)
-    return _Anchor(row[0], int(row[1]), int(row[2]), row[3])
+    return _Anchor(row[0] or ZERO, int(row[1] or 0), int(row[2] or 0), row[3])
 
 
 def _check_anchor(conn: psycopg.Connection[Any], key: bytes | None, anchor: _Anchor, walk: _Walk) -> None:
-    """An anchor moved by a prune carries the key's HMAC and is named by the newest prune record."""
-    if anchor.through_id == 0 and anchor.prev == ZERO:
-        return
-    named = conn.execute(
-        "SELECT 1 FROM gis_ioc.audit WHERE action = 'audit.prune' AND detail->>'through_id' = %s",
-        (str(anchor.through_id),),
-    ).fetchone()
-    if anchor.mac is None:  # a prune from before the keyed chain (migration 0012)
-        legacy = anchor.through_id <= anchor.legacy_through and named is not None
-        if not legacy:
+    """The anchor's HMAC holds (over the legacy boundary too, or over one the head file records: then
+    :func:`_check_legacy` names the move), and an anchor moved is named by a prune record."""
+    moved = anchor.through_id != 0 or anchor.prev != ZERO
+    named = moved and _prune_names(conn, anchor.through_id)
+    if anchor.mac is None:  # never sealed: not moved, or by a prune from before the keyed chain (0012)
+        if moved and not (anchor.through_id <= anchor.legacy_through and named):
             walk.add("anchor_moved", anchor.through_id, f"{KINDS['anchor_moved']}: it carries no HMAC")
         return
-    if key is not None and not _same(anchor.mac, _anchor_mac(key, anchor.through_id, anchor.prev)):
-        walk.add("anchor_moved", anchor.through_id, f"{KINDS['anchor_moved']}: its HMAC does not hold")
-    elif named is None:
+    if key is not None and not _anchor_holds(key, anchor, walk.recorded):
+        walk.add(
+            "anchor_moved",
+            anchor.through_id,
+            f"{KINDS['anchor_moved']}: its HMAC (over record {anchor.through_id}, its hash and the legacy "
+            f"boundary {anchor.legacy_through}) does not hold",
+        )
+    elif moved and not named:
         walk.add(
             "anchor_moved",
             anchor.through_id,
@@ -551,8 +532,36 @@ def _check_anchor(conn: psycopg.Connection[Any], key: bytes | None, anchor: _Anc
         )
 
 
-def _head_entries(path: Path, walk: _Walk) -> Iterator[_HeadEntry]:
-    """The head file's entries after its last restore marker (which is yielded first), in id order."""
+def _prune_names(conn: psycopg.Connection[Any], through_id: int) -> bool:
+    query = "SELECT 1 FROM gis_ioc.audit WHERE action = 'audit.prune' AND detail->>'through_id' = %s"
+    return conn.execute(query, (str(through_id),)).fetchone() is not None
+
+
+def _anchor_holds(key: bytes, anchor: _Anchor, recorded: list[int]) -> bool:
+    assert anchor.mac is not None
+    if not anchor.mac.startswith("v2:"):  # written by a prune before the HMAC covered the legacy boundary
+        message = json.dumps(["anchor", anchor.through_id, anchor.prev], separators=(",", ":"))
+        return _same(anchor.mac, hmac.new(key, message.encode(), hashlib.sha256).hexdigest())
+    return any(
+        _same(anchor.mac, _anchor_mac(key, anchor.through_id, anchor.prev, boundary))
+        for boundary in {anchor.legacy_through, *recorded}
+    )
+
+
+def _check_legacy(anchor: _Anchor, walk: _Walk) -> None:
+    """The legacy boundary is the one the head file recorded when the chain became keyed."""
+    for boundary in sorted(set(walk.recorded) - {anchor.legacy_through}):
+        walk.add(
+            "legacy_moved",
+            min(boundary, anchor.legacy_through) + 1,
+            f"{KINDS['legacy_moved']}: it is {anchor.legacy_through}, the head file recorded {boundary}",
+        )
+
+
+def _head_entries(path: Path, walk: _Walk, legacy_through: int) -> Iterator[_HeadEntry]:
+    """The head file's entries after its last restore marker (which is yielded first), in id order; the
+    legacy boundaries it records go to ``walk.recorded``. A keyed record at or below ``legacy_through``
+    is a finding."""
     if not path.exists():
         return
     start = 0
@@ -566,6 +575,9 @@ def _head_entries(path: Path, walk: _Walk) -> Iterator[_HeadEntry]:
             if number < start:
                 continue
             parts = raw.decode("ascii", "replace").split()
+            if parts[:1] == ["legacy"] and len(parts) == 2 and parts[1].isdigit():
+                walk.recorded.append(int(parts[1]))
+                continue
             try:
                 entry = (
                     _HeadEntry(int(parts[1]), parts[2], None)
@@ -579,6 +591,10 @@ def _head_entries(path: Path, walk: _Walk) -> Iterator[_HeadEntry]:
                 walk.add("head_file", entry.id, f"line {number + 1} of {path} is out of order")
                 continue
             previous = entry.id
+            if entry.xid is not None and entry.id <= legacy_through:  # named once
+                keyed = f"record {entry.id}, written with the key (the head file names it), is below it"
+                walk.add("legacy_moved", entry.id, f"{KINDS['legacy_moved']}: {keyed}")
+                legacy_through = -1
             yield entry
 
 
@@ -610,17 +626,15 @@ def _walk(
     with conn.transaction(), conn.cursor(name="audit_verify", row_factory=namedtuple_row) as cur:
         cur.itersize = 5000
         cur.execute(
-            "SELECT id, prev_hash, hash, at, actor, address, action, target, result, detail::text AS detail, "
-            "CASE WHEN id <= %s THEN gis_ioc.audit_digest(prev_hash, at, actor, address, action, target, result, "
-            "detail) END AS legacy FROM gis_ioc.audit ORDER BY id",
-            (anchor.legacy_through,),
+            "SELECT id, prev_hash, hash, at, actor, address, action, target, result, detail::text AS detail "
+            "FROM gis_ioc.audit ORDER BY id"
         )
         row: Any
         for row in cur:
             while entry is not None and entry.id < row.id:
                 walk.missing.append(entry)
                 entry = next(head, None)
-            noted = entry.mac if entry is not None and entry.id == row.id else None
+            noted = entry if entry is not None and entry.id == row.id else None
             if noted is not None:
                 entry = next(head, None)
             walk.records += 1
@@ -628,20 +642,12 @@ def _walk(
             walk.last_id = row.id
             if row.prev_hash != expected:
                 _close_run(walk)
-                if previous_id is None:
-                    walk.add(
-                        "oldest_removed",
-                        row.id,
-                        f"record {row.id} does not follow the anchor: {KINDS['oldest_removed']}",
-                    )
-                else:
-                    walk.add(
-                        "removed",
-                        row.id,
-                        f"record {row.id} does not follow record {previous_id}: "
-                        f"{KINDS['removed']} (or a record was inserted)",
-                    )
-            _check_mac(key, row, noted, walk)
+                after = "the anchor" if previous_id is None else f"record {previous_id}"
+                kind = "oldest_removed" if previous_id is None else "removed"
+                extra = "" if previous_id is None else " (or a record was inserted)"
+                walk.add(kind, row.id, f"record {row.id} does not follow {after}: {KINDS[kind]}{extra}")
+            legacy = row.id <= anchor.legacy_through and (noted is None or noted.xid is None)
+            _check_mac(None if legacy else key, row, noted.mac if noted else None, walk, legacy)
             expected, previous_id = row.hash, row.id
     _close_run(walk)
     while entry is not None:
@@ -649,13 +655,14 @@ def _walk(
         entry = next(head, None)
 
 
-def _check_mac(key: bytes | None, row: Any, noted: str | None, walk: _Walk) -> None:
-    if row.legacy is not None:
-        valid = row.legacy == row.hash
+def _check_mac(key: bytes | None, row: Any, noted: str | None, walk: _Walk, legacy: bool) -> None:
+    """A record from before the key has its SHA-256 link recomputed here; the others their HMAC."""
+    fields = (row.actor, row.address, row.action, row.target, row.result)
+    if legacy:
+        valid = _same(row.hash, _legacy_digest(row.prev_hash, row.at, fields, row.detail))
     elif key is None:
         return
     else:
-        fields = (row.actor, row.address, row.action, row.target, row.result)
         valid = _same(row.hash, _mac(key, row.id, row.prev_hash, row.at, fields, row.detail))
     if noted is not None and noted != row.hash:
         walk.bad_run.append((row.id, "rewritten"))
@@ -674,13 +681,11 @@ def _committed(conn: psycopg.Connection[Any], entries: list[_HeadEntry]) -> list
         batch = ask[start : start + 1000]
         try:
             with conn.transaction():
-                statuses = [
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT pg_xact_status(x::xid8) FROM unnest(%s::text[]) WITH ORDINALITY AS u(x, n) ORDER BY n",
-                        ([e.xid for e in batch],),
-                    ).fetchall()
-                ]
+                rows = conn.execute(
+                    "SELECT pg_xact_status(x::xid8) FROM unnest(%s::text[]) WITH ORDINALITY AS u(x, n) ORDER BY n",
+                    ([e.xid for e in batch],),
+                ).fetchall()
+            statuses = [r[0] for r in rows]
         except psycopg.Error:  # an id this database never had (a head file of another database): one by one
             statuses = [_status(conn, e.xid) for e in batch]
         found += [e for e, status in zip(batch, statuses, strict=True) if status in (None, "committed")]
@@ -732,9 +737,10 @@ def verify(conn: psycopg.Connection[Any], files: KeyFiles | None = None) -> Veri
         key = None
         if conn.execute("SELECT 1 FROM gis_ioc.audit WHERE id > %s LIMIT 1", (anchor.legacy_through,)).fetchone():
             walk.add("key_missing", None, f"{KINDS['key_missing']}: {exc}; HMACs were not checked")
-    _check_anchor(conn, key, anchor, walk)
     head_path = files.head_file(conn.info.dbname)
-    _walk(conn, key, anchor, _head_entries(head_path, walk), walk)
+    _walk(conn, key, anchor, _head_entries(head_path, walk, anchor.legacy_through), walk)
+    _check_legacy(anchor, walk)
+    _check_anchor(conn, key, anchor, walk)
     if walk.last_id is not None and walk.last_id > anchor.legacy_through and not head_path.exists():
         walk.add("head_file", None, f"{KINDS['head_file']}: {head_path} does not exist")
     _name_missing(conn, anchor, walk)
@@ -781,10 +787,11 @@ def prune(
         conn.execute("SET LOCAL gis_ioc.audit_prune = 'on'")
         deleted = conn.execute("DELETE FROM gis_ioc.audit WHERE id <= %s", (last[0],)).rowcount
         conn.execute("SET LOCAL gis_ioc.audit_prune = 'off'")
+        legacy = _anchor(conn).legacy_through
         conn.execute(
             "UPDATE gis_ioc.audit_anchor SET prev_hash = %s, through_id = %s, mac = %s, pruned_to = %s, "
             "updated_at = now()",
-            (last[1], last[0], _anchor_mac(key, int(last[0]), last[1]), cutoff[0]),
+            (last[1], last[0], _anchor_mac(key, int(last[0]), last[1], legacy), cutoff[0]),
         )
         detail = {"removed": deleted, "older_than_days": older_than_days, "through_id": last[0], "anchor": last[1]}
         _append(conn, files, actor=actor, action="audit.prune", result="ok", target=None, address=None, detail=detail)

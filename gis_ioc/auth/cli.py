@@ -256,8 +256,9 @@ def audit_verify(ctx: click.Context) -> None:
     """Check the keyed chain, its anchor and the head file; name every tamper found and exit 2.
 
     Kinds: altered, recomputed (without the key), removed (from the middle), newest_removed (the head
-    file is ahead of the table), oldest_removed and anchor_moved (outside a recorded prune), head_file,
-    key_missing."""
+    file is ahead of the table), oldest_removed and anchor_moved (outside a recorded prune), legacy_moved
+    (the boundary of the records from before the key, recorded in the head file and the anchor's HMAC),
+    head_file, key_missing. Records from before the key have their SHA-256 links recomputed here."""
     with connect(_settings(ctx), autocommit=True) as conn:
         result = audit.verify(conn)
     if not result.ok:

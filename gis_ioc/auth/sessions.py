@@ -467,7 +467,7 @@ def change_password(
     with conn.transaction():
         row = _one(
             conn,
-            "SELECT id, password_hash, totp_secret, failed_logins, locked_until FROM gis_ioc.accounts "
+            "SELECT id, password_hash, totp_secret, failed_logins, locked_until, full_name FROM gis_ioc.accounts "
             "WHERE username = %s AND state = 'active' FOR UPDATE",
             (username,),
         )
@@ -476,7 +476,9 @@ def change_password(
         if row is not None and not locked_out and verify_password(row.password_hash, old):
             if verify_password(row.password_hash, new):
                 raise InvalidInput("the new password must differ from the old one")
-            check_policy(new, second_factor=row.totp_secret is not None, username=username)
+            check_policy(
+                new, second_factor=row.totp_secret is not None, username=username, full_name=row.full_name or ""
+            )
             conn.execute(
                 "UPDATE gis_ioc.accounts SET password_hash = %s, password_changed_at = now(), "
                 "must_change_password = false WHERE id = %s",

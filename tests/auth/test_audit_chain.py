@@ -5,6 +5,8 @@ writers never fork the chain. Each test has a database of its own (the suite's i
 from __future__ import annotations
 
 import hashlib
+import hmac
+import json
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,6 +19,7 @@ from click.testing import CliRunner
 from gis_ioc.auth import audit
 from gis_ioc.catalog import Catalog
 from gis_ioc.cli import main
+from gis_ioc.database import migrations
 from gis_ioc.database.connection import connect
 from gis_ioc.database.migrations import upgrade
 from gis_ioc.settings import Settings
@@ -189,4 +192,153 @@ def test_keys_and_head_file_are_outside_the_database(chain: tuple[Settings, psyc
         for statement in ("UPDATE gis_ioc.audit SET result = 'x'", "DELETE FROM gis_ioc.audit"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 server.execute(statement)
+    assert audit.verify(conn).ok
+
+
+# -- the records from before the key, and their boundary (external security test, finding 1) ------------
+
+
+def _anchor(conn: psycopg.Connection[Any]) -> tuple[int, str | None]:
+    row = conn.execute("SELECT legacy_through, mac FROM gis_ioc.audit_anchor").fetchone()
+    assert row is not None
+    return int(row[0]), row[1]
+
+
+def _kinds(conn: psycopg.Connection[Any]) -> set[str]:
+    return {f.kind for f in audit.verify(conn).findings}
+
+
+def _owner_rewrites(conn: psycopg.Connection[Any], record: int, legacy_through: int = 1_000_000_000) -> None:
+    """The external test's reproduction, as the database's owner in one transaction: (a) move the legacy
+    boundary above every record, (b) make gis_ioc.audit_digest() return each row's stored hash (looked up in
+    a copy keyed on prev_hash), (c) behind the trigger's back, change a record's actor, address and result."""
+    conn.execute("UPDATE gis_ioc.audit_anchor SET legacy_through = %s", (legacy_through,))
+    conn.execute("CREATE TABLE public.audit_copy AS SELECT prev_hash, hash FROM gis_ioc.audit")
+    conn.execute(
+        "CREATE OR REPLACE FUNCTION gis_ioc.audit_digest(prev_hash text, at timestamptz, actor text, address text, "
+        "action text, target text, result text, detail jsonb) RETURNS text LANGUAGE sql AS "
+        "$$ SELECT c.hash FROM public.audit_copy c WHERE c.prev_hash = $1 $$"
+    )
+    conn.execute("ALTER TABLE gis_ioc.audit DISABLE TRIGGER audit_no_update")
+    conn.execute(
+        "UPDATE gis_ioc.audit SET actor = 'someone.else', address = '10.9.9.9', result = 'ok' WHERE id = %s", (record,)
+    )
+    conn.execute("ALTER TABLE gis_ioc.audit ENABLE TRIGGER audit_no_update")
+
+
+def test_a_fresh_database_has_no_legacy_records_and_its_boundary_is_pinned(
+    chain: tuple[Settings, psycopg.Connection[Any]],
+) -> None:
+    settings, conn = chain
+    legacy_through, mac = _anchor(conn)
+    assert legacy_through == 0 and mac is not None and mac.startswith("v2:")  # sealed by the owner's first record
+    head = (settings.home / "audit" / f"head-{settings.db_name}.log").read_text().splitlines()
+    assert head[0] == "legacy 0" and head.count("legacy 0") == 1
+    assert scalar(conn, "SELECT to_regproc('gis_ioc.audit_digest') IS NULL")  # migration 0015
+    for _ in range(90 - _ids(conn)[-1]):
+        audit.record(conn, actor="user.9", action="export", target="layer 9")
+    assert 85 in _ids(conn) and audit.verify(conn).ok
+    with conn.transaction():  # committed, as in the report
+        _owner_rewrites(conn, 85)
+    result = audit.verify(conn)
+    kinds = {f.kind for f in result.findings}
+    assert not result.ok and {"legacy_moved", "altered"} <= kinds, result.findings
+    assert [f.record for f in result.findings if f.kind == "altered"] == [85]
+    assert any("the head file recorded 0" in f.message for f in result.findings if f.kind == "legacy_moved")
+    broken = CliRunner().invoke(main, ["audit", "verify"], obj={"settings": settings})
+    assert broken.exit_code == 2, broken.output
+    said = " ".join(broken.output.split())
+    assert "legacy_moved" in said and "altered: record 85" in said
+
+
+@pytest.mark.parametrize("mac", ["kept", "removed"])
+def test_moving_the_boundary_alone_is_named(chain: tuple[Settings, psycopg.Connection[Any]], mac: str) -> None:
+    _, conn = chain
+    with conn.transaction(force_rollback=True):
+        conn.execute("UPDATE gis_ioc.audit_anchor SET legacy_through = %s", (_ids(conn)[-1],))
+        if mac == "removed":  # the owner also drops the anchor's HMAC: the head file still knows
+            conn.execute("UPDATE gis_ioc.audit_anchor SET mac = NULL")
+        assert "legacy_moved" in _kinds(conn)
+    assert audit.verify(conn).ok
+
+
+@pytest.fixture
+def upgraded(empty_db: Settings, catalog: Catalog) -> Iterator[tuple[Settings, psycopg.Connection[Any]]]:
+    """A database that had ten audit records before migration 0012 (written by 0010's gis_ioc.audit_append),
+    upgraded by this version, then five records written with the key."""
+    with connect(empty_db, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA gis_ioc")
+        conn.execute(
+            "CREATE TABLE gis_ioc.schema_migrations (version text PRIMARY KEY, name text NOT NULL, "
+            "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for migration in [m for m in migrations.available() if m.version < "0012"]:
+            with conn.transaction():
+                conn.execute(migration.sql.encode())
+                conn.execute(
+                    "INSERT INTO gis_ioc.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                    (migration.version, migration.name, migration.checksum),
+                )
+        for i in range(10):
+            conn.execute(
+                "SELECT gis_ioc.audit_append(%s, %s, 'export', %s, 'ok', %s::jsonb)",
+                (f"old.{i % 2}", "10.0.0.1" if i % 3 else None, f"layer {i}" if i % 4 else None, f'{{"rows": {i}}}'),
+            )
+        upgrade(conn, catalog)
+        for i in range(5):
+            audit.record(conn, actor=f"new.{i}", action="export", target=f"layer {i}")
+        yield empty_db, conn
+
+
+def test_records_from_before_the_key_are_checked_here(upgraded: tuple[Settings, psycopg.Connection[Any]]) -> None:
+    settings, conn = upgraded
+    assert _anchor(conn)[0] == 10 and _anchor(conn)[1].startswith("v2:")  # type: ignore[union-attr]
+    head = settings.home / "audit" / f"head-{settings.db_name}.log"
+    assert head.read_text().splitlines()[0] == "legacy 10"
+    result = audit.verify(conn)
+    assert result.ok and result.records == 15, result.findings
+    with conn.transaction(force_rollback=True):  # a record from before the key, altered: no database function vouches
+        conn.execute(
+            "CREATE FUNCTION gis_ioc.audit_digest(prev_hash text, at timestamptz, actor text, address text, "
+            "action text, target text, result text, detail jsonb) RETURNS text LANGUAGE sql AS "
+            "$$ SELECT hash FROM gis_ioc.audit WHERE prev_hash = $1 $$"
+        )
+        conn.execute("ALTER TABLE gis_ioc.audit DISABLE TRIGGER USER")
+        conn.execute("UPDATE gis_ioc.audit SET actor = 'someone.else' WHERE id = 4")
+        result = audit.verify(conn)
+        assert {f.kind for f in result.findings} == {"altered"} and result.first_broken == 4, result.findings
+    with conn.transaction(force_rollback=True):  # the reproduction, on a database with legacy records
+        _owner_rewrites(conn, 13)
+        result = audit.verify(conn)
+        assert {"legacy_moved", "altered"} <= {f.kind for f in result.findings}, result.findings
+        assert 13 in {f.record for f in result.findings if f.kind == "altered"}
+    with conn.transaction(force_rollback=True):  # lowered: keyed and unkeyed records are told apart by the key
+        conn.execute("UPDATE gis_ioc.audit_anchor SET legacy_through = 5")
+        assert "legacy_moved" in _kinds(conn)
+    later = scalar(conn, "SELECT now()") + timedelta(days=400)  # a prune across the boundary still verifies
+    assert audit.prune(conn, older_than_days=365, actor="cli:test", as_of=later) == 14
+    legacy_through, mac = _anchor(conn)
+    assert legacy_through == 10 and mac is not None and mac.startswith("v2:")
+    assert audit.verify(conn).ok
+
+
+@pytest.mark.parametrize("sealed", ["never", "without the boundary"])
+def test_a_trail_kept_by_the_previous_version_verifies_and_is_sealed(
+    upgraded: tuple[Settings, psycopg.Connection[Any]], sealed: str
+) -> None:
+    """Written before the boundary was pinned: no `legacy` line in the head file, and an anchor without an
+    HMAC or with the one the previous version's prune wrote (over where the chain starts only)."""
+    settings, conn = upgraded
+    head = settings.home / "audit" / f"head-{settings.db_name}.log"
+    head.write_text("".join(line for line in head.read_text().splitlines(True) if not line.startswith("legacy")))
+    message = json.dumps(["anchor", 0, audit.ZERO], separators=(",", ":")).encode()
+    old = hmac.new(audit.keys().audit_key(), message, "sha256").hexdigest() if sealed != "never" else None
+    conn.execute("UPDATE gis_ioc.audit_anchor SET mac = %s", (old,))
+    audit._SEALED.discard(head)  # as in a process started after the upgrade
+    assert audit.verify(conn).ok
+    with conn.transaction(force_rollback=True):  # raised above records the head file names as keyed
+        conn.execute("UPDATE gis_ioc.audit_anchor SET legacy_through = 1000000000")
+        assert "legacy_moved" in _kinds(conn)
+    audit.record(conn, actor="new.5", action="export", target="layer 5")  # the owner's next record seals it
+    assert _anchor(conn)[1].startswith("v2:") and "legacy 10" in head.read_text().splitlines()  # type: ignore[union-attr]
     assert audit.verify(conn).ok

@@ -17,8 +17,10 @@ from fastapi.testclient import TestClient
 from gis_ioc.api.auth import RateLimiter
 from gis_ioc.app import create_app
 from gis_ioc.auth import accounts, audit, sessions
+from gis_ioc.auth.passwords import check_policy, user_inputs
 from gis_ioc.auth.sessions import CODE_USED
 from gis_ioc.demo import DemoResult
+from gis_ioc.errors import InvalidInput
 from gis_ioc.settings import Settings
 from tests.auth.conftest import REF, create
 from tests.conftest import scalar
@@ -143,18 +145,49 @@ def test_api_keys_wait_for_the_first_password_change(web: TestClient, conn: psyc
     assert web.post("/api/auth/login", json={"username": "feed.system", "password": "x" * 20}).status_code == 401
 
 
+#: Accepted by the previous policy (zxcvbn's score 3) in the external security test, and refused since.
+WEAK = ("Password123456!!", "Admin@123456789", "Welcome@123456", "Matkhau@123456", "password12345678")
+
+
 def test_common_passwords_are_refused(web: TestClient, conn: psycopg.Connection[Any]) -> None:
     first = create(conn, "weak.choice", ["analyst"])
     headers = _login(web, "weak.choice", first)
-    for weak in ("password12345678", "qwertyuiop123456", "hungyen123456789"):
+    others = ("qwertyuiop123456", "hungyen123456789", "Mật khẩu 123456!", "Hưng Yên 2026!!!!", "quantri@hungyen")
+    for weak in (*WEAK, *others):
         refused = web.post("/api/auth/password", headers=headers, json={"old_password": first, "new_password": weak})
         assert refused.status_code == 400, weak
-        assert "too common or too easy to guess" in refused.json()["detail"]
+        assert "too common or too easy to guess" in refused.json()["detail"], weak
     assert (
         web.post(
             "/api/auth/password", headers=headers, json={"old_password": first, "new_password": "x" * 1025}
         ).json()["detail"]
         == "new_password has at most 1,024 characters"
+    )
+    # nothing changed, and a phrase of unrelated words still is accepted
+    assert web.get("/api/auth/me", headers=headers).json()["must_change_password"] is True
+    assert not audit.query(conn, actor="weak.choice", action="auth.password_change")
+    changed = web.post("/api/auth/password", headers=headers, json={"old_password": first, "new_password": STRONG})
+    assert changed.status_code == 200, changed.text
+    assert web.post("/api/auth/login", json={"username": "weak.choice", "password": STRONG}).status_code == 200
+    web.cookies.clear()
+
+
+def test_the_policy_weighs_the_words_tried_first_here() -> None:
+    """The person's name and local words count as guessable; long phrases pass; a second factor lowers the
+    bar to zxcvbn's top score (10^10 guesses), not to the weak passwords above."""
+    for weak in WEAK:
+        with pytest.raises(InvalidInput, match="too common"):
+            check_policy(weak, second_factor=True, username="weak.choice")
+    with pytest.raises(InvalidInput, match="too common"):
+        check_policy("Nguyen Van Binh 2026!", second_factor=False, username="binh.nv", full_name="Nguyễn Văn Bình")
+    check_policy("Nguyen Van Binh 2026!", second_factor=False, username="binh.nv")
+    for good in (STRONG, "bản đồ điều hành 2026!", "correct horse battery staple", "x7#Kq9!mZ2vL4p"):
+        check_policy(good, second_factor=False, username="some.one", full_name="Nguyễn Văn Bình")
+    check_policy("x7#Kq9!mZ2", second_factor=True)  # ten random characters: enough with a second factor
+    with pytest.raises(InvalidInput, match="too common"):
+        check_policy("x7#Kq9!mZ", second_factor=True)  # nine are not (zxcvbn: 10 guesses a character)
+    assert "matkhau" in user_inputs() and {"nguyen", "nguyễn văn bình", "nguyenvanbinh"} <= set(
+        user_inputs("", "Nguyễn Văn Bình")
     )
 
 
