@@ -486,16 +486,17 @@ def scenario_emergency(
     out = Console()
     table = Table(
         "vòng / ring",
+        "cộng dồn người / people within",
+        "cộng dồn hộ / households within",
         "người / people",
         "hộ / households",
-        "cộng dồn người / people within",
         title=f"{config.title.vi}: {incident}",
     )
-    for ring in run.rings:
+    for ring in run.rings:  # band figures only with --show-personal (cumulative ones are safe to show)
         table.add_row(
             *(
-                str("–" if ring[k] is None else f"{ring[k]:,}") if k != "label" else ring[k]
-                for k in ("label", "people", "households", "people_within")
+                str("–" if ring.get(k) is None else f"{ring[k]:,}") if k != "label" else ring[k]
+                for k in ("label", "people_within", "households_within", "people", "households")
             )
         )
     out.print(table)
@@ -505,7 +506,9 @@ def scenario_emergency(
         out.print(f"{spec_id}: " + "; ".join(f"{i.get('name')} {i['distance_m'] / 1000:.1f} km" for i in items))
     sh = run.shelters
     out.print(
-        f"shelters: capacity {sh['capacity']:,} for {sh['people_to_evacuate']:,} people ({len(sh['usable'])} usable)"
+        f"shelters: capacity {sh['capacity']:,} for "
+        f"{'–' if sh['people_to_evacuate'] is None else format(sh['people_to_evacuate'], ',')} people "
+        f"({len(sh['usable'])} usable)"
     )
     for flag in run.flags[:10]:
         out.print(f"  [red]✗[/] {flag['kind']} {flag.get('name') or flag['where']}: short by {flag['gap']:,}")

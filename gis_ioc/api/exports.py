@@ -1,5 +1,6 @@
-"""``/api/exports``: a layer (with a CQL2 filter) or a stored scenario run as GeoPackage, zipped
-Shapefile, GeoJSON, CSV or XLSX in any published CRS.
+"""``/api/exports``: a layer (with a CQL2 filter) or a stored scenario run (a sector run, or an
+emergency run: one feature per commune) as GeoPackage, zipped Shapefile, GeoJSON, CSV or XLSX in any
+published CRS; spreadsheets hold texts as texts, never formulas (:mod:`gis_ioc.maps.exports`).
 
 ``GET /api/exports/layers/{id}`` and ``GET /api/exports/runs/{id}`` answer the file directly (written
 in batches, then streamed with its length so the browser shows progress); ``POST /api/exports``
@@ -159,7 +160,7 @@ def run_work(request: Request, run_id: int, params: dict[str, Any]) -> Work:
     flagged = bool(params.get("flagged"))
     where = guard.address(request)
     with scope.transaction(app.state.pool, viewer, app.state.catalog, "read") as conn:
-        get_run(conn, run_id, viewer)  # 404 now rather than a failed job
+        exports.check_run(get_run(conn, run_id, viewer), flagged)  # 404 or 400 now rather than a failed job
 
     def work(folder: Path, progress: Progress) -> ExportResult:
         with scope.transaction(app.state.pool, viewer, app.state.catalog, "read") as conn:

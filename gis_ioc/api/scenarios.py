@@ -61,8 +61,9 @@ async def list_scenarios(request: Request) -> list[dict[str, Any]]:
 async def run(
     request: Request, scenario_id: str, body: Annotated[dict[str, Any], Body(examples=[_EXAMPLE])]
 ) -> dict[str, Any]:
-    """Body: ``period`` and exactly one of ``point`` [x, y], ``radius`` {"at": [x, y], "metres": m},
-    ``zone`` (GeoJSON polygon, or "layer:fid"), ``communes`` [codes], ``province`` (true); optional
+    """Body: ``period`` and exactly one of ``point`` [x, y], ``radius`` {"at": [x, y], "metres": m, at most
+    50 km}, ``zone`` (GeoJSON polygon, or "layer:fid"; it must intersect the province, cover at most
+    3,000 km² and have at most 10,000 vertices), ``communes`` [codes], ``province`` (true); optional
     ``crs`` for the coordinates (default CRS84; VN-2000 EPSG:9209 and others accepted). The run is
     stored and belongs to the caller. Per-commune detail: every commune for roles that read internal
     layers, a commune officer's own communes, totals only without an account."""
@@ -170,9 +171,13 @@ async def emergency_run(
     request: Request, body: Annotated[dict[str, Any], Body(examples=[_INCIDENT_EXAMPLE])]
 ) -> dict[str, Any]:
     """Body: ``incident`` (flood, fire, epidemic, environment, rescue) and either ``at`` [x, y] with optional
-    ``rings`` (metres, ascending, at most six; default 500, 1000, 2000) or ``zone`` (a GeoJSON polygon, or
-    "layer:fid"); optional ``crs`` for the coordinates (default CRS84; VN-2000 EPSG:9209 and others).
-    Officials' contacts only for leaders and administrators; per-commune figures as for scenarios."""
+    ``rings`` (metres, ascending, at most six, the outer one at most 20 km and reaching the province;
+    default 500, 1000, 2000) or ``zone`` (a GeoJSON polygon, or "layer:fid", bounded as for scenarios);
+    optional ``crs`` for the coordinates (default CRS84; VN-2000 EPSG:9209 and others). A request beyond
+    a bound is a 400 naming it. Counts of people and households: exact for accounts granted personal
+    data; for everyone else cumulative per ring, rounded to 10, and withheld when they rest on fewer
+    buildings than the privacy threshold (see ``disclosure`` in the answer). Officials' contacts only
+    for leaders and administrators; per-commune figures as for scenarios."""
     app = request.app
     viewer = guard.viewer(request)
 

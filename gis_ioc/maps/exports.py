@@ -7,6 +7,12 @@ is a file in a folder the caller owns; the HTTP layer streams it back.
 
 A layer's rows are read as a :class:`~gis_ioc.query.viewer.Viewer` may read them, through the one read
 path (:mod:`gis_ioc.query.rows`): the console exports as ``Viewer.console()``, the HTTP door as the caller.
+A stored run is exported as one feature per commune: a sector scenario run with its indicators, an
+emergency run with the people and households exposed (as the run shows them).
+
+Spreadsheets never run what a layer holds (formula injection): in XLSX every text is a string cell,
+never a formula; in CSV a text beginning with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is
+prefixed with a single quote (OWASP's advice), so a spreadsheet shows it as text.
 """
 
 from __future__ import annotations
@@ -47,6 +53,16 @@ FORMATS: dict[str, tuple[str, str]] = {
 BATCH = 5000
 XLSX_CELL_MAX = 32767  # characters Excel keeps in a cell
 SHP_FIELD_MAX = 10
+#: The first characters that make a spreadsheet read a cell as a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: Any) -> Any:
+    """A CSV cell that no spreadsheet reads as a formula: a text beginning with a formula character gets a
+    leading single quote (numbers, dates and other values are unchanged)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 def check_format(fmt: str) -> str:
@@ -188,11 +204,95 @@ def bbox_sql(bbox: tuple[float, float, float, float] | None, params: Params) -> 
     return [sql.SQL("t.geom && {box} AND ST_Intersects(t.geom, {box})").format(box=box)]
 
 
+def is_emergency(run: dict[str, Any]) -> bool:
+    return run.get("scenario") == "emergency" or not isinstance(run.get("indicators"), list)
+
+
+def check_run(run: dict[str, Any], flagged_only: bool) -> None:
+    """400 for what a run cannot be exported as: only sector runs flag communes."""
+    if flagged_only and is_emergency(run):
+        raise InvalidInput(
+            f"run {run.get('id')} is an emergency run: its flags are shelters, not communes; export it without flagged"
+        )
+
+
+def _commune_geometries(conn: psycopg.Connection[Any], codes: list[str], crs: PublishedCrs) -> dict[str, bytes]:
+    return {
+        code: bytes(wkb)
+        for code, wkb in conn.execute(
+            sql.SQL(
+                "SELECT t.code, ST_AsBinary({}) FROM layers.communes t WHERE t.valid_to IS NULL AND t.code = ANY(%s)"
+            ).format(_geometry(crs)),
+            (codes,),
+        ).fetchall()
+    }
+
+
+def emergency_source(conn: psycopg.Connection[Any], run: dict[str, Any], crs: PublishedCrs) -> Source:
+    """A stored emergency run (as the viewer sees it) as one feature per commune concerned: the people and
+    households exposed and how they were estimated; the rings' figures in the file's notes. Officials'
+    contacts are not exported."""
+    incident = run.get("incident") or {}
+    columns = [
+        Column("run_id", "integer", {"vi": "Lần chạy kịch bản", "en": "Scenario run"}),
+        Column("incident", "text", {"vi": "Sự cố", "en": "Incident"}),
+        Column("period", "text", {"vi": "Kỳ số liệu dân số", "en": "Population figures of"}),
+        Column("code", "text", {"vi": "Mã xã", "en": "Commune code"}),
+        Column("name", "text", {"vi": "Tên", "en": "Name"}),
+        Column("people", "integer", {"vi": "Số người bị ảnh hưởng", "en": "People exposed"}),
+        Column("households", "integer", {"vi": "Số hộ bị ảnh hưởng", "en": "Households exposed"}),
+        Column("method", "text", {"vi": "Cách ước tính", "en": "Estimated by"}),
+    ]
+    communes = [c for c in run.get("communes") or [] if isinstance(c, dict)]
+    geoms = _commune_geometries(conn, [c["code"] for c in communes], crs)
+
+    def batches() -> Iterator[list[tuple[list[Any], bytes | None]]]:
+        yield [
+            (
+                [
+                    run["id"],
+                    incident.get("incident"),
+                    run.get("period"),
+                    c["code"],
+                    c.get("name"),
+                    c.get("people"),
+                    c.get("households"),
+                    c.get("method"),
+                ],
+                geoms.get(c["code"]),
+            )
+            for c in communes
+        ]
+
+    rings = [{k: r.get(k) for k in ("label", "people_within", "households_within")} for r in run.get("rings") or []]
+    notes = {
+        "scenario_run": str(run["id"]),
+        "scenario": str(run.get("scenario")),
+        "incident": json.dumps(incident, ensure_ascii=False),
+        "rings": json.dumps(rings, ensure_ascii=False),
+        "counts": str(run.get("disclosure") or ""),
+    }
+    name = f"run_{run['id']}_emergency"
+    return Source(
+        name,
+        f"emergency {incident.get('incident')} (#{run['id']})",
+        columns,
+        "MultiPolygon",
+        len(communes),
+        batches,
+        notes,
+    )
+
+
 def run_source(
     conn: psycopg.Connection[Any], run: dict[str, Any], crs: PublishedCrs, *, flagged_only: bool = False
 ) -> Source:
     """A stored scenario run as one feature per commune: share of the commune in the selection, each
-    indicator's value, target, status and gap, and the flags."""
+    indicator's value, target, status and gap, and the flags (an emergency run: see
+    :func:`emergency_source`)."""
+    check_run(run, flagged_only)
+    if is_emergency(run):
+        return emergency_source(conn, run, crs)
     flags_by_commune: dict[str, list[str]] = {}
     for f in run["flags"]:
         if f["where"] != "total":
@@ -231,16 +331,7 @@ def run_source(
                 unit,
             ),
         ]
-    codes = [c["code"] for c in shares]
-    geoms = {
-        code: bytes(wkb)
-        for code, wkb in conn.execute(
-            sql.SQL(
-                "SELECT t.code, ST_AsBinary({}) FROM layers.communes t WHERE t.valid_to IS NULL AND t.code = ANY(%s)"
-            ).format(_geometry(crs)),
-            (codes,),
-        ).fetchall()
-    }
+    geoms = _commune_geometries(conn, [c["code"] for c in shares], crs)
 
     def batches() -> Iterator[list[tuple[list[Any], bytes | None]]]:
         rows = []
@@ -391,7 +482,8 @@ def _write_shapefile(source: Source, crs: PublishedCrs, path: Path, progress: Pr
         out = csv.writer(fh)
         out.writerow(["shapefile_field", "field", "title_vi", "title_en", "unit"])
         for col in source.columns:
-            out.writerow([short[col.name], col.name, col.title.get("vi", ""), col.title.get("en", ""), col.unit or ""])
+            row = [short[col.name], col.name, col.title.get("vi", ""), col.title.get("en", ""), col.unit or ""]
+            out.writerow([csv_text(v) for v in row])
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for part in sorted(folder.iterdir()):
             zf.write(part, part.name)
@@ -452,10 +544,10 @@ def _write_csv(source: Source, crs: PublishedCrs, path: Path, progress: Progress
     done = 0
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         out = csv.writer(fh)
-        out.writerow([c.name for c in source.columns] + ["x", "y", "wkt"])
+        out.writerow([csv_text(c.name) for c in source.columns] + ["x", "y", "wkt"])
         for rows in source.batches():
             for values, wkb in rows:
-                out.writerow([_cell(v) for v in values] + list(_point_and_wkt(wkb)))
+                out.writerow([csv_text(_cell(v)) for v in values] + list(_point_and_wkt(wkb)))
             done += len(rows)
             progress(done, source.count)
     return done, {}
@@ -472,10 +564,20 @@ def _write_xlsx(source: Source, crs: PublishedCrs, path: Path, progress: Progres
     ws = wb.create_sheet(source.name[:31])
     bold = Font(bold=True)
 
+    def text(sheet: Any, value: Any, always: bool = False) -> Any:
+        """A text as a string cell: openpyxl would make ``=…`` a formula (and ``#N/A`` an error). Other
+        texts are string cells already; they are passed as they are (a cell object each costs time)."""
+        if not always and not (isinstance(value, str) and value.startswith((*FORMULA_START, "#"))):
+            return value
+        cell = WriteOnlyCell(sheet, value=value)
+        if isinstance(value, str):
+            cell.data_type = "s"
+        return cell
+
     def header(values: list[str]) -> list[Any]:
         cells = []
         for v in values:
-            cell = WriteOnlyCell(ws, value=v)
+            cell = text(ws, v, always=True)
             cell.font = bold
             cells.append(cell)
         return cells
@@ -490,7 +592,7 @@ def _write_xlsx(source: Source, crs: PublishedCrs, path: Path, progress: Progres
             x, y, wkt = _point_and_wkt(wkb)
             if wkt is not None and len(wkt) > XLSX_CELL_MAX:
                 wkt, too_long = None, too_long + 1
-            ws.append([_cell(v) for v in values] + [x, y, wkt])
+            ws.append([text(ws, _cell(v)) for v in values] + [x, y, text(ws, wkt)])
         done += len(rows)
         progress(done, source.count)
     meta = wb.create_sheet("export")
@@ -506,7 +608,7 @@ def _write_xlsx(source: Source, crs: PublishedCrs, path: Path, progress: Progres
     if too_long:
         info["wkt_omitted"] = f"{too_long} geometries longer than {XLSX_CELL_MAX} characters (use GeoPackage)"
     for k, v in info.items():
-        meta.append([k, str(v)])
+        meta.append([text(meta, k), text(meta, str(v))])
     wb.save(path)
     return done, {}
 

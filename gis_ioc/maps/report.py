@@ -234,10 +234,16 @@ def build_report(
     step: Step | None = None,
 ) -> Report:
     """The report from stored runs only (figures; runs the viewer may see, as the viewer sees them), plus
-    the catalog (names, units, sources)."""
+    the catalog (names, units, sources). Only sector scenario runs make a report (an emergency run has no
+    indicators: 400)."""
     if not run_ids:
         raise InvalidInput("a report needs at least one scenario run id")
     runs = [get_run(conn, rid, viewer) for rid in run_ids]
+    if other := [r for r in runs if not isinstance(r.get("indicators"), list)]:
+        raise InvalidInput(
+            f"run {other[0]['id']} is an {other[0]['scenario']} run; a report is built from sector scenario runs "
+            "(indicators against their targets)"
+        )
     periods = {r["period"] for r in runs}
     if len(periods) != 1:
         raise InvalidInput(f"runs {run_ids} are for different periods {sorted(periods)}; a report covers one")

@@ -2,6 +2,15 @@
 
 Each selector takes its coordinates in any CRS the server publishes (VN-2000 pinned to EPSG:6960)
 and becomes one geometry in EPSG:4326 inside PostGIS; radii are measured on the ground (geography).
+
+Drawn selections are bounded, so that no request can make the server work for long (every figure
+rests on the rows inside the selection, and the geometry operations grow with its vertices):
+
+- a zone (a GeoJSON polygon, or a polygon feature ``layer:fid``) must intersect the province, cover at
+  most :data:`MAX_ZONE_KM2` and have at most :data:`MAX_ZONE_VERTICES` vertices;
+- a radius is at most :data:`MAX_RADIUS_M` and must reach the province.
+
+A selection beyond a bound is refused (400) with the bound named.
 """
 
 from __future__ import annotations
@@ -22,6 +31,12 @@ from gis_ioc.query import rows
 from gis_ioc.query.viewer import Viewer
 
 MAX_RADIUS_M = 50_000.0
+#: The largest zone, km². The province is 2,574 km² (2025 boundaries): a zone drawn loosely around all of
+#: it is still below 3,000 km², and any zone larger only adds ground outside the province, where no row
+#: lies. The bound keeps the geography arithmetic on a zone (areas, distances) small whatever is sent.
+MAX_ZONE_KM2 = 3_000.0
+#: The most vertices a zone may have: the province's own boundary has 7,823, a commune's at most ~4,200.
+MAX_ZONE_VERTICES = 10_000
 
 
 @dataclass
@@ -68,7 +83,9 @@ def radius(conn: psycopg.Connection[Any], x: float, y: float, metres: float, crs
     params = Params()
     centre = _point_sql(params, x, y, crs)
     expr = sql.SQL("ST_Buffer(({})::geography, {}, 'quad_segs=32')::geometry").format(centre, params.add(metres))
-    return Selection("radius", {"x": x, "y": y, "crs": crs, "radius_m": metres}, _fetch(conn, expr, params))
+    geometry = _fetch(conn, expr, params)
+    check_reach(conn, geometry, 0.0, f"the circle of {metres:,.0f} m")
+    return Selection("radius", {"x": x, "y": y, "crs": crs, "radius_m": metres}, geometry)
 
 
 def zone_feature(conn: psycopg.Connection[Any], reference: str, catalog: Catalog, viewer: Viewer) -> Selection:
@@ -94,7 +111,9 @@ def zone_feature(conn: psycopg.Connection[Any], reference: str, catalog: Catalog
     ).fetchone()
     if row is None:
         raise NotFound(f"zone reference: no feature {match[2]} in {layer.id}")
-    return Selection("zone", {"feature": reference}, bytes(row[0]).hex())
+    geometry = bytes(row[0]).hex()
+    check_zone(conn, geometry, f"zone {reference}")
+    return Selection("zone", {"feature": reference}, geometry)
 
 
 def zone(conn: psycopg.Connection[Any], geojson: dict[str, Any] | None, crs: str | None = None) -> Selection:
@@ -102,6 +121,8 @@ def zone(conn: psycopg.Connection[Any], geojson: dict[str, Any] | None, crs: str
     params = Params()
     if not isinstance(geojson, dict) or geojson.get("type") not in ("Polygon", "MultiPolygon"):
         raise InvalidInput("zone must be a GeoJSON Polygon or MultiPolygon geometry")
+    if count_positions(geojson.get("coordinates"), MAX_ZONE_VERTICES) > MAX_ZONE_VERTICES:
+        raise InvalidInput(f"zone has more than {MAX_ZONE_VERTICES:,} vertices; simplify it")
     crs_obj = crs_registry.lookup(crs) if crs else crs_registry.PUBLISHED[0]
     expr = geometry_literal(params, geojson, crs_obj)
     try:
@@ -115,7 +136,60 @@ def zone(conn: psycopg.Connection[Any], geojson: dict[str, Any] | None, crs: str
     assert row is not None
     if not row[0]:
         raise InvalidInput(f"zone geometry is invalid: {row[1]}")
-    return Selection("zone", {"geometry": geojson, "crs": crs}, bytes(row[2]).hex())
+    geometry = bytes(row[2]).hex()
+    check_zone(conn, geometry)
+    return Selection("zone", {"geometry": geojson, "crs": crs}, geometry)
+
+
+def count_positions(coordinates: Any, limit: int) -> int:
+    """The positions in GeoJSON ``coordinates`` (nested lists), counted up to just above ``limit``."""
+    count, stack = 0, [coordinates]
+    while stack and count <= limit:
+        item = stack.pop()
+        if isinstance(item, list) and item and not isinstance(item[0], list):
+            count += 1  # a position [x, y]
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+def _province_sql(geometry: sql.Composable, reach_m: float | None = None) -> sql.Composable:
+    """Does the geometry intersect the province (or come within ``reach_m`` metres of it)?"""
+    if reach_m is None:
+        test = sql.SQL("p.geom && {g} AND ST_Intersects(p.geom, {g})").format(g=geometry)
+    else:
+        test = sql.SQL("ST_DWithin(p.geom::geography, ({g})::geography, {r})").format(
+            g=geometry, r=sql.Literal(float(reach_m))
+        )
+    return sql.SQL("EXISTS (SELECT 1 FROM layers.province p WHERE p.valid_to IS NULL AND {})").format(test)
+
+
+def check_zone(conn: psycopg.Connection[Any], geometry: str, what: str = "zone") -> None:
+    """Refuse a zone (EWKB hex) beyond the bounds: outside the province, above :data:`MAX_ZONE_KM2` or
+    :data:`MAX_ZONE_VERTICES`."""
+    g = sql.SQL("ST_GeomFromEWKB(decode(%(g)s, 'hex'))")
+    row = conn.execute(
+        sql.SQL("SELECT ST_NPoints({g}), ST_Area(({g})::geography) / 1e6, {inside}").format(
+            g=g, inside=_province_sql(g)
+        ),
+        {"g": geometry},
+    ).fetchone()
+    assert row is not None
+    vertices, km2, inside = int(row[0]), float(row[1]), bool(row[2])
+    if vertices > MAX_ZONE_VERTICES:
+        raise InvalidInput(f"{what} has {vertices:,} vertices, more than the {MAX_ZONE_VERTICES:,} allowed")
+    if km2 > MAX_ZONE_KM2:
+        raise InvalidInput(f"{what} covers {km2:,.0f} km², more than the {MAX_ZONE_KM2:,.0f} km² allowed")
+    if not inside:
+        raise InvalidInput(f"{what} lies outside the province")
+
+
+def check_reach(conn: psycopg.Connection[Any], geometry: str, metres: float, what: str) -> None:
+    """Refuse a point (EWKB hex) farther than ``metres`` from the province."""
+    g = sql.SQL("ST_GeomFromEWKB(decode(%(g)s, 'hex'))")
+    row = conn.execute(sql.SQL("SELECT {}").format(_province_sql(g, metres)), {"g": geometry}).fetchone()
+    if row is None or not row[0]:
+        raise InvalidInput(f"{what} does not reach the province")
 
 
 def communes(conn: psycopg.Connection[Any], codes: list[str]) -> Selection:

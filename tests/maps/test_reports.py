@@ -184,3 +184,16 @@ def test_http_report_pdf_for_some_communes_and_bad_requests(client: TestClient, 
             bad.text,
         )
         assert words in bad.json()["detail"]
+
+
+def test_an_emergency_run_makes_no_report_and_says_why(client: TestClient) -> None:
+    """An emergency run has no indicators: a report from it is a 400 naming the run, never a 500."""
+    flood = client.post("/api/emergency/run", json={"incident": "flood", "at": [106.05, 20.65]})
+    assert flood.status_code == 200, flood.text
+    run_id = flood.json()["id"]
+    sector = client.post("/api/scenarios/health/run", json={"period": PERIOD, "communes": ["11953"]}).json()["id"]
+    for runs in (str(run_id), f"{sector},{run_id}"):
+        for fmt in ("json", "html"):
+            bad = client.get("/api/reports", params={"runs": runs, "format": fmt})
+            assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json", bad.text
+            assert f"run {run_id} is an emergency run" in bad.json()["detail"]

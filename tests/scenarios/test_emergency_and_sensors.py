@@ -315,7 +315,8 @@ def test_small_exposures_are_suppressed(
         ({"incident": "flood", "at": [106.05, 20.65], "zone": {"type": "Polygon"}}, "either at"),
         ({"incident": "flood", "at": [106.05, 20.65], "rings": [1000, 500]}, "rings must ascend"),
         ({"incident": "flood", "at": [106.05, 20.65], "rings": [0, 500]}, "rings must ascend"),
-        ({"incident": "flood", "at": [106.05, 20.65], "rings": [60000]}, "at most 50,000"),
+        ({"incident": "flood", "at": [106.05, 20.65], "rings": [25000]}, "at most 20,000"),
+        ({"incident": "flood", "at": [104.0, 20.65], "rings": [20000]}, "does not reach the province"),
         ({"incident": "flood", "at": [106.05, "x"]}, "finite number"),
         ({"incident": "flood", "at": [106.05, 20.65], "radius": 3}, "unknown fields"),
         ({"incident": "flood", "zone": {"type": "Point", "coordinates": [1, 2]}}, "Polygon"),
@@ -337,7 +338,9 @@ def test_emergency_over_http_in_vn2000_and_stored(client: TestClient, db: psycop
         "SELECT ST_X(p), ST_Y(p) FROM ST_Transform(ST_SetSRID(ST_MakePoint(106.05, 20.65), 4326), 989209) p"
     ).fetchone()  # type: ignore[misc]
     vn = client.post("/api/emergency/run", json={"incident": "flood", "at": [x, y], "crs": "EPSG:9209"}).json()
-    assert [r["people"] for r in vn["rings"]] == [r["people"] for r in wgs["rings"]]
+    # a leader without personal data: cumulative rings only, rounded (gis_ioc.scenarios.disclosure)
+    assert [r["people_within"] for r in vn["rings"]] == [r["people_within"] for r in wgs["rings"]]
+    assert all(r["people"] is None and r["people_within"] % 10 == 0 for r in wgs["rings"] if r["people_within"])
     stored = get_run(db, wgs["id"], CONSOLE)
     assert stored["scenario"] == "emergency" and stored["rings"] == wgs["rings"]
     assert stored["incident"] == {"incident": "flood", "at": [106.05, 20.65], "crs": None, "rings": [500, 1000, 2000]}
