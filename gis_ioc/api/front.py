@@ -22,8 +22,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gis_ioc.auth import audit
 from gis_ioc.auth.context import CURRENT
 from gis_ioc.auth.sessions import Principal
+from gis_ioc.database.connection import translate_errors
 from gis_ioc.errors import Forbidden, GisIocError, Unauthorized
 from gis_ioc.http import problem
 from gis_ioc.query.viewer import Viewer
@@ -100,11 +102,13 @@ class FrontDoor:
         viewer = Viewer.of(who)
         needed = BODY_PERMISSIONS.get(path) if scope["method"] == "POST" else None
         if needed is not None and not viewer.may(needed):  # refused before a large upload is read
-            refusal_error: GisIocError = (
-                Unauthorized(f"log in (or send an API key) to {needed}")
-                if viewer.anonymous
-                else Forbidden(f"needs the {needed!r} permission")
-            )
+            refusal_error: GisIocError = Unauthorized(f"log in (or send an API key) to {needed}")
+            if not viewer.anonymous:
+                refusal_error = Forbidden(f"needs the {needed!r} permission")
+                try:
+                    await run_in_threadpool(self.audit_refusal, scope, viewer, str(refusal_error))
+                except GisIocError as exc:
+                    refusal_error = exc
             await self.error(refusal_error)(scope, receive, send)
             return
         scope.setdefault("state", {})["viewer"] = viewer
@@ -153,6 +157,20 @@ class FrontDoor:
         if over and not answered:
             answered = True
             await self.error(too_large)(scope, receive, send)
+
+    @staticmethod
+    def audit_refusal(scope: Scope, viewer: Viewer, reason: str) -> None:
+        """A refusal made here is audited like one made at a door (bounded per caller and address)."""
+        client = scope.get("client")
+        with translate_errors(), scope["app"].state.pool.connection(timeout=10) as conn:
+            audit.refused(
+                conn,
+                actor=viewer.name,
+                action="denied",
+                target=f"{scope['method']} {scope['path']}",
+                address=client[0] if client else None,
+                detail={"reason": reason},
+            )
 
     def check(self, scope: Scope) -> Response | None:
         """Refusals that need no database: host, header sizes, declared body size."""
