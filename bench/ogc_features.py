@@ -40,7 +40,7 @@ import psycopg
 import yaml
 from _support import free_port, remove_bench_database, start_bench_database
 
-from gis_ioc.auth import accounts
+from gis_ioc.auth import accounts, audit
 from gis_ioc.database.cluster import SUPERUSER
 from gis_ioc.database.connection import connect
 from gis_ioc.demo import DemoOptions, generate_demo
@@ -214,6 +214,7 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     settings, cluster, catalog = start_bench_database()
     home = settings.home
+    audit.configure(home)  # the bench's account is created in the audit trail, as the console does
     procs: list[subprocess.Popen[bytes]] = []
     results: dict[str, dict[str, tuple[float, float, float, int] | None]] = {}
     try:
