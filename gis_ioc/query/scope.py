@@ -67,14 +67,16 @@ ANONYMOUS_TIMEOUT_MS = 5000
 def bind(conn: psycopg.Connection[Any], viewer: Viewer, catalog: Catalog, purpose: Purpose = "read") -> None:
     """Tell PostgreSQL who asks, for the rest of the current transaction (``SET LOCAL``)."""
     rows, communes = row_settings(viewer, list(catalog), purpose)
-    conn.execute(
-        "SELECT set_config('gis_ioc.rows', %s, true), set_config('gis_ioc.communes', %s, true), "
-        "set_config('gis_ioc.viewer', %s, true), set_config('gis_ioc.purpose', %s, true)"
-        + (", set_config('statement_timeout', %s, true)" if viewer.anonymous else ""),
-        (rows, communes, viewer.name, purpose) + ((str(ANONYMOUS_TIMEOUT_MS),) if viewer.anonymous else ()),
-    )
+    settings = {"gis_ioc.rows": rows, "gis_ioc.communes": communes, "gis_ioc.viewer": viewer.name}
+    settings["gis_ioc.purpose"] = purpose
+    if viewer.anonymous:
+        settings["statement_timeout"] = str(ANONYMOUS_TIMEOUT_MS)
     if purpose != "read" or viewer.personal:
-        conn.execute(f"SET LOCAL ROLE {FULL_ROLE}")
+        settings["role"] = FULL_ROLE  # SET LOCAL ROLE, in the same round trip
+    conn.execute(
+        "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in settings),
+        [part for pair in settings.items() for part in pair],
+    )
 
 
 @contextmanager
