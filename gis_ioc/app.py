@@ -34,11 +34,13 @@ from gis_ioc.api import scenarios as scenarios_api
 from gis_ioc.api import web as web_api
 from gis_ioc.api.front import FrontDoor
 from gis_ioc.auth import audit
+from gis_ioc.auth.cache import PrincipalCache
 from gis_ioc.auth.oidc import OidcConfig, OidcVerifier
 from gis_ioc.auth.sessions import Policy
 from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.database import migrations
-from gis_ioc.database.connection import create_pool, describe, translate_errors
+from gis_ioc.database.connection import create_pool, describe, server_conninfo, translate_errors
+from gis_ioc.database.versions import DataVersions
 from gis_ioc.errors import DatabaseUnavailable, GisIocError
 from gis_ioc.http import problem
 from gis_ioc.publish.config import render_config
@@ -72,6 +74,10 @@ def database_state(pool: Any, catalog: Catalog, *, counts: bool = False) -> dict
     }
     if layers is not None:
         state["layers"] = layers
+    from gis_ioc.database.replicas import replicas_of
+
+    if (primary := replicas_of(pool)) is not None:
+        state["replicas"] = primary.replica_states()  # host:port, reachable, lag, replay LSN (no credentials)
     return state
 
 
@@ -127,9 +133,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.warning("PostGIS at %s is not reachable yet: %s", describe(settings), exc)
         config = render_config(settings, catalog, None)
 
+    # each process listens for data changes: its caches follow the data's version (gis_ioc.database.versions)
+    versions = DataVersions(lambda: server_conninfo(settings))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        versions.start()
+        exports_api.job_manager_of(app)  # every process sweeps expired and stalled jobs from the start
         yield
+        versions.close()
         if (jobs := getattr(app.state, "export_jobs", None)) is not None:
             jobs.close()
         pool.close()
@@ -148,14 +160,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.catalog = catalog
     app.state.pool = pool
     app.state.pygeoapi_config = config
+    app.state.versions = versions
     app.state.scenarios = load_scenarios(settings.config_dir / "scenarios", catalog)
     app.state.emergency = load_emergency(settings.config_dir / "scenarios", catalog)
     app.state.auth_policy = auth_policy(settings)
     access_log = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, _RedactCredentials) for f in access_log.filters):
         access_log.addFilter(_RedactCredentials())
-    app.state.login_limiter = auth_api.RateLimiter(settings.auth_login_attempts_per_minute)
-    app.state.address_limiter = auth_api.RateLimiter(5 * settings.auth_login_attempts_per_minute)
+    app.state.login_limiter = auth_api.RateLimiter(pool, "login", settings.auth_login_attempts_per_minute)
+    app.state.address_limiter = auth_api.RateLimiter(pool, "login-address", 5 * settings.auth_login_attempts_per_minute)
     app.state.oidc = oidc_verifier(settings)
     app.include_router(auth_api.router)
     app.include_router(admin_api.router)
@@ -193,7 +206,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     # outermost of the application's own middleware: Host, sizes, who asks, security headers
-    app.add_middleware(FrontDoor, settings=settings, resolve=auth_api.principal, error=error_response)
+    app.state.principals = PrincipalCache(versions)
+    app.add_middleware(
+        FrontDoor,
+        settings=settings,
+        resolve=auth_api.principal,
+        error=error_response,
+        principals=app.state.principals,
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -207,12 +227,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/readyz", tags=["health"], summary="PostGIS reachable and schema current", response_model=None)
     async def readyz() -> dict[str, Any] | JSONResponse:
+        from gis_ioc.database.replicas import replicas_of
+
         try:
             state = await run_in_threadpool(database_state, pool, catalog)
         except DatabaseUnavailable as exc:
-            return problem(503, exc.title, str(exc))
+            primary = replicas_of(pool)
+            if primary is None or primary.pick() is None:
+                return problem(503, exc.title, str(exc))
+            # the replicas still serve reads: stay in the load balancer, say that writes answer 503
+            return {
+                "status": "read-only",
+                "detail": "the primary database is unreachable: reads are served by the replicas, changes answer 503",
+                "replicas": primary.replica_states(),
+            }
         if state["migrations_pending"] or state["layers_missing"]:
             return problem(503, "Schema not current", "run `gis-ioc db upgrade`")
+        if "replicas" in state:
+            return {"status": "ready", "replicas": state["replicas"]}
         return {"status": "ready"}
 
     @app.get(
@@ -242,5 +274,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return RedirectResponse(f"{settings.ogc_path}/", status_code=307)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.mount(settings.ogc_path, create_ogc_app(config, catalog, pool, settings.public_url, settings.ogc_path))
+    ogc = create_ogc_app(
+        config,
+        catalog,
+        pool,
+        settings.public_url,
+        settings.ogc_path,
+        versions=versions,
+        tile_cache_bytes=settings.tile_cache_mb * 1024 * 1024,
+        answer_cache_bytes=settings.feature_cache_mb * 1024 * 1024,
+    )
+    app.state.tile_cache = ogc.state.features.tiles
+    app.state.answer_cache = ogc.state.features.answers
+    app.mount(settings.ogc_path, ogc)
     return app

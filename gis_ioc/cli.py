@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -598,27 +599,56 @@ def config_render(ctx: click.Context, output: Path | None, offline: bool) -> Non
 @main.command()
 @click.option("--host", default=None, help="Listen address (default GIS_IOC_HOST, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default GIS_IOC_PORT, 8000).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Server processes (default GIS_IOC_WORKERS, else the machine's cores).",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
-    """Run the server (uvicorn, one worker)."""
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the server: uvicorn with N worker processes sharing one port. Any worker answers any request:
+    jobs, rate limits, lockouts and sessions live in PostgreSQL, and caches follow the data's version."""
     import uvicorn
 
-    from gis_ioc.app import create_app
-
     settings = _settings(ctx)
-    updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    updates = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
     if updates:
         settings = settings.model_copy(update=updates)
+    count = server_workers(settings)
     if settings.embedded:
         cluster = cluster_for(settings)
         if cluster.is_initialised():
             cluster.start()
-    app = create_app(settings)
+    # every worker process makes its application from the environment (create_app's factory): the
+    # options given here reach them as the settings they override
+    for name, value in updates.items():
+        os.environ[f"GIS_IOC_{name.upper()}"] = str(value)
     console.print(
-        f"[bold green]gis_ioc[/] serving Hưng Yên at [bold]{settings.base_url}/[/]  "
-        f"(OGC API: {settings.base_url}{settings.ogc_path}/collections, health: {settings.base_url}/api/health)"
+        f"[bold green]gis_ioc[/] serving Hưng Yên at [bold]{settings.base_url}/[/] with {count} worker"
+        f"{'s' if count > 1 else ''}  (OGC API: {settings.base_url}{settings.ogc_path}/collections, "
+        f"health: {settings.base_url}/api/health)"
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, proxy_headers=True)
+    uvicorn.run(
+        "gis_ioc.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=count,
+        log_level=settings.log_level,
+        proxy_headers=True,
+        timeout_graceful_shutdown=30,
+    )
+
+
+def server_workers(settings: Settings) -> int:
+    """GIS_IOC_WORKERS, or one per core this process may use."""
+    if settings.workers is not None:
+        return settings.workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 # -- loading: gis-ioc load … (gis_ioc/loaders/cli.py) ----------------------------------------------

@@ -127,6 +127,38 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(
         default=365, ge=30, description="Days the audit trail is kept by `gis-ioc audit prune` (12 months)."
     )
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Server processes (`gis-ioc serve --workers`); default: the machine's cores. Any worker "
+        "answers any request: shared state lives in PostgreSQL.",
+    )
+    database_replica_urls: str = Field(
+        default="",
+        description="Comma-separated libpq addresses of read replicas (streaming standbys) the server connects "
+        "to as its role: read-only doors go there, writes and a writer's own next reads to the primary.",
+    )
+    replica_max_lag_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A replica further behind the primary than this is not read from (its lag is in /readyz).",
+    )
+    job_workers: int = Field(default=2, ge=1, le=64, description="Background jobs one server process runs at once.")
+    job_retention_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="Hours a finished job and its file are kept (exports, maps, reports, processes).",
+    )
+    tile_cache_mb: int = Field(
+        default=64, ge=0, description="Memory of each server process for vector tiles (0: no tile cache)."
+    )
+    feature_cache_mb: int = Field(
+        default=64,
+        ge=0,
+        description="Memory of each server process for GeoJSON answers (items pages, features) of GET requests "
+        "(0: none); entries follow the layer's data version and live at most a minute.",
+    )
 
     @property
     def base_url(self) -> str:

@@ -163,8 +163,9 @@ def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any
 
 
 @contextmanager
-def serve(settings: Settings, log: Path) -> Iterator[str]:
-    """`gis-ioc serve` as a user runs it, on a free port against the suite's database; yields its address."""
+def serve(settings: Settings, log: Path, workers: int = 1, **extra: str) -> Iterator[str]:
+    """`gis-ioc serve --workers N` as a user runs it, on a free port against the suite's database (``extra``:
+    more GIS_IOC_ settings, by lower-case name); yields its address."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIS_IOC_")}
     env.update(
@@ -173,11 +174,15 @@ def serve(settings: Settings, log: Path) -> Iterator[str]:
             "GIS_IOC_DB_PORT": str(settings.db_port),
             "GIS_IOC_DB_NAME": settings.db_name,
             "GIS_IOC_PORT": str(port),
+            **{f"GIS_IOC_{name.upper()}": value for name, value in extra.items()},
         }
     )
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gis-ioc"), "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
+            [str(Path(sys.executable).parent / "gis-ioc"), "serve", "--workers", str(workers)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -4,16 +4,13 @@ Credentials travel in headers only: ``Authorization: Bearer <session token or SS
 ``X-API-Key``. A credential in the address (``?api_key=``, ``?access_token=``, ``?token=``) is refused
 with 400, because addresses end up in logs and browser histories.
 
-Every field is bounded before it is used (user names 64 characters, passwords 1,024, codes 10); the login
-rate limiters keep a fixed-size digest per key and at most :data:`RateLimiter.max_keys` keys.
+Every field is bounded before it is used (user names 64 characters, passwords 1,024, codes 10). Login
+attempts are rate-limited per address and user name, and per address, in PostgreSQL
+(:mod:`gis_ioc.auth.ratelimit`: the same count whichever worker answers; 16-byte digests, not the values).
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
-import time
-from collections import OrderedDict, deque
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
@@ -23,9 +20,11 @@ from gis_ioc.auth import sessions
 from gis_ioc.auth.accounts import USERNAME_MAX
 from gis_ioc.auth.oidc import TOKEN_MAX
 from gis_ioc.auth.passwords import MAX_LENGTH as PASSWORD_MAX
+from gis_ioc.auth.ratelimit import RateLimiter as RateLimiter  # re-exported: app.py makes the limiters
+from gis_ioc.auth.ratelimit import TooManyRequests as TooManyRequests  # re-exported: app.py answers it
 from gis_ioc.auth.sessions import CODE_MAX, AuthenticationFailed, Principal
 from gis_ioc.database.connection import translate_errors
-from gis_ioc.errors import GisIocError, InvalidInput
+from gis_ioc.errors import InvalidInput
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -33,50 +32,6 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 #: cannot make the browser send it, so it cannot be used for cross-site requests).
 SESSION_COOKIE = "gis_ioc_session"
 CREDENTIAL_PARAMETERS = ("api_key", "apikey", "access_token", "token", "key", "password")
-
-
-class TooManyRequests(GisIocError):
-    status = 429
-    title = "Too many requests"
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class RateLimiter:
-    """At most ``limit`` attempts per ``window`` seconds for one key (address, user name).
-
-    Memory is bounded whatever the keys: each is kept as a 16-byte digest with at most ``limit`` times,
-    and at most ``max_keys`` keys are tracked (the least recently used is forgotten first)."""
-
-    def __init__(self, limit: int, window: float = 60.0, max_keys: int = 10_000) -> None:
-        self.limit = limit
-        self.window = window
-        self.max_keys = max_keys
-        self._hits: OrderedDict[bytes, deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._hits)
-
-    def check(self, key: str) -> None:
-        digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-        now = time.monotonic()
-        with self._lock:
-            hits = self._hits.get(digest)
-            if hits is None:
-                hits = self._hits[digest] = deque(maxlen=self.limit)
-            self._hits.move_to_end(digest)
-            while hits and now - hits[0] > self.window:
-                hits.popleft()
-            if len(hits) >= self.limit:
-                raise TooManyRequests(
-                    "too many login attempts: wait a minute", retry_after=int(self.window - (now - hits[0])) + 1
-                )
-            hits.append(now)
-            while len(self._hits) > self.max_keys:
-                self._hits.popitem(last=False)
 
 
 def _address(request: Request) -> str | None:
@@ -103,14 +58,19 @@ def principal(request: Request) -> Principal | None:
     cookie = request.cookies.get(SESSION_COOKIE)
     if not key and not authorization and not cookie:
         return None
+    # on the primary; on a replica (read-only lookups) while the primary is unreachable
+    from gis_ioc.database.replicas import lookup
+
     found: Principal
     if key:
-        with translate_errors(), app.state.pool.connection(timeout=10) as conn:
-            found = sessions.from_api_key(conn, key, address=_address(request))
+        found = lookup(
+            app.state.pool, lambda c, ro: sessions.from_api_key(c, key, address=_address(request), read_only=ro)
+        )
     elif not authorization and cookie:  # the web map's session (HttpOnly, SameSite=Strict)
         try:
-            with translate_errors(), app.state.pool.connection(timeout=10) as conn:
-                found = sessions.from_token(conn, cookie, policy=app.state.auth_policy)
+            found = lookup(
+                app.state.pool, lambda c, ro: sessions.from_token(c, cookie, policy=app.state.auth_policy, read_only=ro)
+            )
         except AuthenticationFailed:
             return None  # an ended session: the page goes on as anonymous and offers to log in again
     else:
@@ -124,8 +84,9 @@ def principal(request: Request) -> Principal | None:
         if token.count(".") == 2 and verifier is not None:
             found = verifier.principal(token)
         else:
-            with translate_errors(), app.state.pool.connection(timeout=10) as conn:
-                found = sessions.from_token(conn, token, policy=app.state.auth_policy)
+            found = lookup(
+                app.state.pool, lambda c, ro: sessions.from_token(c, token, policy=app.state.auth_policy, read_only=ro)
+            )
     request.state.principal = found
     return found
 
@@ -183,10 +144,12 @@ async def login(
     code = _text(body, "code", required=False) or None
     address = _address(request)
     app = request.app
-    app.state.login_limiter.check(f"{address}|{username}")
-    app.state.address_limiter.check(str(address))  # many user names from one address
 
     def work() -> dict[str, Any]:
+        # counted in PostgreSQL, each in its own committed transaction (a refused login cannot undo it);
+        # the address is counted only once the address and user name pair was let through
+        app.state.login_limiter.check(f"{address}|{username}")
+        app.state.address_limiter.check(str(address))  # many user names from one address
         with translate_errors(), app.state.pool.connection(timeout=10) as conn:
             token, who = sessions.login(
                 conn, username, password, code=code, address=address, policy=app.state.auth_policy

@@ -5,8 +5,10 @@ published CRS; spreadsheets hold texts as texts, never formulas (:mod:`gis_ioc.m
 ``GET /api/exports/layers/{id}`` and ``GET /api/exports/runs/{id}`` answer the file directly (written
 in batches, then streamed with its length so the browser shows progress); ``POST /api/exports``
 starts a background job whose progress (rows written / rows in all) is at ``/api/exports/jobs/{job}``
-and whose file is at ``/api/exports/jobs/{job}/file``: both only for the account that started it (and
-administrators); anyone else gets 404.
+and whose file is at ``/api/exports/jobs/{job}/file``; ``DELETE /api/exports/jobs/{job}`` dismisses it
+(stops it, or removes it with its file): all only for the account that started it (and administrators);
+anyone else gets 404. Jobs live in PostgreSQL (:mod:`gis_ioc.maps.jobs`): any server process answers
+about any job. The same job routes serve maps and reports asked with ``Prefer: respond-async``.
 
 Layer exports read through the one read path (:mod:`gis_ioc.query`), in a transaction bound to the
 viewer: the CQL2 filter is parsed into cql2-json and compiled with bound values in its own parentheses,
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +36,9 @@ from gis_ioc.auth import audit
 from gis_ioc.catalog import Catalog
 from gis_ioc.crs import PublishedCrs
 from gis_ioc.errors import InvalidInput, NotFound
-from gis_ioc.maps import exports
+from gis_ioc.maps import exports, jobs
 from gis_ioc.maps.exports import ExportResult, Progress
-from gis_ioc.maps.jobs import JobManager
+from gis_ioc.maps.jobs import Job, JobManager
 from gis_ioc.publish.cql import Params, parse_filter
 from gis_ioc.publish.params import parse_bbox
 from gis_ioc.query import rows, scope
@@ -50,19 +53,64 @@ CrsQ = Annotated[str | None, Query(description="CRS84 (default), EPSG:4326, EPSG
 FILTER_LANGS = ("cql2-text", "cql2-json")
 
 
-def _jobs(request: Request) -> JobManager:
-    manager: JobManager | None = getattr(request.app.state, "export_jobs", None)
+_MAKING = threading.Lock()
+
+
+def job_manager(request: Request) -> JobManager:
+    """This application's job manager (made at startup, or on first use; closed by the lifespan)."""
+    return job_manager_of(request.app)
+
+
+def job_manager_of(app: Any) -> JobManager:
+    manager: JobManager | None = getattr(app.state, "export_jobs", None)
     if manager is None:
-        manager = JobManager(request.app.state.settings.home / "exports")
-        request.app.state.export_jobs = manager
+        with _MAKING:
+            manager = getattr(app.state, "export_jobs", None)
+            if manager is None:
+                settings = app.state.settings
+                manager = JobManager(app.state.pool, settings.home, settings.job_workers, settings.job_retention_hours)
+                app.state.export_jobs = manager
     return manager
 
 
-def _file(result: ExportResult, cleanup: Path | None, path: Path | None = None) -> FileResponse:
+def _base(request: Request) -> str:
+    return f"{request.app.state.settings.base_url}/api/exports/jobs"
+
+
+def prefers_async(request: Request) -> bool:
+    """Did the caller ask ``Prefer: respond-async`` (RFC 7240)?"""
+    prefer = ",".join(request.headers.getlist("prefer"))
+    return any(p.split(";")[0].split("=")[0].strip().lower() == "respond-async" for p in prefer.split(","))
+
+
+def submit(
+    request: Request, type: str, kind: str, asked: dict[str, Any], work: jobs.Work, *, prefer: bool = False
+) -> JSONResponse:
+    """Start ``work`` as the caller's background job; 202 with the job and its location."""
+    viewer = guard.viewer(request)
+    job = job_manager(request).submit(kind, asked, work, owner=viewer.username, type=type, personal=viewer.personal)
+    headers = {"Location": f"/api/exports/jobs/{job.id}", "Cache-Control": "private"}
+    if prefer:
+        headers["Preference-Applied"] = "respond-async"
+    return JSONResponse(job.describe(_base(request)), status_code=202, headers=headers)
+
+
+def as_job(work: Work) -> jobs.Work:
+    """An export's work as a job's: its file with the export's description and download headers."""
+
+    def run(folder: Path, progress: Progress) -> jobs.Result:
+        result = work(folder, progress)
+        headers = {"X-Feature-Count": str(result.count), "Content-Crs": f"<{result.crs}>"}
+        return jobs.Result(result.path, result.media_type, result.filename, result.count, result.describe(), headers)
+
+    return run
+
+
+def _file(result: ExportResult, cleanup: Path | None) -> FileResponse:
     headers = {"X-Feature-Count": str(result.count), "Content-Crs": f"<{result.crs}>", "Cache-Control": "private"}
     task = BackgroundTask(shutil.rmtree, cleanup, ignore_errors=True) if cleanup else None
     return FileResponse(
-        path or result.path, media_type=result.media_type, filename=result.filename, headers=headers, background=task
+        result.path, media_type=result.media_type, filename=result.filename, headers=headers, background=task
     )
 
 
@@ -136,7 +184,8 @@ def layer_work(request: Request, layer_id: str, params: dict[str, Any]) -> Work:
     where = guard.address(request)
 
     def work(folder: Path, progress: Progress) -> ExportResult:
-        with scope.transaction(app.state.pool, viewer, app.state.catalog, "read") as conn:
+        # reads rows and writes the audit record in one transaction: on the primary (writes=True)
+        with scope.transaction(app.state.pool, viewer, app.state.catalog, "read", writes=True) as conn:
             source = exports.layer_source(
                 conn, app.state.catalog, viewer, job.layer_id, job.crs,
                 filter=job.filter, filter_text=job.filter_text, filter_crs=job.filter_crs, bbox=job.bbox,
@@ -163,7 +212,7 @@ def run_work(request: Request, run_id: int, params: dict[str, Any]) -> Work:
         exports.check_run(get_run(conn, run_id, viewer), flagged)  # 404 or 400 now rather than a failed job
 
     def work(folder: Path, progress: Progress) -> ExportResult:
-        with scope.transaction(app.state.pool, viewer, app.state.catalog, "read") as conn:
+        with scope.transaction(app.state.pool, viewer, app.state.catalog, "read", writes=True) as conn:
             run = get_run(conn, run_id, viewer)  # the viewer's or shared with them; trimmed for them
             source = exports.run_source(conn, run, crs, flagged_only=flagged)
             result = exports.export(source, fmt, crs, folder, progress)
@@ -240,22 +289,33 @@ async def start_export(
             raise InvalidInput("run must be a scenario run id (an integer)")
         work = await run_in_threadpool(run_work, request, body["run"], body)
         kind = "run"
-    job = _jobs(request).submit(kind, body, work, owner=guard.viewer(request).username)
-    base = f"{request.app.state.settings.base_url}/api/exports/jobs"
-    headers = {"Location": f"/api/exports/jobs/{job.id}", "Cache-Control": "private"}
-    return JSONResponse(job.describe(base), status_code=202, headers=headers)
+    return await run_in_threadpool(submit, request, "export", kind, body, as_job(work))
 
 
-@router.get("/jobs/{job_id}", summary="An export job's progress (its owner's only)")
+async def _job(request: Request, job_id: str) -> Job:
+    return await run_in_threadpool(job_manager(request).get, job_id, guard.viewer(request))
+
+
+@router.get("/jobs/{job_id}", summary="A job's progress: an export, map or report (its owner's only)")
 async def job_status(request: Request, job_id: str) -> JSONResponse:
-    job = _jobs(request).get(job_id, guard.viewer(request))
-    body = job.describe(f"{request.app.state.settings.base_url}/api/exports/jobs")
-    return JSONResponse(body, headers={"Cache-Control": "private"})
+    job = await _job(request, job_id)
+    return JSONResponse(job.describe(_base(request)), headers={"Cache-Control": "private"})
 
 
-@router.get("/jobs/{job_id}/file", summary="An export job's file, once done (its owner's only)")
+@router.get("/jobs/{job_id}/file", summary="A job's file, once done (its owner's only)")
 async def job_file(request: Request, job_id: str) -> FileResponse:
-    job = _jobs(request).get(job_id, guard.viewer(request))
+    job = await _job(request, job_id)
     path = job.file()
     assert job.result is not None
-    return _file(job.result, None, path)
+    headers = {**job.result.headers, "Cache-Control": "private"}
+    return FileResponse(path, media_type=job.result.media_type, filename=job.result.filename, headers=headers)
+
+
+@router.delete("/jobs/{job_id}", summary="Dismiss a job: stop it, or remove it and its file (its owner's only)")
+async def dismiss_job(request: Request, job_id: str) -> JSONResponse:
+    """A queued or running job stops (whichever server process runs it) and is kept as ``dismissed``
+    until the retention removes it; a finished one is removed now with its file."""
+    viewer = guard.viewer(request)
+    job = await run_in_threadpool(job_manager(request).dismiss, job_id, viewer)
+    await run_in_threadpool(guard.record, request, "dismiss", f"{job.type} job {job.id}")
+    return JSONResponse(job.describe(_base(request)), headers={"Cache-Control": "private"})

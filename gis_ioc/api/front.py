@@ -17,12 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gis_ioc.api.auth import CREDENTIAL_PARAMETERS, SESSION_COOKIE
 from gis_ioc.auth import audit
+from gis_ioc.auth.cache import PrincipalCache
 from gis_ioc.auth.context import CURRENT
 from gis_ioc.auth.sessions import Principal
 from gis_ioc.database.connection import translate_errors
@@ -54,6 +57,22 @@ BODY_PERMISSIONS = {"/api/loads": "load"}
 FIRST_PASSWORD_PATHS = ("/api/auth/", "/static/", "/healthz", "/readyz")
 
 
+#: Methods that change nothing, and the doors whose changes may change what a credential gives.
+SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+CREDENTIAL_PATHS = ("/api/admin", "/api/auth")
+#: The web map's session cookie, as it appears in a Cookie header.
+SESSION_MARK = SESSION_COOKIE.encode() + b"="
+
+
+def _credential_in_query(query: bytes) -> bool:
+    """Might the address carry a credential (``?api_key=`` …)? Such a request takes the full lookup,
+    which refuses it with 400 naming the parameter."""
+    if not query:
+        return False
+    names = {name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)}
+    return any(name in names for name in CREDENTIAL_PARAMETERS)
+
+
 class BodyTooLarge(GisIocError):
     """A body without Content-Length went past the limit (every door's error handler answers 413)."""
 
@@ -68,12 +87,54 @@ class FrontDoor:
         settings: Settings,
         resolve: Callable[[Request], Principal | None],
         error: Callable[[GisIocError], Response],
+        principals: PrincipalCache | None = None,
     ) -> None:
         self.app = app
+        self.principals = principals
         self.settings = settings
         self.hosts = settings.hosts
         self.resolve = resolve
         self.error = error
+
+    async def who(self, scope: Scope, request: Request) -> Principal | None:
+        """Who asks. Without any credential: nobody, at once. With an API key this process checked
+        under the credentials' current version: its principal, at once (:mod:`gis_ioc.auth.cache`).
+        Otherwise the lookup, in a worker thread."""
+        headers = dict(scope["headers"])
+        key = headers.get(b"x-api-key")
+        plain = not _credential_in_query(scope.get("query_string", b""))
+        if (
+            plain
+            and key is None
+            and b"authorization" not in headers
+            and SESSION_MARK not in headers.get(b"cookie", b"")
+        ):
+            return None
+        if plain and key is not None and self.principals is not None:
+            credential = key.decode("latin-1")
+            cached = self.principals.get(credential)
+            if cached is not None:
+                scope.setdefault("state", {})["principal"] = cached  # as the lookup leaves it
+                return cached
+            version = self.principals.version()  # before the lookup: a change meanwhile voids the entry
+            found = await run_in_threadpool(self.resolve, request)
+            if found is not None:
+                self.principals.put(credential, found, version)
+            return found
+        return await run_in_threadpool(self.resolve, request)
+
+    def _forgetting(self, send: Send) -> Send:
+        """An account or key changed here: this process forgets the principals it holds before the caller
+        hears the answer (other processes are told by PostgreSQL within milliseconds)."""
+        principals = self.principals
+        assert principals is not None
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                principals.clear()
+            await send(message)
+
+        return wrapped
 
     def limit(self, path: str) -> int:
         mb = self.settings.load_max_upload_mb if path.startswith("/api/loads") else self.settings.max_request_mb
@@ -91,7 +152,7 @@ class FrontDoor:
             return
         request = Request(scope, receive)
         try:
-            who = await run_in_threadpool(self.resolve, request)
+            who = await self.who(scope, request)
         except GisIocError as exc:
             await self.error(exc)(scope, receive, send)
             return
@@ -114,6 +175,8 @@ class FrontDoor:
         scope.setdefault("state", {})["viewer"] = viewer
         token = CURRENT.set(who)
         try:
+            if self.principals is not None and scope["method"] not in SAFE and path.startswith(CREDENTIAL_PATHS):
+                send = self._forgetting(send)
             await self.bounded(scope, receive, send, self.limit(path))
         finally:
             CURRENT.reset(token)

@@ -2,10 +2,14 @@
 classification), an offline HTML map (folium), or a print map (PNG, PDF).
 
 A map shows every commune's figures: only for viewers who see every commune in detail (roles that read
-internal layers); commune officers, external clients and callers without an account are refused."""
+internal layers); commune officers, external clients and callers without an account are refused.
+
+With ``Prefer: respond-async`` the map is made in the background instead: 202, with the job at the
+``Location`` (``/api/exports/jobs/{job}``, the one job system) and the map at its ``/file`` once done."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import psycopg
@@ -14,14 +18,19 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from gis_ioc.api import guard
+from gis_ioc.api.exports import prefers_async, submit
 from gis_ioc.api.scenarios import aggregate, audited
 from gis_ioc.catalog import Catalog
-from gis_ioc.errors import Forbidden, InvalidInput, Unauthorized
-from gis_ioc.maps import folium_, printmap, thematic
+from gis_ioc.catalog.indicators import PERIOD_RE
+from gis_ioc.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from gis_ioc.maps import folium_, jobs, printmap, thematic
+from gis_ioc.maps.exports import Progress
 from gis_ioc.query import scope
 from gis_ioc.query.viewer import Viewer
+from gis_ioc.scenarios.engine import RunHidden
 
 router = APIRouter(prefix="/api/maps", tags=["maps"])
+MEDIA = {"json": "application/json", "html": "text/html; charset=utf-8", "png": "image/png", "pdf": "application/pdf"}
 
 
 def parse_layers(raw: str | None, catalog: Catalog, viewer: Viewer) -> list[str]:
@@ -47,6 +56,24 @@ async def province_wide(request: Request, viewer: Viewer) -> None:
     if viewer.anonymous:
         raise Unauthorized(f"log in (or send an API key): {reason}")
     raise Forbidden(f"{reason}; commune officers see their own communes in scenarios and reports")
+
+
+def _check(
+    catalog: Catalog,
+    scenarios: dict[str, Any],
+    indicator: str,
+    period: str | None,
+    run: int | None,
+    scenario: str | None,
+) -> None:
+    """What a map job would otherwise fail on at once, answered before it is queued (as the map says it)."""
+    if indicator not in {i.id for i in catalog.indicators.indicators}:
+        known = ", ".join(i.id for i in catalog.indicators.indicators)
+        raise NotFound(f"no indicator {indicator!r}; known: {known}")
+    if run is None and (period is None or not PERIOD_RE.match(period)):
+        raise InvalidInput(f"period {period!r} must be YYYY or YYYY-Qn (e.g. 2026-Q3)")
+    if run is None and scenario is not None and scenario not in scenarios:
+        raise NotFound(f"no scenario {scenario!r}; known: {', '.join(sorted(scenarios))}")
 
 
 @router.get("/{indicator}", summary="A thematic map of an indicator by commune", response_model=None)
@@ -108,6 +135,33 @@ async def thematic_map(
                 overlays=overlays,
             )
 
+    if prefers_async(request):
+        _check(app.state.catalog, app.state.scenarios, indicator, period, run, scenario)  # 400/404 now
+        asked = dict(request.query_params.items()) | {"indicator": indicator}
+
+        def work(folder: Path, progress: Progress) -> jobs.Result:
+            progress(0, 2)
+            try:
+                with scope.transaction(app.state.pool, viewer, app.state.catalog, "aggregate") as conn:
+                    tm = figures(conn)
+            except RunHidden:
+                guard.record(request, "denied", f"map run {run}", "denied", reason="run not the viewer's")
+                raise
+            progress(1, 2)
+            body = draw(tm)
+            progress(2, 2)
+            name = f"{tm.indicator.id}_{tm.period}_{tm.method}.{format}"
+            path = folder / name
+            if isinstance(body, bytes):
+                path.write_bytes(body)
+            else:
+                path.write_text(body if isinstance(body, str) else jobs.dumps(body), encoding="utf-8")
+            detail = {"indicator": tm.indicator.id, "period": tm.period, "run": tm.run_id, "format": format}
+            headers = {"X-Scenario-Run": str(tm.run_id)}
+            return jobs.Result(path, MEDIA[format], name, None, detail, headers)
+
+        return await run_in_threadpool(submit, request, "map", "map", asked, work, prefer=True)
+
     tm = await audited(request, f"map run {run}", aggregate(request, viewer, figures))
     body = await run_in_threadpool(draw, tm)
     headers = {"X-Scenario-Run": str(tm.run_id)}
@@ -116,6 +170,5 @@ async def thematic_map(
         return JSONResponse(body, headers=headers)
     if format == "html":
         return HTMLResponse(body, headers=headers)
-    media = "image/png" if format == "png" else "application/pdf"
     headers["Content-Disposition"] = f'inline; filename="{name}.{format}"'
-    return Response(body, media_type=media, headers=headers)
+    return Response(body, media_type=MEDIA[format], headers=headers)

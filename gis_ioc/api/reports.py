@@ -1,11 +1,15 @@
 """``/api/reports``: a meeting report as PDF, DOCX, HTML or JSON, made from new scenario runs for a
 period (``period``, ``sector``, ``commune``) or rebuilt from stored runs (``runs``, ones the caller may
 see). Province reports and reports from stored runs are for roles that see every commune in detail;
-commune officers report on their own communes; callers without an account and external clients on none."""
+commune officers report on their own communes; callers without an account and external clients on none.
+
+With ``Prefer: respond-async`` the report is made in the background instead: 202, with the job at the
+``Location`` (``/api/exports/jobs/{job}``, the one job system) and the report at its ``/file`` once done."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import psycopg
@@ -14,13 +18,19 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from gis_ioc.api import guard
+from gis_ioc.api.exports import prefers_async, submit
 from gis_ioc.api.scenarios import aggregate, audited
 from gis_ioc.errors import Forbidden, InvalidInput, Unauthorized
+from gis_ioc.maps import jobs
 from gis_ioc.maps import report as reports
+from gis_ioc.maps.exports import Progress
+from gis_ioc.query import scope
 from gis_ioc.query.viewer import Viewer
+from gis_ioc.scenarios.engine import RunHidden
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+MEDIA = {"json": "application/json", "html": "text/html; charset=utf-8", "pdf": "application/pdf", "docx": DOCX}
 
 
 def parse_runs(text: str) -> list[int]:
@@ -102,6 +112,34 @@ async def report(
             return reports.render_docx(rep)
         html = reports.render_html(rep)
         return html if format == "html" else reports.render_pdf(rep, html, chromium=app.state.settings.chromium)
+
+    if prefers_async(request):
+        asked: dict[str, Any] = {"period": period, "sector": sector, "commune": commune, "runs": runs}
+        asked |= {"format": format, "maps": maps}
+
+        def work(folder: Path, progress: Progress) -> jobs.Result:
+            progress(0, 2)
+            try:
+                with scope.transaction(app.state.pool, viewer, app.state.catalog, "aggregate") as conn:
+                    rep = build(conn)
+            except RunHidden:
+                what = f"report runs {runs}"[:200]
+                guard.record(request, "denied", what, "denied", reason="run not the viewer's")
+                raise
+            progress(1, 2)
+            body = render(rep)
+            progress(2, 2)
+            name = f"bao_cao_{rep.period}_runs_{'-'.join(str(i) for i in rep.run_ids)}.{format}"
+            path = folder / name
+            if isinstance(body, bytes):
+                path.write_bytes(body)
+            else:
+                path.write_text(body if isinstance(body, str) else jobs.dumps(body), encoding="utf-8")
+            detail = {"period": rep.period, "runs": rep.run_ids, "format": format}
+            headers = {"X-Scenario-Runs": ",".join(str(i) for i in rep.run_ids)}
+            return jobs.Result(path, MEDIA[format], name, None, detail, headers)
+
+        return await run_in_threadpool(submit, request, "report", "report", asked, work, prefer=True)
 
     rep = await audited(request, f"report runs {runs}"[:200], aggregate(request, viewer, build))
     body = await run_in_threadpool(render, rep)

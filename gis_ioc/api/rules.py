@@ -115,6 +115,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/exports"): permission("export"),
     ("GET", "/api/exports/jobs/{job_id}"): OWNED,
     ("GET", "/api/exports/jobs/{job_id}/file"): OWNED,
+    ("DELETE", "/api/exports/jobs/{job_id}"): OWNED,  # the job system's: exports, and async maps and reports
     ("GET", "/api/maps/{indicator}"): permission("map"),
     ("GET", "/api/reports"): permission("report"),
     # the OGC API

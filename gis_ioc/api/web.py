@@ -28,18 +28,25 @@ _templates = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=sele
 
 #: Answers that depend on who asks are kept out of shared caches.
 PRIVATE = {"Cache-Control": "private, no-cache", "Vary": "Cookie, Authorization, X-API-Key"}
-COMMUNES_TTL = 300.0  # seconds; communes change only with a boundary load
+COMMUNES_TTL = 60.0  # seconds, only while data versions are unknown
 
 
 def _communes(request: Request) -> list[places.Commune]:
-    """The communes in force, read again at most every :data:`COMMUNES_TTL` seconds."""
-    cached: tuple[float, list[places.Commune]] | None = getattr(request.app.state, "communes_cache", None)
-    if cached is None or time.monotonic() - cached[0] > COMMUNES_TTL:
+    """The communes in force, read again when the communes layer's data version changes (any process's
+    load or approval; while versions are unknown, at most every :data:`COMMUNES_TTL` seconds)."""
+    catalog = request.app.state.catalog
+    versions = getattr(request.app.state, "versions", None)
+    version = versions.get(catalog.layers["communes"].table) if versions is not None else None
+    cached: tuple[int | None, float, list[places.Commune]] | None = getattr(request.app.state, "communes_cache", None)
+    fresh = cached is not None and (
+        cached[0] == version if version is not None else time.monotonic() - cached[1] < COMMUNES_TTL
+    )
+    if cached is None or not fresh:
         # the same for everyone: the communes layer is public, read as an anonymous caller reads it
-        with scope.transaction(request.app.state.pool, Viewer.ANONYMOUS, request.app.state.catalog) as conn:
-            cached = (time.monotonic(), places.communes(conn))
+        with scope.transaction(request.app.state.pool, Viewer.ANONYMOUS, catalog) as conn:
+            cached = (version, time.monotonic(), places.communes(conn))
         request.app.state.communes_cache = cached
-    return cached[1]
+    return cached[2]
 
 
 @router.get("/", include_in_schema=False, response_class=HTMLResponse)

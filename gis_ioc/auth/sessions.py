@@ -357,13 +357,23 @@ def _start_session(
 # -- sessions and keys ---------------------------------------------------------------------------------
 
 
-def from_token(conn: psycopg.Connection[Any], token: str, *, policy: Policy = Policy()) -> Principal:
-    """The principal of a session token, refreshing its idle timer; expired or idle sessions end."""
+#: A session and its account, with the account's last write position (:mod:`gis_ioc.database.replicas`).
+_SESSION_READ = (
+    "SELECT s.token_sha256, s.last_seen_at, s.expires_at, s.second_factor, a.username, a.roles, a.communes, "
+    "a.grants, a.state, a.must_change_password, a.id, "
+    "(SELECT w.lsn::text FROM gis_ioc.write_positions w WHERE w.account = a.username) "
+    "FROM gis_ioc.sessions s JOIN gis_ioc.accounts a ON a.id = s.account_id WHERE s.token_sha256 = %s"
+)
+
+
+def from_token(
+    conn: psycopg.Connection[Any], token: str, *, policy: Policy = Policy(), read_only: bool = False
+) -> Principal:
+    """The principal of a session token, refreshing its idle timer; expired or idle sessions end.
+    ``read_only`` (on a replica, the primary being unreachable): the same checks, nothing written."""
     with conn.transaction():
         row = conn.execute(
-            "SELECT s.token_sha256, s.last_seen_at, s.expires_at, s.second_factor, a.username, a.roles, a.communes, "
-            "a.grants, a.state, a.must_change_password, a.id FROM gis_ioc.sessions s "
-            "JOIN gis_ioc.accounts a ON a.id = s.account_id WHERE s.token_sha256 = %s FOR UPDATE OF s",
+            _SESSION_READ if read_only else _SESSION_READ + " FOR UPDATE OF s",
             (_sha256(token),),
         ).fetchone()
         if row is None:
@@ -371,16 +381,25 @@ def from_token(conn: psycopg.Connection[Any], token: str, *, policy: Policy = Po
         now = _now(conn)
         roles = frozenset(row[5])
         idle = policy.admin_idle if roles & ADMIN_ROLES else policy.idle
-        if row[8] != "active" or now > row[2] or now - row[1] > idle:
+        ended = row[8] != "active" or now > row[2] or now - row[1] > idle
+        if ended and read_only:
+            raise AuthenticationFailed("the session has ended: log in again")
+        if ended:
             conn.execute("DELETE FROM gis_ioc.sessions WHERE token_sha256 = %s", (row[0],))
             why = "idle too long" if now - row[1] > idle else ("expired" if now > row[2] else f"account {row[8]}")
             audit.record(conn, actor=row[4], action="auth.session_end", result="ended", detail={"reason": why})
             raise AuthenticationFailed("the session has ended: log in again")
-        if now - row[1] > SEEN_EVERY:  # a map asks for dozens of tiles a second: one write, not one per tile
+        if now - row[1] > SEEN_EVERY and not read_only:  # a map asks for dozens of tiles a second: one write
             conn.execute("UPDATE gis_ioc.sessions SET last_seen_at = %s WHERE token_sha256 = %s", (now, row[0]))
             conn.execute("UPDATE gis_ioc.accounts SET last_seen_at = %s WHERE id = %s", (now, row[10]))
     return Principal(
-        row[4], roles, frozenset(row[6]), frozenset(row[7]), second_factor=row[3], must_change_password=row[9]
+        row[4],
+        roles,
+        frozenset(row[6]),
+        frozenset(row[7]),
+        second_factor=row[3],
+        must_change_password=row[9],
+        extra={"write_lsn": row[11]},
     )
 
 
@@ -413,9 +432,12 @@ def _key_refusal(row: Any, key: str) -> str | None:
     return "first password not changed" if row.pending else None
 
 
-def from_api_key(conn: psycopg.Connection[Any], key: str, *, address: str | None = None) -> Principal:
+def from_api_key(
+    conn: psycopg.Connection[Any], key: str, *, address: str | None = None, read_only: bool = False
+) -> Principal:
     """The principal of an API key (``gis_<prefix>_<secret>``). Refused (403) while the account still has
-    its one-time first password. Refusals are recorded (bounded)."""
+    its one-time first password. Refusals are recorded (bounded). ``read_only`` (on a replica, the primary
+    being unreachable): the same checks, nothing written."""
     parts = key.split("_")
     if not key.startswith(KEY_PREFIX) or len(parts) < 3 or len(key) > 200:
         raise AuthenticationFailed("the API key is not valid")
@@ -425,12 +447,15 @@ def from_api_key(conn: psycopg.Connection[Any], key: str, *, address: str | None
             "SELECT k.id, k.key_sha256, k.expires_at < now() AS expired, k.revoked_at IS NOT NULL AS revoked, "
             "a.username, a.roles, a.communes, a.grants, a.state, "
             "k.last_used_at IS NULL OR k.last_used_at < now() - %s AS stale, "
-            "a.must_change_password AND a.password_hash IS NOT NULL AS pending "
+            "a.must_change_password AND a.password_hash IS NOT NULL AS pending, "
+            "(SELECT w.lsn::text FROM gis_ioc.write_positions w WHERE w.account = a.username) AS written "
             "FROM gis_ioc.api_keys k JOIN gis_ioc.accounts a ON a.id = k.account_id WHERE k.prefix = %s",
             (SEEN_EVERY, parts[1][:16]),
         )
         reason = _key_refusal(row, key)
-        if reason is not None:
+        if read_only:
+            pass
+        elif reason is not None:
             audit.refused(
                 conn,
                 actor=row.username if reason != "unknown key" else "anonymous",
@@ -445,7 +470,14 @@ def from_api_key(conn: psycopg.Connection[Any], key: str, *, address: str | None
         raise Forbidden(KEYS_WAIT_FOR_FIRST_CHANGE)
     if reason is not None:
         raise AuthenticationFailed("the API key is not valid")
-    return Principal(row.username, frozenset(row.roles), frozenset(row.communes), frozenset(row.grants), via="api_key")
+    return Principal(
+        row.username,
+        frozenset(row.roles),
+        frozenset(row.communes),
+        frozenset(row.grants),
+        via="api_key",
+        extra={"write_lsn": row.written},
+    )
 
 
 # -- changing the password and the second factor -------------------------------------------------------

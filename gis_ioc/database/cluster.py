@@ -134,6 +134,50 @@ class Cluster:
             pwfile.unlink(missing_ok=True)
         return True
 
+    def init_standby(self, primary: Cluster) -> bool:
+        """Make this cluster a streaming standby of ``primary`` (running, on this machine): ``pg_basebackup
+        -R`` through the primary's private socket, as the cluster's user (local replication connections are
+        trusted like the others). Start it with :meth:`start`; it follows the primary, read-only, until
+        promoted. Returns False when this cluster already exists (nothing is changed)."""
+        if self.is_initialised():
+            return False
+        if self.data_dir.exists() and any(self.data_dir.iterdir()):
+            raise ClusterError(f"{self.data_dir} exists and is not empty but holds no cluster")
+        if not primary.is_running():
+            raise ClusterError(f"the primary in {primary.data_dir} is not running")
+        self._check_socket_path()
+        for folder in (self.home, self.data_dir, self.socket_dir, self.log_file.parent, self.password_file.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.password_file.parent.chmod(0o700)
+        if primary.password_file.exists() and not self.password_file.exists():
+            self.password_file.write_text(primary.password_file.read_text())  # the same superuser, copied
+            self.password_file.chmod(0o600)
+        self._hand_over([self.data_dir, self.socket_dir, self.log_file.parent])
+        self.data_dir.chmod(0o700)
+        self.socket_dir.chmod(0o700)
+        self._check_reachable()
+        self._run(
+            [
+                "pg_basebackup",
+                "-D",
+                str(self.data_dir),
+                "-h",
+                str(primary.socket_dir),
+                "-p",
+                str(primary.port),
+                "-U",
+                SUPERUSER,
+                "-R",  # standby.signal and primary_conninfo: a streaming standby once started
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-password",
+            ],
+            what="pg_basebackup",
+        )
+        return True
+
     def is_running(self) -> bool:
         if not self.is_initialised():
             return False

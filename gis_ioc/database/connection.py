@@ -5,6 +5,7 @@ Driver exceptions become gis_ioc errors here (:func:`translate_errors`), in one 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
 from gis_ioc.database.cluster import Cluster
+from gis_ioc.database.replicas import PrimaryPool, Replica
 from gis_ioc.errors import DatabaseUnavailable, GisIocError, InvalidInput
 from gis_ioc.settings import Settings
 
@@ -99,24 +101,72 @@ def connect(
         return psycopg.connect(info, autocommit=autocommit, connect_timeout=10, options=PLANNING)
 
 
-def create_pool(settings: Settings) -> ConnectionPool:
-    """The application's one bounded pool; open it in the lifespan, close it on shutdown."""
-    options = (
-        f"-c statement_timeout={settings.db_statement_timeout_ms} -c application_name=gis_ioc -c timezone=UTC "
-        + PLANNING
-    )
-    return ConnectionPool(
+def replica_conninfos(settings: Settings) -> list[str]:
+    """The read replicas of ``GIS_IOC_DATABASE_REPLICA_URLS``, each as the server's role connects to it.
+
+    The same rules as :func:`server_conninfo`: a replica is a copy of the primary, so the role
+    ``gis_ioc_server`` and its password are there too. An address that names no user connects as that
+    role; one with no password uses, over TCP, the password ``db upgrade`` wrote to
+    ``GIS_IOC_HOME/secrets/db_server_password`` (a unix socket directory, as the embedded cluster's, is
+    trusted and takes none)."""
+    from gis_ioc.database import roles
+
+    found = []
+    for url in (u.strip() for u in settings.database_replica_urls.split(",")):
+        if not url:
+            continue
+        params = conninfo_to_dict(url)
+        params.setdefault("dbname", conninfo_to_dict(server_conninfo(settings)).get("dbname", settings.db_name))
+        params.setdefault("user", roles.SERVER)
+        host = str(params.get("host") or "")
+        if "password" not in params and params["user"] == roles.SERVER and host and not host.startswith("/"):
+            params["password"] = roles.server_password(settings.home)
+        found.append(make_conninfo("", **params))
+    return found
+
+
+def create_pool(settings: Settings) -> PrimaryPool:
+    """The application's one bounded pool (the primary; with ``GIS_IOC_DATABASE_REPLICA_URLS``, one per
+    replica beside it, see :mod:`gis_ioc.database.replicas`); open it in the lifespan, close it on shutdown.
+
+    Connections are not checked when lent (that would be a round trip per request): a transaction whose
+    first statement finds its connection broken starts again once on a fresh one
+    (:func:`gis_ioc.query.scope.transaction`), and a broken connection returned has the pool check the
+    others. A failing reconnection gives up after 10 s, so that the next request starts a fresh attempt
+    instead of the pool's backoff growing to minutes: service comes back within seconds of the database."""
+
+    def options(name: str) -> str:  # application_name: which pool, which process (pg_stat_activity)
+        return (
+            f"-c statement_timeout={settings.db_statement_timeout_ms} -c application_name={name}/{os.getpid()} "
+            f"-c timezone=UTC {PLANNING}"
+        )
+
+    replicas = [
+        Replica(
+            info,
+            ConnectionPool(
+                info,
+                min_size=min(settings.db_pool_min, 1),
+                max_size=settings.db_pool_max,
+                max_lifetime=settings.db_pool_max_lifetime,
+                kwargs={"options": options("gis_ioc-replica"), "connect_timeout": 3},
+                open=False,
+                name=f"gis_ioc-replica-{n}",
+                reconnect_timeout=10,
+            ),
+        )
+        for n, info in enumerate(replica_conninfos(settings), 1)
+    ]
+    return PrimaryPool(
         server_conninfo(settings),
+        replicas=replicas,
+        max_lag=settings.replica_max_lag_seconds,
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         max_lifetime=settings.db_pool_max_lifetime,
-        kwargs={"options": options, "connect_timeout": 5},
+        kwargs={"options": options("gis_ioc"), "connect_timeout": 5},
         open=False,
         name="gis_ioc",
-        # After PostGIS restarts: connections are checked when taken (dead ones replaced), and a failing
-        # reconnection gives up after 10 s so that the next request starts a fresh attempt, instead of the
-        # pool's backoff growing to minutes; service comes back within seconds of the database.
-        check=ConnectionPool.check_connection,
         reconnect_timeout=10,
     )
 

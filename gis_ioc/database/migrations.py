@@ -23,7 +23,7 @@ from psycopg import sql
 from gis_ioc.catalog import Catalog
 from gis_ioc.catalog.ddl import SCHEMA, add_columns, create_table, diff_table
 from gis_ioc.crs import ALL
-from gis_ioc.database import roles
+from gis_ioc.database import roles, versions
 from gis_ioc.errors import MigrationError
 
 _LOCK_KEY = 0x6715_10C0  # advisory lock id shared by every gis-ioc process
@@ -117,6 +117,7 @@ def upgrade(conn: psycopg.Connection[Any], catalog: Catalog, server_password: st
             report.applied.append(f"{migration.version}_{migration.name}")
         with conn.transaction():
             sync_layers(conn, catalog, report)
+            versions.attach(conn, catalog)
         with conn.transaction():
             report.indicators = sync_indicators(conn, catalog)
         with conn.transaction():

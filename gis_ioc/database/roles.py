@@ -59,6 +59,9 @@ BOOKKEEPING: dict[str, str] = {
     "sessions": "SELECT, INSERT, UPDATE, DELETE",
     "audit": "SELECT, INSERT",
     "audit_anchor": "SELECT",
+    "rate_hits": "SELECT, INSERT, UPDATE, DELETE",
+    "data_versions": "SELECT",
+    "write_positions": "SELECT, INSERT, UPDATE",
 }
 
 

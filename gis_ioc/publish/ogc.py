@@ -52,17 +52,18 @@ from starlette.staticfiles import StaticFiles
 
 from gis_ioc.api import guard
 from gis_ioc.catalog import Catalog, Layer
+from gis_ioc.database.versions import DataVersions, VersionedCache
 from gis_ioc.errors import DatabaseUnavailable, GisIocError, InvalidInput, NotFound
 from gis_ioc.http import problem
 from gis_ioc.publish.cql import parse_filter
-from gis_ioc.publish.features import ItemsQuery, feature_collection, fetch_feature, fetch_page
+from gis_ioc.publish.features import FeaturePage, ItemsQuery, feature_collection, fetch_feature, fetch_page
 from gis_ioc.publish.openapi import for_collections, self_contained
 from gis_ioc.publish.params import ITEM_PARAMS, check_unknown, parse_crs, parse_items
 from gis_ioc.publish.provider import BACKEND, Backend
 from gis_ioc.publish.queryables import queryables_document
 from gis_ioc.publish.tiles import (
     VARY_VIEWER,
-    fetch_tile,
+    fetch_tile_versioned,
     parse_tile,
     parse_tile_properties,
     same_for_everyone,
@@ -310,6 +311,11 @@ class FeaturesApi:
         self.apis = apis
         self.published = published
         self.extents: dict[str, list[float]] = {}
+        #: the layers' data versions as this process knows them (None: no listener, nothing cached)
+        self.versions: DataVersions | None = None
+        self.tiles = VersionedCache(0)
+        #: GeoJSON answers (items pages, single features) of GET requests, as tiles are cached
+        self.answers = VersionedCache(0, max_age=60)
 
     def layer(self, request: Request) -> tuple[Viewer, Layer]:
         """Who asks, and the collection asked for as they may see it; a collection they may not read is
@@ -328,6 +334,46 @@ class FeaturesApi:
         with scope.transaction(self.pool, viewer, self.catalog, "read") as conn, _database_refusals():
             return work(conn)
 
+    def _version(self, layer: Layer) -> int | None:
+        """The layer's data version as this process knows it (None: caches are not to be used)."""
+        return self.versions.get(layer.table) if self.versions is not None else None
+
+    def _answer_key(self, request: Request, viewer: Viewer, layer: Layer) -> tuple[Any, ...]:
+        """What a GeoJSON answer depends on: the address as asked (links), the parameters, and the
+        viewer's class for this layer (same rows, same fields)."""
+        params = tuple(sorted(request.query_params.multi_items()))
+        return (self.apis.origin(request), request.url.path, params, viewer.view_class(layer))
+
+    async def _cached[T](
+        self,
+        request: Request,
+        viewer: Viewer,
+        layer: Layer,
+        work: Callable[[psycopg.Connection[Any]], T],
+        render: Callable[[T], bytes | None],
+    ) -> bytes | None:
+        """The answer from this process's cache, or made by ``work`` then ``render`` and kept under the
+        data version read in the same transaction (so under the version of the data it holds, from the
+        primary or a replica alike); ``render`` answering None (not found) is not kept."""
+        key = self._answer_key(request, viewer, layer)
+        version = self._version(layer)
+        body = self.answers.get(layer.table, key, version)
+        if body is not None:
+            return body
+
+        def fetch(conn: psycopg.Connection[Any]) -> tuple[T, int | None]:
+            result = work(conn)
+            row = conn.execute(
+                "SELECT version FROM gis_ioc.data_versions WHERE layer_table = %s", (layer.table,)
+            ).fetchone()
+            return result, (int(row[0]) if row else None)
+
+        result, made_from = await run_in_threadpool(self._run, viewer, fetch)
+        body = render(result)
+        if body is not None and version is not None:
+            self.answers.put(layer.table, key, made_from, body)
+        return body
+
     async def items(self, request: Request) -> Response:
         viewer, layer = self.layer(request)
         params = dict(request.query_params)
@@ -339,11 +385,18 @@ class FeaturesApi:
                 raise InvalidInput("give the filter either in the body or as the filter parameter, not both")
             params = {**params, "filter": body, "filter-lang": "cql2-json"}
         query: ItemsQuery = parse_items(viewer, layer, params)
-        page = await run_in_threadpool(self._run, viewer, lambda conn: fetch_page(conn, query))
-        links = self._links(request, params, query, page.returned, page.matched, page.last_fid)
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = feature_collection(page, links, stamp)
-        return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{query.crs.uri}>"})
+        headers = {"Content-Crs": f"<{query.crs.uri}>"}
+
+        def render(page: FeaturePage) -> bytes:
+            links = self._links(request, params, query, page.returned, page.matched, page.last_fid)
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return feature_collection(page, links, stamp).encode()
+
+        if request.method != "GET":
+            page = await run_in_threadpool(self._run, viewer, lambda conn: fetch_page(conn, query))
+            return Response(render(page), media_type=GEOJSON, headers=headers)
+        answer = await self._cached(request, viewer, layer, lambda conn: fetch_page(conn, query), render)
+        return Response(answer, media_type=GEOJSON, headers=headers)
 
     def _links(
         self,
@@ -412,14 +465,22 @@ class FeaturesApi:
         if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             raise NotFound(f"no feature {raw!r} in {layer.id}")
         fid = int(raw)
-        text = await run_in_threadpool(self._run, viewer, lambda conn: fetch_feature(conn, viewer, layer, fid, crs))
-        if text is None:
+
+        def render(text: str | None) -> bytes | None:
+            if text is None:
+                return None
+            collection = self._url(request, {}).rsplit("/items/", 1)[0]
+            links = [
+                {"rel": "self", "type": GEOJSON, "href": self._url(request)},
+                {"rel": "collection", "type": "application/json", "href": collection},
+            ]
+            return (text[:-1] + ', "links": ' + _json(links) + "}").encode()
+
+        body = await self._cached(
+            request, viewer, layer, lambda conn: fetch_feature(conn, viewer, layer, fid, crs), render
+        )
+        if body is None:
             raise NotFound(f"no feature {raw} in {layer.id}")
-        links = [
-            {"rel": "self", "type": GEOJSON, "href": self._url(request)},
-            {"rel": "collection", "type": "application/json", "href": self._url(request, {}).rsplit("/items/", 1)[0]},
-        ]
-        body = text[:-1] + ', "links": ' + _json(links) + "}"
         return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{crs.uri}>"})
 
     def _collection_base(self, request: Request) -> str:
@@ -448,9 +509,17 @@ class FeaturesApi:
         properties = parse_tile_properties(layer, self.catalog, params.get("properties"))
         if z < self.catalog.style_of(layer).min_zoom:
             return tile_response(request, b"", layer)
-        data = await run_in_threadpool(
-            self._run, viewer, lambda conn: fetch_tile(conn, viewer, layer, z, x, y, properties)
+        # a tile is shared by the viewers of one class (same rows, same fields) until the layer changes
+        key = (z, x, y, tuple(properties), viewer.view_class(layer))
+        version = self.versions.get(layer.table) if self.versions is not None else None
+        cached = self.tiles.get(layer.table, key, version)
+        if cached is not None:
+            return tile_response(request, cached, layer)
+        data, made_from = await run_in_threadpool(
+            self._run, viewer, lambda conn: fetch_tile_versioned(conn, viewer, layer, z, x, y, properties)
         )
+        if version is not None:  # only while the listener is live: it tells when the entry goes stale
+            self.tiles.put(layer.table, key, made_from, data)
         return tile_response(request, data, layer)
 
     async def tile_matrix_sets(self, request: Request) -> Response:
@@ -609,7 +678,15 @@ def _collection_routes(pygeoapi: PygeoapiDoor, features: FeaturesApi) -> list[Ro
 
 
 def create_ogc_app(
-    config: dict[str, Any], catalog: Catalog, pool: ConnectionPool, public_url: str | None, ogc_path: str = "/ogc"
+    config: dict[str, Any],
+    catalog: Catalog,
+    pool: ConnectionPool,
+    public_url: str | None,
+    ogc_path: str = "/ogc",
+    *,
+    versions: DataVersions | None = None,
+    tile_cache_bytes: int = 0,
+    answer_cache_bytes: int = 0,
 ) -> Starlette:
     TemplateConfigs.install()
     apis = ApisByAddress(config, ogc_path, fixed=public_url is not None, catalog=catalog)
@@ -617,6 +694,12 @@ def create_ogc_app(
     collections = {rid: r for rid, r in config["resources"].items() if r.get("type") == "collection"}
     features = FeaturesApi(catalog, pool, apis, set(collections))
     features.extents = {rid: r["extents"]["spatial"]["bbox"] for rid, r in collections.items()}
+    features.versions = versions
+    features.tiles = VersionedCache(tile_cache_bytes)
+    features.answers = VersionedCache(answer_cache_bytes, max_age=60)
+    if versions is not None:  # a changed layer's entries go at once (their memory back)
+        versions.subscribe(features.tiles.drop)
+        versions.subscribe(features.answers.drop)
     routes = [
         Route("/", _guard(pygeoapi_(core_api.landing_page))),
         Route("/openapi", per_viewer(_guard(pygeoapi_(core_api.openapi_)), catalog)),
@@ -640,4 +723,5 @@ def create_ogc_app(
     app = Starlette(routes=routes)
     app.router.redirect_slashes = False
     app.state.pygeoapi = apis.default
+    app.state.features = features
     return app

@@ -15,6 +15,9 @@ totals only without an account, contacts only for leaders and administrators). J
 from __future__ import annotations
 
 import functools
+import logging
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,7 @@ from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.catalog.indicators import PERIOD_RE
 from gis_ioc.database.connection import connect, translate_errors
 from gis_ioc.errors import DatabaseUnavailable, Forbidden, GisIocError
+from gis_ioc.maps import jobs
 from gis_ioc.query import scope
 from gis_ioc.query.viewer import Viewer
 from gis_ioc.scenarios import selectors, view
@@ -60,6 +64,7 @@ from gis_ioc.scenarios.engine import run_scenario
 from gis_ioc.scenarios.models import EmergencyScenario, Scenario, get_scenario, load_emergency, load_scenarios
 from gis_ioc.settings import Settings
 
+LOG = logging.getLogger(__name__)
 PROCESSOR = f"{__name__}.ScenarioProcessor"
 _CONTROL = ["sync-execute", "async-execute"]
 _RESULT = {
@@ -198,7 +203,12 @@ class JobManager(PostgreSQLManager):  # type: ignore[misc]
     with the caller; every job to administrators), and another's job, its result and its deletion are
     answered 404 as if it did not exist. Each execution gets its own processor, given the caller as a
     :class:`Viewer` (pygeoapi's keeps one on the manager, which concurrent requests would share). A caller
-    without an account runs synchronously: nobody could read a job of nobody's later."""
+    without an account runs synchronously: nobody could read a job of nobody's later.
+
+    The table also holds the API's own jobs (exports, maps, reports: :mod:`gis_ioc.maps.jobs`); this
+    manager lists and answers only ``type = 'process'``. Their retention sweep also runs from here."""
+
+    _swept = 0.0  # when this process last swept (monotonic)
 
     def __init__(self, manager_def: dict[str, Any]) -> None:
         BaseManager.__init__(self, manager_def)
@@ -218,6 +228,7 @@ class JobManager(PostgreSQLManager):  # type: ignore[misc]
             **self.db_options,
         )
         self.table_output = self.output_dir is None
+        self.retention_hours = float(manager_def.get("retention_hours", 24.0))
 
     @property
     def table_model(self) -> Any:
@@ -273,7 +284,30 @@ class JobManager(PostgreSQLManager):  # type: ignore[misc]
         if self.supports_subscribing:
             extra["subscriber"] = subscriber
         mime_type, outputs, status = handler(processor, job_id, data_dict, requested_outputs, **extra)
+        self._maybe_sweep()
         return job_id, mime_type, outputs, status, headers
+
+    def _maybe_sweep(self) -> None:
+        """Now and then, the jobs' retention sweep (:func:`gis_ioc.maps.jobs.sweep`: expired jobs of every
+        type and their files), so that process results expire even where no export is ever asked."""
+        if self.output_dir is None or time.monotonic() - JobManager._swept < jobs.SWEEP_SECONDS:
+            return
+        JobManager._swept = time.monotonic()
+        home, hours = Path(self.output_dir).parent, float(self.retention_hours)
+
+        def run() -> None:
+            try:
+                connection = self._engine.raw_connection()
+                try:
+                    cursor = connection.cursor()
+                    jobs.sweep(cursor, home, hours)
+                    connection.commit()
+                finally:
+                    connection.close()
+            except Exception as exc:  # the next execution tries again
+                LOG.warning("job retention sweep: %s", exc)
+
+        threading.Thread(target=run, name="gis-ioc-job-sweep", daemon=True).start()
 
     def _record_job(self, job: dict[str, Any]) -> None:
         """pygeoapi's insert, with PostGIS unreachable answered 503 (it raises a generic error)."""
@@ -288,7 +322,7 @@ class JobManager(PostgreSQLManager):  # type: ignore[misc]
         """The jobs the caller may see, newest first (a page of them: ``offset``, ``limit``)."""
         viewer = _caller()
         with Session(self._engine) as session:
-            query = session.query(self.table_model)
+            query = session.query(self.table_model).filter(self.c.type == "process")  # not exports, maps...
             if status is not None:
                 query = query.filter(self.c.status == status.value)
             if not viewer.is_admin:  # only narrows the search: the rule is view.may_see, below
@@ -302,6 +336,8 @@ class JobManager(PostgreSQLManager):  # type: ignore[misc]
     def get_job(self, job_id: str) -> dict[str, Any]:
         """A job the caller may see (another's is answered as if it did not exist)."""
         job: dict[str, Any] = super().get_job(job_id)
+        if job.get("type") != "process":  # the API's own jobs (exports, maps, reports) share the table
+            raise JobNotFoundError()
         if not view.may_see(_caller(), job.get("owner"), job.get("shared_with"), bool(job.get("personal"))):
             raise JobNotFoundError()
         return job
@@ -330,12 +366,14 @@ def _trimmed(viewer: Viewer, output: dict[str, Any]) -> dict[str, Any]:
 
 
 def process_manager(settings: Settings, connection: dict[str, Any]) -> dict[str, Any]:
-    """The job manager, in our database (table gis_ioc.jobs, migration 0005)."""
+    """The job manager, in our database (table gis_ioc.jobs, migrations 0005, 0013, 0016); finished jobs
+    and their results are kept for ``GIS_IOC_JOB_RETENTION_HOURS``."""
     (settings.home / "jobs").mkdir(parents=True, exist_ok=True, mode=0o700)
     return {
         "name": f"{__name__}.JobManager",
         "connection": {**connection, "search_path": ["gis_ioc"]},
         "output_dir": str(settings.home / "jobs"),
+        "retention_hours": settings.job_retention_hours,
     }
 
 

@@ -15,6 +15,7 @@ cheap and never touches the database.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -36,6 +37,7 @@ from pygeoapi.provider.base import (
 from gis_ioc.auth.context import CURRENT
 from gis_ioc.catalog import Catalog, Layer, load_catalog
 from gis_ioc.crs import lookup
+from gis_ioc.database.replicas import PrimaryPool, Replica
 from gis_ioc.errors import DatabaseUnavailable, InvalidInput
 from gis_ioc.publish.features import ItemsQuery, fetch_feature, fetch_page
 from gis_ioc.publish.params import coerce_query_value, parse_datetime
@@ -73,18 +75,42 @@ def _catalog(layers: str, styles: str, config: str) -> Catalog:
     return load_catalog(Path(layers), Path(styles), Path(config))
 
 
+_KWARGS: dict[str, Any] = {"options": "-c statement_timeout=30000 -c timezone=UTC", "connect_timeout": 5}
+
+
+def _replicas() -> tuple[list[Replica], float]:
+    """The read replicas of ``GIS_IOC_DATABASE_REPLICA_URLS`` (the environment pygeoapi runs in), if any."""
+    if not os.environ.get("GIS_IOC_DATABASE_REPLICA_URLS"):
+        return [], 30.0
+    from gis_ioc.database.connection import replica_conninfos
+    from gis_ioc.settings import Settings
+
+    settings = Settings()
+    found = [
+        Replica(info, ConnectionPool(info, min_size=0, max_size=4, open=False, name="gis_ioc-pygeoapi", kwargs=_KWARGS))
+        for info in replica_conninfos(settings)
+    ]
+    return found, settings.replica_max_lag_seconds
+
+
 def _pool(conninfo: str) -> ConnectionPool:
+    """The provider's own pool, used outside gis_ioc's application; reads go to the replicas as there
+    (:mod:`gis_ioc.database.replicas`) when ``GIS_IOC_DATABASE_REPLICA_URLS`` is set."""
     with _lock:
         pool = _pools.get(conninfo)
         if pool is None:
-            pool = ConnectionPool(
+            replicas, max_lag = _replicas()
+            pool = PrimaryPool(
                 conninfo,
+                replicas=replicas,
+                max_lag=max_lag,
                 min_size=0,
                 max_size=4,
-                open=True,
+                open=False,
                 name="gis_ioc-pygeoapi",
-                kwargs={"options": "-c statement_timeout=30000 -c timezone=UTC", "connect_timeout": 5},
+                kwargs=_KWARGS,
             )
+            pool.open()
             _pools[conninfo] = pool
         return pool
 

@@ -80,6 +80,22 @@ def fetch_tile(
     return bytes(row[0]) if row and row[0] is not None else b""
 
 
+def fetch_tile_versioned(
+    conn: psycopg.Connection[Any], viewer: Viewer, layer: Layer, z: int, x: int, y: int, properties: list[str] | None
+) -> tuple[bytes, int | None]:
+    """The tile and the layer's data version it was made from (read in the same statement, so in the same
+    snapshot: a cache keeps it under the version of the data it holds, whichever server it came from)."""
+    params = Params()
+    tile = tile_sql(viewer, layer, z, x, y, params, properties)
+    query = sql.SQL("SELECT ({}), (SELECT version FROM gis_ioc.data_versions WHERE layer_table = {})").format(
+        tile, params.add(layer.table)
+    )
+    row = conn.execute(query, params.values).fetchone()
+    if row is None:
+        return b"", None
+    return (bytes(row[0]) if row[0] is not None else b""), (int(row[1]) if row[1] is not None else None)
+
+
 def parse_tile(layer: Layer, tms: str, z: str, row: str, col: str) -> tuple[int, int, int]:
     if tms != TMS_ID:
         raise NotFound(f"tile matrix set {tms!r} is not offered; use {TMS_ID}")

@@ -22,20 +22,31 @@ Usage::
         ...
     with scope.transaction(pool, viewer, "aggregate") as conn:
         ...
+
+Read replicas (:mod:`gis_ioc.database.replicas`): a ``read`` transaction may be served by a streaming
+standby, unless the caller says it also writes (``writes=True``); ``aggregate`` and ``write`` go to the
+primary, and stamp the account's write position so that its next reads wait for a replica that has it.
+
+A pooled connection is not checked when it is lent (no round trip per checkout): if the first statement
+(the bind) fails because the connection turned out to be broken (the database restarted), it is thrown
+away and the transaction starts once more on a fresh one, before the caller's work ever ran.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Literal
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from gis_ioc.auth.context import CURRENT
 from gis_ioc.catalog import Catalog
 from gis_ioc.catalog.models import Layer
+from gis_ioc.database import replicas
 from gis_ioc.database.connection import translate_errors
+from gis_ioc.errors import DatabaseUnavailable
 from gis_ioc.query.viewer import Viewer
 
 Purpose = Literal["read", "aggregate", "write"]
@@ -64,8 +75,17 @@ def row_settings(viewer: Viewer, layers: list[Layer], purpose: Purpose = "read")
 ANONYMOUS_TIMEOUT_MS = 5000
 
 
-def bind(conn: psycopg.Connection[Any], viewer: Viewer, catalog: Catalog, purpose: Purpose = "read") -> None:
-    """Tell PostgreSQL who asks, for the rest of the current transaction (``SET LOCAL``)."""
+def bind(
+    conn: psycopg.Connection[Any],
+    viewer: Viewer,
+    catalog: Catalog,
+    purpose: Purpose = "read",
+    *,
+    wait_for: tuple[str, str] | None = None,
+) -> bool:
+    """Tell PostgreSQL who asks, for the rest of the current transaction (``SET LOCAL``), in one round trip.
+    With ``wait_for`` (account, write position) on a replica, the same round trip asks whether the replica
+    holds that account's last write yet: returns False when it does not (then read from the primary)."""
     rows, communes = row_settings(viewer, list(catalog), purpose)
     settings = {"gis_ioc.rows": rows, "gis_ioc.communes": communes, "gis_ioc.viewer": viewer.name}
     settings["gis_ioc.purpose"] = purpose
@@ -73,18 +93,131 @@ def bind(conn: psycopg.Connection[Any], viewer: Viewer, catalog: Catalog, purpos
         settings["statement_timeout"] = str(ANONYMOUS_TIMEOUT_MS)
     if purpose != "read" or viewer.personal:
         settings["role"] = FULL_ROLE  # SET LOCAL ROLE, in the same round trip
-    conn.execute(
-        "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in settings),
-        [part for pair in settings.items() for part in pair],
-    )
+    query = "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in settings)
+    params = [part for pair in settings.items() for part in pair]
+    if wait_for is not None:
+        query += ", " + replicas.CAUGHT_UP
+        params.extend(wait_for)
+    row = conn.execute(query, params).fetchone()
+    return wait_for is None or bool(row and row[-1])
+
+
+class _Unknown:
+    """The viewer's write position is not known here (no principal of theirs in this context)."""
+
+
+UNKNOWN = _Unknown()
+
+
+def write_position(viewer: Viewer) -> str | _Unknown | None:
+    """The account's last write position (None: it never wrote), as the principal lookup found it."""
+    if viewer.anonymous:
+        return None
+    who = CURRENT.get()
+    if who is None or who.username != viewer.username or "write_lsn" not in who.extra:
+        return UNKNOWN
+    position: str | None = who.extra["write_lsn"]
+    return position
+
+
+def _open(
+    pool: ConnectionPool[Any],
+    viewer: Viewer,
+    catalog: Catalog,
+    purpose: Purpose,
+    timeout: float,
+    *,
+    wait_for: tuple[str, str] | None = None,
+    retry: bool = True,
+) -> tuple[ExitStack, psycopg.Connection[Any], bool]:
+    """A connection of ``pool`` in a bound transaction (the ExitStack commits and returns it), and whether
+    the replica holds ``wait_for``. A connection found broken at the bind is replaced once (``retry``)."""
+    for attempt in (1, 2):
+        stack = ExitStack()
+        conn: psycopg.Connection[Any] | None = None
+        try:
+            conn = stack.enter_context(pool.connection(timeout=timeout))
+            stack.enter_context(conn.transaction())
+            caught_up = bind(conn, viewer, catalog, purpose, wait_for=wait_for)
+        except BaseException as exc:
+            broken = conn is not None and conn.broken
+            stack.__exit__(type(exc), exc, exc.__traceback__)
+            if not (retry and attempt == 1 and broken and isinstance(exc, psycopg.OperationalError)):
+                raise
+            if isinstance(pool, replicas.PrimaryPool):
+                pool.purge()  # the other idle connections are likely broken too
+            continue
+        return stack, conn, caught_up
+    raise AssertionError("unreachable")
+
+
+def _begin(
+    pool: ConnectionPool[Any], viewer: Viewer, catalog: Catalog, purpose: Purpose, timeout: float, writes: bool
+) -> tuple[ExitStack, psycopg.Connection[Any], str | None]:
+    """Where this transaction runs (:mod:`gis_ioc.database.replicas`): the open transaction, and the account
+    whose write position to stamp before it commits (None: it does not write)."""
+    primary = replicas.replicas_of(pool)
+    if primary is None:
+        stack, conn, _ = _open(pool, viewer, catalog, purpose, timeout)
+        return stack, conn, None
+    reads = purpose == "read" and not writes
+    if reads and (replica := primary.pick()) is not None:
+        position = write_position(viewer)
+        if not isinstance(position, _Unknown) or primary.primary_down:
+            wait_for = None
+            if isinstance(position, str) and not primary.primary_down and viewer.username:
+                wait_for = (viewer.username, position)
+            try:
+                stack, conn, caught_up = _open(
+                    replica.pool, viewer, catalog, purpose, min(timeout, 5), wait_for=wait_for, retry=False
+                )
+            except psycopg.OperationalError as exc:
+                replica.failed(exc)
+            else:
+                if caught_up:
+                    return stack, conn, None
+                stack.close()  # not there yet: the writer reads from the primary
+    if primary.primary_down and not reads:
+        raise replicas.PrimaryUnavailable(
+            "the primary database is unreachable: changes cannot be made now (reads are still served, from a "
+            "replica); try again shortly"
+        )
+    try:
+        stack, conn, _ = _open(pool, viewer, catalog, purpose, timeout)
+    except psycopg.OperationalError:
+        replica = primary.pick() if reads else None
+        if replica is None:
+            raise
+        stack, conn, _ = _open(replica.pool, viewer, catalog, purpose, min(timeout, 5), retry=False)
+        return stack, conn, None
+    return stack, conn, None if viewer.anonymous or reads else viewer.username
 
 
 @contextmanager
 def transaction(
-    pool: ConnectionPool, viewer: Viewer, catalog: Catalog, purpose: Purpose = "read", *, timeout: float = 10
+    pool: ConnectionPool[Any],
+    viewer: Viewer,
+    catalog: Catalog,
+    purpose: Purpose = "read",
+    *,
+    timeout: float = 10,
+    writes: bool = False,
 ) -> Iterator[psycopg.Connection[Any]]:
     """A pooled connection in one transaction bound to the viewer; committed at the end (rolled back on
-    an error). Inner ``conn.transaction()`` blocks are savepoints inside it."""
-    with translate_errors(), pool.connection(timeout=timeout) as conn, conn.transaction():
-        bind(conn, viewer, catalog, purpose)
-        yield conn
+    an error). Inner ``conn.transaction()`` blocks are savepoints inside it. ``writes``: a ``read`` that
+    also writes (an audit record), so it must run on the primary."""
+    with translate_errors():
+        stack, conn, stamp = _begin(pool, viewer, catalog, purpose, timeout, writes)
+        stamped = None
+        with stack:
+            try:
+                yield conn
+            except psycopg.errors.ReadOnlySqlTransaction as exc:  # a door that writes, sent to a replica
+                raise DatabaseUnavailable(
+                    "this request changes data but was sent to a read replica; the server must pass writes=True "
+                    f"to scope.transaction for it ({exc.diag.message_primary})"
+                ) from exc
+            if stamp is not None:
+                stamped = conn.execute(replicas.STAMP, (stamp,)).fetchone()
+        if stamped is not None and stamped[0] and (who := CURRENT.get()) is not None and who.username == stamp:
+            who.extra["write_lsn"] = stamped[0]  # this request's next reads wait for it too

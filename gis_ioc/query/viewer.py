@@ -160,6 +160,12 @@ class Viewer:
             return layer
         return _without_personal(layer)
 
+    def view_class(self, layer: Layer) -> tuple[frozenset[str] | None, tuple[str, ...]]:
+        """What of ``layer`` this viewer's answers depend on: the communes its rows are limited to (None:
+        every row) and the fields it sees. Two viewers of one class get the same rows and fields, so a
+        cache may share an answer between them (and never between classes)."""
+        return self.row_communes(layer), tuple(f.name for f in self.sees(layer).fields)
+
     # ----------------------------------------------------------------- actions
     def may(self, permission: str) -> bool:
         """May the viewer load, approve, export, run scenarios, manage accounts or read the audit?"""

@@ -56,7 +56,8 @@ def test_failures_are_uniform_and_rate_limited(anonymous: TestClient) -> None:
     statuses = [a.status_code for a in answers]
     assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429]
     assert {a.json()["detail"] for a in answers[:10]} == {LOGIN_FAILED}
-    assert 1 <= int(answers[-1].headers["retry-after"]) <= 61
+    # a sliding-window estimate (gis_ioc.auth.ratelimit): at most the window and the fading of its hits
+    assert 1 <= int(answers[-1].headers["retry-after"]) <= 66
 
 
 def test_credentials_only_in_headers_and_security_headers(anonymous: TestClient) -> None:

@@ -191,29 +191,38 @@ def test_the_policy_weighs_the_words_tried_first_here() -> None:
     )
 
 
-def test_huge_inputs_are_refused_before_use_and_the_limiter_stays_bounded(web: TestClient) -> None:
+def test_huge_inputs_are_refused_before_use_and_the_limiter_stays_bounded(
+    web: TestClient, conn: psycopg.Connection[Any]
+) -> None:
     limiter: RateLimiter = web.app.state.login_limiter
-    before = len(limiter)
+    before = scalar(conn, "SELECT coalesce(sum(hits), 0) FROM gis_ioc.rate_hits")
     huge = "a" * (8 * 1024 * 1024)
     for _ in range(3):
         started = time.monotonic()
         answer = web.post("/api/auth/login", json={"username": huge, "password": "whatever"})
         assert answer.status_code == 400 and "at most 64 characters" in answer.json()["detail"]
         assert time.monotonic() - started < 5
-    assert len(limiter) == before
+    assert scalar(conn, "SELECT coalesce(sum(hits), 0) FROM gis_ioc.rate_hits") == before  # refused before counted
     for field, value in (("password", "p" * 1025), ("code", "1" * 11)):
         body = {"username": "some.one", "password": "whatever"} | {field: value}
         assert web.post("/api/auth/login", json=body).status_code == 400
-    # keys are fixed-size digests, and the oldest are forgotten past max_keys
-    small = RateLimiter(limit=3, max_keys=100)
-    for i in range(5_000):
-        small.check(f"10.0.0.{i % 250}|{i}-{'x' * 1000}")
-    assert len(small) == 100
-    assert all(len(k) == 16 for k in small._hits)
-    for _ in range(3):
-        small.check("one|name")
-    with pytest.raises(Exception, match="too many login attempts"):
-        small.check("one|name")
+    # keys are stored as fixed-size digests (expired rows pruned: tests/auth/test_rate_limits.py)
+    small = RateLimiter(limiter.pool, "test-hardening", limit=3)
+    keys = [f"10.0.0.{i % 250}|{i}-{'x' * 1000}" for i in range(50)]
+    digests = [small.digest(k) for k in keys]
+    try:
+        for key in keys:
+            small.check(key)
+        sizes = conn.execute(
+            "SELECT DISTINCT octet_length(key) FROM gis_ioc.rate_hits WHERE key = ANY(%s)", (digests,)
+        ).fetchall()
+        assert sizes == [(16,)]
+        for _ in range(2):
+            small.check(keys[0])
+        with pytest.raises(Exception, match="too many login attempts"):
+            small.check(keys[0])
+    finally:
+        conn.execute("DELETE FROM gis_ioc.rate_hits WHERE key = ANY(%s)", (digests,))
 
 
 def test_refusals_are_recorded_but_bounded(settings: Settings, conn: psycopg.Connection[Any]) -> None:

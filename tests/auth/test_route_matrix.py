@@ -266,3 +266,19 @@ def test_others_cannot_dismiss_a_job(
     for who in ("anonymous", "analyst", "commune_officer", "external"):
         assert anonymous.delete(f"/ogc/jobs/{job}", headers=callers[who].headers).status_code in (401, 403, 404), who
     assert anonymous.get(f"/ogc/jobs/{job}?f=json", headers=callers["leader"].headers).status_code == 200
+
+
+def test_others_cannot_dismiss_an_export_job(
+    anonymous: TestClient, callers: dict[str, Caller], samples: dict[str, Any]
+) -> None:
+    """DELETE routes are not in the matrix (a first answer would change what the others are asked)."""
+    job = samples["export_job"]
+    for who in ("anonymous", "analyst", "gis_officer", "commune_officer", "external", "external_granted"):
+        answer = anonymous.delete(f"/api/exports/jobs/{job}", headers=callers[who].headers)
+        assert answer.status_code == 404, (who, answer.status_code, answer.text)
+    assert anonymous.get(f"/api/exports/jobs/{job}", headers=callers["leader"].headers).status_code == 200
+    # pygeoapi's job routes answer only process jobs: an export job is not one of them, even to its owner
+    assert anonymous.get(f"/ogc/jobs/{job}?f=json", headers=callers["leader"].headers).status_code == 404
+    listed = anonymous.get("/ogc/jobs?f=json", headers=callers["administrator"].headers)
+    assert listed.status_code == 200 and job not in listed.text
+    assert {j.get("type") for j in listed.json()["jobs"]} <= {"process"}
