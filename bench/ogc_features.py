@@ -3,18 +3,21 @@
 One throwaway cluster (boundaries + demo data, 200,000 parcels) serves five contenders in turn,
 each in its own process on 127.0.0.1, under the same bounded load (wrk, 8 connections, 2 threads):
 
-  gis_ioc        `gis-ioc serve` (GeoJSON built in PostGIS, keyset paging, no count on big pages), asked
-                 with a leader's API key (land_parcels is internal), as its least-privileged database
-                 role under row-level security
+  gis_ioc        `gis-ioc serve --workers 1` (GeoJSON built in PostGIS, keyset paging, no count on big
+                 pages), asked with a leader's API key (land_parcels is internal), as its least-privileged
+                 database role under row-level security
+  gis_ioc ×N     the same with N worker processes (--workers-list, default 1 and the machine's cores)
   gis_ioc as owner  the same server connected as the database's superuser (row security bypassed):
                  the difference is the cost of row security
   pygeoapi       pygeoapi's stock PostgreSQL provider (and its MVT-postgresql provider for tiles)
   tipg           developmentseed's tipg, installed by this script in its own virtual environment
   raw SQL        pgbench running gis_ioc's own SQL for the request: the floor
 
-Requests: items?limit=100&bbox=<1 km box>, items?limit=1000, a single feature, a cql2 filter, a z14 tile.
+Requests: items?limit=100&bbox=<1 km box>, items?limit=1000, a single feature, a cql2 filter, a z14 tile:
+each the same request again and again (what a cache in the server answers after the first), and, for the
+single feature and the tile, a random one each time (``random``: what the database must answer).
 
-    .venv/bin/python bench/ogc_features.py [--duration 10] [--connections 8] [--skip tipg]
+    .venv/bin/python bench/ogc_features.py [--duration 10] [--connections 8] [--skip tipg] [--workers-list 1,2]
 
 Needs wrk and pgbench (Debian: apt-get install wrk postgresql-client); tipg comes from PyPI.
 Figures depend on the machine; compare the columns of one run, not runs on different days.
@@ -23,6 +26,7 @@ Figures depend on the machine; compare the columns of one run, not runs on diffe
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import shutil
@@ -56,10 +60,14 @@ REQUESTS = [
     "items limit=100 bbox",
     "items limit=1000",
     "single feature",
+    "single feature, random",
     "cql2 filter",
     "tile z14",
     "tile z14, all fields",
+    "tile z14, random",
 ]
+#: Ranges of the random requests' placeholders ({fid}, {x}, {y}); set once the data is loaded.
+RANGES: dict[str, tuple[int, int]] = {}
 
 
 def tile_index(lon: float, lat: float, z: int) -> tuple[int, int, int]:
@@ -82,7 +90,22 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 120) ->
     raise RuntimeError(f"no answer from {url} in {seconds} s")
 
 
+def concrete(url: str) -> str:
+    """A URL template ({fid}, {x}, {y}) with the middle of each range, for the check before the load."""
+    for name, (low, high) in RANGES.items():
+        url = url.replace("{" + name + "}", str((low + high) // 2))
+    return url
+
+
 def wrk(url: str, duration: int, connections: int, headers: dict[str, str]) -> tuple[float, float, float, int]:
+    random_args: list[str] = []
+    if "{" in url:  # a template: wrk_report.lua asks a random instance each time
+        split = httpx.URL(url.replace("{", "%7B").replace("}", "%7D"))
+        path = url[url.index("/", len(f"{split.scheme}://")) :]
+        url = f"{split.scheme}://{split.host}:{split.port}/"
+        random_args = ["--", path]
+        for name, (low, high) in RANGES.items():
+            random_args += [name, str(low), str(high)]
     out = subprocess.run(
         [
             "wrk",
@@ -95,6 +118,7 @@ def wrk(url: str, duration: int, connections: int, headers: dict[str, str]) -> t
             "-s",
             str(HERE / "wrk_report.lua"),
             url,
+            *random_args,
         ],
         capture_output=True,
         text=True,
@@ -148,7 +172,7 @@ def measure(
     """One request type against one running contender; None when it does not answer properly."""
     try:
         started = time.perf_counter()
-        check = httpx.get(url, timeout=30, headers=headers)
+        check = httpx.get(concrete(url), timeout=30, headers=headers)
         single = time.perf_counter() - started
     except httpx.HTTPError as exc:
         print(f"  {request:<22} no answer within 30 s ({type(exc).__name__}): n/a", flush=True)
@@ -205,7 +229,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--parcels", type=int, default=200_000)
     parser.add_argument("--skip", action="append", default=[], choices=["gis_ioc", "pygeoapi", "tipg", "raw SQL"])
+    parser.add_argument(
+        "--workers-list",
+        default=f"1,{len(os.sched_getaffinity(0))}",
+        help="gis_ioc's worker counts to run side by side (default: 1 and the machine's cores)",
+    )
+    parser.add_argument("--owner", action="store_true", help="also gis_ioc as the database owner (row security off)")
     args = parser.parse_args()
+    counts = sorted({int(n) for n in args.workers_list.split(",") if n.strip()})
     for tool in ("wrk", "pgbench"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is missing: apt-get install -y wrk postgresql-client")
@@ -224,6 +255,16 @@ def main() -> None:
             fid = conn.execute(
                 "SELECT fid FROM layers.land_parcels ORDER BY fid OFFSET %s LIMIT 1", (args.parcels // 2,)
             ).fetchone()[0]  # type: ignore[index]
+            low, high = conn.execute("SELECT min(fid), max(fid) FROM layers.land_parcels").fetchone()  # type: ignore[misc]
+            RANGES["fid"] = (int(low), int(high))
+            extent = conn.execute(
+                "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+                "(SELECT ST_Extent(geom) AS e FROM layers.land_parcels) s"
+            ).fetchone()
+            assert extent is not None
+            _, x0, y0 = tile_index(extent[0], extent[3], 14)  # top left
+            _, x1, y1 = tile_index(extent[2], extent[1], 14)  # bottom right
+            RANGES["x"], RANGES["y"] = (x0, x1), (y0, y1)
             raw_sql = raw_queries(conn, catalog.layer("land_parcels"), fid)
             # land_parcels is internal: gis_ioc is asked by a leader's API key, as a client system would
             accounts.create_account(
@@ -247,7 +288,7 @@ def main() -> None:
 
         contenders: dict[str, Callable[[], tuple[subprocess.Popen[bytes], dict[str, str]]]] = {}
 
-        def gis_ioc(as_owner: bool = False) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+        def gis_ioc(as_owner: bool = False, workers: int = 1) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
             port = free_port()
             env = {
                 **os.environ,
@@ -260,15 +301,21 @@ def main() -> None:
                 env["GIS_IOC_SERVER_DATABASE_URL"] = (
                     f"host={cluster.socket_dir} port={settings.db_port} dbname={settings.db_name} user={SUPERUSER}"
                 )
-            proc = start([str(Path(sys.executable).parent / "gis-ioc"), "serve"], env, home / "gis_ioc.log")
+            proc = start(
+                [str(Path(sys.executable).parent / "gis-ioc"), "serve", "--workers", str(workers)],
+                env,
+                home / "gis_ioc.log",
+            )
             base = f"http://127.0.0.1:{port}/ogc/collections/land_parcels"
             return proc, {
                 "items limit=100 bbox": f"{base}/items?limit=100&bbox={bbox}",
                 "items limit=1000": f"{base}/items?limit=1000",
                 "single feature": f"{base}/items/{fid}",
+                "single feature, random": base + "/items/{fid}",
                 "cql2 filter": f"{base}/items?limit=100&{cql}",
                 "tile z14": f"{base}/tiles/WebMercatorQuad/{z}/{y}/{x}",
                 "tile z14, all fields": f"{base}/tiles/WebMercatorQuad/{z}/{y}/{x}?properties=*",
+                "tile z14, random": base + "/tiles/WebMercatorQuad/14/{y}/{x}",
             }
 
         def stock() -> tuple[subprocess.Popen[bytes], dict[str, str]]:
@@ -307,11 +354,15 @@ def main() -> None:
                 "items limit=100 bbox": f"{base}/items?f=json&limit=100&bbox={bbox}",
                 "items limit=1000": f"{base}/items?f=json&limit=1000",
                 "single feature": f"{base}/items/{fid}?f=json",
+                "single feature, random": base + "/items/{fid}?f=json",
                 "cql2 filter": f"{base}/items?f=json&limit=100&filter-lang=cql2-text&{cql}",
                 "tile z14": f"http://127.0.0.1:{port}/collections/land_parcels_tiles/tiles/WebMercatorQuad/"
                 f"{z}/{y}/{x}?f=mvt",
             }
             urls["tile z14, all fields"] = urls["tile z14"]  # pygeoapi's tiles carry every field
+            urls["tile z14, random"] = (
+                f"http://127.0.0.1:{port}/collections/land_parcels_tiles/tiles/WebMercatorQuad/" + "14/{y}/{x}?f=mvt"
+            )
             return proc, urls
 
         def tipg() -> tuple[subprocess.Popen[bytes], dict[str, str]]:
@@ -333,25 +384,30 @@ def main() -> None:
                 "items limit=100 bbox": f"{base}/items?limit=100&bbox={bbox}",
                 "items limit=1000": f"{base}/items?limit=1000",
                 "single feature": f"{base}/items/{fid}",
+                "single feature, random": base + "/items/{fid}",
                 "cql2 filter": f"{base}/items?limit=100&filter-lang=cql2-text&{cql}",
                 "tile z14": f"{base}/tiles/WebMercatorQuad/{z}/{x}/{y}",
                 "tile z14, all fields": f"{base}/tiles/WebMercatorQuad/{z}/{x}/{y}",
+                "tile z14, random": base + "/tiles/WebMercatorQuad/14/{x}/{y}",
             }
 
-        contenders = {
-            "gis_ioc": gis_ioc,
-            "gis_ioc as owner": lambda: gis_ioc(as_owner=True),
-            "pygeoapi": stock,
-            "tipg": tipg,
-        }
+        contenders = {"gis_ioc": gis_ioc}
+        for n in counts:
+            if n > 1:
+                contenders[f"gis_ioc x{n}"] = functools.partial(gis_ioc, workers=n)
+        if args.owner:
+            contenders["gis_ioc as owner"] = functools.partial(gis_ioc, as_owner=True)
+        contenders |= {"pygeoapi": stock, "tipg": tipg}
         for name, launch in contenders.items():
-            if name in args.skip or (name == "gis_ioc as owner" and "gis_ioc" in args.skip):
+            if name in args.skip or (name.startswith("gis_ioc") and "gis_ioc" in args.skip):
                 continue
             headers = {"X-API-Key": key} if name.startswith("gis_ioc") else {}
             print(f"{name}: starting …", flush=True)
             proc, urls = launch()
             procs.append(proc)
             wait_ready(urls["single feature"], proc)
+            if name.startswith("gis_ioc"):  # every worker up (each answers /healthz once it has started)
+                time.sleep(3)
             results[name] = {}
             for request, url in urls.items():
                 results[name][request] = measure(request, url, args, headers)
@@ -398,18 +454,25 @@ def raw_queries(conn: psycopg.Connection[object], layer: object, fid: int) -> di
         p = Params()
         return cursor.mogrify(tile_sql(viewer, layer, z, x, y, p, properties), p.values)
 
+    one = sql.SQL(
+        "SELECT {}::text FROM layers.land_parcels t WHERE t.fid = %(fid)s AND t.approval = 'approved'"
+    ).format(feature_sql(layer, parse_items(viewer, layer, {}).crs, None, False))
+    low, high = RANGES["fid"]
+    (x0, x1), (y0, y1) = RANGES["x"], RANGES["y"]
+    # the tile's own x and y become pgbench's random variables
+    tile_random = tile(["parcel_code", "land_use"]).replace(
+        f"ST_TileEnvelope(14, {x}, {y})", "ST_TileEnvelope(14, :x, :y)"
+    )
     return {
         "items limit=100 bbox": page_sql({"limit": "100", "bbox": ",".join(map(str, BBOX))}),
         "items limit=1000": page_sql({"limit": "1000"}),
-        "single feature": cursor.mogrify(
-            sql.SQL(
-                "SELECT {}::text FROM layers.land_parcels t WHERE t.fid = %(fid)s AND t.approval = 'approved'"
-            ).format(feature_sql(layer, parse_items(viewer, layer, {}).crs, None, False)),
-            {"fid": fid},
-        ),
+        "single feature": cursor.mogrify(one, {"fid": fid}),
+        "single feature, random": f"\\set fid random({low}, {high})\n"
+        + cursor.mogrify(one, {"fid": 0}).replace("t.fid = 0", "t.fid = :fid"),
         "cql2 filter": page_sql({"limit": "100", "filter": CQL}),
         "tile z14": tile(["parcel_code", "land_use"]),
         "tile z14, all fields": tile(None),
+        "tile z14, random": f"\\set x random({x0}, {x1})\n\\set y random({y0}, {y1})\n" + tile_random,
     }
 
 
@@ -491,10 +554,10 @@ def report(results: dict[str, dict[str, tuple[float, float, float, int] | None]]
     print(
         f"\nrequests/s and p50/p95 latency (ms); wrk -c{args.connections} -d{args.duration}s; {args.parcels:,} parcels"
     )
-    header = f"{'request':<22}" + "".join(f"{n:>26}" for n in names)
+    header = f"{'request':<24}" + "".join(f"{n:>26}" for n in names)
     print(header + (f"{'vs pygeoapi':>13}{'vs tipg':>10}" if "gis_ioc" in results else ""))
     for request in REQUESTS:
-        line = f"{request:<22}"
+        line = f"{request:<24}"
         for name in names:  # "gis_ioc as owner": the same server without row security (its cost)
             r = results[name].get(request)
             line += f"{'n/a':>26}" if r is None else f"{r[0]:9.1f} {r[1]:7.1f}/{r[2]:<7.1f}"
