@@ -14,6 +14,7 @@ the last page of an offset walk, a count that stays under :data:`COUNT_CAP`, or 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -179,15 +180,43 @@ def fetch_feature(
 ) -> str | None:
     """One feature (of any version, for versioned layers) that the viewer may read, as GeoJSON text, or
     None; ``layer`` is the layer as the viewer sees it."""
-    params = Params()
-    statement = sql.SQL("SELECT {}::text FROM {} t WHERE t.fid = {} AND {}").format(
-        feature_sql(viewer.sees(layer), crs, None, False),
-        sql.Identifier(SCHEMA, layer.table),
-        params.add(fid),
-        rows.visible(viewer, layer, params, current=False),
-    )
-    row = conn.execute(statement, params.values).fetchone()
+    statement, values = feature_statement(viewer, layer, fid, crs)
+    row = conn.execute(statement, values).fetchone()
     return None if row is None else str(row[0])
+
+
+def feature_statement(viewer: Viewer, layer: Layer, fid: int, crs: PublishedCrs) -> tuple[bytes, dict[str, Any]]:
+    """The SELECT of :func:`fetch_feature` and its values. The SQL text depends only on the layer, the
+    viewer's class for it (:meth:`Viewer.view_class`: same rows, same fields) and the CRS, so it is
+    composed once per such triple; only the feature id changes between requests."""
+    text, values = _feature_template(viewer, layer, crs)
+    return text, {**values, _FID: fid}
+
+
+_FID = "p0"  # the first value added: the feature id
+_FEATURE_TEMPLATES: dict[tuple[Any, ...], tuple[bytes, dict[str, Any]]] = {}
+_TEMPLATES_LOCK = threading.Lock()
+
+
+def _feature_template(viewer: Viewer, layer: Layer, crs: PublishedCrs) -> tuple[bytes, dict[str, Any]]:
+    key = (layer.id, viewer.view_class(layer), crs.uri)
+    found = _FEATURE_TEMPLATES.get(key)
+    if found is None:
+        params = Params()
+        fid = params.add(0)
+        assert fid.as_string(None) == f"%({_FID})s"
+        statement = sql.SQL("SELECT {}::text FROM {} t WHERE t.fid = {} AND {}").format(
+            feature_sql(viewer.sees(layer), crs, None, False),
+            sql.Identifier(SCHEMA, layer.table),
+            fid,
+            rows.visible(viewer, layer, params, current=False),
+        )
+        found = (statement.as_bytes(None), params.values)
+        with _TEMPLATES_LOCK:
+            _FEATURE_TEMPLATES[key] = found
+            while len(_FEATURE_TEMPLATES) > 1024:  # bounded whatever the viewers
+                _FEATURE_TEMPLATES.pop(next(iter(_FEATURE_TEMPLATES)))
+    return found
 
 
 def feature_collection(page: FeaturePage, links: list[dict[str, str]], stamp: str) -> str:

@@ -56,18 +56,19 @@ from gis_ioc.database.versions import DataVersions, VersionedCache
 from gis_ioc.errors import DatabaseUnavailable, GisIocError, InvalidInput, NotFound
 from gis_ioc.http import problem
 from gis_ioc.publish.cql import parse_filter
-from gis_ioc.publish.features import FeaturePage, ItemsQuery, feature_collection, fetch_feature, fetch_page
+from gis_ioc.publish.features import FeaturePage, ItemsQuery, feature_collection, feature_statement, fetch_page
 from gis_ioc.publish.openapi import for_collections, self_contained
 from gis_ioc.publish.params import ITEM_PARAMS, check_unknown, parse_crs, parse_items
 from gis_ioc.publish.provider import BACKEND, Backend
 from gis_ioc.publish.queryables import queryables_document
 from gis_ioc.publish.tiles import (
     VARY_VIEWER,
-    fetch_tile_versioned,
     parse_tile,
     parse_tile_properties,
     same_for_everyone,
+    tile_and_version,
     tile_response,
+    tile_statement_versioned,
     tileset,
     tileset_list,
     tms_list,
@@ -334,9 +335,18 @@ class FeaturesApi:
         with scope.transaction(self.pool, viewer, self.catalog, "read") as conn, _database_refusals():
             return work(conn)
 
+    def _at_once(self, viewer: Viewer, statements: list[scope.Statement]) -> list[list[tuple[Any, ...]]]:
+        """Read-only statements for the viewer in one round trip (:func:`scope.read_at_once`)."""
+        with _database_refusals():
+            return scope.read_at_once(self.pool, viewer, self.catalog, statements)
+
     def _version(self, layer: Layer) -> int | None:
         """The layer's data version as this process knows it (None: caches are not to be used)."""
         return self.versions.get(layer.table) if self.versions is not None else None
+
+    @staticmethod
+    def _version_statement(layer: Layer) -> scope.Statement:
+        return "SELECT version FROM gis_ioc.data_versions WHERE layer_table = %s", (layer.table,)
 
     def _answer_key(self, request: Request, viewer: Viewer, layer: Layer) -> tuple[Any, ...]:
         """What a GeoJSON answer depends on: the address as asked (links), the parameters, and the
@@ -476,9 +486,16 @@ class FeaturesApi:
             ]
             return (text[:-1] + ', "links": ' + _json(links) + "}").encode()
 
-        body = await self._cached(
-            request, viewer, layer, lambda conn: fetch_feature(conn, viewer, layer, fid, crs), render
-        )
+        key = self._answer_key(request, viewer, layer)
+        version = self._version(layer)
+        body = self.answers.get(layer.table, key, version)
+        if body is None:
+            found, made_from = await run_in_threadpool(
+                self._at_once, viewer, [feature_statement(viewer, layer, fid, crs), self._version_statement(layer)]
+            )
+            body = render(str(found[0][0]) if found else None)
+            if body is not None and version is not None:
+                self.answers.put(layer.table, key, made_from[0][0] if made_from else None, body)
         if body is None:
             raise NotFound(f"no feature {raw} in {layer.id}")
         return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{crs.uri}>"})
@@ -515,9 +532,9 @@ class FeaturesApi:
         cached = self.tiles.get(layer.table, key, version)
         if cached is not None:
             return tile_response(request, cached, layer)
-        data, made_from = await run_in_threadpool(
-            self._run, viewer, lambda conn: fetch_tile_versioned(conn, viewer, layer, z, x, y, properties)
-        )
+        statement = tile_statement_versioned(viewer, layer, z, x, y, properties)
+        (row,) = await run_in_threadpool(self._at_once, viewer, [statement])
+        data, made_from = tile_and_version(row[0] if row else None)
         if version is not None:  # only while the listener is live: it tells when the entry goes stale
             self.tiles.put(layer.table, key, made_from, data)
         return tile_response(request, data, layer)

@@ -85,12 +85,23 @@ def fetch_tile_versioned(
 ) -> tuple[bytes, int | None]:
     """The tile and the layer's data version it was made from (read in the same statement, so in the same
     snapshot: a cache keeps it under the version of the data it holds, whichever server it came from)."""
+    query, values = tile_statement_versioned(viewer, layer, z, x, y, properties)
+    return tile_and_version(conn.execute(query, values).fetchone())
+
+
+def tile_statement_versioned(
+    viewer: Viewer, layer: Layer, z: int, x: int, y: int, properties: list[str] | None
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """The SELECT of :func:`fetch_tile_versioned` and its values."""
     params = Params()
     tile = tile_sql(viewer, layer, z, x, y, params, properties)
     query = sql.SQL("SELECT ({}), (SELECT version FROM gis_ioc.data_versions WHERE layer_table = {})").format(
         tile, params.add(layer.table)
     )
-    row = conn.execute(query, params.values).fetchone()
+    return query, params.values
+
+
+def tile_and_version(row: tuple[Any, ...] | None) -> tuple[bytes, int | None]:
     if row is None:
         return b"", None
     return (bytes(row[0]) if row[0] is not None else b""), (int(row[1]) if row[1] is not None else None)

@@ -34,11 +34,12 @@ away and the transaction starts once more on a fresh one, before the caller's wo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any, Literal
 
 import psycopg
+from psycopg import pq, sql
 from psycopg_pool import ConnectionPool
 
 from gis_ioc.auth.context import CURRENT
@@ -75,6 +76,19 @@ def row_settings(viewer: Viewer, layers: list[Layer], purpose: Purpose = "read")
 ANONYMOUS_TIMEOUT_MS = 5000
 
 
+def _settings_statement(viewer: Viewer, catalog: Catalog, purpose: Purpose) -> tuple[str, list[str]]:
+    """The one SELECT of ``set_config(…, true)`` that tells PostgreSQL who asks, and its values."""
+    rows, communes = row_settings(viewer, list(catalog), purpose)
+    settings = {"gis_ioc.rows": rows, "gis_ioc.communes": communes, "gis_ioc.viewer": viewer.name}
+    settings["gis_ioc.purpose"] = purpose
+    if viewer.anonymous:
+        settings["statement_timeout"] = str(ANONYMOUS_TIMEOUT_MS)
+    if purpose != "read" or viewer.personal:
+        settings["role"] = FULL_ROLE  # SET LOCAL ROLE, in the same round trip
+    query = "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in settings)
+    return query, [part for pair in settings.items() for part in pair]
+
+
 def bind(
     conn: psycopg.Connection[Any],
     viewer: Viewer,
@@ -86,15 +100,7 @@ def bind(
     """Tell PostgreSQL who asks, for the rest of the current transaction (``SET LOCAL``), in one round trip.
     With ``wait_for`` (account, write position) on a replica, the same round trip asks whether the replica
     holds that account's last write yet: returns False when it does not (then read from the primary)."""
-    rows, communes = row_settings(viewer, list(catalog), purpose)
-    settings = {"gis_ioc.rows": rows, "gis_ioc.communes": communes, "gis_ioc.viewer": viewer.name}
-    settings["gis_ioc.purpose"] = purpose
-    if viewer.anonymous:
-        settings["statement_timeout"] = str(ANONYMOUS_TIMEOUT_MS)
-    if purpose != "read" or viewer.personal:
-        settings["role"] = FULL_ROLE  # SET LOCAL ROLE, in the same round trip
-    query = "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in settings)
-    params = [part for pair in settings.items() for part in pair]
+    query, params = _settings_statement(viewer, catalog, purpose)
     if wait_for is not None:
         query += ", " + replicas.CAUGHT_UP
         params.extend(wait_for)
@@ -221,3 +227,58 @@ def transaction(
                 stamped = conn.execute(replicas.STAMP, (stamp,)).fetchone()
         if stamped is not None and stamped[0] and (who := CURRENT.get()) is not None and who.username == stamp:
             who.extra["write_lsn"] = stamped[0]  # this request's next reads wait for it too
+
+
+Statement = tuple[sql.Composed | sql.SQL | str | bytes, Mapping[str, Any] | Sequence[Any] | None]
+
+
+def read_at_once(
+    pool: ConnectionPool[Any], viewer: Viewer, catalog: Catalog, statements: Sequence[Statement], *, timeout: float = 10
+) -> list[list[tuple[Any, ...]]]:
+    """Read-only statements for the viewer in ONE round trip, and the rows of each.
+
+    ``BEGIN``, the viewer's settings (the same as :func:`bind`'s), the statements and ``COMMIT`` go as one
+    simple-protocol message, their values bound by psycopg's client-side cursor (quoted by its adapters),
+    so row-level security applies to every statement exactly as in :func:`transaction`; PostgreSQL runs
+    them in order and stops at the first error (the transaction is then rolled back). A connection found
+    broken is replaced once (a read: nothing to undo). With read replicas, the same through
+    :func:`transaction`, which chooses the server."""
+    if replicas.replicas_of(pool) is not None:
+        with transaction(pool, viewer, catalog, "read") as conn:
+            return [conn.execute(query, values).fetchall() for query, values in statements]
+    settings, values = _settings_statement(viewer, catalog, "read")
+    with translate_errors():
+        for attempt in (1, 2):
+            with pool.connection(timeout=timeout) as conn:
+                try:
+                    return _at_once(conn, (settings, values), statements)
+                except psycopg.OperationalError:
+                    if attempt == 2 or not conn.broken:
+                        raise
+    raise AssertionError("unreachable")
+
+
+def _at_once(
+    conn: psycopg.Connection[Any], settings: Statement, statements: Sequence[Statement]
+) -> list[list[tuple[Any, ...]]]:
+    cursor = psycopg.ClientCursor(conn)
+    text = ";\n".join(["BEGIN", *(cursor.mogrify(q, v) for q, v in (settings, *statements)), "COMMIT"])
+    conn.autocommit = True  # the message carries its own BEGIN and COMMIT
+    try:
+        cursor.execute(text)
+        results: list[list[tuple[Any, ...]]] = []
+        while True:
+            if cursor.pgresult is not None and cursor.pgresult.status == pq.ExecStatus.TUPLES_OK:
+                results.append(cursor.fetchall())
+            if not cursor.nextset():
+                break
+        if len(results) != len(statements) + 1:
+            raise AssertionError(f"{len(statements) + 1} results expected, {len(results)} came")
+        return results[1:]  # without the settings' row
+    except BaseException:
+        if not conn.broken and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
+        raise
+    finally:
+        if not conn.broken:
+            conn.autocommit = False
