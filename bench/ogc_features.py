@@ -7,6 +7,7 @@ each in its own process on 127.0.0.1, under the same bounded load (wrk, 8 connec
                  pages), asked with a leader's API key (land_parcels is internal), as its least-privileged
                  database role under row-level security
   gis_ioc ×N     the same with N worker processes (--workers-list, default 1 and the machine's cores)
+  gis_ioc, no cache  one worker with its tile and GeoJSON caches off: every answer made by PostGIS
   gis_ioc as owner  the same server connected as the database's superuser (row security bypassed):
                  the difference is the cost of row security
   pygeoapi       pygeoapi's stock PostgreSQL provider (and its MVT-postgresql provider for tiles)
@@ -288,7 +289,9 @@ def main() -> None:
 
         contenders: dict[str, Callable[[], tuple[subprocess.Popen[bytes], dict[str, str]]]] = {}
 
-        def gis_ioc(as_owner: bool = False, workers: int = 1) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+        def gis_ioc(
+            as_owner: bool = False, workers: int = 1, cache: bool = True
+        ) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
             port = free_port()
             env = {
                 **os.environ,
@@ -297,6 +300,8 @@ def main() -> None:
                 "GIS_IOC_PORT": str(port),
                 "GIS_IOC_LOG_LEVEL": "warning",
             }
+            if not cache:  # every answer made by the database: what a first request costs
+                env |= {"GIS_IOC_TILE_CACHE_MB": "0", "GIS_IOC_FEATURE_CACHE_MB": "0"}
             if as_owner:  # the reference: the same server as the database's superuser, row security bypassed
                 env["GIS_IOC_SERVER_DATABASE_URL"] = (
                     f"host={cluster.socket_dir} port={settings.db_port} dbname={settings.db_name} user={SUPERUSER}"
@@ -391,7 +396,7 @@ def main() -> None:
                 "tile z14, random": base + "/tiles/WebMercatorQuad/14/{x}/{y}",
             }
 
-        contenders = {"gis_ioc": gis_ioc}
+        contenders = {"gis_ioc": gis_ioc, "gis_ioc, no cache": functools.partial(gis_ioc, cache=False)}
         for n in counts:
             if n > 1:
                 contenders[f"gis_ioc x{n}"] = functools.partial(gis_ioc, workers=n)
@@ -555,14 +560,14 @@ def report(results: dict[str, dict[str, tuple[float, float, float, int] | None]]
         f"\nrequests/s and p50/p95 latency (ms); wrk -c{args.connections} -d{args.duration}s; {args.parcels:,} parcels"
     )
     header = f"{'request':<24}" + "".join(f"{n:>26}" for n in names)
-    print(header + (f"{'vs pygeoapi':>13}{'vs tipg':>10}" if "gis_ioc" in results else ""))
+    print(header + (f"{'vs pygeoapi':>13}{'vs tipg':>10}{'no cache vs tipg':>18}" if "gis_ioc" in results else ""))
     for request in REQUESTS:
         line = f"{request:<24}"
         for name in names:  # "gis_ioc as owner": the same server without row security (its cost)
             r = results[name].get(request)
             line += f"{'n/a':>26}" if r is None else f"{r[0]:9.1f} {r[1]:7.1f}/{r[2]:<7.1f}"
-        ours = results.get("gis_ioc", {}).get(request)
-        for other in ("pygeoapi", "tipg"):
+        for mine, other in (("gis_ioc", "pygeoapi"), ("gis_ioc", "tipg"), ("gis_ioc, no cache", "tipg")):
+            ours = results.get(mine, {}).get(request)
             theirs = results.get(other, {}).get(request)
             if ours and theirs:
                 line += f"{ours[0] / theirs[0]:>11.1f}x "
