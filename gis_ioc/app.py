@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
@@ -268,10 +268,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return {"version": __version__, "status": body["status"], "database": {"reachable": True}}
         body["collections"] = sorted(k for k, v in config["resources"].items() if v.get("type") == "collection")
         return body
-
-    @app.get(settings.ogc_path, include_in_schema=False)
-    async def ogc_root() -> RedirectResponse:
-        return RedirectResponse(f"{settings.ogc_path}/", status_code=307)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     ogc = create_ogc_app(

@@ -145,6 +145,9 @@ class FrontDoor:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        if path == self.settings.ogc_path:  # the landing page as published (`/ogc`, `/ogc?f=json`): no redirect
+            path = path + "/"
+            scope = {**scope, "path": path, "raw_path": path.encode()}
         send = _with_headers(send, no_store=path.startswith("/api/auth"))
         refusal = self.check(scope)
         if refusal is not None:

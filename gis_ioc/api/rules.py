@@ -119,7 +119,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/maps/{indicator}"): permission("map"),
     ("GET", "/api/reports"): permission("report"),
     # the OGC API
-    ("GET", "{ogc}"): PUBLIC,
     ("GET", "{ogc}/"): PUBLIC,
     ("GET", "{ogc}/openapi"): PUBLIC,
     ("GET", "{ogc}/static"): PUBLIC,

@@ -151,13 +151,39 @@ def _tile_paths(collections: list[str]) -> dict[str, Any]:
 
 
 def self_contained(doc: dict[str, Any], collections: list[str]) -> dict[str, Any]:
-    """pygeoapi's document with every external reference made local, plus gis_ioc's tile paths."""
+    """pygeoapi's document with every external reference made local, plus gis_ioc's tile paths, and the
+    items' ``limit`` as the shared component ``#/components/parameters/limit`` (:func:`_shared_limit`)."""
     out: dict[str, Any] = _walk(doc)
     components = out.setdefault("components", {})
     for kind, items in COMPONENTS.items():
         components.setdefault(kind, {}).update(items)
     out.setdefault("paths", {}).update(_tile_paths(collections))
+    _shared_limit(out)
     return out
+
+
+def _shared_limit(doc: dict[str, Any]) -> None:
+    """pygeoapi declares ``limit`` in each items path; clients read the page size from the component
+    ``#/components/parameters/limit`` (QGIS does, and pages by 100 without it). The component takes the
+    default and maximum most layers share, and each path whose ``limit`` says the same refers to it; a
+    layer with its own paging keeps its own declaration."""
+    inline: list[tuple[list[Any], int, dict[str, Any]]] = []
+    for item in doc.get("paths", {}).values():
+        parameters = item.get("get", {}).get("parameters", [])
+        for index, parameter in enumerate(parameters):
+            if isinstance(parameter, dict) and parameter.get("name") == "limit" and parameter.get("in") == "query":
+                inline.append((parameters, index, parameter))
+    if not inline:
+        return
+    schemas = [(p["schema"].get("default"), p["schema"].get("maximum")) for _, _, p in inline]
+    default, maximum = max(set(schemas), key=schemas.count)
+    component = next(
+        p for _, _, p in inline if (p["schema"].get("default"), p["schema"].get("maximum")) == (default, maximum)
+    )
+    doc["components"].setdefault("parameters", {})["limit"] = component
+    for parameters, index, parameter in inline:
+        if (parameter["schema"].get("default"), parameter["schema"].get("maximum")) == (default, maximum):
+            parameters[index] = {"$ref": "#/components/parameters/limit"}
 
 
 def for_collections(doc: dict[str, Any], hidden: set[str]) -> dict[str, Any]:

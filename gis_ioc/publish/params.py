@@ -122,14 +122,23 @@ def _instant(text: str, *, end: bool) -> datetime:
         raise InvalidInput(f"datetime {text!r} is not a valid date or time") from None
 
 
+#: Interval ends that mean "open": year 0 and the last day of year 9999.
+OPEN_START = "0000-"
+OPEN_END = "9999-12-31"
+
+
 def parse_datetime(raw: str) -> tuple[datetime | None, datetime | None]:
     if "/" in raw:
         first, _, second = raw.partition("/")
         if "/" in second:
             raise InvalidInput(f"datetime interval has more than two ends: {raw!r}")
-        begin = None if first in ("", "..") else _instant(first, end=False)
-        end = None if second in ("", "..") else _instant(second, end=True)
+        # clients that cannot send an open end send the calendar's ends (QGIS: 0000-01-01T00:00:00Z)
+        sentinel = first.startswith(OPEN_START) or second.startswith(OPEN_END)
+        begin = None if first in ("", "..") or first.startswith(OPEN_START) else _instant(first, end=False)
+        end = None if second in ("", "..") or second.startswith(OPEN_END) else _instant(second, end=True)
         if begin is None and end is None:
+            if sentinel:
+                return (None, None)  # every time: no filter
             raise InvalidInput("datetime interval open at both ends ('../..'): leave datetime out instead")
         if begin is not None and end is not None and begin > end:
             raise InvalidInput(f"datetime interval ends before it begins: {raw!r}")
@@ -177,9 +186,11 @@ def parse_items(viewer: Viewer, layer: Layer, params: Mapping[str, str]) -> Item
     if "bbox" in params:
         query.bbox = parse_bbox(params["bbox"], parse_crs(params, "bbox-crs"))
     if "datetime" in params:
-        query.interval = parse_datetime(params["datetime"])
-        if not (layer.temporal or layer.versioned):
-            raise InvalidInput(f"datetime: collection {layer.id} has no time dimension")
+        interval = parse_datetime(params["datetime"])
+        if interval != (None, None):
+            query.interval = interval
+            if not (layer.temporal or layer.versioned):
+                raise InvalidInput(f"datetime: collection {layer.id} has no time dimension")
     if "properties" in params:
         names = [p.strip() for p in params["properties"].split(",") if p.strip()]
         unknown = [n for n in names if n not in queryables]

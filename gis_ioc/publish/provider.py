@@ -185,8 +185,8 @@ class GisIocProvider(BaseProvider):  # type: ignore[misc]
             )
             if bbox:
                 query.bbox = (bbox[0], bbox[1], bbox[2], bbox[3])
-            if datetime_:
-                query.interval = parse_datetime(datetime_)
+            if datetime_ and (interval := parse_datetime(datetime_)) != (None, None):
+                query.interval = interval
             query.equals = {k: coerce_query_value(self.layer, k, str(v)) for k, v in properties or []}
             query.sortby = [(s["property"], s["order"] == "-") for s in sortby or []]
             query.properties = list(select_properties) if select_properties else None

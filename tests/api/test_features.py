@@ -451,3 +451,17 @@ def test_half_open_intervals_in_temporal_filters(client: TestClient, db: psycopg
     expected = scalar(db, "SELECT count(*) FROM layers.planning_zones WHERE approval_date = %s", (day,))
     noon = items(client, "planning_zones", datetime=f"{day.isoformat()}T12:00:00Z", skipGeometry="true")
     assert noon["numberReturned"] == expected >= 1
+
+
+def test_qgis_calendar_ends_are_open_interval_ends(client: TestClient) -> None:
+    """QGIS 3.22 sends an open start as year 0 (and an open end as 9999-12-31): the same as '..'."""
+    opened = items(client, "planning_zones", datetime="../2022-12-31", limit=100)
+    qgis = items(client, "planning_zones", datetime="0000-01-01T00:00:00Z/2022-12-31", limit=100)
+    assert [f["id"] for f in qgis["features"]] == [f["id"] for f in opened["features"]]
+    later = items(client, "planning_zones", datetime="2022-01-01T00:00:00Z/9999-12-31T23:59:59Z", limit=100)
+    assert [f["id"] for f in later["features"]] == [
+        f["id"] for f in items(client, "planning_zones", datetime="2022-01-01T00:00:00Z/..", limit=100)["features"]
+    ]
+    everything = items(client, "schools", datetime="0000-01-01T00:00:00Z/9999-12-31T23:59:59Z", limit=1)
+    assert everything["numberReturned"] == 1  # every time: no filter, even on a layer without time
+    assert "open at both ends" in error(client, "/ogc/collections/planning_zones/items", datetime="../..")

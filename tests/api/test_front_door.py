@@ -107,3 +107,12 @@ def test_a_hidden_layer_answers_like_a_missing_one(anonymous: TestClient) -> Non
         for header in ("cache-control", "vary", "content-type"):
             assert hidden.headers.get(header) == missing.headers.get(header), (suffix, header)
         assert hidden.text.replace("police_posts", "no_such_layer") == missing.text, suffix
+
+
+def test_the_ogc_landing_page_answers_at_its_published_address_without_a_redirect(anonymous: TestClient) -> None:
+    """`/ogc` and `/ogc?f=json` (the landing page's own self link) answer the landing page, query kept."""
+    bare = anonymous.get("/ogc?f=json", follow_redirects=False)
+    assert bare.status_code == 200 and bare.headers["content-type"].startswith("application/json")
+    assert bare.json()["links"] == anonymous.get("/ogc/?f=json").json()["links"]
+    html = anonymous.get("/ogc?f=html", follow_redirects=False)
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")

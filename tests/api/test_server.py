@@ -215,3 +215,16 @@ def test_public_url_sets_every_link(settings: Settings, loaded: DemoResult) -> N
         }
         meta = c.get("/ogc/collections/schools", params={"f": "json"}, headers={"Host": "10.0.0.9"}).json()
         assert any(li["href"] == "https://gis.hungyen.example/ogc/collections/schools?f=json" for li in meta["links"])
+
+
+def test_limit_is_a_shared_component_every_items_path_refers_to(client: TestClient) -> None:
+    """QGIS takes the page size from #/components/parameters/limit (pages of 100 without it)."""
+    doc = client.get("/ogc/openapi?f=json").json()
+    limit = doc["components"]["parameters"]["limit"]
+    assert limit["name"] == "limit" and limit["schema"]["default"] == 10 and limit["schema"]["maximum"] == 1000
+    items = [path for path in doc["paths"] if path.endswith("/items")]
+    assert len(items) >= 10
+    for path in items:
+        parameters = doc["paths"][path]["get"]["parameters"]
+        assert {"$ref": "#/components/parameters/limit"} in parameters, path
+        assert not any(isinstance(p, dict) and p.get("name") == "limit" for p in parameters), path
