@@ -108,21 +108,30 @@ def loaded(settings: Settings, catalog: Catalog) -> DemoResult:
         return generate_demo(conn, catalog, DemoOptions(seed=SEED, as_of=AS_OF))
 
 
+def key_account(
+    conn: psycopg.Connection[Any], username: str, roles: list[str], *, full_name: str = "Bộ kiểm thử", **extra: Any
+) -> str:
+    """A new account without a password (a client system: API keys only), on the suite's standing
+    request; returns an API key of it. ``extra``: more of create_account's arguments (communes, grants…)."""
+    accounts.create_account(
+        conn,
+        username=username,
+        full_name=full_name,
+        agency=extra.pop("agency", "gis_ioc"),
+        roles=roles,
+        ref=SUITE_REQUEST,
+        actor="cli:test",
+        with_password=False,
+        **extra,
+    )
+    return accounts.issue_key(conn, username, SUITE_REQUEST, "cli:test", label="test suite")
+
+
 @pytest.fixture(scope="session")
 def reader_key(settings: Settings, loaded: DemoResult) -> str:
     """An API key of a leader (reads every internal layer, no personal data), for tests that read as one."""
     with connect(settings, autocommit=True) as conn:
-        accounts.create_account(
-            conn,
-            username="suite.reader",
-            full_name="Bộ kiểm thử",
-            agency="gis_ioc",
-            roles=["leader"],
-            ref=SUITE_REQUEST,
-            actor="cli:test",
-            with_password=False,  # a client system: API keys only
-        )
-        return accounts.issue_key(conn, "suite.reader", SUITE_REQUEST, "cli:test", label="test suite")
+        return key_account(conn, "suite.reader", ["leader"])
 
 
 @pytest.fixture(scope="session")

@@ -151,11 +151,7 @@ async def thematic_map(
             body = draw(tm)
             progress(2, 2)
             name = f"{tm.indicator.id}_{tm.period}_{tm.method}.{format}"
-            path = folder / name
-            if isinstance(body, bytes):
-                path.write_bytes(body)
-            else:
-                path.write_text(body if isinstance(body, str) else jobs.dumps(body), encoding="utf-8")
+            path = jobs.write_body(folder, name, body)
             detail = {"indicator": tm.indicator.id, "period": tm.period, "run": tm.run_id, "format": format}
             headers = {"X-Scenario-Run": str(tm.run_id)}
             return jobs.Result(path, MEDIA[format], name, None, detail, headers)

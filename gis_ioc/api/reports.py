@@ -130,11 +130,7 @@ async def report(
             body = render(rep)
             progress(2, 2)
             name = f"bao_cao_{rep.period}_runs_{'-'.join(str(i) for i in rep.run_ids)}.{format}"
-            path = folder / name
-            if isinstance(body, bytes):
-                path.write_bytes(body)
-            else:
-                path.write_text(body if isinstance(body, str) else jobs.dumps(body), encoding="utf-8")
+            path = jobs.write_body(folder, name, body)
             detail = {"period": rep.period, "runs": rep.run_ids, "format": format}
             headers = {"X-Scenario-Runs": ",".join(str(i) for i in rep.run_ids)}
             return jobs.Result(path, MEDIA[format], name, None, detail, headers)

@@ -309,7 +309,10 @@ class PrimaryPool(ConnectionPool[psycopg.Connection[Any]]):
             self._mark(True)
         except psycopg.Error as exc:
             self._close_probe()
+            was_up = not self.primary_down
             self._mark(False, exc)
+            if was_up:  # the idle connections went with the primary: drop them now, not at a request's cost
+                self.purge()
         for replica in self.replicas:
             replica.probe(self._samples, not self.primary_down)
 

@@ -579,3 +579,14 @@ class _Table(Mapping[str, Job]):
 def dumps(value: Any) -> str:
     """JSON of a map's or report's body, as the synchronous answer gives it."""
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def write_body(folder: Path, name: str, body: Any) -> Path:
+    """A map's or report's body into the job's folder: bytes as they are, text as UTF-8, anything else
+    (a JSON answer) as :func:`dumps` writes it."""
+    path = folder / name
+    if isinstance(body, bytes):
+        path.write_bytes(body)
+    else:
+        path.write_text(body if isinstance(body, str) else dumps(body), encoding="utf-8")
+    return path

@@ -356,32 +356,24 @@ class FeaturesApi:
 
     async def _cached[T](
         self,
-        request: Request,
-        viewer: Viewer,
+        cache: VersionedCache,
         layer: Layer,
-        work: Callable[[psycopg.Connection[Any]], T],
+        key: tuple[Any, ...],
+        fetch: Callable[[], tuple[T, int | None]],
         render: Callable[[T], bytes | None],
     ) -> bytes | None:
-        """The answer from this process's cache, or made by ``work`` then ``render`` and kept under the
-        data version read in the same transaction (so under the version of the data it holds, from the
-        primary or a replica alike); ``render`` answering None (not found) is not kept."""
-        key = self._answer_key(request, viewer, layer)
+        """The answer from this process's ``cache``, or made by ``fetch`` (in a worker thread: the result
+        and the layer's data version read in the same snapshot) then ``render``, and kept under the
+        version of the data it holds, from the primary or a replica alike. Nothing is kept while the
+        versions are unknown (no listener), nor a ``render`` of None (not found)."""
         version = self._version(layer)
-        body = self.answers.get(layer.table, key, version)
+        body = cache.get(layer.table, key, version)
         if body is not None:
             return body
-
-        def fetch(conn: psycopg.Connection[Any]) -> tuple[T, int | None]:
-            result = work(conn)
-            row = conn.execute(
-                "SELECT version FROM gis_ioc.data_versions WHERE layer_table = %s", (layer.table,)
-            ).fetchone()
-            return result, (int(row[0]) if row else None)
-
-        result, made_from = await run_in_threadpool(self._run, viewer, fetch)
+        result, made_from = await run_in_threadpool(fetch)
         body = render(result)
         if body is not None and version is not None:
-            self.answers.put(layer.table, key, made_from, body)
+            cache.put(layer.table, key, made_from, body)
         return body
 
     async def items(self, request: Request) -> Response:
@@ -405,7 +397,15 @@ class FeaturesApi:
         if request.method != "GET":
             page = await run_in_threadpool(self._run, viewer, lambda conn: fetch_page(conn, query))
             return Response(render(page), media_type=GEOJSON, headers=headers)
-        answer = await self._cached(request, viewer, layer, lambda conn: fetch_page(conn, query), render)
+
+        def fetch() -> tuple[FeaturePage, int | None]:
+            def page_and_version(conn: psycopg.Connection[Any]) -> tuple[FeaturePage, int | None]:
+                row = conn.execute(*self._version_statement(layer)).fetchone()
+                return fetch_page(conn, query), (int(row[0]) if row else None)
+
+            return self._run(viewer, page_and_version)
+
+        answer = await self._cached(self.answers, layer, self._answer_key(request, viewer, layer), fetch, render)
         return Response(answer, media_type=GEOJSON, headers=headers)
 
     def _links(
@@ -486,16 +486,13 @@ class FeaturesApi:
             ]
             return (text[:-1] + ', "links": ' + _json(links) + "}").encode()
 
-        key = self._answer_key(request, viewer, layer)
-        version = self._version(layer)
-        body = self.answers.get(layer.table, key, version)
-        if body is None:
-            found, made_from = await run_in_threadpool(
-                self._at_once, viewer, [feature_statement(viewer, layer, fid, crs), self._version_statement(layer)]
+        def fetch() -> tuple[str | None, int | None]:
+            found, made_from = self._at_once(
+                viewer, [feature_statement(viewer, layer, fid, crs), self._version_statement(layer)]
             )
-            body = render(str(found[0][0]) if found else None)
-            if body is not None and version is not None:
-                self.answers.put(layer.table, key, made_from[0][0] if made_from else None, body)
+            return (str(found[0][0]) if found else None), (int(made_from[0][0]) if made_from else None)
+
+        body = await self._cached(self.answers, layer, self._answer_key(request, viewer, layer), fetch, render)
         if body is None:
             raise NotFound(f"no feature {raw} in {layer.id}")
         return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{crs.uri}>"})
@@ -526,18 +523,15 @@ class FeaturesApi:
         properties = parse_tile_properties(layer, self.catalog, params.get("properties"))
         if z < self.catalog.style_of(layer).min_zoom:
             return tile_response(request, b"", layer)
+
+        def fetch() -> tuple[bytes, int | None]:
+            (row,) = self._at_once(viewer, [tile_statement_versioned(viewer, layer, z, x, y, properties)])
+            return tile_and_version(row[0] if row else None)
+
         # a tile is shared by the viewers of one class (same rows, same fields) until the layer changes
         key = (z, x, y, tuple(properties), viewer.view_class(layer))
-        version = self.versions.get(layer.table) if self.versions is not None else None
-        cached = self.tiles.get(layer.table, key, version)
-        if cached is not None:
-            return tile_response(request, cached, layer)
-        statement = tile_statement_versioned(viewer, layer, z, x, y, properties)
-        (row,) = await run_in_threadpool(self._at_once, viewer, [statement])
-        data, made_from = tile_and_version(row[0] if row else None)
-        if version is not None:  # only while the listener is live: it tells when the entry goes stale
-            self.tiles.put(layer.table, key, made_from, data)
-        return tile_response(request, data, layer)
+        data = await self._cached(self.tiles, layer, key, fetch, lambda tile: tile)
+        return tile_response(request, data or b"", layer)
 
     async def tile_matrix_sets(self, request: Request) -> Response:
         return tms_list(self._url(request, {}).rsplit("/tileMatrixSets", 1)[0])

@@ -14,7 +14,6 @@ import hashlib
 import math
 from typing import Any
 
-import psycopg
 from psycopg import sql
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -72,27 +71,12 @@ def tile_sql(
     )
 
 
-def fetch_tile(
-    conn: psycopg.Connection[Any], viewer: Viewer, layer: Layer, z: int, x: int, y: int, properties: list[str] | None
-) -> bytes:
-    params = Params()
-    row = conn.execute(tile_sql(viewer, layer, z, x, y, params, properties), params.values).fetchone()
-    return bytes(row[0]) if row and row[0] is not None else b""
-
-
-def fetch_tile_versioned(
-    conn: psycopg.Connection[Any], viewer: Viewer, layer: Layer, z: int, x: int, y: int, properties: list[str] | None
-) -> tuple[bytes, int | None]:
-    """The tile and the layer's data version it was made from (read in the same statement, so in the same
-    snapshot: a cache keeps it under the version of the data it holds, whichever server it came from)."""
-    query, values = tile_statement_versioned(viewer, layer, z, x, y, properties)
-    return tile_and_version(conn.execute(query, values).fetchone())
-
-
 def tile_statement_versioned(
     viewer: Viewer, layer: Layer, z: int, x: int, y: int, properties: list[str] | None
 ) -> tuple[sql.Composed, dict[str, Any]]:
-    """The SELECT of :func:`fetch_tile_versioned` and its values."""
+    """One tile (:func:`tile_sql`) and the layer's data version, read in the same statement (so in the same
+    snapshot: a cache keeps the tile under the version of the data it holds, whichever server it came
+    from); its values. :func:`tile_and_version` reads the row."""
     params = Params()
     tile = tile_sql(viewer, layer, z, x, y, params, properties)
     query = sql.SQL("SELECT ({}), (SELECT version FROM gis_ioc.data_versions WHERE layer_table = {})").format(

@@ -157,6 +157,12 @@ def _open(
     raise AssertionError("unreachable")
 
 
+PRIMARY_DOWN = (
+    "the primary database is unreachable: changes cannot be made now (reads are still served, from a replica); "
+    "try again shortly"
+)
+
+
 def _begin(
     pool: ConnectionPool[Any], viewer: Viewer, catalog: Catalog, purpose: Purpose, timeout: float, writes: bool
 ) -> tuple[ExitStack, psycopg.Connection[Any], str | None]:
@@ -184,14 +190,13 @@ def _begin(
                     return stack, conn, None
                 stack.close()  # not there yet: the writer reads from the primary
     if primary.primary_down and not reads:
-        raise replicas.PrimaryUnavailable(
-            "the primary database is unreachable: changes cannot be made now (reads are still served, from a "
-            "replica); try again shortly"
-        )
+        raise replicas.PrimaryUnavailable(PRIMARY_DOWN)
     try:
         stack, conn, _ = _open(pool, viewer, catalog, purpose, timeout)
-    except psycopg.OperationalError:
-        replica = primary.pick() if reads else None
+    except psycopg.OperationalError as exc:
+        if not reads:  # the primary went before the monitor saw it: the same answer as once it has
+            raise replicas.PrimaryUnavailable(PRIMARY_DOWN) from exc
+        replica = primary.pick()
         if replica is None:
             raise
         stack, conn, _ = _open(replica.pool, viewer, catalog, purpose, min(timeout, 5), retry=False)

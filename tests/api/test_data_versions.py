@@ -23,7 +23,7 @@ from gis_ioc.catalog import Catalog
 from gis_ioc.database.versions import TRIGGER, VersionedCache
 from gis_ioc.settings import Settings
 from tests.api.test_tiles import tile_of
-from tests.conftest import INSIDE, SUITE_REQUEST, scalar
+from tests.conftest import INSIDE, SUITE_REQUEST, key_account, scalar
 
 Z, ROW, COL = tile_of(106.05, 20.65, 14)
 TILE = f"/ogc/collections/land_parcels/tiles/WebMercatorQuad/{Z}/{ROW}/{COL}"
@@ -134,18 +134,7 @@ def test_a_cached_tile_is_never_shared_across_viewer_classes(
         (Z, COL, ROW),
     )
     elsewhere = next(c for c in communes if c != here)
-    accounts.create_account(
-        db,
-        username="versions.officer",
-        full_name="Cán bộ xã",
-        agency="UBND xã",
-        roles=["commune_officer"],
-        communes=[elsewhere],
-        ref=SUITE_REQUEST,
-        actor="cli:test",
-        with_password=False,
-    )
-    key = accounts.issue_key(db, "versions.officer", SUITE_REQUEST, "cli:test", label="versions test")
+    key = key_account(db, "versions.officer", ["commune_officer"], full_name="Cán bộ xã", communes=[elsewhere])
     assert a.get(TILE).status_code == 200  # the leader's tile is now cached
     officer = a.get(TILE, headers={"X-API-Key": key})
     if officer.status_code == 200:
@@ -169,17 +158,7 @@ def test_an_api_key_is_looked_up_once_and_a_lock_anywhere_takes_effect_at_once(
     workers: tuple[TestClient, TestClient], db: psycopg.Connection[Any]
 ) -> None:
     a, _ = workers
-    accounts.create_account(
-        db,
-        username="versions.client",
-        full_name="Hệ thống khách",
-        agency="Sở Xây dựng",
-        roles=["leader"],
-        ref=SUITE_REQUEST,
-        actor="cli:test",
-        with_password=False,
-    )
-    key = accounts.issue_key(db, "versions.client", SUITE_REQUEST, "cli:test", label="versions test")
+    key = key_account(db, "versions.client", ["leader"], full_name="Hệ thống khách")
     wait_for_version(
         a, "~credentials", scalar(db, "SELECT version FROM gis_ioc.data_versions WHERE layer_table = '~credentials'")
     )

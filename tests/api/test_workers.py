@@ -19,7 +19,7 @@ import pytest
 
 from gis_ioc.auth import accounts
 from gis_ioc.settings import Settings
-from tests.conftest import ARTIFACTS, SUITE_REQUEST, scalar, serve
+from tests.conftest import ARTIFACTS, SUITE_REQUEST, key_account, scalar, serve
 
 WORKERS = 3
 
@@ -29,20 +29,6 @@ def base(settings: Settings, loaded: Any) -> Iterator[str]:
     ARTIFACTS.mkdir(exist_ok=True)
     with serve(settings, ARTIFACTS / "workers-server.log", workers=WORKERS) as address:
         yield address
-
-
-def key_for(db: psycopg.Connection[Any], username: str, roles: list[str]) -> str:
-    accounts.create_account(
-        db,
-        username=username,
-        full_name="Người dùng thử",
-        agency="Văn phòng UBND tỉnh",
-        roles=roles,
-        ref=SUITE_REQUEST,
-        actor="cli:test",
-        with_password=False,
-    )
-    return accounts.issue_key(db, username, SUITE_REQUEST, "cli:test", label="workers test")
 
 
 def answering_workers(db: psycopg.Connection[Any]) -> set[str]:
@@ -58,7 +44,7 @@ def answering_workers(db: psycopg.Connection[Any]) -> set[str]:
 
 
 def test_every_worker_serves_and_state_is_shared(base: str, db: psycopg.Connection[Any]) -> None:
-    key = key_for(db, "workers.leader", ["leader"])
+    key = key_account(db, "workers.leader", ["leader"])
     with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30) as http:
         # many requests over fresh connections: the kernel spreads them over the workers
         for _ in range(60):
@@ -101,7 +87,7 @@ def test_every_worker_serves_and_state_is_shared(base: str, db: psycopg.Connecti
             db.execute("UPDATE layers.schools SET name = %s WHERE fid = %s", (name, fid))
 
         # locking an account takes effect in every worker, though each had its key cached
-        client_key = key_for(db, "workers.client", ["leader"])
+        client_key = key_account(db, "workers.client", ["leader"])
         for _ in range(10):
             with httpx.Client(base_url=base, headers={"X-API-Key": client_key}, timeout=30) as once:
                 assert once.get("/ogc/collections/land_parcels/items?limit=1").status_code == 200
@@ -124,7 +110,7 @@ def test_login_attempts_are_counted_across_workers(base: str, db: psycopg.Connec
 
 
 def test_an_async_process_job_is_answered_by_any_worker(base: str, db: psycopg.Connection[Any]) -> None:
-    key = key_for(db, "workers.analyst", ["leader"])
+    key = key_account(db, "workers.analyst", ["leader"])
     body = {"inputs": {"period": "2026-Q3", "province": True}}
     with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=60) as http:
         started = http.post(

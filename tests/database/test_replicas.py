@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 
 from gis_ioc.app import create_app
-from gis_ioc.auth import accounts, audit
+from gis_ioc.auth import audit
 from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.database.cluster import Cluster
@@ -30,7 +30,7 @@ from gis_ioc.loaders.boundaries import BoundarySet, load_boundaries
 from gis_ioc.query import scope
 from gis_ioc.query.viewer import Viewer
 from gis_ioc.settings import Settings
-from tests.conftest import INSIDE, SUITE_REQUEST, free_port, fresh_cluster, temp_home
+from tests.conftest import INSIDE, free_port, fresh_cluster, key_account, temp_home
 
 ITEM = "/ogc/collections/communes/items?f=json"
 RUN = ("/api/scenarios/health/run", {"period": "2026-Q3", "communes": ["11953"]})
@@ -61,17 +61,7 @@ def pair() -> Iterator[Pair]:
         with connect(settings, autocommit=True) as conn:
             upgrade(conn, catalog)
             load_boundaries(conn, BoundarySet.hung_yen_2025(settings.boundaries_dir))
-            accounts.create_account(
-                conn,
-                username="replica.leader",
-                full_name="Lãnh đạo",
-                agency="gis_ioc",
-                roles=["leader"],
-                ref=SUITE_REQUEST,
-                actor="cli:test",
-                with_password=False,
-            )
-            key = accounts.issue_key(conn, "replica.leader", SUITE_REQUEST, "cli:test", label="replica test")
+            key = key_account(conn, "replica.leader", ["leader"], full_name="Lãnh đạo")
         home = temp_home("gis-ioc-standby-")
         standby = Cluster(home=home, port=free_port(), system_user=settings.db_system_user, bindir=settings.pg_bindir)
         try:
