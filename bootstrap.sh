@@ -10,8 +10,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 ROOT=$(pwd)
 VENV=${GIS_IOC_VENV:-$ROOT/.venv}
+# python3-qgis: Debian's QGIS (3.22) for the tests that drive the real desktop client headless (PyQGIS).
+# fonts-liberation: Liberation Serif, metric-compatible with Times New Roman, for the state-format PDFs.
 DEBIAN_PACKAGES=(postgresql-15-postgis-3 postgresql-15-postgis-3-scripts gdal-bin
-                 chromium poppler-utils fonts-dejavu-core)
+                 chromium poppler-utils fonts-dejavu-core fonts-liberation python3-qgis)
 
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }

@@ -202,7 +202,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if isinstance(exc, auth_api.TooManyRequests):
             response.headers["Retry-After"] = str(exc.retry_after)
         if exc.status == 401:
-            response.headers["WWW-Authenticate"] = 'Bearer realm="gis_ioc"'
+            response.headers["WWW-Authenticate"] = getattr(exc, "challenge", 'Bearer realm="gis_ioc"')
         return response
 
     # outermost of the application's own middleware: Host, sizes, who asks, security headers

@@ -1,8 +1,10 @@
 """``/api/auth``: log in and out, change the password, enrol a second factor, and who am I.
 
-Credentials travel in headers only: ``Authorization: Bearer <session token or SSO JWT>`` or
-``X-API-Key``. A credential in the address (``?api_key=``, ``?access_token=``, ``?token=``) is refused
-with 400, because addresses end up in logs and browser histories.
+Credentials travel in headers only: ``Authorization: Bearer <session token or SSO JWT>``,
+``X-API-Key``, or ``Authorization: Basic`` with a user name and one of its API keys (for QGIS desktop,
+which cannot send a custom header; over HTTPS or from the government network only). A credential in
+the address (``?api_key=``, ``?access_token=``, ``?token=``) is refused with 400,
+because addresses end up in logs and browser histories.
 
 Every field is bounded before it is used (user names 64 characters, passwords 1,024, codes 10). Login
 attempts are rate-limited per address and user name, and per address, in PostgreSQL
@@ -11,6 +13,8 @@ attempts are rate-limited per address and user name, and per address, in Postgre
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
@@ -73,10 +77,12 @@ def principal(request: Request) -> Principal | None:
             )
         except AuthenticationFailed:
             return None  # an ended session: the page goes on as anonymous and offers to log in again
+    elif authorization[:6].lower() == "basic ":
+        found = _basic(request, authorization[6:].strip())
     else:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise AuthenticationFailed("use Authorization: Bearer <token>")
+            raise AuthenticationFailed("use Authorization: Bearer <token> or Basic <user name:API key>")
         if len(token) > TOKEN_MAX:
             raise AuthenticationFailed(f"the token is larger than {TOKEN_MAX // 1024} KB")
         token = token.strip()
@@ -89,6 +95,41 @@ def principal(request: Request) -> Principal | None:
             )
     request.state.principal = found
     return found
+
+
+def _basic(request: Request, encoded: str) -> Principal:
+    """HTTP Basic for clients that cannot send a custom header (QGIS desktop): the user name and an API
+    key of that account as the password. Only over HTTPS, or from the government network
+    (``GIS_IOC_AUTH_TRUSTED_NETWORKS``), where a password in the clear is not exposed. Failures are counted
+    by the same rate limits as logins (per address and user name, and per address), and a client past
+    them is refused (429) before its credential is tried."""
+    app = request.app
+    address = _address(request)
+    if request.url.scheme != "https" and not app.state.auth_policy.inside(address):
+        raise sessions.BasicFailed("HTTP Basic is accepted only over HTTPS, or from the government network")
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise sessions.BasicFailed("Authorization: Basic takes base64 of <user name>:<API key>") from None
+    username, colon, key = decoded.partition(":")
+    if not colon or not username or not key:
+        raise sessions.BasicFailed("Authorization: Basic takes base64 of <user name>:<API key>")
+    pair = f"{address}|{username}"
+    app.state.login_limiter.refuse_if_over(pair)
+    app.state.address_limiter.refuse_if_over(str(address))
+    from gis_ioc.database.replicas import lookup
+
+    try:
+        return lookup(
+            app.state.pool,
+            lambda c, ro: sessions.from_basic(
+                c, username, key, address=address, policy=app.state.auth_policy, read_only=ro
+            ),
+        )
+    except AuthenticationFailed:
+        app.state.login_limiter.check(pair)  # a failure counts like a failed login (429 past the limit)
+        app.state.address_limiter.check(str(address))
+        raise
 
 
 def _who(p: Principal) -> dict[str, Any]:

@@ -97,8 +97,9 @@ class FrontDoor:
         self.error = error
 
     async def who(self, scope: Scope, request: Request) -> Principal | None:
-        """Who asks. Without any credential: nobody, at once. With an API key this process checked
-        under the credentials' current version: its principal, at once (:mod:`gis_ioc.auth.cache`).
+        """Who asks. Without any credential: nobody, at once. With an API key (in ``X-API-Key`` or HTTP
+        Basic) this process checked under the credentials' current version: its principal, at once
+        (:mod:`gis_ioc.auth.cache`).
         Otherwise the lookup, in a worker thread."""
         headers = dict(scope["headers"])
         key = headers.get(b"x-api-key")
@@ -110,8 +111,14 @@ class FrontDoor:
             and SESSION_MARK not in headers.get(b"cookie", b"")
         ):
             return None
-        if plain and key is not None and self.principals is not None:
-            credential = key.decode("latin-1")
+        authorization = headers.get(b"authorization", b"")
+        basic = authorization[:6].lower() == b"basic "
+        if plain and (key is not None or basic) and self.principals is not None:
+            if key is not None:
+                credential = key.decode("latin-1")
+            else:  # Basic is accepted over HTTPS or from the government network: both are in the entry's key
+                client = scope.get("client") or ("", 0)
+                credential = f"\0{scope.get('scheme')}\0{client[0]}\0{authorization.decode('latin-1')}"
             cached = self.principals.get(credential)
             if cached is not None:
                 scope.setdefault("state", {})["principal"] = cached  # as the lookup leaves it

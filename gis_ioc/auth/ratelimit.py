@@ -77,6 +77,19 @@ SELECT (SELECT hits FROM hit) AS counted,
 FROM est
 """
 
+#: The same estimate, read only: would one more attempt be over the limit?
+PEEK = """
+WITH clock AS (
+    SELECT date_bin(make_interval(secs => %(window)s), now(), 'epoch') AS bucket, now() AS at
+)
+SELECT coalesce(c.hits, 0) AS current,
+       coalesce(p.hits, 0) AS prev,
+       extract(epoch FROM clock.at - clock.bucket)::float8 AS elapsed
+FROM clock
+LEFT JOIN gis_ioc.rate_hits c ON c.key = %(key)s AND c.bucket = clock.bucket
+LEFT JOIN gis_ioc.rate_hits p ON p.key = %(key)s AND p.bucket = clock.bucket - make_interval(secs => %(window)s)
+"""
+
 PRUNE = """
 DELETE FROM gis_ioc.rate_hits WHERE ctid = ANY (ARRAY(
     SELECT ctid FROM gis_ioc.rate_hits WHERE expires_at < now()
@@ -145,6 +158,19 @@ class RateLimiter:
         assert row is not None
         counted, current, prev, elapsed = row
         if counted is None:
+            raise TooManyRequests(
+                self.message, retry_after=retry_after(self.limit, self.window, current, prev, elapsed)
+            )
+
+    def refuse_if_over(self, key: str) -> None:
+        """Raise :class:`TooManyRequests` when ``key`` has used up its attempts, counting nothing: for
+        credentials sent with every request (HTTP Basic), where only the failures are counted
+        (:meth:`check`) and a client past the limit is refused before its credential is tried."""
+        with translate_errors(), self.pool.connection(timeout=10) as conn:
+            row = conn.execute(PEEK, {"key": self.digest(key), "window": self.window}).fetchone()
+        assert row is not None
+        current, prev, elapsed = row
+        if current + math.ceil(prev * (1 - elapsed / self.window)) >= self.limit:
             raise TooManyRequests(
                 self.message, retry_after=retry_after(self.limit, self.window, current, prev, elapsed)
             )

@@ -58,6 +58,15 @@ COUNTED = ("wrong password", WRONG_CODE, CODE_USED)
 class AuthenticationFailed(Unauthorized):
     """The credentials given are not valid."""
 
+    #: The WWW-Authenticate challenge sent with the 401.
+    challenge = 'Bearer realm="gis_ioc"'
+
+
+class BasicFailed(AuthenticationFailed):
+    """HTTP Basic credentials (user name and API key) that are not valid: the 401 asks for Basic again."""
+
+    challenge = 'Basic realm="gis_ioc", charset="UTF-8"'
+
 
 class SecretUnreadable(GisIocError):
     """A sealed second-factor secret cannot be opened with this server's totp_key."""
@@ -99,7 +108,7 @@ class Principal:
     grants: frozenset[str] = frozenset()
     second_factor: bool = False
     must_change_password: bool = False
-    via: str = "session"  # session | api_key | oidc
+    via: str = "session"  # session | api_key | basic | oidc
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -476,6 +485,95 @@ def from_api_key(
         frozenset(row.communes),
         frozenset(row.grants),
         via="api_key",
+        extra={"write_lsn": row.written},
+    )
+
+
+BASIC_FAILED = "the user name or API key is wrong, or the account cannot use it now"
+#: Basic refusals that count towards the account's lockout: a key that is not one of the account's own is
+#: a guess; a revoked or expired key of its own is not (its owner's client may still hold it).
+BASIC_COUNTED = ("wrong API key",)
+_BASIC_READ = (
+    "SELECT a.id, a.username, a.roles, a.communes, a.grants, a.state, a.failed_logins, a.locked_until, "
+    "a.must_change_password AND a.password_hash IS NOT NULL AS pending, "
+    "k.id AS key_id, k.key_sha256, k.expires_at < now() AS expired, k.revoked_at IS NOT NULL AS revoked, "
+    "k.last_used_at IS NULL OR k.last_used_at < now() - %s AS stale, "
+    "(SELECT w.lsn::text FROM gis_ioc.write_positions w WHERE w.account = a.username) AS written "
+    "FROM gis_ioc.accounts a LEFT JOIN gis_ioc.api_keys k ON k.account_id = a.id AND k.prefix = %s "
+    "WHERE a.username = %s"
+)
+
+
+def _basic_refusal(row: Any, key: str, now: datetime) -> str | None:
+    """Why this user name and key are refused, if they are."""
+    if row is None:
+        return "no such account"
+    if row.state != "active":
+        return f"account {row.state}"
+    if row.locked_until is not None and row.locked_until > now:
+        return "locked after failed logins"
+    if row.key_id is None or not secrets.compare_digest(row.key_sha256, _sha256(key)):
+        return "wrong API key"
+    if row.revoked or row.expired:
+        return "key revoked" if row.revoked else "key expired"
+    return "first password not changed" if row.pending else None
+
+
+def from_basic(
+    conn: psycopg.Connection[Any],
+    username: str,
+    key: str,
+    *,
+    address: str | None = None,
+    policy: Policy = Policy(),
+    read_only: bool = False,
+) -> Principal:
+    """HTTP Basic as QGIS desktop sends it: the account's user name, and one of that account's API keys as
+    the password (never the account's password, which stays behind its second factor). The key's checks
+    (revoked, expired, first password), plus the account's: a key that is not the account's own counts
+    as a failed login, the account locks after ``policy.max_failed`` in a row, and a locked account's
+    keys are refused until the lockout ends. Refusals are audited (``auth.basic``, bounded) with the same
+    uniform message whatever went wrong. ``read_only`` (on a replica): the same checks, nothing written."""
+    try:
+        check_username(username)
+    except InvalidInput:
+        raise BasicFailed(BASIC_FAILED) from None
+    parts = key.split("_")
+    prefix = parts[1][:16] if key.startswith(KEY_PREFIX) and len(parts) >= 3 and len(key) <= 200 else ""
+    with conn.transaction():
+        lock = "" if read_only else " FOR UPDATE OF a"  # failures in a row counted one at a time
+        row = _one(conn, _BASIC_READ + lock, (SEEN_EVERY, prefix, username))
+        now = _now(conn)
+        reason = _basic_refusal(row, key, now)
+        if read_only:
+            pass
+        elif reason is not None:
+            locked = reason in BASIC_COUNTED and _count_failure(conn, row, now, policy)
+            audit.refused(
+                conn,
+                actor=username,
+                action="auth.basic",
+                result="refused" if reason == "first password not changed" else "failed",
+                address=address,
+                detail={"reason": reason, "prefix": prefix},
+            )
+            if locked:
+                _record_lockout(conn, username, address, policy)
+        else:
+            if row.failed_logins:
+                conn.execute("UPDATE gis_ioc.accounts SET failed_logins = 0 WHERE id = %s", (row.id,))
+            if row.stale:
+                conn.execute("UPDATE gis_ioc.api_keys SET last_used_at = now() WHERE id = %s", (row.key_id,))
+    if reason == "first password not changed":
+        raise Forbidden(KEYS_WAIT_FOR_FIRST_CHANGE)
+    if reason is not None:
+        raise BasicFailed(BASIC_FAILED)
+    return Principal(
+        row.username,
+        frozenset(row.roles),
+        frozenset(row.communes),
+        frozenset(row.grants),
+        via="basic",
         extra={"write_lsn": row.written},
     )
 
