@@ -136,6 +136,8 @@ class LayerExport:
     filter_text: str | None
     filter_crs: PublishedCrs
     bbox: tuple[float, float, float, float] | None
+    #: Vietnamese labels beside codes (a ``NAME_vi`` column each)
+    labels: bool = False
 
 
 def _filter_text(value: Any, lang: Any) -> tuple[str | None, str | None]:
@@ -167,7 +169,19 @@ def check_layer_export(viewer: Viewer, catalog: Catalog, layer_id: str, params: 
     text, lang = _filter_text(params.get("filter"), params.get("filter-lang"))
     node = parse_filter(text, lang) if text is not None else None
     rows.where(viewer, layer, Params(), filter=node, filter_crs=filter_crs)  # unknown fields, bad values: 400
-    return LayerExport(layer.id, fmt, crs, node, text, filter_crs, bbox)
+    return LayerExport(layer.id, fmt, crs, node, text, filter_crs, bbox, labels=_flag(params, "labels"))
+
+
+def _flag(params: dict[str, Any], name: str) -> bool:
+    """A yes/no parameter: true/false in a JSON body, true/false/1/0 in a query string."""
+    value = params.get(name, False)
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0", None):
+        return False
+    raise InvalidInput(f"{name} must be true or false")
 
 
 def layer_work(request: Request, layer_id: str, params: dict[str, Any]) -> Work:
@@ -189,6 +203,7 @@ def layer_work(request: Request, layer_id: str, params: dict[str, Any]) -> Work:
             source = exports.layer_source(
                 conn, app.state.catalog, viewer, job.layer_id, job.crs,
                 filter=job.filter, filter_text=job.filter_text, filter_crs=job.filter_crs, bbox=job.bbox,
+                labels=job.labels,
             )  # fmt: skip
             result = exports.export(source, job.fmt, job.crs, folder, progress)
             detail = {"format": job.fmt, "crs": result.crs, "filter": job.filter_text, "rows": result.count}
@@ -207,6 +222,8 @@ def run_work(request: Request, run_id: int, params: dict[str, Any]) -> Work:
     fmt = exports.check_format(params.get("format") or "gpkg")
     crs = exports.resolve_crs(params.get("crs"))
     flagged = bool(params.get("flagged"))
+    labels = _flag(params, "labels")
+    titles = {key: scenario.title.vi for key, scenario in app.state.scenarios.items()}
     where = guard.address(request)
     with scope.transaction(app.state.pool, viewer, app.state.catalog, "read") as conn:
         exports.check_run(get_run(conn, run_id, viewer), flagged)  # 404 or 400 now rather than a failed job
@@ -214,7 +231,7 @@ def run_work(request: Request, run_id: int, params: dict[str, Any]) -> Work:
     def work(folder: Path, progress: Progress) -> ExportResult:
         with scope.transaction(app.state.pool, viewer, app.state.catalog, "read", writes=True) as conn:
             run = get_run(conn, run_id, viewer)  # the viewer's or shared with them; trimmed for them
-            source = exports.run_source(conn, run, crs, flagged_only=flagged)
+            source = exports.run_source(conn, run, crs, flagged_only=flagged, labels=labels, scenario_titles=titles)
             result = exports.export(source, fmt, crs, folder, progress)
             detail = {"format": fmt, "crs": result.crs, "flagged": flagged, "rows": result.count}
             audit.record(conn, actor=viewer.name, action="export", target=f"run {run_id}", address=where, detail=detail)
@@ -234,8 +251,10 @@ async def export_layer(
     filter_crs: Annotated[str | None, Query(alias="filter-crs")] = None,
     bbox: Annotated[str | None, Query()] = None,
     bbox_crs: Annotated[str | None, Query(alias="bbox-crs")] = None,
+    labels: Annotated[bool, Query(description="Vietnamese labels beside codes (a NAME_vi column each)")] = False,
 ) -> FileResponse:
     params = {
+        "labels": labels,
         "format": format,
         "crs": crs,
         "filter": filter,
@@ -255,14 +274,18 @@ async def export_run(
     format: FormatQ = "gpkg",
     crs: CrsQ = None,
     flagged: Annotated[bool, Query(description="only the communes with a target not met")] = False,
+    labels: Annotated[bool, Query(description="Vietnamese labels beside codes (a NAME_vi column each)")] = False,
 ) -> FileResponse:
-    work = await run_in_threadpool(run_work, request, run_id, {"format": format, "crs": crs, "flagged": flagged})
+    params = {"format": format, "crs": crs, "flagged": flagged, "labels": labels}
+    work = await run_in_threadpool(run_work, request, run_id, params)
     return await _answer(work)
 
 
 _JOB_EXAMPLE = {"layer": "land_parcels", "format": "gpkg", "crs": "EPSG:9209", "filter": "land_use = 'ODT'"}
 _TEXT_MEMBERS = ("format", "crs", "filter-lang", "filter-crs", "bbox", "bbox-crs")
-_JOB_MEMBERS = {"layer", "run", "format", "crs", "filter", "filter-lang", "filter-crs", "bbox", "bbox-crs", "flagged"}
+_JOB_MEMBERS = {
+    "layer", "run", "format", "crs", "filter", "filter-lang", "filter-crs", "bbox", "bbox-crs", "flagged", "labels",
+}  # fmt: skip
 
 
 @router.post("", status_code=202, summary="Start an export in the background; follow its progress")
@@ -270,15 +293,17 @@ async def start_export(
     request: Request, body: Annotated[dict[str, Any], Body(examples=[_JOB_EXAMPLE])]
 ) -> JSONResponse:
     """Body: ``layer`` (with optional ``filter``, ``filter-lang``, ``filter-crs``, ``bbox``, ``bbox-crs``) or
-    ``run`` (with optional ``flagged``), and ``format`` and ``crs``."""
+    ``run`` (with optional ``flagged``), and ``format``, ``crs`` and ``labels`` (Vietnamese labels beside
+    codes)."""
     if unknown := sorted(set(body) - _JOB_MEMBERS):
         raise InvalidInput(f"unknown members {unknown}; allowed: {sorted(_JOB_MEMBERS)}")
     if ("layer" in body) == ("run" in body):
         raise InvalidInput("give exactly one of layer (a layer id) or run (a scenario run id)")
     if wrong := sorted(k for k in _TEXT_MEMBERS if body.get(k) is not None and not isinstance(body[k], str)):
         raise InvalidInput(f'{", ".join(wrong)}: give text, e.g. "format": "gpkg", "bbox": "105.9,20.6,106.1,20.8"')
-    if not isinstance(body.get("flagged", False), bool):
-        raise InvalidInput("flagged must be true or false")
+    for name in ("flagged", "labels"):
+        if not isinstance(body.get(name, False), bool):
+            raise InvalidInput(f"{name} must be true or false")
     if "layer" in body:
         if not isinstance(body["layer"], str):
             raise InvalidInput("layer must be a layer id (text)")

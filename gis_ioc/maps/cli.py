@@ -186,6 +186,7 @@ def _run_export(source_fn: Any, fmt: str, crs_text: str | None, output: Path, co
 @click.option("--filter", "cql", help="CQL2 text filter, e.g. \"level = 'primary'\".")
 @click.option("--filter-crs", help="CRS of coordinates in the filter (default CRS84).")
 @click.option("--include-personal", is_flag=True, help="Also the fields marked personal (operators only).")
+@click.option("--labels", is_flag=True, help="Vietnamese labels beside codes (a NAME_vi column each).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Folder.")
 @click.pass_context
 def export_layer(
@@ -196,6 +197,7 @@ def export_layer(
     cql: str | None,
     filter_crs: str | None,
     include_personal: bool,
+    labels: bool,
     output: Path,
 ) -> None:
     """Export layer LAYER_ID (its current, approved features)."""
@@ -216,6 +218,7 @@ def export_layer(
                 filter=parse_filter(cql, "cql2-text") if cql else None,
                 filter_text=cql,
                 filter_crs=exports.resolve_crs(filter_crs),
+                labels=labels,
             ),
             fmt,
             crs,
@@ -231,21 +234,34 @@ def export_layer(
 @click.option("--crs", help="CRS84 (default), EPSG:4326, EPSG:3857, EPSG:9209 (VN-2000 TM-3), EPSG:3405 (VN-2000 UTM).")
 @click.option("--flagged-only", is_flag=True, help="Only the communes with a target not met.")
 @click.option("--include-personal", is_flag=True, help="Also a run made with personal data (operators only).")
+@click.option("--labels", is_flag=True, help="Vietnamese labels beside codes (a NAME_vi column each).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Folder.")
 @click.pass_context
 def export_run(
-    ctx: click.Context, run_id: int, fmt: str, crs: str | None, flagged_only: bool, include_personal: bool, output: Path
+    ctx: click.Context,
+    run_id: int,
+    fmt: str,
+    crs: str | None,
+    flagged_only: bool,
+    include_personal: bool,
+    labels: bool,
+    output: Path,
 ) -> None:
     """Export stored scenario run RUN_ID: one feature per commune with its figures and flags."""
     from gis_ioc.maps import exports
     from gis_ioc.scenarios.engine import get_run
+    from gis_ioc.scenarios.models import load_scenarios
 
     settings = _settings(ctx)
     viewer = operator(personal=include_personal)
-    with console_transaction(settings, _catalog(settings), viewer) as conn:
+    cat = _catalog(settings)
+    titles = {key: s.title.vi for key, s in load_scenarios(settings.config_dir / "scenarios", cat).items()}
+    with console_transaction(settings, cat, viewer) as conn:
         run = get_run(conn, run_id, viewer)
         _run_export(
-            lambda c: exports.run_source(conn, run, c, flagged_only=flagged_only),
+            lambda c: exports.run_source(
+                conn, run, c, flagged_only=flagged_only, labels=labels, scenario_titles=titles
+            ),
             fmt,
             crs,
             output,

@@ -36,6 +36,7 @@ from gis_ioc.catalog import Catalog
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.crs import PUBLISHED, PublishedCrs, lookup
 from gis_ioc.errors import InvalidInput, NotFound
+from gis_ioc.maps.thematic import vn_datetime, vn_period
 from gis_ioc.publish.cql import Params
 from gis_ioc.query import rows as read_path
 from gis_ioc.query.viewer import Viewer
@@ -96,12 +97,68 @@ def shorten_field_names(names: list[str]) -> dict[str, str]:
     return out
 
 
+#: Units of the catalog (UCUM-like codes) as a reader writes them.
+UNITS_VI = {
+    "{pupil}": "học sinh",
+    "{class}": "lớp",
+    "{household}": "hộ",
+    "{dwelling}": "căn hộ",
+    "{floor}": "tầng",
+    "{doctor}": "bác sĩ",
+    "{bed}": "giường",
+    "{officer}": "cán bộ, chiến sĩ",
+    "{vehicle}": "phương tiện",
+    "{person}": "người",
+    "m2": "m²",
+    "km2": "km²",
+    "VND": "đồng",
+}
+#: Booleans in a spreadsheet, and beside them when labels are asked.
+BOOLEAN_VI = {True: "Có", False: "Không"}
+#: What the codes of a scenario run's export mean.
+STATUS_LABELS = {
+    "met": "Đạt",
+    "not met": "Chưa đạt",
+    "no data": "Không có số liệu",
+    "stale": "Số liệu cũ",
+    "no target": "Không có mục tiêu",
+    "suppressed": "Ẩn (bảo vệ dữ liệu cá nhân)",
+}
+METHOD_LABELS = {
+    "whole": "Cả xã",
+    "containing commune": "Xã chứa điểm chọn",
+    "households in buildings": "Theo số hộ trong phần được chọn",
+    "area": "Theo diện tích trong phần được chọn",
+}
+INCIDENT_LABELS = {
+    "flood": "Ngập lụt",
+    "fire": "Cháy, nổ",
+    "epidemic": "Dịch bệnh",
+    "environment": "Sự cố môi trường",
+    "rescue": "Cứu nạn, cứu hộ",
+}
+
+
+def unit_label(unit: str | None) -> str | None:
+    """A unit as a reader writes it: ``{pupil}`` → ``học sinh``, ``m2`` → ``m²``."""
+    if not unit:
+        return None
+    return UNITS_VI.get(unit, unit.strip("{}"))
+
+
 @dataclass
 class Column:
     name: str
     type: str  # text | integer | number | boolean | date | datetime
     title: dict[str, str] = field(default_factory=dict)
     unit: str | None = None
+    labels: dict[Any, str] | None = None  # code → Vietnamese label, for coded fields
+
+    @property
+    def header(self) -> str:
+        """The Vietnamese title with the unit resolved: ``Số học sinh (học sinh)``."""
+        unit = unit_label(self.unit)
+        return self.title.get("vi", self.name) + (f" ({unit})" if unit else "")
 
 
 @dataclass
@@ -140,6 +197,43 @@ class Source:
     notes: dict[str, str] = field(default_factory=dict)
 
 
+def with_labels(source: Source) -> Source:
+    """The source with a Vietnamese label beside each coded value: a column ``NAME_vi`` after each coded
+    text field (``level`` = ``preschool``, ``level_vi`` = ``Mầm non``) and each boolean (``Có``/``Không``).
+    The codes stay, so a file read back by a program still has them."""
+    columns: list[Column] = []
+    plan: list[tuple[int, dict[Any, str] | None]] = []  # source index, and the labels of an added column
+    for i, col in enumerate(source.columns):
+        columns.append(col)
+        plan.append((i, None))
+        labels: dict[Any, str] | None = (
+            dict(BOOLEAN_VI) if col.type == "boolean" else (dict(col.labels) if col.labels else None)
+        )
+        if labels is None:
+            continue
+        title = {"vi": f"{col.title.get('vi', col.name)} (tên)", "en": f"{col.title.get('en', col.name)} (label)"}
+        columns.append(Column(f"{col.name}_vi", "text", title))
+        plan.append((i, labels))
+
+    def expand(values: list[Any]) -> list[Any]:
+        return [values[i] if labels is None else _label(labels, values[i]) for i, labels in plan]
+
+    def batches() -> Iterator[list[tuple[list[Any], bytes | None]]]:
+        for rows in source.batches():
+            yield [(expand(values), wkb) for values, wkb in rows]
+
+    notes = {**source.notes, "labels": "tên tiếng Việt bên cạnh mã (cột _vi)"}
+    return Source(source.name, source.title, columns, source.geometry_type, source.count, batches, notes)
+
+
+def _label(labels: dict[Any, str], value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str) and ", " in value and value not in labels:  # a list of codes
+        return ", ".join(str(labels.get(v, v)) for v in value.split(", "))
+    return labels.get(value, value)
+
+
 # -- sources ---------------------------------------------------------------------------------------
 
 
@@ -154,6 +248,7 @@ def layer_source(
     filter_text: str | None = None,
     filter_crs: PublishedCrs = PUBLISHED[0],
     bbox: tuple[float, float, float, float] | None = None,
+    labels: bool = False,
 ) -> Source:
     """A layer's current approved features as ``viewer`` may read them, through the one read path
     (:func:`gis_ioc.query.rows.where`): a layer the viewer may not read is 404; a commune officer gets
@@ -180,7 +275,14 @@ def layer_source(
     )
     # ``feature_id`` is the OGC API's fid (a column named fid would clash with the GeoPackage's own)
     columns = [Column("feature_id", "integer", {"vi": "Mã đối tượng (OGC API)", "en": "Feature id (OGC API)"})] + [
-        Column(f.name, f.type, {"vi": f.title.vi, "en": f.title.en}, f.unit) for f in fields
+        Column(
+            f.name,
+            f.type,
+            {"vi": f.title.vi, "en": f.title.en},
+            f.unit,
+            {v.code: v.label.vi for v in f.values} if f.values else None,
+        )
+        for f in fields
     ]
 
     def batches() -> Iterator[list[tuple[list[Any], bytes | None]]]:
@@ -193,7 +295,8 @@ def layer_source(
     notes = {"layer": layer.id, "title": layer.title.vi, "owner": layer.owner_unit.vi, "licence": layer.license}
     if filter_text:
         notes["filter"] = filter_text
-    return Source(layer.id, layer.title.vi, columns, layer.geometry, count, batches, notes)
+    source = Source(layer.id, layer.title.vi, columns, layer.geometry, count, batches, notes)
+    return with_labels(source) if labels else source
 
 
 def bbox_sql(bbox: tuple[float, float, float, float] | None, params: Params) -> list[sql.Composable]:
@@ -228,20 +331,22 @@ def _commune_geometries(conn: psycopg.Connection[Any], codes: list[str], crs: Pu
     }
 
 
-def emergency_source(conn: psycopg.Connection[Any], run: dict[str, Any], crs: PublishedCrs) -> Source:
+def emergency_source(
+    conn: psycopg.Connection[Any], run: dict[str, Any], crs: PublishedCrs, *, labels: bool = False
+) -> Source:
     """A stored emergency run (as the viewer sees it) as one feature per commune concerned: the people and
     households exposed and how they were estimated; the rings' figures in the file's notes. Officials'
     contacts are not exported."""
     incident = run.get("incident") or {}
     columns = [
-        Column("run_id", "integer", {"vi": "Lần chạy kịch bản", "en": "Scenario run"}),
-        Column("incident", "text", {"vi": "Sự cố", "en": "Incident"}),
+        Column("run_id", "integer", {"vi": "Mã lần phân tích", "en": "Scenario run"}),
+        Column("incident", "text", {"vi": "Sự cố", "en": "Incident"}, labels=INCIDENT_LABELS),
         Column("period", "text", {"vi": "Kỳ số liệu dân số", "en": "Population figures of"}),
         Column("code", "text", {"vi": "Mã xã", "en": "Commune code"}),
         Column("name", "text", {"vi": "Tên", "en": "Name"}),
-        Column("people", "integer", {"vi": "Số người bị ảnh hưởng", "en": "People exposed"}),
-        Column("households", "integer", {"vi": "Số hộ bị ảnh hưởng", "en": "Households exposed"}),
-        Column("method", "text", {"vi": "Cách ước tính", "en": "Estimated by"}),
+        Column("people", "integer", {"vi": "Số người bị ảnh hưởng", "en": "People exposed"}, "{person}"),
+        Column("households", "integer", {"vi": "Số hộ bị ảnh hưởng", "en": "Households exposed"}, "{household}"),
+        Column("method", "text", {"vi": "Cách ước tính", "en": "Estimated by"}, labels=METHOD_LABELS),
     ]
     communes = [c for c in run.get("communes") or [] if isinstance(c, dict)]
     geoms = _commune_geometries(conn, [c["code"] for c in communes], crs)
@@ -273,26 +378,34 @@ def emergency_source(conn: psycopg.Connection[Any], run: dict[str, Any], crs: Pu
         "counts": str(run.get("disclosure") or ""),
     }
     name = f"run_{run['id']}_emergency"
-    return Source(
+    kind = incident.get("incident")
+    source = Source(
         name,
-        f"emergency {incident.get('incident')} (#{run['id']})",
+        f"Ứng phó khẩn cấp: {INCIDENT_LABELS.get(str(kind), kind)} (lần phân tích {run['id']})",
         columns,
         "MultiPolygon",
         len(communes),
         batches,
         notes,
     )
+    return with_labels(source) if labels else source
 
 
 def run_source(
-    conn: psycopg.Connection[Any], run: dict[str, Any], crs: PublishedCrs, *, flagged_only: bool = False
+    conn: psycopg.Connection[Any],
+    run: dict[str, Any],
+    crs: PublishedCrs,
+    *,
+    flagged_only: bool = False,
+    labels: bool = False,
+    scenario_titles: dict[str, str] | None = None,
 ) -> Source:
     """A stored scenario run as one feature per commune: share of the commune in the selection, each
     indicator's value, target, status and gap, and the flags (an emergency run: see
     :func:`emergency_source`)."""
     check_run(run, flagged_only)
     if is_emergency(run):
-        return emergency_source(conn, run, crs)
+        return emergency_source(conn, run, crs, labels=labels)
     flags_by_commune: dict[str, list[str]] = {}
     for f in run["flags"]:
         if f["where"] != "total":
@@ -300,19 +413,27 @@ def run_source(
     shares = run["communes"]
     if flagged_only:
         shares = [c for c in shares if c["code"] in flags_by_commune]
+    titles = scenario_titles or {}
     columns = [
-        Column("run_id", "integer", {"vi": "Lần chạy kịch bản", "en": "Scenario run"}),
-        Column("scenario", "text", {"vi": "Kịch bản", "en": "Scenario"}),
-        Column("period", "text", {"vi": "Kỳ", "en": "Period"}),
+        Column("run_id", "integer", {"vi": "Mã lần phân tích", "en": "Scenario run"}),
+        Column("scenario", "text", {"vi": "Lĩnh vực phân tích", "en": "Scenario"}, labels=titles or None),
+        Column("period", "text", {"vi": "Kỳ", "en": "Period"}, labels={run["period"]: vn_period(run["period"])}),
         Column("code", "text", {"vi": "Mã xã", "en": "Commune code"}),
         Column("name", "text", {"vi": "Tên", "en": "Name"}),
         Column("share", "number", {"vi": "Tỷ lệ trong vùng chọn", "en": "Share in the selection"}),
-        Column("method", "text", {"vi": "Cách phân bổ", "en": "Apportionment"}),
+        Column("method", "text", {"vi": "Cách phân bổ", "en": "Apportionment"}, labels=METHOD_LABELS),
         Column("flagged", "boolean", {"vi": "Có chỉ tiêu chưa đạt", "en": "Has targets not met"}),
-        Column("flags", "text", {"vi": "Chỉ tiêu chưa đạt", "en": "Targets not met"}),
+        Column(
+            "flags",
+            "text",
+            {"vi": "Chỉ tiêu chưa đạt", "en": "Targets not met"},
+            labels={ind["id"]: ind["name"]["vi"] for ind in run["indicators"]},
+        ),
     ]
     for ind in run["indicators"]:
         i, name, unit = ind["id"], ind["name"], ind["unit"]
+        # the gap is positive when the target is missed: short of it ("higher is better") or above it
+        gap = ("vượt chỉ tiêu", "above the target") if ind.get("direction") == "lower" else ("còn thiếu", "short")
         columns += [
             Column(i, "number", name, unit),
             Column(
@@ -322,12 +443,15 @@ def run_source(
                 unit,
             ),
             Column(
-                f"{i}_status", "text", {k: f"{v} (đánh giá)" if k == "vi" else f"{v} (status)" for k, v in name.items()}
+                f"{i}_status",
+                "text",
+                {k: f"{v} (đánh giá)" if k == "vi" else f"{v} (status)" for k, v in name.items()},
+                labels=STATUS_LABELS,
             ),
             Column(
                 f"{i}_gap",
                 "number",
-                {k: f"{v} (còn thiếu)" if k == "vi" else f"{v} (gap)" for k, v in name.items()},
+                {k: f"{v} ({gap[0]})" if k == "vi" else f"{v} ({gap[1]})" for k, v in name.items()},
                 unit,
             ),
         ]
@@ -360,9 +484,9 @@ def run_source(
         "selection": json.dumps(run["selection"], ensure_ascii=False),
     }
     name = f"run_{run['id']}_{run['scenario']}" + ("_flagged" if flagged_only else "")
-    return Source(
-        name, f"{run['scenario']} {run['period']} (#{run['id']})", columns, "MultiPolygon", len(shares), batches, notes
-    )
+    title = f"{titles.get(run['scenario'], run['scenario'])}, {vn_period(run['period'])} (lần phân tích {run['id']})"
+    source = Source(name, title, columns, "MultiPolygon", len(shares), batches, notes)
+    return with_labels(source) if labels else source
 
 
 def _geometry(crs: PublishedCrs) -> sql.Composable:
@@ -480,9 +604,16 @@ def _write_shapefile(source: Source, crs: PublishedCrs, path: Path, progress: Pr
     mapping = folder / "fields.csv"
     with mapping.open("w", encoding="utf-8-sig", newline="") as fh:
         out = csv.writer(fh)
-        out.writerow(["shapefile_field", "field", "title_vi", "title_en", "unit"])
+        out.writerow(["shapefile_field", "field", "title_vi", "title_en", "unit", "unit_vi"])
         for col in source.columns:
-            row = [short[col.name], col.name, col.title.get("vi", ""), col.title.get("en", ""), col.unit or ""]
+            row = [
+                short[col.name],
+                col.name,
+                col.title.get("vi", ""),
+                col.title.get("en", ""),
+                col.unit or "",
+                unit_label(col.unit) or "",
+            ]
             out.writerow([csv_text(v) for v in row])
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for part in sorted(folder.iterdir()):
@@ -582,8 +713,16 @@ def _write_xlsx(source: Source, crs: PublishedCrs, path: Path, progress: Progres
             cells.append(cell)
         return cells
 
-    titles = [c.title.get("vi", c.name) + (f" ({c.unit})" if c.unit else "") for c in source.columns]
+    titles = [c.header for c in source.columns]
     ws.append(header([*titles, "X", "Y", "WKT"]))
+    booleans = [c.type == "boolean" for c in source.columns]
+
+    def shown(value: Any, boolean: bool) -> Any:
+        """What a reader sees in a cell: Có/Không for a boolean, a date as text, a text never a formula."""
+        if boolean and isinstance(value, bool):
+            return BOOLEAN_VI[value]
+        return text(ws, _cell(value))
+
     ws.append(header([*(c.name for c in source.columns), "x", "y", "wkt"]))
     done = 0
     too_long = 0
@@ -592,7 +731,7 @@ def _write_xlsx(source: Source, crs: PublishedCrs, path: Path, progress: Progres
             x, y, wkt = _point_and_wkt(wkb)
             if wkt is not None and len(wkt) > XLSX_CELL_MAX:
                 wkt, too_long = None, too_long + 1
-            ws.append([text(ws, _cell(v)) for v in values] + [x, y, text(ws, wkt)])
+            ws.append([shown(v, b) for v, b in zip(values, booleans, strict=True)] + [x, y, text(ws, wkt)])
         done += len(rows)
         progress(done, source.count)
     meta = wb.create_sheet("export")
@@ -601,7 +740,7 @@ def _write_xlsx(source: Source, crs: PublishedCrs, path: Path, progress: Progres
         "features": done,
         "crs": crs.uri,
         "crs_name": crs.name,
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "generated_at": vn_datetime(datetime.now(UTC), seconds=True) + " (giờ Việt Nam)",
         "generator": f"gis_ioc {__version__}",
         **source.notes,
     }

@@ -21,7 +21,9 @@ from gis_ioc.maps.thematic import (
     ThematicMap,
     commune_geometries,
     overlay_features,
+    vn_date,
     vn_number,
+    vn_period,
 )
 from gis_ioc.publish.config import PROVINCE_BBOX
 from gis_ioc.query.viewer import Viewer
@@ -61,7 +63,8 @@ def _legend_html(tm: ThematicMap, overlays: list[tuple[str, str]]) -> str:
  vertical-align:middle}}</style>
  {rows}
  <div style="margin-top:6px;color:#555;font-size:11px">Nguồn: {html.escape(ind.source_unit.vi)} · số liệu đến
- {html.escape((tm.data_date or "")[:10])} · lần chạy #{tm.run_id} · gis_ioc {__version__}</div>
+ {html.escape(vn_date(tm.data_date) if tm.data_date else "—")} · mã lần phân tích {tm.run_id}
+ · gis_ioc {__version__}</div>
 </div>"""
 
 
@@ -69,7 +72,7 @@ def _title_html(tm: ThematicMap) -> str:
     return f"""
 <div id="gis-ioc-title" style="position:fixed;top:10px;left:60px;z-index:1000;background:rgba(255,255,255,.92);
  padding:6px 12px;border:1px solid #999;border-radius:4px;font:16px 'DejaVu Sans',Arial,sans-serif;">
- <b>{html.escape(tm.indicator.name.vi)}</b> — {html.escape(tm.period)} · tỉnh Hưng Yên</div>"""
+ <b>{html.escape(tm.indicator.name.vi)}</b> — {html.escape(vn_period(tm.period))} · tỉnh Hưng Yên</div>"""
 
 
 def render_html(

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import io
 import math
-from datetime import UTC, datetime
+import textwrap
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -17,11 +18,14 @@ from gis_ioc.catalog import Catalog
 from gis_ioc.errors import InvalidInput
 from gis_ioc.maps.thematic import (
     FLAG_COLOUR,
+    LOCAL_TIME,
     METHODS,
     NO_DATA_COLOUR,
     ThematicMap,
     commune_geometries,
     overlay_features,
+    vn_date,
+    vn_period,
 )
 from gis_ioc.maps.thematic import vn_number as _vn
 from gis_ioc.query.viewer import Viewer
@@ -95,6 +99,62 @@ def _draw_north_arrow(ax: Any, x: float, y: float, size: float) -> None:
     ax.text(x, y + size * 1.08, "B", ha="center", va="bottom", fontsize=11, fontweight="bold", zorder=20)  # Bắc
 
 
+#: How a commune that misses its target is drawn, on the map and in the legend alike: a thick red
+#: outline and red hatching over its class colour.
+FLAG_STYLE: dict[str, Any] = {
+    "facecolor": "none",
+    "edgecolor": FLAG_COLOUR,
+    "hatchcolor": FLAG_COLOUR,
+    "hatch": "////",
+    "linewidth": 1.6,
+}
+
+
+def short_name(name: str) -> str:
+    """A commune's name for the index: ``Xã Đông Thụy Anh`` → ``Đông Thụy Anh``, ``Phường Phố Hiến`` →
+    ``P. Phố Hiến``."""
+    return name.replace("Phường ", "P. ").replace("Xã ", "")
+
+
+def commune_numbers(tm: ThematicMap) -> dict[str, int]:
+    """Each commune's number on the map, 1… in the order of their names (so the index reads
+    alphabetically)."""
+    ordered = sorted(tm.communes, key=lambda c: (_collation_key(short_name(c.name)), c.code))
+    return {c.code: i for i, c in enumerate(ordered, start=1)}
+
+
+def _collation_key(text: str) -> tuple[str, str]:
+    """Vietnamese names in a plain alphabetical order (letters first, then diacritics)."""
+    import unicodedata
+
+    bare = unicodedata.normalize("NFD", text.replace("Đ", "D~").replace("đ", "d~"))
+    return "".join(ch for ch in bare if not unicodedata.combining(ch)).lower(), text
+
+
+def _draw_index(
+    fig: Any, tm: ThematicMap, numbers: dict[str, int], x0: float, top: float, x1: float, bottom: float, h_in: float
+) -> None:
+    """The index of the communes' numbers, in as many columns as the box needs (red: target not met)."""
+    by_number = sorted(tm.communes, key=lambda c: numbers[c.code])
+    fig.text(x0, top, "Bảng tra cứu số hiệu xã, phường", fontsize=7.5, fontweight="bold", va="top")
+    line = 7.0 / 72 / h_in  # 7 pt lines, as a fraction of the page height
+    rows = max(1, int((top - 0.018 - bottom) / line))
+    columns = -(-len(by_number) // rows)
+    width = (x1 - x0) / max(columns, 1)
+    size = 5.5 if width * fig.get_figwidth() >= 0.95 else 4.8
+    for i, c in enumerate(by_number):
+        col, row = divmod(i, rows)
+        fig.text(
+            x0 + col * width,
+            top - 0.018 - row * line,
+            f"{numbers[c.code]}. {short_name(c.name)}",
+            fontsize=size,
+            va="top",
+            color=FLAG_COLOUR if c.flagged else "#1a1a1a",
+            fontweight="bold" if c.flagged else "normal",
+        )
+
+
 def render_print(
     conn: psycopg.Connection[Any],
     catalog: Catalog,
@@ -130,7 +190,7 @@ def render_print(
     plt.rcParams.update({"font.family": "DejaVu Sans", "pdf.fonttype": 42})
     fig = plt.figure(figsize=(w, h), dpi=dpi)
     legend_w = 0.27 if orientation == "landscape" else 0.0
-    map_box = (0.03, 0.1, 0.94 - legend_w, 0.78) if orientation == "landscape" else (0.04, 0.27, 0.92, 0.62)
+    map_box = (0.03, 0.1, 0.94 - legend_w, 0.78) if orientation == "landscape" else (0.04, 0.33, 0.92, 0.56)
     ax = fig.add_axes(map_box)
     ax.set_aspect("equal")
     ax.set_xticks([])
@@ -159,22 +219,24 @@ def render_print(
     ]
     ax.add_collection(PatchCollection(fills, match_original=True, zorder=2), autolim=False)
     flagged = [code for code in shapes if by_code[code].flagged]
-    marks = [
-        patch_of(shapes[code], facecolor="none", edgecolor=FLAG_COLOUR, linewidth=1.6, hatch="////") for code in flagged
-    ]
-    if marks:  # flagged on top: a thick red outline and hatching, and the commune's name
-        ax.add_collection(PatchCollection(marks, match_original=True, zorder=4), autolim=False)
-    for code in flagged if len(flagged) <= 30 else []:  # names while they stay legible
-        p = shapes[code].representative_point()
+    for code in flagged:  # each patch on its own: a collection would drop the hatching the legend shows
+        ax.add_patch(patch_of(shapes[code], zorder=4, **FLAG_STYLE))
+    # every commune numbered on the map, its name in the index beside it (names would not fit)
+    numbers = commune_numbers(tm)
+    for code, geom in shapes.items():
+        p = geom.representative_point()
+        red = by_code[code].flagged
         ax.text(
             p.x,
             p.y,
-            by_code[code].name.replace("Phường ", "P. ").replace("Xã ", ""),
-            fontsize=5.5,
+            str(numbers[code]),
+            fontsize=5.5 if red else 5,
+            fontweight="bold" if red else "normal",
+            color=FLAG_COLOUR if red else "#1a1a1a",
             ha="center",
             va="center",
             zorder=6,
-            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75},
+            bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.8},
         )
     bounds = [g.bounds for g in shapes.values()]
     minx, miny = min(b[0] for b in bounds), min(b[1] for b in bounds)
@@ -189,15 +251,7 @@ def render_print(
     ]
     if any(c.klass is None for c in tm.communes):
         handles.append(Patch(facecolor=NO_DATA_COLOUR, edgecolor="#4d4d4d", label="Không có số liệu"))
-    handles.append(
-        Patch(
-            facecolor="none",
-            edgecolor=FLAG_COLOUR,
-            hatch="////",
-            linewidth=1.6,
-            label=f"Chưa đạt mục tiêu ({len(tm.flagged)} xã)",
-        )
-    )
+    handles.append(Patch(**FLAG_STYLE, label=f"Chưa đạt mục tiêu ({len(tm.flagged)} xã)"))
     for layer_id in overlays or []:
         layer = catalog.layers[layer_id]
         style = catalog.style_of(layer)
@@ -219,12 +273,14 @@ def render_print(
             ax.scatter(xs, ys, s=6, c=colour, edgecolors=style.symbol.stroke, linewidths=0.3, zorder=5)
         handles.append(Patch(facecolor=colour, edgecolor=style.symbol.stroke, label=layer.title.vi))
 
+    from gis_ioc.maps.report import SECTORS_VI
+
     ind = tm.indicator
     fig.text(0.03, 0.955, f"{ind.name.vi}", fontsize=17, fontweight="bold", va="top")
     fig.text(
         0.03,
         0.915,
-        f"Tỉnh Hưng Yên — kỳ {tm.period} — theo xã, phường ({len(tm.communes)} đơn vị)",
+        f"Tỉnh Hưng Yên — {vn_period(tm.period)} — theo xã, phường ({len(tm.communes)} đơn vị)",
         fontsize=10.5,
         va="top",
     )
@@ -244,18 +300,35 @@ def render_print(
     bar = _nice_length(span)
     _draw_scale_bar(ax, minx, miny - pad * 0.6, bar, pad * 0.25)
     _draw_north_arrow(ax, maxx, maxy - pad * 3.2, pad * 2.4)
-    flagged_text = ", ".join(f"{c.name} ({_vn(c.value)} / {_vn(c.target)})" for c in tm.flagged[:8])
-    if len(tm.flagged) > 8:
-        flagged_text += f" và {len(tm.flagged) - 8} xã khác"
-    now = datetime.now(UTC).strftime("%d/%m/%Y %H:%M UTC")
+    fig.canvas.draw()  # the legend's size is known only once drawn: the index goes below it
+    box = legend.get_window_extent().transformed(fig.transFigure.inverted())
+    if orientation == "landscape":
+        _draw_index(fig, tm, numbers, box.x0, box.y0 - 0.02, 0.985, 0.1, h)
+    else:
+        _draw_index(fig, tm, numbers, box.x1 + 0.03, box.y1, 0.97, 0.1, h)
+    now = datetime.now(LOCAL_TIME).strftime("%d/%m/%Y %H:%M")
+    sector = SECTORS_VI.get(ind.sector, ind.sector).lower()
     footer = (
-        f"Nguồn số liệu: {ind.source_unit.vi}; số liệu cập nhật {(tm.data_date or '')[:10]}; "
-        f"kịch bản {tm.scenario}, lần chạy #{tm.run_id}. Hệ tọa độ {PRINT_CRS_LABEL}. "
-        f"Lập bởi gis_ioc {__version__} (IOC Hưng Yên) lúc {now}."
+        f"Nguồn số liệu: {ind.source_unit.vi}; số liệu cập nhật {vn_date(tm.data_date)}; phân tích lĩnh vực "
+        f"{sector}, lần phân tích #{tm.run_id} (mã kỳ {tm.period}). Hệ tọa độ {PRINT_CRS_LABEL}. "
+        f"Lập lúc {now} (giờ Việt Nam) bởi gis_ioc {__version__} (IOC Hưng Yên)."
     )
-    fig.text(0.03, 0.062, footer, fontsize=7, va="bottom", wrap=True)
-    if flagged_text:
-        fig.text(0.03, 0.055, f"Chưa đạt mục tiêu: {flagged_text}", fontsize=7, va="top", color=FLAG_COLOUR, wrap=True)
+    width = int(w * 17)  # characters of 7 pt text across the page
+    fig.text(0.03, 0.065, "\n".join(textwrap.wrap(footer, width)), fontsize=7, va="bottom")
+    if tm.flagged:
+        flagged_text = "; ".join(
+            f"{numbers[c.code]}. {short_name(c.name)} ({_vn(c.value)} / {_vn(c.target)})" for c in tm.flagged[:12]
+        )
+        if len(tm.flagged) > 12:
+            flagged_text += f" và {len(tm.flagged) - 12} xã, phường khác (đỏ trong bảng tra cứu)"
+        fig.text(
+            0.03,
+            0.058,
+            "\n".join(textwrap.wrap(f"Chưa đạt mục tiêu (giá trị / mục tiêu): {flagged_text}", width)),
+            fontsize=7,
+            va="top",
+            color=FLAG_COLOUR,
+        )
     out = io.BytesIO()
     fig.savefig(
         out,

@@ -27,7 +27,18 @@ from gis_ioc.catalog import Catalog
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.catalog.indicators import PERIOD_RE
 from gis_ioc.errors import ConfigError, InvalidInput
-from gis_ioc.maps.thematic import STATUS_VI, thematic_map, vn_number
+from gis_ioc.maps.thematic import (
+    LOCAL_TIME,
+    STATUS_VI,
+    gap_text,
+    thematic_map,
+    unit_digits,
+    vn_date,
+    vn_datetime,
+    vn_figure,
+    vn_number,
+    vn_period,
+)
 from gis_ioc.query.viewer import Viewer
 from gis_ioc.scenarios import selectors
 from gis_ioc.scenarios.engine import get_run, run_scenario
@@ -46,6 +57,12 @@ SECTORS_VI = {
     "administration": "Cải cách hành chính",
 }
 Step = Callable[[str], None]
+#: The issuing body of the reports (Nghị định 30/2020/NĐ-CP, Phụ lục I: the body above it, then itself)
+#: and the place on their date line.
+ISSUER_PARENT = "UBND TỈNH HƯNG YÊN"
+ISSUER = "TRUNG TÂM GIÁM SÁT, ĐIỀU HÀNH THÔNG MINH"
+ISSUER_SHORT = "TTGSĐHTM"
+PLACE = "Hưng Yên"
 
 
 def run_for_report(
@@ -112,6 +129,8 @@ class Row:
     communes_not_met: int
     communes_total: int
     run_id: int
+    direction: str = "higher"
+    updated_at: str | None = None  # the date the total rests on (a report, a reading), ISO
 
 
 @dataclass
@@ -128,16 +147,27 @@ class Flag:
     trend: str
     severity: float
     run_id: int
+    direction: str = "higher"
+    share: float = 1.0  # of the commune inside the selection
+
+    @property
+    def gap_text(self) -> str:
+        """``còn thiếu …`` or, for a "lower is better" indicator, ``vượt … so với chỉ tiêu``."""
+        return gap_text(self.direction, self.gap, self.unit)
 
 
 @dataclass
 class Source:
+    """Where an indicator's figure comes from: ``basis`` says what it rests on (the communes' reports, a
+    map layer, the monitoring stations), ``last_update`` the latest date it rests on (ISO)."""
+
     indicator: str
     name: str
     source_unit: str
     last_update: str | None
     freshness_days: int
     fresh: bool | None
+    basis: str = ""
 
 
 @dataclass
@@ -161,15 +191,31 @@ class Report:
     sources: list[Source]
     layers: list[LayerSource]
     maps: list[dict[str, Any]] = field(default_factory=list)  # indicator, title, png (bytes), run_id, flagged
-    generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    generated_at: str = field(default_factory=lambda: datetime.now(LOCAL_TIME).isoformat(timespec="seconds"))
 
     @property
     def run_ids(self) -> list[int]:
         return [r["id"] for r in self.runs]
 
     @property
+    def period_text(self) -> str:
+        return vn_period(self.period)
+
+    @property
     def title(self) -> str:
-        return f"Báo cáo phục vụ họp giao ban — kỳ {self.period}"
+        return f"Báo cáo phục vụ họp giao ban — {self.period_text}"
+
+    @property
+    def subject(self) -> str:
+        """The report's summary line (trích yếu) under its type."""
+        sectors = ", ".join(SECTORS_VI.get(s, s).lower() for s in self.sectors)
+        return f"Tình hình thực hiện các chỉ tiêu {sectors} {self.period_text}"
+
+    @property
+    def dateline(self) -> str:
+        """``Hưng Yên, ngày 02 tháng 12 năm 2026`` (the day the report is made, Vietnam's time)."""
+        when = datetime.fromisoformat(self.generated_at).astimezone(LOCAL_TIME)
+        return f"{PLACE}, ngày {when.day:02d} tháng {when.month:02d} năm {when.year}"
 
     def flags_shown(self, per_indicator: int = 5) -> tuple[list[Flag], int]:
         """What the meeting reads: every selection-wide flag and the worst communes of each indicator;
@@ -191,24 +237,68 @@ class Report:
                 out[r.status] = out.get(r.status, 0) + 1
         return out
 
+    def source_rows(self) -> list[dict[str, str]]:
+        """The one table of sources: each indicator with what it rests on, then each map layer; the
+        same wording in every format."""
+        out = []
+        for s in self.sources:
+            out.append(
+                {
+                    "what": s.name,
+                    "unit": s.source_unit,
+                    "basis": s.basis,
+                    "updated": vn_date(s.last_update),
+                    "state": _freshness(s.fresh, s.freshness_days),
+                    "stale": "1" if s.fresh is False else "",
+                }
+            )
+        for ls in self.layers:
+            out.append(
+                {
+                    "what": f"Lớp dữ liệu: {ls.title}",
+                    "unit": ls.owner,
+                    "basis": f"{vn_number(ls.features, 0)} đối tượng",
+                    "updated": vn_date(ls.last_update),
+                    "state": _freshness(ls.fresh, ls.freshness_days),
+                    "stale": "1" if ls.fresh is False else "",
+                }
+            )
+        return out
 
-def describe_selection(selection: dict[str, Any], communes: list[str]) -> str:
-    """The report's scope in Vietnamese, from a stored run's selection."""
+
+def _freshness(fresh: bool | None, days: int) -> str:
+    if fresh is None:
+        return "không có số liệu"
+    return f"{'còn hạn' if fresh else 'quá hạn'} (cập nhật tối thiểu {days} ngày/lần)"
+
+
+def describe_selection(selection: dict[str, Any], communes: list[dict[str, Any]]) -> str:
+    """The report's scope in Vietnamese, from a stored run's selection and communes (a commune cut by a
+    radius or zone with the share of it inside)."""
     kind = selection.get("kind")
-    names = ", ".join(communes)
     if kind == "province":
         return "Toàn tỉnh Hưng Yên"
     if kind == "communes":
-        return f"Xã, phường: {names}"
+        return f"Xã, phường: {', '.join(c['name'] for c in communes)}"
+    names = ", ".join(
+        c["name"] if c.get("share", 1.0) >= 0.995 else f"{c['name']} ({vn_number(100 * c.get('share', 0.0), 0)} %)"
+        for c in communes
+    )
     where = ""
     if selection.get("x") is not None and selection.get("y") is not None:
-        crs = selection.get("crs") or "CRS84"
-        where = f" quanh điểm ({vn_number(selection['x'], 5)}; {vn_number(selection['y'], 5)}, {crs})"
+        crs = selection.get("crs")
+        if crs in (None, "", "CRS84", "EPSG:4326", "http://www.opengis.net/def/crs/OGC/1.3/CRS84"):
+            where = f" quanh điểm kinh độ {vn_number(selection['x'], 5)}, vĩ độ {vn_number(selection['y'], 5)}"
+        else:
+            where = f" quanh điểm X = {vn_number(selection['x'], 1)}, Y = {vn_number(selection['y'], 1)} ({crs})"
     if kind == "radius":
-        return f"Vòng tròn bán kính {vn_number(selection.get('radius_m'), 0)} m{where}, gồm (một phần) các xã: {names}"
+        return (
+            f"Vòng tròn bán kính {vn_number(selection.get('radius_m'), 0)} m{where}, gồm các xã, phường "
+            f"(phần trong vòng tròn): {names}"
+        )
     if kind == "point":
         return f"Điểm{where.replace(' quanh điểm', '')} thuộc {names}"
-    return f"Vùng chọn ({kind}) gồm (một phần) các xã: {names}"
+    return f"Vùng vẽ trên bản đồ, gồm các xã, phường (phần trong vùng): {names}"
 
 
 def trend(direction: str, change: float | None) -> str:
@@ -253,7 +343,7 @@ def build_report(
     period = runs[0]["period"]
     sel = runs[0]["selection"]
     names = {c["code"]: c["name"] for c in runs[0]["communes"]}
-    scope = describe_selection(sel, list(names.values()))
+    scope = describe_selection(sel, runs[0]["communes"])
     seen: set[str] = set()
     by_sector: dict[str, list[Row]] = {}
     flags: list[Flag] = []
@@ -281,6 +371,8 @@ def build_report(
                     not_met,
                     len(communes),
                     run["id"],
+                    ind["direction"],
+                    total.get("updated_at"),
                 )
             )
             for f in run["flags"]:
@@ -303,29 +395,51 @@ def build_report(
                         trend(ind["direction"], fig.get("change")),
                         f["severity"],
                         run["id"],
+                        ind["direction"],
+                        float(f.get("share", 1.0)),
                     )
                 )
     flags.sort(key=lambda f: (-f.severity, f.indicator, f.where))
     order = list(SECTORS_VI)
     by_sector = dict(sorted(by_sector.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
+    layers = _layer_sources(conn, catalog, runs, scenarios or {})
     report = Report(
         period=period,
         scope=scope,
         runs=[
-            {"id": r["id"], "scenario": r["scenario"], "run_at": r["run_at"], "data_version": r["data_version"]}
+            {
+                "id": r["id"],
+                "scenario": r["scenario"],
+                "title": _scenario_title(scenarios or {}, r["scenario"]),
+                "run_at": r["run_at"],
+                "data_version": r["data_version"],
+            }
             for r in runs
         ],
         sectors=by_sector,
         flags=flags,
-        sources=_sources(conn, catalog, period, [r.indicator for rows in by_sector.values() for r in rows]),
-        layers=_layer_sources(conn, catalog, runs, scenarios or {}),
+        sources=_sources(conn, catalog, period, [r for rows in by_sector.values() for r in rows], layers),
+        layers=layers,
     )
     if maps:
         _add_maps(conn, catalog, report, runs, map_dpi, scenarios or {}, step, viewer)
     return report
 
 
-def _sources(conn: psycopg.Connection[Any], catalog: Catalog, period: str, ids: list[str]) -> list[Source]:
+def _scenario_title(scenarios: dict[str, Scenario], scenario_id: str) -> str:
+    s = scenarios.get(scenario_id)
+    if s is not None:
+        return s.title.vi
+    return SECTORS_VI.get(scenario_id, "Phân tích theo lĩnh vực")
+
+
+def _sources(
+    conn: psycopg.Connection[Any], catalog: Catalog, period: str, rows: list[Row], layers: list[LayerSource]
+) -> list[Source]:
+    """Each indicator's source and the latest date its figure rests on: the communes' reports of the
+    period, the map layer it is measured from, or the monitoring stations' readings. So a figure given
+    above never reads "no data" here."""
+    ids = [r.indicator for r in rows]
     updated = dict(
         conn.execute(
             "SELECT indicator_id, max(updated_at) FROM gis_ioc.indicator_values "
@@ -333,15 +447,38 @@ def _sources(conn: psycopg.Connection[Any], catalog: Catalog, period: str, ids: 
             (period, ids),
         ).fetchall()
     )
+    by_layer = {ls.layer: ls for ls in layers}
     now = datetime.now(UTC)
     out = []
-    for i in ids:
-        ind = catalog.indicators.get(i)
-        when = updated.get(i)
+    for row in rows:
+        ind = catalog.indicators.get(row.indicator)
+        agg = ind.aggregation
+        when: datetime | None
+        if agg.kind in ("layer", "reach"):
+            layer = by_layer.get(agg.layer or "")
+            title = layer.title if layer else (agg.layer or "")
+            basis = f"đo trên lớp dữ liệu {title}"
+            when = datetime.fromisoformat(layer.last_update) if layer and layer.last_update else None
+            if when is not None and when.tzinfo is None:
+                when = when.replace(tzinfo=LOCAL_TIME)
+        elif agg.kind == "sensor":
+            basis = "trạm quan trắc tự động (IoT)"
+            when = datetime.fromisoformat(row.updated_at) if row.updated_at else None
+        else:
+            basis = "báo cáo của các xã, phường"
+            when = updated.get(row.indicator)
+        if when is None and row.value is not None and row.updated_at:
+            when = datetime.fromisoformat(row.updated_at)
         fresh = None if when is None else when >= now - timedelta(days=ind.freshness_days)
         out.append(
             Source(
-                i, ind.name.vi, ind.source_unit.vi, when.date().isoformat() if when else None, ind.freshness_days, fresh
+                row.indicator,
+                ind.name.vi,
+                ind.source_unit.vi,
+                when.astimezone(LOCAL_TIME).date().isoformat() if when else None,
+                ind.freshness_days,
+                fresh,
+                basis,
             )
         )
     return out
@@ -360,6 +497,8 @@ def _layer_sources(
             agg = catalog.indicators.get(ind["id"]).aggregation
             if agg.layer:
                 layer_ids.append(agg.layer)
+            if agg.origin:
+                layer_ids.append(agg.origin)
     out = []
     now = datetime.now(UTC)
     for lid in dict.fromkeys(layer_ids):
@@ -379,7 +518,7 @@ def _layer_sources(
                 layer.title.vi,
                 layer.owner_unit.vi,
                 int(count),
-                when.date().isoformat() if when else None,
+                when.astimezone(LOCAL_TIME).date().isoformat() if when else None,
                 layer.freshness_days,
                 fresh,
             )
@@ -423,15 +562,47 @@ def _add_maps(
 
 
 # -- rendering -------------------------------------------------------------------------------------
+#
+# The documents follow Nghị định 30/2020/NĐ-CP, Phụ lục I (the state's format for administrative
+# documents): A4 portrait; margins top and bottom 20 mm, left 30 mm, right 15 mm; Times New Roman 13 pt
+# (Liberation Serif, metric-compatible, where the server prints the PDF); page numbers centred in the top
+# margin from the second page; the issuing body and the national motto at the head.
+
+#: Page margins in millimetres (top, bottom, left, right), within Phụ lục I's 20–25, 20–25, 30–35, 15–20.
+MARGINS_MM = (20, 20, 30, 15)
+#: Body text size in points (Phụ lục I: 13–14).
+BODY_PT = 13
+MOTTO_1 = "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM"
+MOTTO_2 = "Độc lập - Tự do - Hạnh phúc"
 
 
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     env.filters["num"] = lambda v, d=2: vn_number(v, d)
+    env.filters["fig"] = vn_figure
     env.filters["status"] = lambda s: STATUS_VI.get(s, s)
     env.filters["sector"] = lambda s: SECTORS_VI.get(s, s)
     env.filters["b64"] = lambda b: base64.b64encode(b).decode("ascii")
+    env.filters["datetime"] = vn_datetime
+    env.filters["date"] = vn_date
     return env
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    """One run in the report's basis, in words a leader reads."""
+    version = run.get("data_version") or {}
+    updated = version.get("values_updated_at")
+    text = f"Phân tích lĩnh vực {run.get('title') or run['scenario']} (mã lần phân tích {run['id']}), lập lúc "
+    text += vn_datetime(run["run_at"])
+    if updated:
+        text += f"; số liệu chỉ tiêu cập nhật đến {vn_datetime(updated)}"
+    return text
+
+
+def _change_text(row: Row | Flag) -> str:
+    if row.change is None or round(row.change, unit_digits(row.unit)) == 0:
+        return row.trend
+    return f"{row.trend} ({vn_figure(row.change, row.unit)})"
 
 
 def render_html(report: Report) -> str:
@@ -439,12 +610,28 @@ def render_html(report: Report) -> str:
     return (
         _env()
         .get_template("report.html")
-        .render(r=report, version=__version__, counts=report.counts(), flags=shown, left_out=left_out)
+        .render(
+            r=report,
+            version=__version__,
+            counts=report.counts(),
+            flags=shown,
+            left_out=left_out,
+            issuer_parent=ISSUER_PARENT,
+            issuer=ISSUER,
+            issuer_short=ISSUER_SHORT,
+            motto=(MOTTO_1, MOTTO_2),
+            margins=MARGINS_MM,
+            body_pt=BODY_PT,
+            run_lines=[_run_line(run) for run in report.runs],
+            sources=report.source_rows(),
+            change_text=_change_text,
+        )
     )
 
 
 def render_pdf(report: Report, html: str | None = None, chromium: str | Path = "/usr/bin/chromium") -> bytes:
-    """The HTML printed to A4 by Debian's chromium (Playwright drives it; no browser is downloaded)."""
+    """The HTML printed by Debian's chromium (Playwright drives it; no browser is downloaded): the page
+    size, margins and page numbers come from the template's ``@page`` rules."""
     from playwright.sync_api import sync_playwright
 
     if not Path(chromium).is_file():
@@ -466,128 +653,211 @@ def render_pdf(report: Report, html: str | None = None, chromium: str | Path = "
         try:
             page = browser.new_page()
             page.set_content(html, wait_until="load")
-            pdf = page.pdf(
-                format="A4",
-                print_background=True,
-                margin={"top": "15mm", "bottom": "15mm", "left": "14mm", "right": "14mm"},
-                display_header_footer=True,
-                header_template="<span></span>",
-                footer_template=(
-                    '<div style="font-size:8px;width:100%;text-align:center;color:#555">'
-                    f"{report.title} · lần chạy {', '.join(f'#{i}' for i in report.run_ids)} · "
-                    'trang <span class="pageNumber"></span>/<span class="totalPages"></span></div>'
-                ),
-            )
+            pdf = page.pdf(prefer_css_page_size=True, print_background=True)
         finally:
             browser.close()
     return pdf
 
 
 def render_docx(report: Report) -> bytes:
-    """An editable Word document with the same content as the HTML."""
+    """An editable Word document with the same content as the HTML, in the state's format."""
     from docx import Document
     from docx.enum.section import WD_ORIENT
-    from docx.shared import Cm, Pt, RGBColor
+    from docx.enum.table import WD_TABLE_ALIGNMENT
+    from docx.enum.text import WD_ALIGN_PARAGRAPH
+    from docx.oxml.ns import qn
+    from docx.shared import Mm, Pt, RGBColor
 
     doc = Document()
     section = doc.sections[0]
     section.orientation = WD_ORIENT.PORTRAIT
-    section.left_margin = section.right_margin = Cm(1.8)
-    style = doc.styles["Normal"]
-    style.font.name = "DejaVu Sans"
-    style.font.size = Pt(10)
+    section.page_width, section.page_height = Mm(210), Mm(297)
+    top, bottom, left, right = MARGINS_MM
+    section.top_margin, section.bottom_margin = Mm(top), Mm(bottom)
+    section.left_margin, section.right_margin = Mm(left), Mm(right)
+    section.header_distance = section.footer_distance = Mm(10)
+    black = RGBColor(0, 0, 0)
     red = RGBColor(0xC6, 0x28, 0x28)
-    doc.add_heading(report.title, 0)
-    doc.add_paragraph(f"{report.scope}. Lập lúc {report.generated_at} bởi gis_ioc {__version__} (IOC Hưng Yên).")
+
+    def font(style: Any, size: float, bold: bool | None = None) -> None:
+        style.font.name = "Times New Roman"
+        style.font.size = Pt(size)
+        style.font.color.rgb = black
+        if bold is not None:
+            style.font.bold = bold
+        fonts = style.element.get_or_add_rPr().get_or_add_rFonts()
+        for attr in ("w:ascii", "w:hAnsi", "w:eastAsia", "w:cs"):  # Vietnamese is also "complex" to Word
+            fonts.set(qn(attr), "Times New Roman")
+        for attr in ("w:asciiTheme", "w:hAnsiTheme", "w:eastAsiaTheme", "w:cstheme"):
+            fonts.attrib.pop(qn(attr), None)
+
+    font(doc.styles["Normal"], BODY_PT)
+    doc.styles["Normal"].paragraph_format.space_after = Pt(4)
+    for name, size in (("Title", 14), ("Heading 1", 13), ("Heading 2", 13), ("Heading 3", 13)):
+        font(doc.styles[name], size, bold=True)
+        doc.styles[name].font.italic = name == "Heading 2"
+
+    # page numbers: centred in the top margin from the second page (none on the first)
+    section.different_first_page_header_footer = True
+    number = section.header.paragraphs[0]
+    number.alignment = WD_ALIGN_PARAGRAPH.CENTER
+    _page_field(number.add_run(), qn)
+
+    def para(
+        text: str = "",
+        *,
+        bold: bool = False,
+        italic: bool = False,
+        size: float = BODY_PT,
+        center: bool = False,
+        cell: Any = None,
+        space_after: float = 0,
+    ) -> Any:
+        p = (
+            cell.paragraphs[0]
+            if cell is not None and not cell.paragraphs[0].text and not cell.paragraphs[0].runs
+            else (cell.add_paragraph() if cell is not None else doc.add_paragraph())
+        )
+        if center:
+            p.alignment = WD_ALIGN_PARAGRAPH.CENTER
+        p.paragraph_format.space_after = Pt(space_after)
+        run = p.add_run(text)
+        run.bold, run.italic, run.font.size = bold, italic, Pt(size)
+        return p
+
+    # the head: the issuing body (left) and the national motto (right)
+    head = doc.add_table(rows=1, cols=2)
+    head.alignment = WD_TABLE_ALIGNMENT.CENTER
+    head.autofit = False
+    widths = (Mm(68), Mm(97))
+    for cell, width in zip(head.rows[0].cells, widths, strict=True):
+        cell.width = width
+    left_cell, right_cell = head.rows[0].cells
+    para(ISSUER_PARENT, size=13, center=True, cell=left_cell)
+    para(ISSUER, bold=True, size=13, center=True, cell=left_cell)
+    para("———", bold=True, size=9, center=True, cell=left_cell)
+    para(f"Số:       /BC-{ISSUER_SHORT}", size=13, center=True, cell=left_cell)
+    para(MOTTO_1, bold=True, size=13, center=True, cell=right_cell)
+    para(MOTTO_2, bold=True, size=14, center=True, cell=right_cell)
+    para("—————————", bold=True, size=9, center=True, cell=right_cell)
+    para(report.dateline, italic=True, size=14, center=True, cell=right_cell)
+    doc.add_paragraph()
+    para("BÁO CÁO", bold=True, size=14, center=True)
+    para(report.subject, bold=True, size=14, center=True)
+    para(
+        f"(Phục vụ họp giao ban — {report.period_text}; {report.scope})",
+        italic=True,
+        size=13,
+        center=True,
+        space_after=8,
+    )
+
     counts = report.counts()
     doc.add_paragraph(
+        f"Số liệu tổng hợp từ cơ sở dữ liệu của Trung tâm lúc {vn_datetime(report.generated_at)}. "
         f"{sum(counts.values())} chỉ tiêu: {counts.get('met', 0)} đạt, {counts.get('not met', 0)} chưa đạt, "
         f"{counts.get('stale', 0)} số liệu cũ, {counts.get('no data', 0)} không có số liệu; "
-        f"{len(report.flags)} mục chưa đạt mục tiêu."
+        f"{len(report.flags)} mục chưa đạt chỉ tiêu (toàn vùng và theo xã, phường)."
     )
+
+    def table(header: list[str], rows: list[tuple[list[str], bool]]) -> None:
+        t = doc.add_table(rows=1, cols=len(header))
+        t.style = "Table Grid"
+        for cell, text in zip(t.rows[0].cells, header, strict=True):
+            para(text, bold=True, size=12, cell=cell)
+        for values, flagged in rows:
+            cells = t.add_row().cells
+            for cell, text in zip(cells, values, strict=True):
+                run = para(text, size=12, cell=cell).runs[0]
+                if flagged:
+                    run.font.color.rgb = red
+
     doc.add_heading("1. Chỉ tiêu so với mục tiêu, theo lĩnh vực", 1)
     for sector, rows in report.sectors.items():
         doc.add_heading(SECTORS_VI.get(sector, sector), 2)
-        table = doc.add_table(rows=1, cols=7)
-        table.style = "Light Grid Accent 1"
-        for cell, text in zip(
-            table.rows[0].cells,
+        table(
             ["Chỉ tiêu", "Đơn vị", "Giá trị", "Mục tiêu", "Đánh giá", "Xu hướng", "Xã chưa đạt"],
-            strict=True,
-        ):
-            cell.text = text
-        for r in rows:
-            cells = table.add_row().cells
-            values = [
-                r.name,
-                r.unit,
-                vn_number(r.value),
-                vn_number(r.target),
-                STATUS_VI.get(r.status, r.status),
-                f"{r.trend} ({vn_number(r.change)})" if r.change is not None else r.trend,
-                f"{r.communes_not_met}/{r.communes_total}",
-            ]
-            for cell, text in zip(cells, values, strict=True):
-                cell.text = text
-                if r.status == "not met":
-                    for run in cell.paragraphs[0].runs:
-                        run.font.color.rgb = red
-    doc.add_heading("2. Các mục chưa đạt mục tiêu (nặng nhất trước)", 1)
+            [
+                (
+                    [
+                        r.name,
+                        r.unit,
+                        vn_figure(r.value, r.unit),
+                        vn_figure(r.target, r.unit),
+                        STATUS_VI.get(r.status, r.status),
+                        _change_text(r),
+                        f"{r.communes_not_met}/{r.communes_total}",
+                    ],
+                    r.status == "not met",
+                )
+                for r in rows
+            ],
+        )
+    doc.add_heading("2. Các mục chưa đạt chỉ tiêu (nặng nhất trước)", 1)
     shown, left_out = report.flags_shown()
     if shown:
-        table = doc.add_table(rows=1, cols=6)
-        table.style = "Light Grid Accent 1"
-        for cell, text in zip(
-            table.rows[0].cells, ["Chỉ tiêu", "Nơi", "Giá trị", "Mục tiêu", "Còn thiếu", "Xu hướng"], strict=True
-        ):
-            cell.text = text
-        for f in shown:
-            cells = table.add_row().cells
-            for cell, text in zip(
-                cells,
-                [f.name, f.commune, vn_number(f.value), vn_number(f.target), f"{vn_number(f.gap)} {f.unit}", f.trend],
-                strict=True,
-            ):
-                cell.text = text
+        table(
+            ["Chỉ tiêu", "Nơi", "Giá trị", "Mục tiêu", "So với chỉ tiêu", "Xu hướng"],
+            [
+                (
+                    [
+                        f.name,
+                        f.commune if f.share >= 0.995 else f"{f.commune} ({vn_number(100 * f.share, 0)} % trong vùng)",
+                        vn_figure(f.value, f.unit),
+                        vn_figure(f.target, f.unit),
+                        f.gap_text,
+                        _change_text(f),
+                    ],
+                    True,
+                )
+                for f in shown
+            ],
+        )
         if left_out:
-            doc.add_paragraph(f"Và {left_out} mục khác ở cấp xã (xuất đầy đủ: gis-ioc export run ID).")
+            doc.add_paragraph(
+                f"Và {left_out} mục khác ở cấp xã, phường; danh sách đầy đủ có trong tệp xuất số liệu kèm theo."
+            )
     else:
         doc.add_paragraph("Tất cả chỉ tiêu có mục tiêu đều đạt.")
     if report.maps:
         doc.add_heading("3. Bản đồ chuyên đề", 1)
         for m in report.maps:
-            doc.add_paragraph(f"{m['title']} — {m['flagged']} xã chưa đạt (lần chạy #{m['run_id']})")
-            doc.add_picture(io.BytesIO(m["png"]), width=Cm(17))
+            doc.add_picture(io.BytesIO(m["png"]), width=Mm(165))
+            para(
+                f"{m['title']}, {report.period_text}: {m['flagged']} xã, phường chưa đạt chỉ tiêu (gạch chéo đỏ).",
+                italic=True,
+                size=12,
+                center=True,
+                space_after=6,
+            )
     doc.add_heading("4. Nguồn số liệu và độ cập nhật", 1)
-    table = doc.add_table(rows=1, cols=4)
-    table.style = "Light Grid Accent 1"
-    for cell, text in zip(table.rows[0].cells, ["Chỉ tiêu", "Đơn vị cung cấp", "Cập nhật", "Tình trạng"], strict=True):
-        cell.text = text
-    for s in report.sources:
-        cells = table.add_row().cells
-        state = "còn hạn" if s.fresh else ("quá hạn" if s.fresh is False else "không có")
-        for cell, text in zip(
-            cells, [s.name, s.source_unit, s.last_update or "—", f"{state} ({s.freshness_days} ngày)"], strict=True
-        ):
-            cell.text = text
-    table = doc.add_table(rows=1, cols=4)
-    table.style = "Light Grid Accent 1"
-    for cell, text in zip(
-        table.rows[0].cells, ["Lớp dữ liệu", "Đơn vị quản lý", "Số đối tượng", "Cập nhật"], strict=True
-    ):
-        cell.text = text
-    for ls in report.layers:
-        cells = table.add_row().cells
-        for cell, text in zip(
-            cells, [ls.title, ls.owner, vn_number(ls.features, 0), ls.last_update or "—"], strict=True
-        ):
-            cell.text = text
+    table(
+        ["Số liệu", "Đơn vị cung cấp", "Căn cứ", "Cập nhật gần nhất", "Tình trạng"],
+        [
+            ([s["what"], s["unit"], s["basis"], s["updated"], s["state"]], bool(s["stale"]))
+            for s in report.source_rows()
+        ],
+    )
     doc.add_heading("5. Căn cứ lập báo cáo", 1)
     for run in report.runs:
-        doc.add_paragraph(
-            f"Lần chạy kịch bản #{run['id']} ({run['scenario']}) lúc {run['run_at']}", style="List Bullet"
-        )
-    doc.add_paragraph(f"Lập lại báo cáo này: gis-ioc report --runs {','.join(str(i) for i in report.run_ids)}")
+        doc.add_paragraph(_run_line(run), style="List Bullet")
+    doc.add_paragraph(
+        "Mọi số liệu trong báo cáo lấy từ cơ sở dữ liệu của Trung tâm qua các lần phân tích trên; "
+        "báo cáo lập lại từ các mã lần phân tích này cho đúng các số liệu này."
+    )
     out = io.BytesIO()
     doc.save(out)
     return out.getvalue()
+
+
+def _page_field(run: Any, qn: Callable[[str], str]) -> None:
+    """A PAGE field (Word fills in the page number)."""
+    from docx.oxml import OxmlElement
+
+    begin, instr, end = OxmlElement("w:fldChar"), OxmlElement("w:instrText"), OxmlElement("w:fldChar")
+    begin.set(qn("w:fldCharType"), "begin")
+    instr.set(qn("xml:space"), "preserve")
+    instr.text = "PAGE"
+    end.set(qn("w:fldCharType"), "end")
+    for element in (begin, instr, end):
+        run._r.append(element)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -39,14 +40,97 @@ STATUS_VI = {
 }
 
 
+#: Vietnam's time zone: every date and time a reader sees is local.
+LOCAL_TIME = ZoneInfo("Asia/Ho_Chi_Minh")
+#: Units counted in whole items (people, households, schools…): shown without decimals.
+WHOLE_UNITS = frozenset({"người", "hộ", "trường", "giường", "ngày", "chỗ", "cơ sở", "xã"})
+_ROMAN = {"1": "I", "2": "II", "3": "III", "4": "IV"}
+
+
 def vn_number(value: float | None, digits: int = 2) -> str:
-    """Vietnamese number format: 1.234,56 (dot for thousands, comma for decimals)."""
+    """Vietnamese number format: 1.234,56 (dot for thousands, comma for decimals); never ``-0``."""
     if value is None:
         return "—"
+    if round(value, digits) == 0:
+        value = 0.0  # -0.001 rounds to -0: a reader sees 0
     text = f"{value:,.{digits}f}"
     if digits:
         text = text.rstrip("0").rstrip(".")
     return text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
+
+
+def unit_digits(unit: str | None) -> int:
+    """Decimals shown for a figure in ``unit``: none for people, households and other whole counts."""
+    return 0 if (unit or "").strip() in WHOLE_UNITS else 2
+
+
+def vn_figure(value: float | None, unit: str | None) -> str:
+    """A figure in its unit's precision (``8.726 hộ``, never ``8.726,35 hộ``), without the unit."""
+    return vn_number(value, unit_digits(unit))
+
+
+def vn_period(period: str | None, lang: str = "vi") -> str:
+    """``2026-Q3`` as a reader writes it: ``Quý III/2026`` (``Q3 2026`` in English); ``2026``: ``Năm 2026``."""
+    if not period:
+        return "—"
+    match = PERIOD_RE.match(period)
+    if match is None:
+        return period
+    if match["quarter"] is None:
+        return f"Năm {match['year']}" if lang == "vi" else f"Year {match['year']}"
+    if lang == "vi":
+        return f"Quý {_ROMAN[match['quarter']]}/{match['year']}"
+    return f"Q{match['quarter']} {match['year']}"
+
+
+def _instant(value: str | datetime | date | None) -> datetime | date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime | date):
+        return value
+    text = str(value).strip()
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def vn_datetime(value: str | datetime | None, seconds: bool = False) -> str:
+    """An instant in Vietnam's time as ``02/12/2026 21:05`` (a naive one is taken as UTC)."""
+    when = _instant(value)
+    if when is None:
+        return "—"
+    if not isinstance(when, datetime):
+        return when.strftime("%d/%m/%Y")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(LOCAL_TIME).strftime("%d/%m/%Y %H:%M" + (":%S" if seconds else ""))
+
+
+def vn_date(value: str | datetime | date | None) -> str:
+    """A day as ``02/12/2026`` (an instant: its day in Vietnam's time)."""
+    when = _instant(value)
+    if when is None:
+        return "—"
+    if isinstance(when, datetime):
+        when = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(LOCAL_TIME)
+    return when.strftime("%d/%m/%Y")
+
+
+def gap_text(direction: str, gap: float | None, unit: str | None, lang: str = "vi") -> str:
+    """The distance to the target in words that follow the indicator's direction: a "higher is better"
+    figure below its target is ``còn thiếu 2,5 %``; a "lower is better" one above it is
+    ``vượt 0,74 vụ/10.000 dân/quý so với chỉ tiêu``; a target met, ``đạt``."""
+    if gap is None:
+        return "—"
+    amount = f"{vn_figure(abs(gap), unit)} {unit or ''}".strip()
+    if round(gap, unit_digits(unit)) <= 0:
+        return "đạt chỉ tiêu" if lang == "vi" else "target met"
+    if direction == "lower":
+        return f"vượt {amount} so với chỉ tiêu" if lang == "vi" else f"{amount} above the target"
+    return f"còn thiếu {amount}" if lang == "vi" else f"{amount} short of the target"
 
 
 @dataclass
@@ -80,11 +164,11 @@ class ThematicMap:
     counts: list[int]
     communes: list[CommuneFigure]
     data_date: str | None
-    generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    generated_at: str = field(default_factory=lambda: datetime.now(LOCAL_TIME).isoformat(timespec="seconds"))
 
     @property
     def title(self) -> str:
-        return f"{self.indicator.name.vi} — {self.period}"
+        return f"{self.indicator.name.vi} — {vn_period(self.period)}"
 
     @property
     def flagged(self) -> list[CommuneFigure]:
@@ -93,6 +177,7 @@ class ThematicMap:
     def class_labels(self, digits: int = 2) -> list[str]:
         lows = [self.minimum, *self.bins[:-1]]
         unit = self.indicator.unit
+        digits = min(digits, unit_digits(unit))
         return [
             f"{vn_number(lo, digits)} – {vn_number(hi, digits)} {unit}" for lo, hi in zip(lows, self.bins, strict=True)
         ]

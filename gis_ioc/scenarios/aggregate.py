@@ -23,6 +23,10 @@ from gis_ioc.publish.cql import FilterCompiler, Params, parse_filter
 from gis_ioc.scenarios.selectors import Selection
 
 VN_TIME = timezone(timedelta(hours=7), "ICT")
+#: A commune cut by a radius or zone is flagged only when at least this share of it (of its households
+#: in mapped buildings, or of its area where none is mapped) lies inside the selection: a commune that
+#: the circle barely touches is listed with its share, never flagged as a whole (docs/maps.md).
+FLAG_MIN_SHARE = 0.10
 
 
 @dataclass
@@ -154,7 +158,7 @@ def combine(
     kind = ind.aggregation.kind
     if kind == "sum":
         parts = [s.share * v[0] for s in shares if (v := values.get((ind.id, s.code, period))) and v[0] is not None]
-        return sum(parts) if parts else None
+        return whole_count(ind, sum(parts)) if parts else None
     if kind == "rate":
         num = den = 0.0
         for s in shares:
@@ -180,6 +184,13 @@ def combine(
     return acc / total_w if total_w > 0 else None
 
 
+def whole_count(ind: Indicator, value: float | None) -> float | None:
+    """People and households are counted whole: an apportioned count of a personal indicator is rounded."""
+    if value is None or not (ind.personal and ind.aggregation.kind == "sum"):
+        return value
+    return float(round(value))
+
+
 def rate_basis(
     ind: Indicator, shares: list[CommuneShare], values: dict[tuple[str, str, str], tuple[Any, ...]], period: str
 ) -> float | None:
@@ -191,14 +202,18 @@ def rate_basis(
 
 
 def suppress(results: list[IndicatorResult], personal: set[str], threshold: int) -> int:
-    """Hide figures that could single people out: counts of personal indicators below ``threshold``, and
-    rates resting on fewer than ``threshold`` (people, households…). Returns how many were hidden."""
+    """Hide figures that could single people out, of personal indicators only (``personal: true`` in
+    ``config/indicators.yaml``: figures about people or households): counts below ``threshold``, and
+    rates resting on fewer than ``threshold`` people or households. Figures about schools, roads or
+    beds are not personal data and are never hidden. Returns how many were hidden."""
     hidden = 0
     for r in results:
+        if r.id not in personal:
+            continue
         for fig in [r.total, *r.communes.values()]:
             if fig.value is None:
                 continue  # nothing to hide
-            small_count = r.id in personal and fig.value < threshold
+            small_count = fig.basis is None and fig.value < threshold
             small_basis = fig.basis is not None and fig.basis < threshold
             if small_count or small_basis:
                 fig.value = fig.gap = fig.share_of_target = fig.previous = fig.change = fig.basis = None
@@ -482,10 +497,10 @@ def evaluate(
             whole = [CommuneShare(s.code, s.name, 1.0, "whole")]
             own = combine(ind, whole, values, period)
             if ind.aggregation.kind == "sum" and own is not None:
-                own *= s.share  # the part of the commune's total inside the selection
+                own = whole_count(ind, own * s.share)  # the part of the commune's total inside the selection
             before = combine(ind, whole, values, prev)
             if ind.aggregation.kind == "sum" and before is not None:
-                before *= s.share
+                before = whole_count(ind, before * s.share)
             fig = judge(ind, own, ind.target_for(period, s.code), before, s.code in stale_codes)
             fig.basis = rate_basis(ind, whole, values, period)
             fig.updated_at = reported[s.code].isoformat() if s.code in reported else None
@@ -499,8 +514,10 @@ def evaluate(
 
 
 def flags(results: list[IndicatorResult], shares: list[CommuneShare]) -> list[dict[str, Any]]:
-    """Everything not met, most severe (largest relative shortfall) first."""
+    """Everything not met, most severe (largest relative shortfall) first; a commune only when at least
+    :data:`FLAG_MIN_SHARE` of it lies inside the selection (its ``share`` is on the flag)."""
     names = {s.code: s.name for s in shares}
+    share_of = {s.code: s.share for s in shares}
     single = single_commune(shares) is not None  # the total is the commune: flag it once
     out = []
     for r in results:
@@ -508,6 +525,8 @@ def flags(results: list[IndicatorResult], shares: list[CommuneShare]) -> list[di
         for where, fig in places:
             if fig.status != "not met" or fig.gap is None or not fig.target:
                 continue
+            if where != "total" and share_of.get(where, 1.0) < FLAG_MIN_SHARE:
+                continue  # barely inside the selection: listed with its share, not flagged
             out.append(
                 {
                     "indicator": r.id,
@@ -518,6 +537,8 @@ def flags(results: list[IndicatorResult], shares: list[CommuneShare]) -> list[di
                     "target": fig.target,
                     "gap": fig.gap,
                     "unit": r.unit,
+                    "direction": r.direction,
+                    "share": 1.0 if where == "total" else share_of.get(where, 1.0),
                     "severity": abs(fig.gap / fig.target),
                 }
             )

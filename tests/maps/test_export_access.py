@@ -287,3 +287,16 @@ def test_bbox_narrows_and_stays_inside_the_officers_rows(
     assert len(found) == expected > 0 and {r["commune_code"] for r in found} == {OWN}
     bad = app.get("/api/exports/layers/buildings", params={"bbox-crs": "EPSG:9209"}, headers=keys["officer"])
     assert bad.status_code == 400 and "bbox" in bad.json()["detail"]
+
+
+def test_labels_beside_codes_through_http(app: TestClient, keys: dict[str, dict[str, str]]) -> None:
+    params = {"format": "csv", "bbox": "106.0,20.6,106.1,20.7"}
+    plain = _csv(app.get("/api/exports/layers/schools", params=params, headers=keys["leader"]))
+    assert plain and "level_vi" not in plain[0]
+    labelled = _csv(app.get("/api/exports/layers/schools", params={**params, "labels": "true"}, headers=keys["leader"]))
+    assert {row["level_vi"] for row in labelled} <= {"Mầm non", "Tiểu học", "Trung học cơ sở", "Trung học phổ thông"}
+    assert [row["level"] for row in labelled] == [row["level"] for row in plain]
+    bad = app.get("/api/exports/layers/schools", params={**params, "labels": "maybe"}, headers=keys["leader"])
+    assert bad.status_code in (400, 422)
+    job = app.post("/api/exports", json={"layer": "schools", "format": "csv", "labels": "yes"}, headers=keys["leader"])
+    assert job.status_code == 400 and "labels" in job.json()["detail"]

@@ -313,3 +313,75 @@ def test_spreadsheet_exports_never_hold_formulas(client: TestClient, hostile_sch
     assert {c.data_type for c in names.values()} == {"s"}  # string cells, never formulas ('f')
     with zipfile.ZipFile(io.BytesIO(xlsx.content)) as zf:
         assert not any("<f>" in zf.read(n).decode() for n in zf.namelist() if n.startswith("xl/worksheets/"))
+
+
+def test_spreadsheets_resolve_units_say_co_khong_and_label_codes(
+    db: psycopg.Connection[Any], catalog: Catalog, tmp_path: Path
+) -> None:
+    crs = exports.resolve_crs("CRS84")
+    plain = exports.export(exports.layer_source(db, catalog, CONSOLE, "schools", crs), "xlsx", crs, tmp_path / "a")
+    sheet = list(load_workbook(plain.path, read_only=True)["schools"].iter_rows(values_only=True))
+    titles = dict(zip(sheet[1], sheet[0], strict=True))
+    assert titles["pupils"] == "Số học sinh (học sinh)" and titles["capacity"] == "Quy mô thiết kế (học sinh)"
+    assert titles["classes"] == "Số lớp (lớp)" and not any("{" in str(t) for t in sheet[0])
+    standard = sheet[1].index("national_standard")
+    assert {r[standard] for r in sheet[2:]} == {"Có", "Không"}  # never True/False
+    assert "level_vi" not in sheet[1]  # labels only when asked
+    expected = dict(
+        db.execute("SELECT fid, level FROM layers.schools WHERE approval = 'approved'").fetchall()  # type: ignore[arg-type]
+    )
+    labelled = exports.layer_source(db, catalog, CONSOLE, "schools", crs, labels=True)
+    names = [c.name for c in labelled.columns]
+    assert names[names.index("level") + 1] == "level_vi" and names[names.index("ownership") + 1] == "ownership_vi"
+    level_vi = {"preschool": "Mầm non", "primary": "Tiểu học", "lower_secondary": "Trung học cơ sở"}
+    level_vi["upper_secondary"] = "Trung học phổ thông"
+    for fmt in ("xlsx", "csv", "gpkg"):
+        result = exports.export(labelled, fmt, crs, tmp_path / fmt)
+        if fmt == "xlsx":
+            rows = list(load_workbook(result.path, read_only=True)["schools"].iter_rows(values_only=True))
+            head, body = rows[1], rows[2:]
+            assert rows[0][head.index("level_vi")] == "Cấp học (tên)"
+        elif fmt == "csv":
+            table = list(csv.reader(io.StringIO(result.path.read_text(encoding="utf-8-sig"))))
+            head, body = tuple(table[0]), [tuple(r) for r in table[1:]]
+        else:
+            frame = pyogrio.read_dataframe(result.path)
+            head, body = tuple(frame.columns), [tuple(r) for r in frame.itertuples(index=False)]
+        fid, level, label = head.index("feature_id"), head.index("level"), head.index("level_vi")
+        assert len(body) == len(expected)
+        for row in body:
+            assert row[level] == expected[int(row[fid])] and row[label] == level_vi[row[level]], (fmt, row)
+        standard_vi = head.index("national_standard_vi")
+        assert {r[standard_vi] for r in body} == {"Có", "Không"}
+
+
+def test_run_exports_label_statuses_and_name_the_gap_by_direction(
+    db: psycopg.Connection[Any], catalog: Catalog, settings: Settings, tmp_path: Path
+) -> None:
+    scenarios = load_scenarios(settings.config_dir / "scenarios", catalog)
+    run = run_scenario(
+        db, catalog, scenarios["public_order"], selectors.province(db), "2026-Q3", viewer=CONSOLE
+    ).as_dict()
+    crs = exports.resolve_crs("CRS84")
+    titles = {k: s.title.vi for k, s in scenarios.items()}
+    source = exports.run_source(db, run, crs, labels=True, scenario_titles=titles)
+    result = exports.export(source, "xlsx", crs, tmp_path)
+    rows = list(load_workbook(result.path, read_only=True)[source.name].iter_rows(values_only=True))
+    head = dict(zip(rows[1], rows[0], strict=True))
+    assert "(vượt chỉ tiêu) (vụ/10.000 dân/quý)" in head["crime_incidents_per_10k_gap"]  # lower is better
+    assert head["crime_incidents_per_10k"] == "Số vụ phạm pháp hình sự trên 10.000 dân trong kỳ (vụ/10.000 dân/quý)"
+    body = [dict(zip(rows[1], r, strict=False)) for r in rows[2:]]  # read-only rows drop trailing blanks
+    names = {i["id"]: i["name"]["vi"] for i in run["indicators"]}
+    assert {r["scenario_vi"] for r in body} == {"An ninh trật tự"} and {r["period_vi"] for r in body} == {
+        "Quý III/2026"
+    }
+    assert {r["flagged"] for r in body} <= {"Có", "Không"} and {r["method_vi"] for r in body} == {"Cả xã"}
+    for r in body:
+        status = r["crime_incidents_per_10k_status"]
+        assert r["crime_incidents_per_10k_status_vi"] == exports.STATUS_LABELS[status]
+        assert (r["flagged"] == "Có") == bool(r.get("flags"))
+        if r.get("flags"):
+            assert r["flags_vi"] == ", ".join(names[i] for i in r["flags"].split(", "))
+    meta = dict(load_workbook(result.path, read_only=True)["export"].iter_rows(values_only=True))
+    assert meta["title"] == f"An ninh trật tự, Quý III/2026 (lần phân tích {run['id']})"
+    assert "(giờ Việt Nam)" in meta["generated_at"] and "T" not in meta["generated_at"].split()[0]

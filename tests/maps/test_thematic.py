@@ -149,7 +149,7 @@ def test_print_maps_png_and_pdf(client: TestClient, classified: dict[str, Any], 
     size = next(line for line in info.splitlines() if line.startswith("Page size:"))
     assert "(A3)" in size and float(size.split()[2]) > float(size.split()[4])  # A3, landscape
     text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
-    assert classified["name"]["vi"] in text and "kỳ 2026-Q3" in text
+    assert classified["name"]["vi"] in text and "Quý III/2026" in text
     for cls in classified["classes"]:
         assert vn_number(cls["upper"]) in text
     assert f"Chưa đạt mục tiêu ({len(classified['flagged'])} xã)" in text

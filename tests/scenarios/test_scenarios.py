@@ -324,3 +324,68 @@ def test_small_personal_figures_are_suppressed(
         ).suppressed
         == 0
     )
+
+
+def test_partial_communes_are_flagged_only_above_the_stated_share(
+    db: psycopg.Connection[Any], catalog: Catalog, scenarios: dict[str, Any]
+) -> None:
+    """A commune the circle barely touches is listed with its share, never flagged as a whole."""
+    from gis_ioc.scenarios.aggregate import FLAG_MIN_SHARE
+
+    points = db.execute(
+        "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM layers.communes "
+        "WHERE valid_to IS NULL ORDER BY code LIMIT 12) s"
+    ).fetchall()
+    small_not_met = 0
+    for lon, lat in points:
+        run = run_scenario(
+            db, catalog, scenarios["education"], selectors.radius(db, lon, lat, 3500), PERIOD, viewer=CONSOLE
+        )
+        share = {c["code"]: c["share"] for c in run.communes}
+        flagged = {(f["indicator"], f["where"]) for f in run.flags}
+        for f in run.flags:
+            assert f["where"] == "total" or (f["share"] == share[f["where"]] >= FLAG_MIN_SHARE)
+        for ind in run.indicators:
+            for code, fig in ind["communes"].items():
+                if fig["status"] != "not met" or not fig["target"]:
+                    continue
+                if share[code] < FLAG_MIN_SHARE:
+                    small_not_met += 1
+                    assert (ind["id"], code) not in flagged
+                else:
+                    assert (ind["id"], code) in flagged
+    assert small_not_met > 0  # the case was met
+
+
+def test_school_figures_are_not_personal_data(
+    db: psycopg.Connection[Any], catalog: Catalog, scenarios: dict[str, Any]
+) -> None:
+    """Suppression is for figures about people or households only: the share of schools meeting the
+    national standard over a tiny selection is shown; the share of its few households near a school is not."""
+    lon, lat = db.execute(
+        "SELECT ST_X(ST_Centroid(geom)), ST_Y(ST_Centroid(geom)) FROM layers.buildings "
+        "WHERE households = 1 ORDER BY fid LIMIT 1"
+    ).fetchone()  # type: ignore[misc]
+    tiny = selectors.radius(db, lon, lat, 15)
+    run = run_scenario(db, catalog, scenarios["education"], tiny, PERIOD, privacy_threshold=50, viewer=CONSOLE)
+    schools = _indicator(run, "schools_national_standard_rate")
+    assert schools["total"]["status"] in ("met", "not met") and schools["total"]["value"] is not None
+    assert all(f["status"] != "suppressed" for f in schools["communes"].values())
+    assert _indicator(run, "primary_school_reach")["total"]["status"] == "suppressed"  # households: personal
+    assert _indicator(run, "primary_enrolment_rate")["total"]["status"] == "suppressed"  # children: personal
+    personal = {i.id for i in catalog.indicators.indicators if i.personal}
+    assert "schools_national_standard_rate" not in personal and "poor_household_rate" in personal
+
+
+def test_people_and_households_are_whole_numbers(
+    db: psycopg.Connection[Any], catalog: Catalog, scenarios: dict[str, Any]
+) -> None:
+    run = run_scenario(
+        db, catalog, scenarios["socio_economic"], selectors.radius(db, 106.05, 20.65, 2000), PERIOD, viewer=PERSONAL
+    )
+    assert {c["method"] for c in run.communes} == {"households in buildings"}  # apportioned: fractions made
+    for indicator in ("population", "households"):
+        ind = _indicator(run, indicator)
+        figures = [ind["total"], *ind["communes"].values()]
+        values = [f[k] for f in figures for k in ("value", "previous", "change", "gap") if f.get(k) is not None]
+        assert values and all(v == round(v) for v in values), indicator

@@ -6,14 +6,15 @@
     vi: {
       title: "Bản đồ điều hành tỉnh Hưng Yên", search: "Tìm xã, phường (tên hoặc mã)", selection: "Vùng chọn",
       mode_identify: "Xem thông tin", mode_radius: "Bán kính", mode_polygon: "Vẽ vùng", mode_communes: "Chọn xã",
-      radius: "Bán kính (m)", finish: "Đóng vùng", clear: "Xóa vùng chọn", scenario: "Kịch bản", period: "Kỳ",
+      radius: "Bán kính (m)", finish: "Đóng vùng", clear: "Xóa vùng chọn", scenario: "Lĩnh vực", period: "Kỳ",
       run: "Phân tích", layers: "Lớp bản đồ", hint_identify: "Bấm vào bản đồ để xem thông tin tại điểm đó.",
       hint_radius: "Bấm vào bản đồ để đặt tâm vòng tròn.", hint_polygon: "Bấm để thêm đỉnh, rồi bấm «Đóng vùng».",
       hint_communes: "Bấm vào xã trên bản đồ (hoặc tìm theo tên) để chọn hoặc bỏ chọn.",
       centre: "Tâm", communes_picked: "Xã đã chọn", vertices: "Số đỉnh", nothing: "Chưa chọn vùng.",
-      running: "Đang phân tích…", loading: "Đang tải…", results: "Kết quả", run_id: "Lần chạy",
+      running: "Đang phân tích…", loading: "Đang tải…", results: "Kết quả", run_id: "Mã lần phân tích",
       indicator: "Chỉ tiêu", value: "Giá trị", target: "Mục tiêu", status: "Đánh giá", flags: "Chỉ tiêu chưa đạt",
-      no_flags: "Tất cả chỉ tiêu có mục tiêu đều đạt.", gap: "còn thiếu", commune: "Xã/phường", whole: "toàn vùng",
+      no_flags: "Tất cả chỉ tiêu có mục tiêu đều đạt.", gap: "còn thiếu", above: "vượt", above_after: "so với chỉ tiêu",
+      in_selection: "trong vùng chọn", commune: "Xã/phường", whole: "toàn vùng", quarter: "Quý", year: "Năm",
       flagged_communes: "Xã có chỉ tiêu chưa đạt", report: "Báo cáo PDF", export_gpkg: "Xuất GeoPackage (VN-2000)",
       export_xlsx: "Xuất Excel", parcel: "Thửa đất", nearby: "Gần đây", none_found: "Không tìm thấy.",
       s_met: "đạt", "s_not met": "chưa đạt", "s_no data": "không có số liệu", s_stale: "số liệu cũ",
@@ -25,14 +26,15 @@
     en: {
       title: "Hưng Yên operations map", search: "Find a commune or ward (name or code)", selection: "Selection",
       mode_identify: "Identify", mode_radius: "Radius", mode_polygon: "Draw area", mode_communes: "Pick communes",
-      radius: "Radius (m)", finish: "Close area", clear: "Clear selection", scenario: "Scenario", period: "Period",
+      radius: "Radius (m)", finish: "Close area", clear: "Clear selection", scenario: "Sector", period: "Period",
       run: "Analyse", layers: "Layers", hint_identify: "Click the map to see what is there.",
       hint_radius: "Click the map to place the centre of the circle.", hint_polygon: "Click to add corners, then «Close area».",
       hint_communes: "Click communes on the map (or search by name) to pick or drop them.",
       centre: "Centre", communes_picked: "Communes picked", vertices: "Corners", nothing: "Nothing selected.",
-      running: "Analysing…", loading: "Loading…", results: "Results", run_id: "Run",
+      running: "Analysing…", loading: "Loading…", results: "Results", run_id: "Analysis no.",
       indicator: "Indicator", value: "Value", target: "Target", status: "Status", flags: "Targets not met",
-      no_flags: "Every indicator with a target is met.", gap: "short by", commune: "Commune", whole: "whole selection",
+      no_flags: "Every indicator with a target is met.", gap: "short by", above: "above the target by", above_after: "",
+      in_selection: "inside the selection", commune: "Commune", whole: "whole selection", quarter: "Q", year: "Year",
       flagged_communes: "Communes with targets not met", report: "PDF report", export_gpkg: "GeoPackage (VN-2000)",
       export_xlsx: "Excel", parcel: "Parcel", nearby: "Nearby", none_found: "Nothing found.",
       s_met: "met", "s_not met": "not met", "s_no data": "no data", s_stale: "stale", "s_no target": "no target",
@@ -57,7 +59,28 @@
   window.gisIoc = state;
   const t = (k) => (T[state.lang] && T[state.lang][k]) || T.vi[k] || k;
   const tx = (o) => (o && typeof o === "object" ? o[state.lang] || o.vi : o);
-  const fmt = (v, digits) => (v === null || v === undefined ? "—" : Number(v).toLocaleString(state.lang === "vi" ? "vi-VN" : "en-GB", { maximumFractionDigits: digits === undefined ? 2 : digits }));
+  const fmt = (v, digits) => {
+    if (v === null || v === undefined) return "—";
+    const d = digits === undefined ? 2 : digits;
+    const n = Math.abs(Number(v)) < 0.5 * Math.pow(10, -d) ? 0 : Number(v); // never "-0"
+    return n.toLocaleString(state.lang === "vi" ? "vi-VN" : "en-GB", { maximumFractionDigits: d });
+  };
+  // people, households and other whole counts are shown without decimals (as the reports show them)
+  const WHOLE_UNITS = ["người", "hộ", "trường", "giường", "ngày", "chỗ", "cơ sở", "xã"];
+  const fmtU = (v, unit) => fmt(v, WHOLE_UNITS.includes(String(unit || "").trim()) ? 0 : 2);
+  // "2026-Q3" → "Quý III/2026" (English: "Q3 2026"); "2026" → "Năm 2026"
+  const periodText = (p) => {
+    const m = /^(\d{4})(?:-Q([1-4]))?$/.exec(String(p || ""));
+    if (!m) return String(p || "");
+    if (!m[2]) return `${t("year")} ${m[1]}`;
+    return state.lang === "vi" ? `${t("quarter")} ${["I", "II", "III", "IV"][m[2] - 1]}/${m[1]}` : `Q${m[2]} ${m[1]}`;
+  };
+  // the distance to the target in words that follow the indicator's direction
+  const gapText = (gap, unit, direction) => {
+    const amount = `${fmtU(Math.abs(gap), unit)} ${unit || ""}`.trim();
+    if (direction === "lower") return `${t("above")} ${amount}${t("above_after") ? " " + t("above_after") : ""}`;
+    return `${t("gap")} ${amount}`;
+  };
   const esc = (s) => String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 
   function status(text, isError) {
@@ -89,7 +112,7 @@
     const sc = $("scenario"), pe = $("period");
     const keepS = sc.value, keepP = pe.value;
     sc.innerHTML = state.config.scenarios.map((s) => `<option value="${esc(s.id)}" title="${esc(tx(s.description))}">${esc(tx(s.title))}</option>`).join("");
-    pe.innerHTML = state.config.periods.map((p) => `<option>${esc(p)}</option>`).join("");
+    pe.innerHTML = state.config.periods.map((p) => `<option value="${esc(p)}">${esc(periodText(p))}</option>`).join("");
     if (keepS) sc.value = keepS; else if (params.get("scenario")) sc.value = params.get("scenario");
     if (keepP) pe.value = keepP;
   }
@@ -286,14 +309,22 @@
     const rows = run.indicators.map((ind) => {
       const f = ind.total;
       const bad = f.status === "not met";
-      const change = f.change === null || f.change === undefined ? "" : ` <small title="${esc(t("change"))}">(${f.change > 0 ? "+" : ""}${fmt(f.change)})</small>`;
-      return `<tr class="${bad ? "not-met" : ""}" data-indicator="${esc(ind.id)}"><td>${esc(tx(ind.name))} <small>(${esc(ind.unit)})</small></td><td class="num">${fmt(f.value)}${change}</td><td class="num">${fmt(f.target)}</td><td>${statusCell(f.status)}</td></tr>`;
+      const change = f.change === null || f.change === undefined || fmtU(f.change, ind.unit) === "0" ? "" : ` <small title="${esc(t("change"))}">(${f.change > 0 ? "+" : ""}${fmtU(f.change, ind.unit)})</small>`;
+      return `<tr class="${bad ? "not-met" : ""}" data-indicator="${esc(ind.id)}"><td>${esc(tx(ind.name))} <small>(${esc(ind.unit)})</small></td><td class="num">${fmtU(f.value, ind.unit)}${change}</td><td class="num">${fmtU(f.target, ind.unit)}</td><td>${statusCell(f.status)}</td></tr>`;
     }).join("");
-    const flags = run.flags.map((f) => `<li class="flag" data-where="${esc(f.where)}">${esc(f.where === "total" ? t("whole") : f.commune || names[f.where] || f.where)}: ${esc(tx(f.name))} ${fmt(f.value)} / ${fmt(f.target)} ${esc(f.unit)} (${esc(t("gap"))} ${fmt(f.gap)})</li>`).join("");
+    const directions = Object.fromEntries(run.indicators.map((i) => [i.id, i.direction]));
+    const shares = Object.fromEntries(run.communes.map((c) => [c.code, c.share]));
+    const place = (f) => {
+      if (f.where === "total") return t("whole");
+      const name = f.commune || names[f.where] || f.where;
+      const share = shares[f.where];
+      return share !== undefined && share < 0.995 ? `${name} (${fmt(100 * share, 0)} % ${t("in_selection")})` : name;
+    };
+    const flags = run.flags.map((f) => `<li class="flag" data-where="${esc(f.where)}">${esc(place(f))}: ${esc(tx(f.name))} ${fmtU(f.value, f.unit)} / ${fmtU(f.target, f.unit)} ${esc(f.unit)} (${esc(gapText(f.gap, f.unit, f.direction || directions[f.indicator]))})</li>`).join("");
     const flaggedCodes = [...new Set(run.flags.filter((f) => f.where !== "total").map((f) => f.where))];
     const scenario = encodeURIComponent(run.scenario);
     $("results").innerHTML = `<h2>${esc(t("results"))}</h2>
-      <p class="hint">${esc(t("run_id"))} #${run.id} · ${esc(run.period)} · ${esc(t("communes_in"))}: ${run.communes.length}</p>
+      <p class="hint">${esc(periodText(run.period))} · ${esc(t("communes_in"))}: ${run.communes.length} · ${esc(t("run_id"))} ${run.id}</p>
       <table><thead><tr><th>${esc(t("indicator"))}</th><th>${esc(t("value"))}</th><th>${esc(t("target"))}</th><th>${esc(t("status"))}</th></tr></thead><tbody>${rows}</tbody></table>
       <h2>${esc(t("flags"))} (${run.flags.length})</h2>
       ${run.flags.length ? `<ul class="flags">${flags}</ul>` : `<p class="status-met">${esc(t("no_flags"))}</p>`}
