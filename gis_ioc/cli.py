@@ -20,10 +20,11 @@ from gis_ioc.auth.cli import account, audit_group, backup_command, restore_comma
 from gis_ioc.catalog import Catalog
 from gis_ioc.clikit import catalog_of, console, settings_of
 from gis_ioc.database import migrations
-from gis_ioc.database.connection import cluster_for, connect, describe, ensure_database
+from gis_ioc.database.connection import cluster_for, connect, describe, ensure_database, translate_errors
 from gis_ioc.errors import GisIocError
 from gis_ioc.loaders.cli import load as load_commands
 from gis_ioc.maps.cli import export_group, map_command, report_command
+from gis_ioc.publish import qgis
 from gis_ioc.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -649,6 +650,58 @@ def server_workers(settings: Settings) -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+# -- QGIS ---------------------------------------------------------------------------------------------
+
+
+@main.command("qgis-project")
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path), default="gis_ioc_hung_yen.qgz")
+@click.option("--account", "account_name", help="The layers this account may read (default: the public layers only).")
+@click.option("--url", help="The server's public address (default: GIS_IOC_PUBLIC_URL, else HOST:PORT).")
+@click.option(
+    "--authcfg",
+    default=qgis.DEFAULT_AUTHCFG,
+    show_default=True,
+    help="Id of the QGIS Basic authentication configuration the internal layers use.",
+)
+@click.option("--lang", type=click.Choice(["vi", "en"]), default="vi", show_default=True)
+@click.pass_context
+def qgis_project_command(
+    ctx: click.Context, output: Path, account_name: str | None, url: str | None, authcfg: str, lang: str
+) -> None:
+    """A ready QGIS project (.qgz): every layer the account may read, grouped, styled, in VN-2000 / TM-3
+    105°30' (EPSG:9209) with the EPSG:6960 transformation. See docs/qgis.md."""
+    from gis_ioc.auth.accounts import get_account
+    from gis_ioc.auth.sessions import Principal
+    from gis_ioc.query import scope
+    from gis_ioc.query.viewer import Viewer
+
+    settings = _settings(ctx)
+    catalog = _catalog(settings)
+    with translate_errors(), connect(settings, server=True) as conn:
+        viewer = Viewer.ANONYMOUS
+        if account_name is not None:
+            found = get_account(conn, account_name)
+            if found.state != "active":
+                raise GisIocError(f"account {account_name!r} is {found.state}")
+            viewer = Viewer.of(
+                Principal(
+                    found.username,
+                    frozenset(found.roles),
+                    frozenset(found.communes),
+                    frozenset(found.grants),
+                    via="console",
+                )
+            )
+        with conn.transaction():
+            scope.bind(conn, viewer, catalog, "read")
+            data = qgis.project_for(
+                conn, catalog, viewer, url or settings.base_url, settings.ogc_path, authcfg=authcfg, lang=lang
+            )
+    output.write_bytes(data)
+    shown = len(viewer.readable(list(catalog)))
+    console.print(f"{output}: {shown} layers for {account_name or 'the public'} ({len(data) / 1024:.0f} KB)")
 
 
 # -- loading: gis-ioc load … (gis_ioc/loaders/cli.py) ----------------------------------------------

@@ -109,6 +109,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/communes"): PUBLIC,
     ("GET", "/api/communes/{code}"): PUBLIC,
     ("GET", "/api/identify"): PUBLIC,  # internal layers only as the caller may read them
+    ("GET", "/api/qgis-project"): LOGIN,  # the layers the caller may read
     # exports, maps, reports
     ("GET", "/api/exports/layers/{layer_id}"): permission("export"),
     ("GET", "/api/exports/runs/{run_id}"): Rule("owned", "export"),
@@ -131,6 +132,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "{ogc}/collections/{collection_id}/tiles/{tms}"): LAYER,
     ("GET", "{ogc}/collections/{collection_id}/tiles/{tms}/{z}/{row}/{col}"): LAYER,
     ("GET", "{ogc}/collections/{collection_id}/queryables"): LAYER,
+    ("GET", "{ogc}/collections/{collection_id}/styles"): LAYER,
+    ("GET", "{ogc}/collections/{collection_id}/styles/{style_id}"): LAYER,
     ("GET", "{ogc}/collections/{collection_id}/schema"): LAYER,
     ("GET", "{ogc}/collections/{collection_id}/items"): LAYER,
     ("POST", "{ogc}/collections/{collection_id}/items"): LAYER,

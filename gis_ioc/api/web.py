@@ -9,14 +9,15 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from gis_ioc import __version__
 from gis_ioc.api import guard
-from gis_ioc.errors import InvalidInput, NotFound
+from gis_ioc.errors import InvalidInput, NotFound, Unauthorized
 from gis_ioc.maps import mapstyle, places
+from gis_ioc.publish import qgis
 from gis_ioc.publish.config import PROVINCE_BBOX
 from gis_ioc.query import scope
 from gis_ioc.query.viewer import Viewer
@@ -84,6 +85,40 @@ async def map_config(request: Request) -> JSONResponse:
         ],
     }
     return JSONResponse(config, headers=PRIVATE)  # the layers depend on who asks
+
+
+@router.get(
+    "/api/qgis-project",
+    summary="A ready QGIS project (.qgz) of every layer the caller may read",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}}},
+)
+async def qgis_project(
+    request: Request,
+    authcfg: Annotated[
+        str, Query(description="Id of the QGIS Basic authentication configuration (7 letters or digits)")
+    ] = qgis.DEFAULT_AUTHCFG,
+    lang: Annotated[str, Query(description="vi or en: titles and legends")] = "vi",
+) -> Response:
+    """For logged-in users: OGC API Features and vector tiles of every layer they may read, grouped as in
+    the catalog and styled, in VN-2000 / TM-3 105°30' (EPSG:9209) with the EPSG:6960 transformation; the
+    internal layers use QGIS's Basic authentication configuration ``authcfg`` (user name and API key)."""
+    app = request.app
+    viewer = guard.viewer(request)
+    if viewer.anonymous:
+        raise Unauthorized("log in (or send an API key) to download the QGIS project")
+    settings = app.state.settings
+    base = settings.public_url or str(request.base_url).rstrip("/")
+
+    def work() -> bytes:
+        with scope.transaction(app.state.pool, viewer, app.state.catalog) as conn:
+            return qgis.project_for(
+                conn, app.state.catalog, viewer, base, settings.ogc_path, authcfg=authcfg, lang=lang
+            )
+
+    data = await run_in_threadpool(work)
+    headers = {**PRIVATE, "Content-Disposition": 'attachment; filename="gis_ioc_hung_yen.qgz"'}
+    return Response(data, media_type="application/zip", headers=headers)
 
 
 @router.get("/api/communes", summary="Find communes by name (with or without diacritics) or code")

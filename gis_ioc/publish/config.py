@@ -14,7 +14,6 @@ from typing import Any
 
 import psycopg
 import yaml
-from psycopg import sql
 
 from gis_ioc import __version__
 from gis_ioc.catalog import Catalog, Layer
@@ -22,14 +21,13 @@ from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.crs import CRS84_URI, PUBLISHED_URIS
 from gis_ioc.database.connection import connection_params, server_conninfo
 from gis_ioc.publish import processes
+from gis_ioc.publish.extents import PROVINCE_BBOX as PROVINCE_BBOX  # re-exported: maps and the web map use it
+from gis_ioc.publish.extents import read_extent
 from gis_ioc.query import scope
 from gis_ioc.query.viewer import Viewer
 from gis_ioc.settings import Settings
 
 CRS84 = CRS84_URI
-#: Bounds of boundaries/hung_yen_2025_province.geojson (lon/lat, rounded outwards): the extent used
-#: when the database cannot say better.
-PROVINCE_BBOX = [105.8945, 20.249, 106.6595, 21.0071]
 LICENCES = {"CC-BY-4.0": "https://creativecommons.org/licenses/by/4.0/"}
 
 
@@ -51,32 +49,6 @@ def allowed_hosts(settings: Settings) -> list[str]:
 
 def _i18n(text: Any) -> dict[str, str]:
     return {"vi": text.vi, "en": text.en}
-
-
-def layer_extents(conn: psycopg.Connection[Any], layer: Layer) -> dict[str, Any]:
-    """Spatial (and temporal) extent of a layer's table; an empty table gets the province's."""
-    table = sql.Identifier(SCHEMA, layer.table)
-    row = conn.execute(
-        sql.SQL(
-            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) AS e FROM {}) s"
-        ).format(table)
-    ).fetchone()
-    bbox = [round(v, 6) for v in row] if row and row[0] is not None else PROVINCE_BBOX
-    extents: dict[str, Any] = {"spatial": {"bbox": bbox, "crs": CRS84}}
-    if layer.temporal:
-        times = conn.execute(
-            sql.SQL("SELECT min({0}), max({0}) FROM {1}").format(sql.Identifier(layer.temporal), table)
-        ).fetchone()
-        if times and times[0] is not None:  # datetimes: pygeoapi compares them when it checks `datetime`
-            extents["temporal"] = {"begin": _as_datetime(times[0]), "end": _as_datetime(times[1])}
-    return extents
-
-
-def _as_datetime(value: Any) -> datetime:
-    moment: datetime = (
-        value if isinstance(value, datetime) else datetime(value.year, value.month, value.day, tzinfo=UTC)
-    )
-    return moment.astimezone(UTC)
 
 
 def _resource(settings: Settings, layer: Layer, extents: dict[str, Any], db: str) -> dict[str, Any]:
@@ -124,14 +96,14 @@ def _resource(settings: Settings, layer: Layer, extents: dict[str, Any], db: str
 
 
 def all_extents(conn: psycopg.Connection[Any] | None, catalog: Catalog) -> dict[str, dict[str, Any]]:
-    """Every collection's extents (of all its rows: read as the console, which PostgreSQL lets read every
-    row); the province's without a database."""
+    """Every collection's extents when the server starts (of its published rows: read as the console);
+    the province's without a database. The server keeps them true afterwards (:mod:`.extents`)."""
     layers = collection_layers(catalog)
     if conn is None:
         return {layer.id: {"spatial": {"bbox": PROVINCE_BBOX, "crs": CRS84}} for layer in layers}
     with conn.transaction():
         scope.bind(conn, Viewer.console("publish"), catalog, "read")
-        return {layer.id: layer_extents(conn, layer) for layer in layers}
+        return {layer.id: read_extent(conn, layer).as_config() for layer in layers}
 
 
 def render_config(settings: Settings, catalog: Catalog, conn: psycopg.Connection[Any] | None = None) -> dict[str, Any]:

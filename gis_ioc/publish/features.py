@@ -219,6 +219,37 @@ def _feature_template(viewer: Viewer, layer: Layer, crs: PublishedCrs) -> tuple[
     return found
 
 
+#: The other formats of items and features (``f``, media type, name), rendered by pygeoapi: the ``alternate``
+#: links (a single feature has no CSV).
+ALTERNATES = (
+    ("html", "text/html", "HTML"),
+    ("jsonld", "application/ld+json", "JSON-LD"),
+    ("csv", "text/csv", "CSV"),
+)
+
+
+QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+
+
+def link_header(links: list[dict[str, str]]) -> str:
+    """``links`` as an RFC 8288 Link header (OGC API Features Part 1, /rec/core/link-header)."""
+    return ", ".join(f'<{link["href"]}>; rel="{link["rel"]}"; type="{link["type"]}"' for link in links)
+
+
+_STAMP = b'"timeStamp": "'
+_STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def restamp(body: bytes, now: datetime) -> bytes:
+    """A :func:`feature_collection` body (kept in a cache) with its ``timeStamp`` set to ``now``."""
+    start = body.find(_STAMP, 0, 400)  # in the head, before the links and features
+    if start < 0:
+        return body
+    start += len(_STAMP)
+    stamp = now.strftime(_STAMP_FORMAT).encode()
+    return body[:start] + stamp + body[start + len(stamp) :]
+
+
 def feature_collection(page: FeaturePage, links: list[dict[str, str]], stamp: str) -> str:
     """The response body, assembled around the features JSON that PostGIS built."""
     head = {"type": "FeatureCollection", "numberReturned": page.returned}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import logging
 import threading
 import weakref
 from collections import OrderedDict
@@ -52,17 +53,33 @@ from starlette.staticfiles import StaticFiles
 
 from gis_ioc.api import guard
 from gis_ioc.catalog import Catalog, Layer
+from gis_ioc.database.connection import translate_errors
 from gis_ioc.database.versions import DataVersions, VersionedCache
 from gis_ioc.errors import DatabaseUnavailable, GisIocError, InvalidInput, NotFound
 from gis_ioc.http import problem
+from gis_ioc.maps.mapstyle import SOURCE_MAXZOOM, style_layers
+from gis_ioc.publish import styles
 from gis_ioc.publish.cql import parse_filter
-from gis_ioc.publish.features import FeaturePage, ItemsQuery, feature_collection, feature_statement, fetch_page
+from gis_ioc.publish.extents import Extents
+from gis_ioc.publish.features import (
+    ALTERNATES,
+    QUERYABLES_REL,
+    FeaturePage,
+    ItemsQuery,
+    feature_collection,
+    feature_statement,
+    fetch_page,
+    link_header,
+    restamp,
+)
 from gis_ioc.publish.openapi import for_collections, self_contained
 from gis_ioc.publish.params import ITEM_PARAMS, check_unknown, parse_crs, parse_items
 from gis_ioc.publish.provider import BACKEND, Backend
 from gis_ioc.publish.queryables import queryables_document
 from gis_ioc.publish.tiles import (
+    TMS_ID,
     VARY_VIEWER,
+    cache_headers,
     parse_tile,
     parse_tile_properties,
     same_for_everyone,
@@ -78,6 +95,7 @@ from gis_ioc.query import rows, scope
 from gis_ioc.query.viewer import Viewer
 
 Handler = Callable[[Request], Awaitable[Response]]
+log = logging.getLogger(__name__)
 GEOJSON = "application/geo+json"
 _SPEC = "http://www.opengis.net/spec/"
 #: What gis_ioc's own handlers add to pygeoapi's conformance declaration, and what they withdraw.
@@ -311,7 +329,8 @@ class FeaturesApi:
         self.pool = pool
         self.apis = apis
         self.published = published
-        self.extents: dict[str, list[float]] = {}
+        #: the collections' extents, read again when their data changes
+        self.extents = Extents(catalog, pool, [])
         #: the layers' data versions as this process knows them (None: no listener, nothing cached)
         self.versions: DataVersions | None = None
         self.tiles = VersionedCache(0)
@@ -387,7 +406,11 @@ class FeaturesApi:
                 raise InvalidInput("give the filter either in the body or as the filter parameter, not both")
             params = {**params, "filter": body, "filter-lang": "cql2-json"}
         query: ItemsQuery = parse_items(viewer, layer, params)
-        headers = {"Content-Crs": f"<{query.crs.uri}>"}
+        # the links that do not depend on the page (self, alternates, collection) also as a Link header
+        headers = {
+            "Content-Crs": f"<{query.crs.uri}>",
+            "Link": link_header(self._links(request, params, query, 0, 0, None)),
+        }
 
         def render(page: FeaturePage) -> bytes:
             links = self._links(request, params, query, page.returned, page.matched, page.last_fid)
@@ -406,7 +429,8 @@ class FeaturesApi:
             return self._run(viewer, page_and_version)
 
         answer = await self._cached(self.answers, layer, self._answer_key(request, viewer, layer), fetch, render)
-        return Response(answer, media_type=GEOJSON, headers=headers)
+        # a kept answer says when this response was made, not when it was first made (Part 1: timeStamp)
+        return Response(restamp(answer or b"", datetime.now(UTC)), media_type=GEOJSON, headers=headers)
 
     def _links(
         self,
@@ -421,17 +445,26 @@ class FeaturesApi:
         params = {k: v for k, v in asked.items() if k not in ("offset", "after")}
         links = [
             {"rel": "self", "type": GEOJSON, "title": "This page", "href": self._url(request, asked)},
-            {
-                "rel": "alternate",
-                "type": "text/html",
-                "title": "This page as HTML",
-                "href": self._url(request, {**asked, "f": "html"}),
-            },
+            *(
+                {
+                    "rel": "alternate",
+                    "type": media,
+                    "title": f"This page as {name}",
+                    "href": self._url(request, {**asked, "f": f}),
+                }
+                for f, media, name in ALTERNATES
+            ),
             {
                 "rel": "collection",
                 "type": "application/json",
                 "title": query.layer.title.en,
                 "href": self._url(request, {}).rsplit("/items", 1)[0],
+            },
+            {  # what the filter may name (OGC API Features Part 3)
+                "rel": QUERYABLES_REL,
+                "type": "application/schema+json",
+                "title": "Queryables",
+                "href": self._url(request, {}).rsplit("/items", 1)[0] + "/queryables",
             },
         ]
         full = returned == query.limit
@@ -475,15 +508,31 @@ class FeaturesApi:
         if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             raise NotFound(f"no feature {raw!r} in {layer.id}")
         fid = int(raw)
+        # self, the same feature in the other formats offered (pygeoapi renders them), and its collection
+        asked = {k: v for k, v in params.items() if k != "f"}
+        links = [
+            {"rel": "self", "type": GEOJSON, "title": "This feature", "href": self._url(request)},
+            *(
+                {
+                    "rel": "alternate",
+                    "type": media,
+                    "title": f"This feature as {name}",
+                    "href": self._url(request, {**asked, "f": f}),
+                }
+                for f, media, name in ALTERNATES
+                if f != "csv"
+            ),
+            {
+                "rel": "collection",
+                "type": "application/json",
+                "title": layer.title.en,
+                "href": self._url(request, {}).rsplit("/items/", 1)[0],
+            },
+        ]
 
         def render(text: str | None) -> bytes | None:
             if text is None:
                 return None
-            collection = self._url(request, {}).rsplit("/items/", 1)[0]
-            links = [
-                {"rel": "self", "type": GEOJSON, "href": self._url(request)},
-                {"rel": "collection", "type": "application/json", "href": collection},
-            ]
             return (text[:-1] + ', "links": ' + _json(links) + "}").encode()
 
         def fetch() -> tuple[str | None, int | None]:
@@ -495,7 +544,7 @@ class FeaturesApi:
         body = await self._cached(self.answers, layer, self._answer_key(request, viewer, layer), fetch, render)
         if body is None:
             raise NotFound(f"no feature {raw} in {layer.id}")
-        return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{crs.uri}>"})
+        return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{crs.uri}>", "Link": link_header(links)})
 
     def _collection_base(self, request: Request) -> str:
         url = self._url(request, {})
@@ -511,8 +560,8 @@ class FeaturesApi:
         check_unknown(dict(request.query_params), ["f"])
         if request.path_params["tms"] != "WebMercatorQuad":
             raise NotFound(f"tile matrix set {request.path_params['tms']!r} is not offered; use WebMercatorQuad")
-        bbox = self.extents.get(layer.id, [-180.0, -85.0, 180.0, 85.0])
-        return JSONResponse(tileset(layer, self.catalog, self._collection_base(request), bbox))
+        extent = await run_in_threadpool(self.extents.of, layer)
+        return JSONResponse(tileset(layer, self.catalog, self._collection_base(request), extent))
 
     async def tile(self, request: Request) -> Response:
         viewer, layer = self.layer(request)
@@ -532,6 +581,41 @@ class FeaturesApi:
         key = (z, x, y, tuple(properties), viewer.view_class(layer))
         data = await self._cached(self.tiles, layer, key, fetch, lambda tile: tile)
         return tile_response(request, data or b"", layer)
+
+    async def styles(self, request: Request) -> Response:
+        _, layer = self.layer(request)
+        check_unknown(dict(request.query_params), ["f"])
+        return JSONResponse(styles.styles_list(layer, self.catalog, self._url(request, {}).rsplit("/styles", 1)[0]))
+
+    async def style(self, request: Request) -> Response:
+        """One stylesheet of a collection's style: QML (default), SLD 1.0 or MapLibre GL (``f=``)."""
+        _, layer = self.layer(request)
+        params = dict(request.query_params)
+        check_unknown(params, ["f", "lang"])
+        styles.check_style_id(request.path_params["style_id"])
+        form, lang = styles.parse_format(params.get("f")), styles.parse_lang(params.get("lang"))
+        headers = {"Content-Disposition": f'inline; filename="{layer.id}.{form if form != "mapbox" else "json"}"'}
+        headers.update(cache_headers(layer, 300))
+        if form == "qml":
+            return Response(styles.qml(layer, self.catalog, lang), media_type=styles.QML, headers=headers)
+        if form == "sld":
+            return Response(styles.sld(layer, self.catalog, lang), media_type=styles.SLD, headers=headers)
+        base = self._url(request, {}).rsplit("/styles/", 1)[0]
+        style = self.catalog.style_of(layer)
+        document = {
+            "version": 8,
+            "name": style.title.vi if lang == "vi" else style.title.en,
+            "sources": {
+                layer.id: {
+                    "type": "vector",
+                    "tiles": [f"{base}/tiles/{TMS_ID}/{{z}}/{{y}}/{{x}}"],
+                    "minzoom": 0,
+                    "maxzoom": SOURCE_MAXZOOM,
+                }
+            },
+            "layers": style_layers(layer, style, True),
+        }
+        return JSONResponse(document, media_type=styles.MAPBOX, headers=headers)
 
     async def tile_matrix_sets(self, request: Request) -> Response:
         return tms_list(self._url(request, {}).rsplit("/tileMatrixSets", 1)[0])
@@ -657,6 +741,47 @@ def per_viewer(handler: Handler, catalog: Catalog) -> Handler:
     return endpoint
 
 
+def _execution(handler: Handler) -> Handler:
+    """An execution request whose body is JSON but not an object (``[null]``, ``3``) is a 400 naming the
+    problem before pygeoapi sees it (pygeoapi would fail on it)."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError:
+            body = None  # not JSON: pygeoapi answers 400 itself
+        if body is not None and not isinstance(body, dict):
+            kind = type(body).__name__
+            return problem(
+                400, "Invalid input", f'the execution request must be a JSON object ({{"inputs": {{…}}}}), not {kind}'
+            )
+        return await handler(request)
+
+    return endpoint
+
+
+def true_extents(handler: Handler, features: FeaturesApi) -> Handler:
+    """Bring the extents of the collections an answer shows up to date with their data, then answer (with
+    the extents last read if PostGIS cannot be reached now)."""
+
+    async def endpoint(request: Request) -> Response:
+        layer_id = request.path_params.get("collection_id")
+        layers = None if layer_id is None else [la for la in features.extents.layers if la.id == layer_id]
+        if layers != []:
+            try:
+                await run_in_threadpool(_refresh_extents, features.extents, layers)
+            except DatabaseUnavailable as exc:
+                log.warning("extents not refreshed: %s", exc)
+        return await handler(request)
+
+    return endpoint
+
+
+def _refresh_extents(extents: Extents, layers: list[Layer] | None) -> None:
+    with translate_errors():
+        extents.refresh(layers)
+
+
 def _job(door: PygeoapiDoor) -> Handler:
     status = door(processes_api.get_jobs, "job_id")
     delete = door(processes_api.delete_job, "job_id")
@@ -672,15 +797,19 @@ def _collection_routes(pygeoapi: PygeoapiDoor, features: FeaturesApi) -> list[Ro
     items = _either(features.items, pygeoapi(itemtypes_api.get_collection_items, "collection_id", validate=False))
     item = _either(features.item, pygeoapi(itemtypes_api.get_collection_item, "collection_id", "item_id"))
     queryables = _either(features.queryables, pygeoapi(itemtypes_api.get_collection_queryables, "collection_id"))
+    describe = pygeoapi(core_api.describe_collections)
+    describe_one = pygeoapi(core_api.describe_collections, "collection_id")
     base = "/collections/{collection_id}"
     tiles = f"{base}/tiles"
     handlers: list[tuple[str, Handler, list[str]]] = [
-        ("/collections", amend_json(pygeoapi(core_api.describe_collections), _collections), ["GET"]),
-        (base, amend_json(pygeoapi(core_api.describe_collections, "collection_id"), _collection), ["GET"]),
+        ("/collections", true_extents(amend_json(describe, _collections), features), ["GET"]),
+        (base, true_extents(amend_json(describe_one, _collection), features), ["GET"]),
         (tiles, _guard(features.tilesets), ["GET"]),
         (f"{tiles}/{{tms}}", _guard(features.tileset), ["GET"]),
         (f"{tiles}/{{tms}}/{{z}}/{{row}}/{{col}}", _guard(features.tile), ["GET"]),
         (f"{base}/queryables", queryables, ["GET"]),
+        (f"{base}/styles", _guard(features.styles), ["GET"]),
+        (f"{base}/styles/{{style_id}}", _guard(features.style), ["GET"]),
         (f"{base}/schema", _guard(pygeoapi(core_api.get_collection_schema, "collection_id")), ["GET"]),
         (f"{base}/items", items, ["GET", "POST"]),
         (f"{base}/items/{{item_id}}", item, ["GET"]),
@@ -704,8 +833,8 @@ def create_ogc_app(
     pygeoapi_ = PygeoapiDoor(apis, pool, catalog)
     collections = {rid: r for rid, r in config["resources"].items() if r.get("type") == "collection"}
     features = FeaturesApi(catalog, pool, apis, set(collections))
-    features.extents = {rid: r["extents"]["spatial"]["bbox"] for rid, r in collections.items()}
     features.versions = versions
+    features.extents = Extents(catalog, pool, [catalog.layers[rid] for rid in collections], versions, collections)
     features.tiles = VersionedCache(tile_cache_bytes)
     features.answers = VersionedCache(answer_cache_bytes, max_age=60)
     if versions is not None:  # a changed layer's entries go at once (their memory back)
@@ -723,7 +852,7 @@ def create_ogc_app(
         Route("/processes/{process_id}", _guard(pygeoapi_(processes_api.describe_processes, "process_id"))),
         Route(
             "/processes/{process_id}/execution",
-            _guard(pygeoapi_(processes_api.execute_process, "process_id")),
+            _guard(_execution(pygeoapi_(processes_api.execute_process, "process_id"))),
             methods=["POST"],
         ),
         Route("/jobs", _guard(pygeoapi_(processes_api.get_jobs))),

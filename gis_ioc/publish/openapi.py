@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gis_ioc.crs import CRS84_URI, PUBLISHED_URIS
+
 _LINK = {
     "type": "object",
     "required": ["href"],
@@ -48,8 +50,38 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "required": False,
             "style": "form",
             "explode": False,
-            "description": "RFC 3339 instant or interval (a/b, ../b, a/..)",
+            "description": (
+                "RFC 3339 instant or interval (a/b, ../b, a/..). Accepted on every collection: on one without "
+                "time (no temporal extent) it selects every feature; a malformed value is a 400"
+            ),
             "schema": {"type": "string"},
+        },
+        "filter": {
+            "name": "filter",
+            "in": "query",
+            "required": False,
+            "style": "form",
+            "explode": False,
+            "description": "a CQL2 filter on the queryables (OGC API Features Part 3), in the language of filter-lang",
+            "schema": {"type": "string"},
+        },
+        "filter-lang": {
+            "name": "filter-lang",
+            "in": "query",
+            "required": False,
+            "style": "form",
+            "explode": False,
+            "description": "the language of filter: cql2-text (default) or cql2-json",
+            "schema": {"type": "string", "enum": ["cql2-text", "cql2-json"], "default": "cql2-text"},
+        },
+        "filter-crs": {
+            "name": "filter-crs",
+            "in": "query",
+            "required": False,
+            "style": "form",
+            "explode": False,
+            "description": "the CRS of the geometries in filter (default CRS84)",
+            "schema": {"type": "string", "format": "uri", "enum": list(PUBLISHED_URIS), "default": CRS84_URI},
         },
         "featureId": {
             "name": "featureId",
@@ -159,7 +191,61 @@ def self_contained(doc: dict[str, Any], collections: list[str]) -> dict[str, Any
         components.setdefault(kind, {}).update(items)
     out.setdefault("paths", {}).update(_tile_paths(collections))
     _shared_limit(out)
+    _items_parameters(out, collections)
+    _as_served(out)
     return out
+
+
+#: The media types each kind of answer comes in besides the one the component declares: pygeoapi renders
+#: HTML and JSON-LD (``f=html``, ``f=jsonld``; items also CSV), and answers its own errors in the format asked
+#: for or as plain JSON; gis_ioc's own errors are problem+json.
+_PAGES = ("text/html", "application/ld+json")
+_ALSO_SERVED = {
+    "LandingPage": _PAGES,
+    "Collection": _PAGES,
+    "Features": (*_PAGES, "text/csv"),
+    "Feature": _PAGES,
+    "InvalidParameter": ("application/json", *_PAGES),
+    "NotFound": ("application/json", *_PAGES),
+    "ServerError": ("application/json", *_PAGES),
+}
+
+
+def _as_served(doc: dict[str, Any]) -> None:
+    """The document says what the server answers, so that a client (or a checker) reading it is not
+    surprised: every media type an answer comes in, queryables and schemas as ``application/schema+json``,
+    and no ``OPTIONS`` operations (pygeoapi declares them; gis_ioc answers 405)."""
+    responses: dict[str, Any] = doc["components"].setdefault("responses", {})
+    for name, media_types in _ALSO_SERVED.items():
+        content: dict[str, Any] | None = responses.get(name, {}).get("content")
+        if not content:
+            continue
+        schema = next(iter(content.values())).get("schema", _OBJECT)
+        for media in media_types:
+            content.setdefault(media, {"schema": {"type": "string"} if media.startswith("text/") else schema})
+    queryables = responses.get("Queryables", {}).get("content")
+    if queryables is not None and "application/json" in queryables:
+        queryables["application/schema+json"] = queryables.pop("application/json")
+        queryables.setdefault("text/html", {"schema": {"type": "string"}})
+    for item in doc.get("paths", {}).values():
+        item.pop("options", None)
+
+
+#: What every collection's items declare besides pygeoapi's own parameters: ``datetime`` (OGC API Features
+#: Part 1 asks it of every collection; pygeoapi declares it only with a time field) and the filter of Part 3.
+ITEMS_PARAMETERS = ("datetime", "filter", "filter-lang", "filter-crs")
+
+
+def _items_parameters(doc: dict[str, Any], collections: list[str]) -> None:
+    for cid in collections:
+        operation = doc["paths"].get(f"/collections/{cid}/items", {}).get("get")
+        if operation is None:
+            continue
+        parameters = operation.setdefault("parameters", [])
+        declared = {p.get("name") or p.get("$ref", "").rsplit("/", 1)[-1] for p in parameters if isinstance(p, dict)}
+        for name in ITEMS_PARAMETERS:
+            if name not in declared:
+                parameters.append({"$ref": f"#/components/parameters/{name}"})
 
 
 def _shared_limit(doc: dict[str, Any]) -> None:

@@ -74,18 +74,26 @@ def parse_crs(params: Mapping[str, str], name: str) -> PublishedCrs:
 
 
 def parse_bbox(raw: str, bbox_crs: PublishedCrs) -> tuple[float, float, float, float]:
-    """bbox in its CRS → CRS84 (VN-2000 through the pinned transformation)."""
+    """bbox in its CRS → CRS84 (VN-2000 through the pinned transformation). Four numbers, or six with
+    heights (minx,miny,minz,maxx,maxy,maxz, as OGC API Features allows): the layers are 2D, so the heights
+    are checked and then ignored."""
     parts = raw.split(",")
-    if len(parts) == 6:
-        raise InvalidInput("bbox has 6 numbers (3D), but the layers are 2D: give minx,miny,maxx,maxy")
-    if len(parts) != 4:
-        raise InvalidInput(f"bbox needs 4 comma-separated numbers (minx,miny,maxx,maxy), got {len(parts)}: {raw!r}")
+    if len(parts) not in (4, 6):
+        raise InvalidInput(
+            "bbox needs 4 comma-separated numbers (minx,miny,maxx,maxy) or 6 with heights "
+            f"(minx,miny,minz,maxx,maxy,maxz), got {len(parts)}: {raw!r}"
+        )
     try:
         values = [float(p) for p in parts]
     except ValueError:
         raise InvalidInput(f"bbox values must be numbers: {raw!r}") from None
     if not all(math.isfinite(v) for v in values):
         raise InvalidInput(f"bbox values must be finite numbers: {raw!r}")
+    if len(values) == 6:
+        minz, maxz = values[2], values[5]
+        if minz > maxz:
+            raise InvalidInput(f"bbox: the lower height ({minz}) is above the upper height ({maxz})")
+        values = [values[0], values[1], values[3], values[4]]  # 2D data: the heights select nothing
     if bbox_crs.lat_first:  # EPSG:4326 / 4756: latitude first
         values = [values[1], values[0], values[3], values[2]]
     minx, miny, maxx, maxy = values
@@ -186,11 +194,11 @@ def parse_items(viewer: Viewer, layer: Layer, params: Mapping[str, str]) -> Item
     if "bbox" in params:
         query.bbox = parse_bbox(params["bbox"], parse_crs(params, "bbox-crs"))
     if "datetime" in params:
+        # checked on every collection; on one without time it leaves every feature in (OGC API Features
+        # Part 1: features without temporal information match any datetime)
         interval = parse_datetime(params["datetime"])
-        if interval != (None, None):
+        if interval != (None, None) and (layer.temporal or layer.versioned):
             query.interval = interval
-            if not (layer.temporal or layer.versioned):
-                raise InvalidInput(f"datetime: collection {layer.id} has no time dimension")
     if "properties" in params:
         names = [p.strip() for p in params["properties"].split(",") if p.strip()]
         unknown = [n for n in names if n not in queryables]

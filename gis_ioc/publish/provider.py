@@ -183,8 +183,10 @@ class GisIocProvider(BaseProvider):  # type: ignore[misc]
                 hits=resulttype == "hits",
                 skip_geometry=skip_geometry,
             )
-            if bbox:
-                query.bbox = (bbox[0], bbox[1], bbox[2], bbox[3])
+            if bbox:  # pygeoapi checked 4 or 6 numbers; with heights (6) the 2D layers use x and y only
+                query.bbox = (
+                    (bbox[0], bbox[1], bbox[3], bbox[4]) if len(bbox) == 6 else (bbox[0], bbox[1], bbox[2], bbox[3])
+                )
             if datetime_ and (interval := parse_datetime(datetime_)) != (None, None):
                 query.interval = interval
             query.equals = {k: coerce_query_value(self.layer, k, str(v)) for k, v in properties or []}

@@ -22,6 +22,7 @@ from gis_ioc.catalog import Catalog, Layer
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.errors import InvalidInput, NotFound
 from gis_ioc.publish.cql import Params
+from gis_ioc.publish.extents import PIXEL_FILTER_BELOW, Extent
 from gis_ioc.query import rows
 from gis_ioc.query.viewer import Viewer
 
@@ -50,7 +51,7 @@ def tile_sql(
     if "Point" not in layer.geometry:
         geom = sql.SQL("ST_Simplify({}, {}, true)").format(geom, sql.Literal(pixel / 2))
     extra: list[sql.Composable] = [sql.SQL("t.geom && ST_Transform(b.env, 4326)")]
-    if "Polygon" in layer.geometry and z < 14:
+    if "Polygon" in layer.geometry and z < PIXEL_FILTER_BELOW:
         extra.append(sql.SQL("ST_Area(t.geom::box2d::geometry) > {}").format(sql.Literal((pixel / 111_000) ** 2)))
     names = [f.name for f in layer.fields] if properties is None else properties
     props = sql.SQL("").join(sql.SQL("{}, ").format(sql.Identifier("t", n)) for n in names)
@@ -163,9 +164,12 @@ def _tile_range(bbox: list[float], z: int) -> dict[str, Any]:
     }
 
 
-def tileset(layer: Layer, catalog: Catalog, base: str, bbox: list[float]) -> dict[str, Any]:
-    """Tileset metadata (OGC API Tiles, 2DTMS JSON)."""
-    min_zoom = catalog.style_of(layer).min_zoom
+def tileset(layer: Layer, catalog: Catalog, base: str, extent: Extent) -> dict[str, Any]:
+    """Tileset metadata (OGC API Tiles, 2DTMS JSON). The levels listed are those whose tiles can hold
+    something: from the style's minimum zoom, or from the zoom at which the layer's largest polygon
+    covers a pixel when that is higher (smaller polygons are left out of a tile)."""
+    min_zoom = max(catalog.style_of(layer).min_zoom, extent.data_min_zoom)
+    bbox = extent.bbox
     return {
         "title": layer.title.vi,
         "description": layer.description.vi,

@@ -121,6 +121,34 @@ def test_owslib_reads_collections_queryables_filtered_items_and_vn2000(
     assert 500_000 < easting < 650_000 and 2_200_000 < northing < 2_350_000
 
 
+def test_owslib_sends_datetime_and_a_bbox_with_heights_anywhere(
+    server: tuple[str, Path], db: psycopg.Connection[Any]
+) -> None:
+    """datetime on a collection without time selects every feature; a bbox with heights the 2D box it holds;
+    a single feature links to its HTML page (issue 17: OGC API Features conformance)."""
+    base, _ = server
+    api = Features(f"{base}/ogc", headers={"X-API-Key": KEY["reader"]})
+    every = api.collection_items("schools", limit=1000, skipGeometry="true")
+    dated = api.collection_items("schools", limit=1000, skipGeometry="true", datetime_="2026-01-01/2026-11-27")
+    assert (
+        dated["numberMatched"]
+        == every["numberMatched"]
+        == scalar(db, "SELECT count(*) FROM layers.schools WHERE approval = 'approved'")
+        > 0
+    )
+    box = api.collection_items("schools", limit=1000, skipGeometry="true", bbox=[106.0, 20.6, -10, 106.1, 20.7, 100])
+    expected = scalar(
+        db,
+        "SELECT count(*) FROM layers.schools WHERE approval = 'approved' AND "
+        "ST_Intersects(geom, ST_MakeEnvelope(106, 20.6, 106.1, 20.7, 4326))",
+    )
+    assert box["numberReturned"] == expected > 0
+    fid = box["features"][0]["id"]
+    feature = api.collection_item("schools", str(fid))
+    html = [link["href"] for link in feature["links"] if link["rel"] == "alternate" and link["type"] == "text/html"]
+    assert html == [f"{base}/ogc/collections/schools/items/{fid}?f=html"]
+
+
 def test_schemathesis_finds_no_server_error(server: tuple[str, Path]) -> None:
     base, _ = server
     result = subprocess.run(
@@ -147,4 +175,36 @@ def test_schemathesis_finds_no_server_error(server: tuple[str, Path]) -> None:
     )
     tail = "\n".join(result.stdout.splitlines()[-25:])
     assert result.returncode == 0, tail
+    assert " passed" in tail and "failed" not in tail.split("Test cases:", 1)[-1]
+
+
+def test_schemathesis_finds_the_feature_doors_answer_as_documented(server: tuple[str, Path]) -> None:
+    """Items (GET and POST), single features and queryables of every collection: no server error, and every
+    status code and media type answered is one the API definition declares (issue 17: a strict run)."""
+    base, _ = server
+    result = subprocess.run(
+        [
+            str(BIN / "schemathesis"),
+            "run",
+            f"{base}/ogc/openapi?f=json",
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance",
+            "--include-path-regex",
+            "^/collections/[a-z_]+/(items|queryables)",
+            "--max-examples",
+            "2",
+            "--workers",
+            "2",
+            "--no-color",
+            "--header",
+            f"X-API-Key: {KEY['reader']}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    tail = "\n".join(result.stdout.splitlines()[-25:])
+    assert result.returncode == 0, tail
+    assert "Tested: 68" in result.stdout, tail  # 17 collections x (items GET and POST, feature, queryables)
     assert " passed" in tail and "failed" not in tail.split("Test cases:", 1)[-1]

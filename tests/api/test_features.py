@@ -49,7 +49,8 @@ def test_items_are_geojson_with_crs_header(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"bbox": "106,20,106.1,20.1,0,10"}, "6 numbers"),
+        ({"bbox": "106,20,10,106.1,20.1,0"}, "lower height (10.0) is above the upper height (0.0)"),
+        ({"bbox": "106,20,0,106.1,20.1"}, "needs 4 comma-separated numbers (minx,miny,maxx,maxy) or 6"),
         ({"bbox": "106,95,107,96"}, "latitude out of range"),
         ({"bbox": "106,20,107"}, "needs 4"),
         ({"bbox": "a,b,c,d"}, "must be numbers"),
@@ -73,8 +74,12 @@ def test_malformed_parameters_are_400_naming_the_problem(
     assert message in error(client, "/ogc/collections/schools/items", **params)
 
 
-def test_datetime_on_a_layer_without_time_is_a_clear_400(client: TestClient) -> None:
-    assert "has no time dimension" in error(client, "/ogc/collections/schools/items", datetime="2026-01-01")
+def test_datetime_on_a_layer_without_time_selects_every_feature(client: TestClient) -> None:
+    """OGC API Features Part 1: a collection without temporal information takes datetime and does not filter."""
+    every = items(client, "schools", skipGeometry="true", limit=50)
+    dated = items(client, "schools", datetime="2026-01-01", skipGeometry="true", limit=50)
+    assert [f["id"] for f in dated["features"]] == [f["id"] for f in every["features"]] and len(every["features"]) == 50
+    assert "not RFC 3339" in error(client, "/ogc/collections/schools/items", datetime="2026-01-01/tomorrow")
 
 
 def test_datetime_filters_and_outside_the_data_is_empty(client: TestClient, db: psycopg.Connection[Any]) -> None:

@@ -95,3 +95,13 @@ def test_the_job_list_is_the_callers_newest_first_in_pages(client: TestClient, d
     assert any(link["rel"] == "next" for link in first["links"])
     second = client.get("/ogc/jobs?f=json&limit=1&offset=1").json()
     assert [j["jobID"] for j in second["jobs"]] == [made[-2]]
+
+
+def test_an_execution_body_that_is_not_an_object_is_a_400(client: TestClient) -> None:
+    for body in ("[null, null]", "3", '"inputs"'):
+        answer = client.post(
+            "/ogc/processes/scenario-health/execution", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert answer.status_code == 400, (body, answer.text)
+        assert "JSON object" in answer.json()["detail"]
+    assert client.post("/ogc/processes/scenario-health/execution", json={"inputs": BODY}).status_code == 200

@@ -4,6 +4,7 @@ against its rule. A route added without a rule fails :func:`test_every_route_has
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from starlette.routing import BaseRoute, Mount
 
 from gis_ioc.api.rules import RULES, Rule, rule_for
@@ -109,7 +111,18 @@ def samples(anonymous: TestClient, callers: dict[str, Caller], conn: psycopg.Con
             break
         time.sleep(0.1)
     fids = {layer: scalar(conn, f"SELECT min(fid) FROM layers.{layer} WHERE approval = 'approved'") for layer in LAYERS}
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, format="PNG")
+    feedback = anonymous.post(  # a citizen's report in Xã Tân Hưng (11977: not the commune officer's)
+        "/open311/v2/requests.json",
+        data={"service_code": "khac", "lat": "20.6430605", "long": "106.0944800", "description": "Mẫu kiểm thử"},
+        files=[("media", ("a.png", png.getvalue(), "image/png"))],
+    )
+    assert feedback.status_code == 201, feedback.text
+    report = int(feedback.json()[0]["service_request_id"])
     return {
+        "report": report,
+        "photo": scalar(conn, "SELECT min(id) FROM gis_ioc.feedback_photos WHERE report_id = %s", (report,)),
         "fid": fids,
         "run": run.json()["id"],
         "export_job": export.json().get("id") or export.json().get("job"),
@@ -142,6 +155,10 @@ def path_for(path: str, s: dict[str, Any], layer: str = "schools") -> str:
         "action": "lock",
         "code": "11953",
         "layer_id": "schools",
+        "style_id": "default",
+        "report_id": s["report"],
+        "service_request_id": s["report"],
+        "photo_id": s["photo"],
     }
     return path.format(**values)
 
@@ -165,6 +182,11 @@ BODY: dict[str, Any] = {
     "/api/auth/login": {"username": "nobody", "password": "wrong password 123"},
     "/api/scenarios/runs/{run_id}/rerun": {},
     "/api/scenarios/runs/{run_id}/shared_with": {"accounts": []},
+    "/open311/v2/requests.json": {"service_code": "khac", "lat": 20.64306, "long": 106.09448, "description": "Mẫu"},
+    "/api/feedback/reports/{report_id}/rating": {"token": "not-the-reporters-token", "score": 5},
+    "/api/feedback/reports/{report_id}/transition": {"to": "assigned"},
+    "/api/feedback/reports/{report_id}/answers": {"body": "Đã tiếp nhận, đang kiểm tra."},
+    "/api/feedback/reports/{report_id}/merge": {"into": 0},  # the report's handlers: 400; everyone else: 404
 }
 
 

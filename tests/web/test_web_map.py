@@ -4,6 +4,7 @@ runs a scenario over a radius and shows the flagged communes in red."""
 from __future__ import annotations
 
 import subprocess
+import zipfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -348,3 +349,23 @@ def test_an_approved_planning_drawing_appears_on_the_map(
         p.screenshot(path=str(ARTIFACTS / "web-map-planning-drawing.png"))
     finally:
         history.rollback(db, catalog, plan.load_id, by="test")
+
+
+def test_logged_in_users_download_the_qgis_project(
+    page: tuple[Page, PageLog], base_url: str, analyst: tuple[str, str], tmp_path: Any
+) -> None:
+    p, log = page
+    expect(p.locator("#qgis-project")).to_be_hidden()  # nobody logged in: no project to offer
+    log_in(p, analyst)
+    link = p.locator("#qgis-project")
+    expect(link).to_be_visible()
+    expect(link).to_have_text("Tải dự án QGIS")
+    with p.expect_download() as info:
+        link.click()
+    path = tmp_path / "project.qgz"
+    info.value.save_as(path)
+    with zipfile.ZipFile(path) as archive:
+        document = archive.read(archive.namelist()[0]).decode()
+    assert "<authid>EPSG:9209</authid>" in document and "Xã, phường" in document
+    assert "/collections/land_parcels/tiles/" in document  # an internal layer the analyst may read
+    assert not log.errors

@@ -21,6 +21,7 @@
       "s_no target": "không có mục tiêu", s_suppressed: "ẩn (bảo vệ dữ liệu cá nhân)", error: "Lỗi",
       communes_in: "Số xã trong vùng", change: "so với kỳ trước",
       username: "Tên đăng nhập", password: "Mật khẩu", code: "Mã OTP", login: "Đăng nhập", logout: "Đăng xuất",
+      qgis_project: "Tải dự án QGIS",
       change_password: "Cần đổi mật khẩu lần đầu", plans: "Bản vẽ quy hoạch",
     },
     en: {
@@ -41,6 +42,7 @@
       s_suppressed: "suppressed (privacy)", error: "Error", communes_in: "Communes in the selection",
       change: "from the previous period",
       username: "User name", password: "Password", code: "OTP code", login: "Log in", logout: "Log out",
+      qgis_project: "Download the QGIS project",
       change_password: "First password must be changed", plans: "Planning drawings",
     },
   };
@@ -341,9 +343,11 @@
     if (me.authenticated) {
       $("who").textContent = me.username + (me.must_change_password ? ` (${t("change_password")})` : "");
       $("who").hidden = false; $("logout").hidden = false; $("login").hidden = true;
+      $("qgis-project").hidden = Boolean(me.must_change_password);
+      $("qgis-project").href = `/api/qgis-project?lang=${state.lang}`;
       state.user = me;
     } else {
-      $("login").hidden = false; $("who").hidden = true; $("logout").hidden = true;
+      $("login").hidden = false; $("who").hidden = true; $("logout").hidden = true; $("qgis-project").hidden = true;
       state.user = null;
     }
   }
