@@ -198,7 +198,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def error_response(exc: GisIocError) -> JSONResponse:
         if exc.status >= 500:
             log.error("%s", exc)
-        response = problem(exc.status, exc.title, str(exc))
+        response = problem(exc.status, exc.title, str(exc), **({"code": exc.code} if exc.code else {}))
         if isinstance(exc, auth_api.TooManyRequests):
             response.headers["Retry-After"] = str(exc.retry_after)
         if exc.status == 401:

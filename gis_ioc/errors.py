@@ -4,10 +4,17 @@ from __future__ import annotations
 
 
 class GisIocError(Exception):
-    """Base of every error gis_ioc raises on purpose."""
+    """Base of every error gis_ioc raises on purpose. ``code``: a stable name of the message (``auth.…``)
+    that clients translate (the web map shows it in Vietnamese or English); sent as the problem's ``code``."""
 
     status = 500
     title = "Internal error"
+    code: str | None = None
+
+    def __init__(self, *args: object, code: str | None = None) -> None:
+        super().__init__(*args)
+        if code is not None:
+            self.code = code
 
 
 class ConfigError(GisIocError):

@@ -9,7 +9,8 @@ In order, for every HTTP request:
    once, and a body sent without one (chunked) is counted as it arrives and cut off with 413 at the limit;
 3. who is asking is resolved once (API key, session or single sign-on token) into a
    :class:`~gis_ioc.query.viewer.Viewer` at ``request.state.viewer``, which every door passes down; an
-   account whose one-time first password is still unchanged reaches only the login pages;
+   account whose one-time first password is still unchanged reaches only the login pages (the web map's
+   own reads, with its cookie alone, go on as an anonymous caller's behind the page's password dialog);
 4. every answer carries the security headers; authentication answers are never cached.
 """
 
@@ -71,6 +72,13 @@ def _credential_in_query(query: bytes) -> bool:
         return False
     names = {name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)}
     return any(name in names for name in CREDENTIAL_PARAMETERS)
+
+
+def _cookie_only(scope: Scope) -> bool:
+    """Does the request carry the web map's session cookie and no other credential?"""
+    headers = dict(scope["headers"])
+    other = b"authorization" in headers or b"x-api-key" in headers
+    return not other and SESSION_MARK in headers.get(b"cookie", b"")
 
 
 class BodyTooLarge(GisIocError):
@@ -168,8 +176,13 @@ class FrontDoor:
             return
         first_password = who is not None and who.via == "session" and who.must_change_password
         if first_password and not path.startswith(FIRST_PASSWORD_PATHS) and path != "/":
-            await self.error(Forbidden("change the first password (POST /api/auth/password)"))(scope, receive, send)
-            return
+            if scope["method"] in SAFE and _cookie_only(scope):
+                # the web map behind its first-password dialog: what anyone may see, nothing more
+                who = None
+            else:
+                first = Forbidden("change the first password (POST /api/auth/password)", code="auth.first_password")
+                await self.error(first)(scope, receive, send)
+                return
         viewer = Viewer.of(who)
         needed = BODY_PERMISSIONS.get(path) if scope["method"] == "POST" else None
         if needed is not None and not viewer.may(needed):  # refused before a large upload is read

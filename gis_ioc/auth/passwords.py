@@ -80,7 +80,7 @@ def needs_rehash(stored: str) -> bool:
 def check_length(password: str) -> None:
     """Refuse a password longer than any the server accepts (before any work is done with it)."""
     if len(password) > MAX_LENGTH:
-        raise InvalidInput(f"passwords have at most {MAX_LENGTH:,} characters")
+        raise InvalidInput(f"passwords have at most {MAX_LENGTH:,} characters", code="auth.password_too_long")
 
 
 def fold(text: str) -> str:
@@ -108,13 +108,14 @@ def check_policy(password: str, *, second_factor: bool, username: str = "", full
     if len(password) < least:
         raise InvalidInput(
             f"the password must have at least {least} characters"
-            + (" (8 once a second factor is enrolled)" if not second_factor else "")
+            + (" (8 once a second factor is enrolled)" if not second_factor else ""),
+            code=f"auth.password_min_{least}",
         )
     check_length(password)
     if username and username.lower() in password.lower():
-        raise InvalidInput("the password must not contain the user name")
+        raise InvalidInput("the password must not contain the user name", code="auth.password_has_username")
     if len(set(password)) < 5:
-        raise InvalidInput("the password repeats too few characters")
+        raise InvalidInput("the password repeats too few characters", code="auth.password_repetitive")
     strength = zxcvbn(password[:_STRENGTH_PREFIX], user_inputs=user_inputs(username, full_name))
     needed = MIN_GUESSES_LOG10_WITH_SECOND_FACTOR if second_factor else MIN_GUESSES_LOG10
     if float(strength["guesses_log10"]) < needed:
@@ -122,7 +123,8 @@ def check_policy(password: str, *, second_factor: bool, username: str = "", full
         raise InvalidInput(
             "the password is too common or too easy to guess"
             + (f" ({warning.rstrip('.')})" if warning else "")
-            + ": choose a longer phrase of unrelated words"
+            + ": choose a longer phrase of unrelated words",
+            code="auth.password_weak",
         )
 
 

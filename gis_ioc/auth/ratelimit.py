@@ -38,6 +38,7 @@ class TooManyRequests(GisIocError):
 
     status = 429
     title = "Too many requests"
+    code = "auth.rate_limited"
 
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)

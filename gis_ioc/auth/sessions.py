@@ -60,12 +60,14 @@ class AuthenticationFailed(Unauthorized):
 
     #: The WWW-Authenticate challenge sent with the 401.
     challenge = 'Bearer realm="gis_ioc"'
+    code = "auth.failed"
 
 
 class BasicFailed(AuthenticationFailed):
     """HTTP Basic credentials (user name and API key) that are not valid: the 401 asks for Basic again."""
 
     challenge = 'Basic realm="gis_ioc", charset="UTF-8"'
+    code = "auth.basic_failed"
 
 
 class SecretUnreadable(GisIocError):
@@ -213,7 +215,7 @@ def _check_bounds(username: str, *passwords: str | None, code: str | None = None
         if password:
             check_length(password)
     if code is not None and len(code) > CODE_MAX:
-        raise InvalidInput("second-factor codes have 6 digits")
+        raise InvalidInput("second-factor codes have 6 digits", code="auth.code_format")
 
 
 def login(
@@ -240,7 +242,7 @@ def login(
         if reason is None:
             return _start_session(conn, row, username, password, step, address, now, policy)
         _refuse_login(conn, row, username, reason, address, now, policy)
-    raise AuthenticationFailed(LOGIN_FAILED)
+    raise AuthenticationFailed(LOGIN_FAILED, code="auth.login_failed")
 
 
 def _check_login(
@@ -386,18 +388,18 @@ def from_token(
             (_sha256(token),),
         ).fetchone()
         if row is None:
-            raise AuthenticationFailed("the session is unknown or has ended: log in again")
+            raise AuthenticationFailed("the session is unknown or has ended: log in again", code="auth.session_ended")
         now = _now(conn)
         roles = frozenset(row[5])
         idle = policy.admin_idle if roles & ADMIN_ROLES else policy.idle
         ended = row[8] != "active" or now > row[2] or now - row[1] > idle
         if ended and read_only:
-            raise AuthenticationFailed("the session has ended: log in again")
+            raise AuthenticationFailed("the session has ended: log in again", code="auth.session_ended")
         if ended:
             conn.execute("DELETE FROM gis_ioc.sessions WHERE token_sha256 = %s", (row[0],))
             why = "idle too long" if now - row[1] > idle else ("expired" if now > row[2] else f"account {row[8]}")
             audit.record(conn, actor=row[4], action="auth.session_end", result="ended", detail={"reason": why})
-            raise AuthenticationFailed("the session has ended: log in again")
+            raise AuthenticationFailed("the session has ended: log in again", code="auth.session_ended")
         if now - row[1] > SEEN_EVERY and not read_only:  # a map asks for dozens of tiles a second: one write
             conn.execute("UPDATE gis_ioc.sessions SET last_seen_at = %s WHERE token_sha256 = %s", (now, row[0]))
             conn.execute("UPDATE gis_ioc.accounts SET last_seen_at = %s WHERE id = %s", (now, row[10]))
@@ -449,7 +451,7 @@ def from_api_key(
     being unreachable): the same checks, nothing written."""
     parts = key.split("_")
     if not key.startswith(KEY_PREFIX) or len(parts) < 3 or len(key) > 200:
-        raise AuthenticationFailed("the API key is not valid")
+        raise AuthenticationFailed("the API key is not valid", code="auth.key_invalid")
     with conn.transaction():
         row = _one(
             conn,
@@ -476,9 +478,9 @@ def from_api_key(
         elif row.stale:  # written at most every SEEN_EVERY: a client paging tiles does not write per request
             conn.execute("UPDATE gis_ioc.api_keys SET last_used_at = now() WHERE id = %s", (row.id,))
     if reason == "first password not changed":
-        raise Forbidden(KEYS_WAIT_FOR_FIRST_CHANGE)
+        raise Forbidden(KEYS_WAIT_FOR_FIRST_CHANGE, code="auth.first_password")
     if reason is not None:
-        raise AuthenticationFailed("the API key is not valid")
+        raise AuthenticationFailed("the API key is not valid", code="auth.key_invalid")
     return Principal(
         row.username,
         frozenset(row.roles),
@@ -565,7 +567,7 @@ def from_basic(
             if row.stale:
                 conn.execute("UPDATE gis_ioc.api_keys SET last_used_at = now() WHERE id = %s", (row.key_id,))
     if reason == "first password not changed":
-        raise Forbidden(KEYS_WAIT_FOR_FIRST_CHANGE)
+        raise Forbidden(KEYS_WAIT_FOR_FIRST_CHANGE, code="auth.first_password")
     if reason is not None:
         raise BasicFailed(BASIC_FAILED)
     return Principal(
@@ -605,7 +607,7 @@ def change_password(
         locked_out = row is not None and row.locked_until is not None and row.locked_until > now
         if row is not None and not locked_out and verify_password(row.password_hash, old):
             if verify_password(row.password_hash, new):
-                raise InvalidInput("the new password must differ from the old one")
+                raise InvalidInput("the new password must differ from the old one", code="auth.same_password")
             check_policy(
                 new, second_factor=row.totp_secret is not None, username=username, full_name=row.full_name or ""
             )
@@ -633,7 +635,7 @@ def change_password(
             address=address,
             detail={"reason": reason},
         )
-    raise AuthenticationFailed(LOGIN_FAILED)
+    raise AuthenticationFailed(LOGIN_FAILED, code="auth.login_failed")
 
 
 def _reauthenticate(row: Any, password: str | None, code: str | None, now: datetime) -> tuple[str | None, int | None]:
@@ -697,8 +699,8 @@ def enrol_totp(
         )
     if reason in ("password missing", "code missing"):
         need = 'the current password ("password")' + (' and a current code ("code")' if enrolled else "")
-        raise Forbidden(f"enrolling a second factor needs re-authentication: send {need}")
-    raise AuthenticationFailed(REAUTH_FAILED)
+        raise Forbidden(f"enrolling a second factor needs re-authentication: send {need}", code="auth.reauth_needed")
+    raise AuthenticationFailed(REAUTH_FAILED, code="auth.reauth_failed")
 
 
 def confirm_totp(
@@ -721,7 +723,8 @@ def confirm_totp(
         )
         if row is None or row.totp_pending is None or not row.waiting:
             raise InvalidInput(
-                "no enrolment is waiting for its code: start one with POST /api/auth/totp (it lasts 10 minutes)"
+                "no enrolment is waiting for its code: start one with POST /api/auth/totp (it lasts 10 minutes)",
+                code="auth.totp_not_started",
             )
         pending = open_totp(row.totp_pending, row.id)
         if secret is not None and not hmac.compare_digest(secret.encode(), pending.encode()):
@@ -743,4 +746,6 @@ def confirm_totp(
             address=address,
             detail={"reason": "code does not match"},
         )
-    raise InvalidInput("the code does not match: check the authenticator's clock and try again")
+    raise InvalidInput(
+        "the code does not match: check the authenticator's clock and try again", code="auth.totp_mismatch"
+    )

@@ -119,6 +119,7 @@ EXTRA_CONFORMANCE = [
 ]
 WITHDRAWN_CONFORMANCE = {f"{_SPEC}ogcapi-features-4/1.0/conf/create-replace-delete"}
 TILESETS_REL = "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"
+STYLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/styles"
 
 
 def build_api(config: dict[str, Any], openapi: dict[str, Any] | None = None) -> API:
@@ -653,12 +654,16 @@ def _conformance(data: Any, request: Request) -> None:
 
 
 def _tiles_link(collection: dict[str, Any]) -> None:
+    """A collection's links to its vector tiles and its styles."""
     self_link = next((li["href"] for li in collection.get("links", []) if li.get("rel") == "self"), None)
     if self_link is None:
         return
     base = self_link.split("?", 1)[0]
     collection["links"].append(
         {"rel": TILESETS_REL, "type": "application/json", "title": "Vector tiles", "href": f"{base}/tiles?f=json"}
+    )
+    collection["links"].append(
+        {"rel": STYLES_REL, "type": "application/json", "title": "Styles: QML, SLD, MapLibre", "href": f"{base}/styles"}
     )
 
 

@@ -165,6 +165,8 @@ def test_schemathesis_finds_no_server_error(server: tuple[str, Path]) -> None:
             "--workers",
             "2",
             "--no-color",
+            "--request-timeout",  # a loaded CI machine: a slow answer is not a network error
+            "60",
             "--header",
             f"X-API-Key: {KEY['reader']}",
         ],
@@ -196,6 +198,8 @@ def test_schemathesis_finds_the_feature_doors_answer_as_documented(server: tuple
             "--workers",
             "2",
             "--no-color",
+            "--request-timeout",  # a loaded CI machine: a slow answer is not a network error
+            "60",
             "--header",
             f"X-API-Key: {KEY['reader']}",
         ],

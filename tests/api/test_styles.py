@@ -25,6 +25,9 @@ def test_the_style_list_links_every_stylesheet(client: TestClient) -> None:
         "application/vnd.mapbox.style+json",
     }
     assert links["application/vnd.qgis.qml"].endswith("/ogc/collections/schools/styles/default?f=qml")
+    collection = client.get("/ogc/collections/schools", params={"f": "json"}).json()
+    styles = [li for li in collection["links"] if li["rel"] == "http://www.opengis.net/def/rel/ogc/1.0/styles"]
+    assert styles and styles[0]["href"].endswith("/ogc/collections/schools/styles")
 
 
 def test_qml_has_the_catalog_classes_and_vietnamese_labels(client: TestClient, catalog: Catalog) -> None:

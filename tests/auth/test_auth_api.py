@@ -110,3 +110,55 @@ def test_request_bodies_are_bounded(anonymous: TestClient) -> None:
         headers={"Content-Type": "application/json", "Content-Length": str(10**9)},
     )
     assert huge.status_code == 413 and "MB" in huge.json()["detail"]
+
+
+def test_messages_carry_codes_the_page_translates(anonymous: TestClient, conn: Any) -> None:
+    refused = anonymous.post("/api/auth/login", json={"username": "nobody.at.all", "password": "x" * 16})
+    assert refused.status_code == 401 and refused.json()["code"] == "auth.login_failed"
+    password = create(conn, "coded.leader", ["leader"])
+    login = anonymous.post("/api/auth/login", json={"username": "coded.leader", "password": password})
+    auth = {"Authorization": f"Bearer {login.json()['token']}"}
+    anonymous.cookies.clear()
+    weak = anonymous.post("/api/auth/password", headers=auth, json={"old_password": password, "new_password": "ngắn"})
+    assert weak.status_code == 400 and weak.json()["code"] == "auth.password_min_14"
+    blocked = anonymous.post("/api/scenarios/health/run", headers=auth, json={"period": "2026-Q3", "province": True})
+    assert blocked.status_code == 403 and blocked.json()["code"] == "auth.first_password"
+
+
+def test_the_first_password_page_reads_as_anonymous_and_writes_nothing(anonymous: TestClient, conn: Any) -> None:
+    """The web map's cookie alone, before the first password is changed: the public map, nothing more."""
+    password = create(conn, "cookie.leader", ["leader"])
+    login = anonymous.post("/api/auth/login", json={"username": "cookie.leader", "password": password})
+    assert login.status_code == 200
+    try:
+        config = anonymous.get("/api/map/config")
+        assert config.status_code == 200
+        layers = {layer["id"] for layer in config.json()["layers"]}
+        assert "schools" in layers and "land_parcels" not in layers  # a leader's internal layers wait
+        assert anonymous.get("/ogc/collections/land_parcels/items").status_code == 404
+        run = anonymous.post("/api/scenarios/health/run", json={"period": "2026-Q3", "province": True})
+        assert run.status_code == 403 and run.json()["code"] == "auth.first_password"
+        assert anonymous.get("/api/auth/session").json()["must_change_password"] is True
+    finally:
+        anonymous.cookies.clear()
+
+
+def test_second_factor_enrolment_answers_a_qr_code(anonymous: TestClient, conn: Any) -> None:
+    password = create(conn, "qr.leader", ["leader"])
+    strong = "đồng lúa Khoái Châu mùa gặt 2026"
+    login = anonymous.post("/api/auth/login", json={"username": "qr.leader", "password": password}).json()
+    anonymous.cookies.clear()
+    auth = {"Authorization": f"Bearer {login['token']}"}
+    assert (
+        anonymous.post(
+            "/api/auth/password", headers=auth, json={"old_password": password, "new_password": strong}
+        ).status_code
+        == 200
+    )
+    enrol = anonymous.post("/api/auth/totp", headers=auth, json={"password": strong})
+    assert enrol.status_code == 200, enrol.text
+    body = enrol.json()
+    assert body["qr_svg"].startswith("<svg") and "<path" in body["qr_svg"]
+    assert body["otpauth_uri"].startswith("otpauth://totp/") and body["secret"] in body["otpauth_uri"]
+    wrong = anonymous.post("/api/auth/totp/confirm", headers=auth, json={"code": "12345"})
+    assert wrong.status_code == 400

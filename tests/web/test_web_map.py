@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import psycopg
 import pyogrio
+import pyotp
 import pytest
 import rasterio
 from playwright.sync_api import Browser, Page, expect
@@ -369,3 +370,78 @@ def test_logged_in_users_download_the_qgis_project(
     assert "<authid>EPSG:9209</authid>" in document and "Xã, phường" in document
     assert "/collections/land_parcels/tiles/" in document  # an internal layer the analyst may read
     assert not log.errors
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (1366, 768)])
+def test_a_new_leaders_first_login_in_the_page(
+    browser: Browser, base_url: str, settings: Settings, size: tuple[int, int]
+) -> None:
+    """Issue 13, item 1: the one-time password is changed in the page, then a second factor is enrolled
+    with a QR code drawn by the server; the server's messages are shown in Vietnamese."""
+    username = f"web.first{size[0]}"
+    with connect(settings, autocommit=True) as conn:
+        first = create(conn, username, ["leader"], full_name="Phạm Thị Lan", agency="UBND tỉnh Hưng Yên")
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]}, locale="vi-VN")
+    p = context.new_page()
+    log = PageLog()
+    log.attach(p)
+    p.goto(f"{base_url}/")
+    p.wait_for_function("window.gisIoc && window.gisIoc.ready", timeout=30000)
+    p.fill("#login-user", username)
+    p.fill("#login-password", "sai mật khẩu")
+    p.click("#login button[type=submit]")
+    expect(p.locator("#status")).to_contain_text("Tên đăng nhập, mật khẩu hoặc mã OTP không đúng")
+    p.fill("#login-password", first)
+    with p.expect_navigation():
+        p.click("#login button[type=submit]")
+    p.wait_for_function("window.gisIoc && window.gisIoc.ready", timeout=30000)  # the map loads behind
+    dialog = p.locator("#account-dialog")
+    expect(dialog).to_be_visible()
+    expect(p.locator("#password-form h2")).to_have_text("Đổi mật khẩu lần đầu")
+    p.fill("#pw-old", first)
+    p.fill("#pw-new", "ngắn")
+    p.fill("#pw-again", "ngắn")
+    p.click("#password-form button[type=submit]")
+    expect(p.locator("#pw-error")).to_contain_text("ít nhất 14 ký tự")
+    p.fill("#pw-new", "sông Hồng chảy qua Phố Hiến mùa nhãn 2026")
+    p.fill("#pw-again", "sông Hồng chảy qua Phố Hiến mùa nhãn 2027")
+    p.click("#password-form button[type=submit]")
+    expect(p.locator("#pw-error")).to_have_text("Hai lần nhập mật khẩu mới không giống nhau.")
+    new = "sông Hồng chảy qua Phố Hiến mùa nhãn 2026"
+    p.fill("#pw-again", new)
+    with p.expect_navigation():
+        p.click("#password-form button[type=submit]")
+    p.wait_for_function("window.gisIoc && window.gisIoc.ready", timeout=30000)
+    expect(dialog).to_be_hidden()
+    expect(p.locator("#who")).to_have_text(username)
+    expect(p.locator("#qgis-project")).to_be_visible()
+    p.click("#totp-open")
+    p.fill("#totp-password", new)
+    p.click("#totp-start")
+    qr = p.locator("#totp-qr svg")
+    expect(qr).to_be_visible()
+    assert (qr.bounding_box() or {"width": 0})["width"] >= 100
+    secret = p.locator("#totp-secret").inner_text()
+    p.fill("#totp-code", "000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
+    p.click("#totp-confirm")
+    expect(p.locator("#totp-error")).to_contain_text("Mã OTP không khớp")
+    p.fill("#totp-code", pyotp.TOTP(secret).now())
+    p.click("#totp-confirm")
+    expect(p.locator("#totp-done")).to_be_visible()
+    small = p.evaluate(
+        """() => [...document.querySelectorAll('#account-dialog p, #account-dialog label span, #account-dialog button')]
+               .filter((e) => e.offsetParent !== null)
+               .map((e) => parseFloat(getComputedStyle(e).fontSize)).filter((s) => s < 14)"""
+    )
+    assert not small, small  # text at least 14 px
+    p.screenshot(path=str(ARTIFACTS / f"first-login-{size[0]}x{size[1]}.png"))
+    with connect(settings) as conn:
+        enrolled = conn.execute(
+            "SELECT totp_secret IS NOT NULL, must_change_password FROM gis_ioc.accounts WHERE username = %s",
+            (username,),
+        ).fetchone()
+    assert enrolled == (True, False)
+    # the browser logs each refused request (the wrong password, the short one, the wrong code): nothing else
+    unexpected = [e for e in log.errors if "status of 400" not in e and "status of 401" not in e]
+    assert not unexpected, log.errors
+    context.close()

@@ -22,6 +22,15 @@
       communes_in: "Số xã trong vùng", change: "so với kỳ trước",
       username: "Tên đăng nhập", password: "Mật khẩu", code: "Mã OTP", login: "Đăng nhập", logout: "Đăng xuất",
       qgis_project: "Tải dự án QGIS",
+      first_password_title: "Đổi mật khẩu lần đầu",
+      first_password_help: "Tài khoản đang dùng mật khẩu được cấp một lần. Hãy đặt mật khẩu mới để tiếp tục: ít nhất 14 ký tự (8 ký tự khi đã bật bảo mật hai lớp), nên là một cụm từ dài, không chứa tên đăng nhập.",
+      old_password: "Mật khẩu được cấp", new_password: "Mật khẩu mới", new_password_again: "Nhập lại mật khẩu mới",
+      save_password: "Đổi mật khẩu", passwords_differ: "Hai lần nhập mật khẩu mới không giống nhau.",
+      password_changed: "Đã đổi mật khẩu.", totp_open: "Bảo mật hai lớp", totp_title: "Bảo mật hai lớp (mã OTP)",
+      totp_help1: "Bảo mật hai lớp là bắt buộc với quản trị viên và khi đăng nhập từ ngoài mạng của cơ quan nhà nước. Nhập mật khẩu để bắt đầu.",
+      totp_help2: "Quét mã QR bằng ứng dụng xác thực trên điện thoại (Google Authenticator, Microsoft Authenticator…), rồi nhập mã 6 chữ số ứng dụng hiện ra.",
+      totp_secret: "Hoặc nhập khóa bí mật:", totp_done: "Đã bật bảo mật hai lớp. Từ lần đăng nhập sau, hãy nhập mã OTP cùng mật khẩu.",
+      continue: "Tiếp tục", confirm: "Xác nhận", close: "Đóng",
       change_password: "Cần đổi mật khẩu lần đầu", plans: "Bản vẽ quy hoạch",
     },
     en: {
@@ -43,6 +52,15 @@
       change: "from the previous period",
       username: "User name", password: "Password", code: "OTP code", login: "Log in", logout: "Log out",
       qgis_project: "Download the QGIS project",
+      first_password_title: "Change the first password",
+      first_password_help: "This account still has its one-time password. Choose a new one to go on: at least 14 characters (8 once a second factor is enrolled), best a long phrase, without the user name.",
+      old_password: "One-time password", new_password: "New password", new_password_again: "New password again",
+      save_password: "Change the password", passwords_differ: "The two new passwords differ.",
+      password_changed: "Password changed.", totp_open: "Second factor", totp_title: "Second factor (OTP code)",
+      totp_help1: "A second factor is required of administrators and for logins from outside the government network. Enter your password to start.",
+      totp_help2: "Scan the QR code with an authenticator app (Google Authenticator, Microsoft Authenticator…), then enter the 6-digit code it shows.",
+      totp_secret: "Or type the secret key:", totp_done: "Second factor enrolled. From the next login, enter the OTP code with the password.",
+      continue: "Continue", confirm: "Confirm", close: "Close",
       change_password: "First password must be changed", plans: "Planning drawings",
     },
   };
@@ -50,6 +68,51 @@
     administrative: { vi: "Hành chính", en: "Administrative" }, land: { vi: "Đất đai", en: "Land" },
     housing: { vi: "Nhà ở", en: "Housing" }, infrastructure: { vi: "Hạ tầng", en: "Infrastructure" },
     planning: { vi: "Quy hoạch", en: "Planning" }, iot: { vi: "Cảm biến IoT", en: "IoT sensors" },
+  };
+  // the server's messages by their code (`code` in its problem answers), in the page's language
+  const MESSAGES = {
+    vi: {
+      "auth.failed": "Thông tin đăng nhập không hợp lệ.",
+      "auth.login_failed": "Tên đăng nhập, mật khẩu hoặc mã OTP không đúng, hoặc tài khoản hiện không đăng nhập được (bị khóa, chưa kích hoạt, cần mã OTP khi ở ngoài mạng cơ quan nhà nước).",
+      "auth.session_ended": "Phiên làm việc đã hết hạn. Vui lòng đăng nhập lại.",
+      "auth.key_invalid": "Khóa API không hợp lệ.",
+      "auth.basic_failed": "Tên đăng nhập hoặc khóa API không đúng.",
+      "auth.first_password": "Cần đổi mật khẩu được cấp trước khi dùng hệ thống.",
+      "auth.same_password": "Mật khẩu mới phải khác mật khẩu cũ.",
+      "auth.reauth_needed": "Cần nhập mật khẩu (và mã OTP nếu đã bật) để tiếp tục.",
+      "auth.reauth_failed": "Mật khẩu hoặc mã OTP không đúng.",
+      "auth.code_format": "Mã OTP gồm 6 chữ số.",
+      "auth.totp_not_started": "Chưa bắt đầu bật bảo mật hai lớp, hoặc đã quá 10 phút: hãy bắt đầu lại.",
+      "auth.totp_mismatch": "Mã OTP không khớp: kiểm tra giờ của điện thoại rồi thử lại.",
+      "auth.password_too_long": "Mật khẩu quá dài.",
+      "auth.password_min_14": "Mật khẩu phải có ít nhất 14 ký tự (8 ký tự khi đã bật bảo mật hai lớp).",
+      "auth.password_min_8": "Mật khẩu phải có ít nhất 8 ký tự.",
+      "auth.password_has_username": "Mật khẩu không được chứa tên đăng nhập.",
+      "auth.password_repetitive": "Mật khẩu lặp lại quá ít ký tự khác nhau.",
+      "auth.password_weak": "Mật khẩu quá phổ biến hoặc dễ đoán: hãy dùng một cụm từ dài gồm các từ không liên quan.",
+      "auth.rate_limited": "Thử quá nhiều lần. Vui lòng chờ một phút rồi thử lại.",
+    },
+    en: {
+      "auth.failed": "The credentials are not valid.",
+      "auth.login_failed": "The user name, password or code is wrong, or the account cannot log in now (locked, not active, or a code is needed outside the government network).",
+      "auth.session_ended": "The session has ended. Please log in again.",
+      "auth.key_invalid": "The API key is not valid.",
+      "auth.basic_failed": "The user name or API key is wrong.",
+      "auth.first_password": "Change the one-time password before using the system.",
+      "auth.same_password": "The new password must differ from the old one.",
+      "auth.reauth_needed": "Enter your password (and OTP code if enrolled) to go on.",
+      "auth.reauth_failed": "The password or code is wrong.",
+      "auth.code_format": "OTP codes have 6 digits.",
+      "auth.totp_not_started": "No enrolment is waiting, or it is older than 10 minutes: start again.",
+      "auth.totp_mismatch": "The code does not match: check the phone's clock and try again.",
+      "auth.password_too_long": "The password is too long.",
+      "auth.password_min_14": "The password needs at least 14 characters (8 once a second factor is enrolled).",
+      "auth.password_min_8": "The password needs at least 8 characters.",
+      "auth.password_has_username": "The password must not contain the user name.",
+      "auth.password_repetitive": "The password repeats too few different characters.",
+      "auth.password_weak": "The password is too common or easy to guess: choose a long phrase of unrelated words.",
+      "auth.rate_limited": "Too many attempts. Please wait a minute and try again.",
+    },
   };
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
@@ -95,9 +158,15 @@
     const res = await fetch(url, options);
     const type = res.headers.get("content-type") || "";
     const body = type.includes("json") ? await res.json() : await res.text();
-    if (!res.ok) throw new Error((body && body.detail) ? (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)) : res.statusText);
+    if (!res.ok) {
+      const err = new Error((body && body.detail) ? (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)) : res.statusText);
+      err.code = body && body.code;
+      throw err;
+    }
     return body;
   }
+  // an error as the reader should see it: the server's message translated by its code when it has one
+  const errText = (err) => (err && err.code && ((MESSAGES[state.lang] || {})[err.code] || MESSAGES.vi[err.code])) || err.message;
 
   function applyLang() {
     document.documentElement.lang = state.lang;
@@ -345,9 +414,12 @@
       $("who").hidden = false; $("logout").hidden = false; $("login").hidden = true;
       $("qgis-project").hidden = Boolean(me.must_change_password);
       $("qgis-project").href = `/api/qgis-project?lang=${state.lang}`;
+      $("totp-open").hidden = Boolean(me.must_change_password || me.second_factor || me.via !== "session");
       state.user = me;
+      if (me.must_change_password) openDialog("password-form");
     } else {
       $("login").hidden = false; $("who").hidden = true; $("logout").hidden = true; $("qgis-project").hidden = true;
+      $("totp-open").hidden = true;
       state.user = null;
     }
   }
@@ -360,8 +432,54 @@
       location.reload(); // the layers this account may see come with the map's configuration
     } catch (err) {
       $("login-password").value = "";
-      status(`${t("error")}: ${err.message}`, true);
+      status(`${t("error")}: ${errText(err)}`, true);
     }
+  }
+
+  // ---- the account's own dialogs: the first password, the second factor ----
+  function openDialog(form) {
+    for (const id of ["password-form", "totp-form"]) $(id).hidden = id !== form;
+    const dialog = $("account-dialog");
+    if (!dialog.open) dialog.showModal();
+  }
+  const post = (url, body) => api(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  async function changePassword(e) {
+    e.preventDefault();
+    $("pw-error").textContent = "";
+    if ($("pw-new").value !== $("pw-again").value) { $("pw-error").textContent = t("passwords_differ"); return; }
+    try {
+      await post("/api/auth/password", { old_password: $("pw-old").value, new_password: $("pw-new").value });
+      status(t("password_changed"));
+      location.reload(); // the session goes on; the map loads with the account's layers
+    } catch (err) {
+      $("pw-error").textContent = errText(err);
+    }
+  }
+  async function startTotp() {
+    $("totp-error").textContent = "";
+    try {
+      const answer = await post("/api/auth/totp", { password: $("totp-password").value });
+      $("totp-qr").innerHTML = answer.qr_svg; // drawn by our server (segno): the secret never leaves it
+      $("totp-secret").textContent = answer.secret;
+      $("totp-step1").hidden = true; $("totp-step2").hidden = false;
+      $("totp-code").focus();
+    } catch (err) {
+      $("totp-error").textContent = errText(err);
+    }
+  }
+  async function confirmTotp() {
+    $("totp-error").textContent = "";
+    try {
+      await post("/api/auth/totp/confirm", { code: $("totp-code").value.trim(), secret: $("totp-secret").textContent });
+      $("totp-step2").hidden = true; $("totp-done").hidden = false; $("totp-open").hidden = true;
+    } catch (err) {
+      $("totp-error").textContent = errText(err);
+    }
+  }
+  function openTotp() {
+    $("totp-step1").hidden = false; $("totp-step2").hidden = true; $("totp-done").hidden = true;
+    $("totp-password").value = ""; $("totp-code").value = ""; $("totp-error").textContent = "";
+    openDialog("totp-form");
   }
   async function logout() {
     await api("/api/auth/logout", { method: "POST" }).catch(() => null);
@@ -442,6 +560,13 @@
   $("run").addEventListener("click", runScenario);
   $("login").addEventListener("submit", login);
   $("logout").addEventListener("click", logout);
+  $("password-form").addEventListener("submit", changePassword);
+  document.querySelector("#password-form .dialog-logout").addEventListener("click", logout);
+  $("account-dialog").addEventListener("cancel", (e) => { if (!$("password-form").hidden) e.preventDefault(); }); // the first password first
+  $("totp-open").addEventListener("click", openTotp);
+  $("totp-start").addEventListener("click", startTotp);
+  $("totp-confirm").addEventListener("click", confirmTotp);
+  $("totp-close").addEventListener("click", () => $("account-dialog").close());
   showAccount();
   $("layers").addEventListener("change", (e) => { if (e.target.dataset.layer) toggleLayer(e.target.dataset.layer, e.target.checked); });
   applyLang();
