@@ -481,12 +481,17 @@ def from_api_key(
         raise Forbidden(KEYS_WAIT_FOR_FIRST_CHANGE, code="auth.first_password")
     if reason is not None:
         raise AuthenticationFailed("the API key is not valid", code="auth.key_invalid")
+    return _key_principal(row, "api_key")
+
+
+def _key_principal(row: Any, via: str) -> Principal:
+    """Who an accepted API key (in ``X-API-Key`` or HTTP Basic) stands for, with its writer's position."""
     return Principal(
         row.username,
         frozenset(row.roles),
         frozenset(row.communes),
         frozenset(row.grants),
-        via="api_key",
+        via=via,
         extra={"write_lsn": row.written},
     )
 
@@ -570,14 +575,7 @@ def from_basic(
         raise Forbidden(KEYS_WAIT_FOR_FIRST_CHANGE, code="auth.first_password")
     if reason is not None:
         raise BasicFailed(BASIC_FAILED)
-    return Principal(
-        row.username,
-        frozenset(row.roles),
-        frozenset(row.communes),
-        frozenset(row.grants),
-        via="basic",
-        extra={"write_lsn": row.written},
-    )
+    return _key_principal(row, "basic")
 
 
 # -- changing the password and the second factor -------------------------------------------------------

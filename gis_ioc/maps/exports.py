@@ -36,7 +36,7 @@ from gis_ioc.catalog import Catalog
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.crs import PUBLISHED, PublishedCrs, lookup
 from gis_ioc.errors import InvalidInput, NotFound
-from gis_ioc.maps.thematic import vn_datetime, vn_period
+from gis_ioc.maps.thematic import STATUS_VI, vn_datetime, vn_period
 from gis_ioc.publish.cql import Params
 from gis_ioc.query import rows as read_path
 from gis_ioc.query.viewer import Viewer
@@ -116,14 +116,7 @@ UNITS_VI = {
 #: Booleans in a spreadsheet, and beside them when labels are asked.
 BOOLEAN_VI = {True: "Có", False: "Không"}
 #: What the codes of a scenario run's export mean.
-STATUS_LABELS = {
-    "met": "Đạt",
-    "not met": "Chưa đạt",
-    "no data": "Không có số liệu",
-    "stale": "Số liệu cũ",
-    "no target": "Không có mục tiêu",
-    "suppressed": "Ẩn (bảo vệ dữ liệu cá nhân)",
-}
+STATUS_LABELS = STATUS_VI
 METHOD_LABELS = {
     "whole": "Cả xã",
     "containing commune": "Xã chứa điểm chọn",
