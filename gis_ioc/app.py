@@ -25,6 +25,7 @@ from gis_ioc import __version__
 from gis_ioc.api import admin as admin_api
 from gis_ioc.api import auth as auth_api
 from gis_ioc.api import exports as exports_api
+from gis_ioc.api import feedback as feedback_api
 from gis_ioc.api import guard
 from gis_ioc.api import loads as loads_api
 from gis_ioc.api import maps as maps_api
@@ -180,6 +181,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(exports_api.router)
     app.include_router(maps_api.router)
     app.include_router(reports_api.router)
+    app.include_router(feedback_api.open311_router)
+    app.include_router(feedback_api.router)
+    app.include_router(feedback_api.page_router)
 
     @app.exception_handler(GisIocError)
     async def gis_ioc_error(request: Request, exc: GisIocError) -> JSONResponse:

@@ -652,6 +652,27 @@ def server_workers(settings: Settings) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# -- citizen reports ----------------------------------------------------------------------------------
+
+
+@main.group(cls=_Group)
+def feedback() -> None:
+    """Citizen reports (Open311, /phan-anh): see docs/feedback.md."""
+
+
+@feedback.command("escalate")
+@click.pass_context
+def feedback_escalate(ctx: click.Context) -> None:
+    """Send every overdue report to the level above its handling unit (run it from cron, e.g. hourly)."""
+    from gis_ioc.feedback.config import load_config
+    from gis_ioc.feedback.store import escalate_overdue
+
+    settings = _settings(ctx)
+    with translate_errors(), connect(settings, server=True) as conn, conn.transaction():
+        moved = escalate_overdue(conn, load_config(settings.config_dir), "cli:feedback")
+    console.print(f"{len(moved)} phản ánh quá hạn được chuyển lên cấp trên")
+
+
 # -- QGIS ---------------------------------------------------------------------------------------------
 
 

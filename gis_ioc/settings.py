@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         description="Comma-separated source units (trusted automated feeds) whose loads are approved at once.",
     )
 
+    feedback_per_address_per_hour: int = Field(
+        default=30, ge=1, description="Citizen reports accepted per hour from one address (429)."
+    )
+    feedback_per_phone_per_day: int = Field(
+        default=5, ge=1, description="Citizen reports accepted per day for one phone number (429)."
+    )
     auth_login_attempts_per_minute: int = Field(
         default=10, ge=1, description="Login attempts allowed per minute from one address for one user name (429)."
     )

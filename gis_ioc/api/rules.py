@@ -119,6 +119,24 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/api/exports/jobs/{job_id}"): OWNED,  # the job system's: exports, and async maps and reports
     ("GET", "/api/maps/{indicator}"): permission("map"),
     ("GET", "/api/reports"): permission("report"),
+    # citizen reports (issue 15): Open311 and the public doors for everyone (no personal data); the
+    # handling units' doors for the units' staff and those who oversee them (leaders, administrators):
+    # others get 401/403, and a report of a unit they do not handle answers 404 (gis_ioc/feedback/access.py)
+    ("GET", "/open311/v2/services.json"): PUBLIC,
+    ("POST", "/open311/v2/requests.json"): PUBLIC,  # rate-limited per address and per phone
+    ("GET", "/open311/v2/requests.json"): PUBLIC,
+    ("GET", "/open311/v2/requests/{service_request_id}.json"): PUBLIC,
+    ("GET", "/api/feedback/photos/{photo_id}.jpg"): PUBLIC,
+    ("GET", "/api/feedback/map"): PUBLIC,
+    ("GET", "/api/feedback/indicators"): PUBLIC,  # counts per commune
+    ("GET", "/phan-anh"): PUBLIC,  # the citizens' report page
+    ("POST", "/api/feedback/reports/{report_id}/rating"): PUBLIC,  # the reporter, with the intake token
+    ("GET", "/api/feedback/queue"): OWNED,
+    ("GET", "/api/feedback/reports/{report_id}"): OWNED,
+    ("POST", "/api/feedback/reports/{report_id}/transition"): OWNED,
+    ("POST", "/api/feedback/reports/{report_id}/answers"): OWNED,
+    ("POST", "/api/feedback/reports/{report_id}/merge"): OWNED,
+    ("POST", "/api/feedback/escalate"): OWNED,  # leaders and administrators
     # the OGC API
     ("GET", "{ogc}/"): PUBLIC,
     ("GET", "{ogc}/openapi"): PUBLIC,

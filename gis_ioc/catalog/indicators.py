@@ -7,6 +7,7 @@ Indicators are not a map layer: their values live per commune and period in
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -50,6 +51,16 @@ class Target(_Strict):
         return value
 
 
+class DatedLimit(_Strict):
+    """A national limit from the day it takes effect (``from``) until the next one's: data, not code."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    valid_from: date = Field(alias="from")
+    value: float
+    source: str
+
+
 class Aggregation(_Strict):
     """How values combine over communes.
 
@@ -64,7 +75,8 @@ class Aggregation(_Strict):
     feature of ``layer`` matching ``filter`` (schools within reach of residential areas).
     ``sensor``: a ``statistic`` of the readings of ``quantity`` (gis_ioc.observations) over the period,
     from the IoT devices inside the selection: ``mean`` and ``max`` of the readings, ``p95``, or
-    ``days_over``: the days whose mean over the selection's devices exceeds ``threshold``.
+    ``days_over``: the days whose mean over the selection's devices exceeds ``threshold``, or the limit of
+    ``limits`` in force on that day (QCVN 05:2023/BTNMT lowers PM2.5's 24-hour limit on 1 January 2026).
     """
 
     kind: Literal["sum", "rate", "mean", "layer", "reach", "sensor"]
@@ -81,13 +93,30 @@ class Aggregation(_Strict):
     quantity: Identifier | None = None
     statistic: Literal["mean", "max", "p95", "days_over"] | None = None
     threshold: float | None = None
+    limits: tuple[DatedLimit, ...] = ()
+
+    def limits_by_day(self) -> tuple[list[date], list[float]]:
+        """The limit's starting days and values, oldest first (a constant threshold: in force always)."""
+        if self.limits:
+            ordered = sorted(self.limits, key=lambda limit: limit.valid_from)
+            return [limit.valid_from for limit in ordered], [limit.value for limit in ordered]
+        return [date(1, 1, 1)], [self.threshold if self.threshold is not None else 0.0]
+
+    def limit_on(self, day: date) -> float | None:
+        """The limit in force on ``day`` (None before the first one)."""
+        days, values = self.limits_by_day()
+        found = None
+        for start, value in zip(days, values, strict=True):
+            if start <= day:
+                found = value
+        return found
 
     @model_validator(mode="after")
     def _check(self) -> Aggregation:
         own = {
             "layer": {"layer", "measure", "field", "filter", "per"},
             "reach": {"layer", "filter", "distance", "origin", "origin_weight"},
-            "sensor": {"quantity", "statistic", "threshold"},
+            "sensor": {"quantity", "statistic", "threshold", "limits"},
         }
         given = {
             name
@@ -105,7 +134,7 @@ class Aggregation(_Strict):
                 "threshold",
             )
             if getattr(self, name) is not None
-        }
+        } | ({"limits"} if self.limits else set())
         if stray := sorted(given - own.get(self.kind, set())):
             raise ValueError(f"{', '.join(stray)} do not belong to kind: {self.kind}")
         if self.kind == "layer":
@@ -119,8 +148,13 @@ class Aggregation(_Strict):
         elif self.kind == "sensor":
             if self.quantity is None or self.statistic is None:
                 raise ValueError("a sensor aggregation needs quantity and statistic")
-            if (self.statistic == "days_over") != (self.threshold is not None):
-                raise ValueError("statistic days_over needs a threshold, and only days_over takes one")
+            if (self.statistic == "days_over") != (self.threshold is not None or bool(self.limits)):
+                raise ValueError("statistic days_over needs a threshold or limits, and only days_over takes them")
+            if self.threshold is not None and self.limits:
+                raise ValueError("give a threshold or dated limits, not both")
+            starts = [limit.valid_from for limit in self.limits]
+            if len(set(starts)) != len(starts):
+                raise ValueError("two limits take effect on the same day")
         return self
 
 

@@ -62,6 +62,12 @@ BOOKKEEPING: dict[str, str] = {
     "rate_hits": "SELECT, INSERT, UPDATE, DELETE",
     "data_versions": "SELECT",
     "write_positions": "SELECT, INSERT, UPDATE",
+    "feedback_reports": "SELECT, INSERT, UPDATE (unit, level, state, due_at, updated_at, resolved_at, merged_into)",
+    "feedback_reporters": "SELECT, INSERT",  # rows: row-level security (migration 0021)
+    "feedback_events": "SELECT, INSERT",
+    "feedback_answers": "SELECT, INSERT",
+    "feedback_ratings": "SELECT, INSERT",
+    "feedback_photos": "SELECT, INSERT",
 }
 
 

@@ -400,7 +400,8 @@ def sensor_statistics(
     ).format(
         sel=_selection_sql(selection, params), q=params.add(agg.quantity), start=params.add(start), end=params.add(end)
     )
-    if agg.statistic == "days_over":
+    if agg.statistic == "days_over":  # each day against the limit in force that day (Vietnam's calendar day)
+        starts, values = agg.limits_by_day()
         body = sql.SQL(
             """, local AS (SELECT commune_code, (observed_at AT TIME ZONE 'Asia/Ho_Chi_Minh')::date AS day,
                                   observed_at, value FROM obs),
@@ -408,9 +409,12 @@ def sensor_statistics(
                                   GROUPING(commune_code) AS whole
                              FROM local GROUP BY GROUPING SETS ((commune_code, day), (day)))
                SELECT CASE WHEN whole = 1 THEN NULL ELSE commune_code END,
-                      count(*) FILTER (WHERE value > {threshold})::float8, sum(n)::int, max(latest)
+                      count(*) FILTER (WHERE value > (
+                          SELECT l.v FROM unnest({starts}::date[], {values}::float8[]) AS l(f, v)
+                           WHERE l.f <= day ORDER BY l.f DESC LIMIT 1))::float8,
+                      sum(n)::int, max(latest)
                  FROM daily GROUP BY 1, whole"""
-        ).format(threshold=params.add(agg.threshold))
+        ).format(starts=params.add(starts), values=params.add(values))
     else:
         body = sql.SQL(
             """ SELECT CASE WHEN GROUPING(commune_code) = 1 THEN NULL ELSE commune_code END,

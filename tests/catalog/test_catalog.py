@@ -174,3 +174,36 @@ def test_indicator_errors_are_named(catalog_copy: Path) -> None:
         _load(catalog_copy)
     assert "indicators.2.direction" in str(err.value)
     assert "2026-Q7" in str(err.value)
+
+
+def test_dated_limits_are_data() -> None:
+    """QCVN 05:2023/BTNMT: PM2.5's 24-hour limit is 50 µg/m³ until 31/12/2025 and 45 µg/m³ from 01/01/2026."""
+    from datetime import date
+
+    from gis_ioc.catalog.indicators import Aggregation, load_indicators
+
+    indicators = load_indicators(PROJECT_ROOT / "config" / "indicators.yaml")
+    agg = indicators.get("pm25_days_over_limit").aggregation
+    assert agg.limit_on(date(2025, 12, 31)) == 50 and agg.limit_on(date(2026, 1, 1)) == 45
+    with pytest.raises(ValueError, match="same day"):
+        Aggregation.model_validate(
+            {
+                "kind": "sensor",
+                "quantity": "pm25",
+                "statistic": "days_over",
+                "limits": [
+                    {"from": "2026-01-01", "value": 45, "source": "a"},
+                    {"from": "2026-01-01", "value": 40, "source": "b"},
+                ],
+            }
+        )
+    with pytest.raises(ValueError, match="not both"):
+        Aggregation.model_validate(
+            {
+                "kind": "sensor",
+                "quantity": "pm25",
+                "statistic": "days_over",
+                "threshold": 50,
+                "limits": [{"from": "2026-01-01", "value": 45, "source": "a"}],
+            }
+        )
