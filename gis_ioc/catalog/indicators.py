@@ -77,9 +77,13 @@ class Aggregation(_Strict):
     from the IoT devices inside the selection: ``mean`` and ``max`` of the readings, ``p95``, or
     ``days_over``: the days whose mean over the selection's devices exceeds ``threshold``, or the limit of
     ``limits`` in force on that day (QCVN 05:2023/BTNMT lowers PM2.5's 24-hour limit on 1 January 2026).
+    ``feedback``: citizen reports (``gis_ioc.feedback_reports``) received in the period at points inside the
+    selection: ``report`` is ``received`` (count), ``overdue`` (count: past their deadline unresolved, or
+    resolved late), ``on_time`` (% of those resolved, resolved by their deadline, times ``scale``) or
+    ``satisfaction`` (the reporters' mean rating, 1–5).
     """
 
-    kind: Literal["sum", "rate", "mean", "layer", "reach", "sensor"]
+    kind: Literal["sum", "rate", "mean", "layer", "reach", "sensor", "feedback"]
     scale: float = 1.0
     weight: Identifier | None = None
     layer: Identifier | None = None
@@ -94,6 +98,7 @@ class Aggregation(_Strict):
     statistic: Literal["mean", "max", "p95", "days_over"] | None = None
     threshold: float | None = None
     limits: tuple[DatedLimit, ...] = ()
+    report: Literal["received", "overdue", "on_time", "satisfaction"] | None = None
 
     def limits_by_day(self) -> tuple[list[date], list[float]]:
         """The limit's starting days and values, oldest first (a constant threshold: in force always)."""
@@ -117,6 +122,7 @@ class Aggregation(_Strict):
             "layer": {"layer", "measure", "field", "filter", "per"},
             "reach": {"layer", "filter", "distance", "origin", "origin_weight"},
             "sensor": {"quantity", "statistic", "threshold", "limits"},
+            "feedback": {"report"},
         }
         given = {
             name
@@ -132,6 +138,7 @@ class Aggregation(_Strict):
                 "quantity",
                 "statistic",
                 "threshold",
+                "report",
             )
             if getattr(self, name) is not None
         } | ({"limits"} if self.limits else set())
@@ -145,6 +152,9 @@ class Aggregation(_Strict):
         elif self.kind == "reach":
             if None in (self.layer, self.distance, self.origin, self.origin_weight):
                 raise ValueError("a reach aggregation needs layer, distance, origin and origin_weight")
+        elif self.kind == "feedback":
+            if self.report is None:
+                raise ValueError("a feedback aggregation needs report: received, overdue, on_time or satisfaction")
         elif self.kind == "sensor":
             if self.quantity is None or self.statistic is None:
                 raise ValueError("a sensor aggregation needs quantity and statistic")

@@ -382,6 +382,56 @@ _STATISTIC = {
 }
 
 
+#: Per commune and in total: received, resolved, resolved on time, overdue, the sum and number of ratings.
+_FEEDBACK = """
+WITH s AS ({sel}),
+     r AS (SELECT f.commune_code, f.state, f.due_at, f.resolved_at,
+                  (SELECT avg(g.score) FROM gis_ioc.feedback_ratings g WHERE g.report_id = f.id) AS score
+             FROM gis_ioc.feedback_reports f, s
+            WHERE f.received_at >= {start} AND f.received_at < {end} AND f.merged_into IS NULL
+              AND f.geom && s.g AND ST_Intersects(f.geom, s.g))
+SELECT CASE WHEN GROUPING(commune_code) = 1 THEN NULL ELSE commune_code END,
+       count(*)::float8,
+       count(*) FILTER (WHERE resolved_at IS NOT NULL)::float8,
+       count(*) FILTER (WHERE resolved_at IS NOT NULL AND resolved_at <= due_at)::float8,
+       count(*) FILTER (WHERE (resolved_at IS NULL AND state NOT IN ('closed', 'rejected')
+                               AND due_at < least(now(), {end})) OR resolved_at > due_at)::float8,
+       sum(score)::float8, count(score)::float8
+  FROM r GROUP BY GROUPING SETS ((commune_code), ())
+"""
+
+
+def _feedback_figures(
+    conn: psycopg.Connection[Any], ind: Indicator, selection: Selection, codes: list[str], period: str
+) -> tuple[Figure, dict[str, Figure]]:
+    """Citizen reports received in the period at points inside the selection (no personal data read)."""
+    agg = ind.aggregation
+    start, end = period_bounds(period)
+    params = Params()
+    query = sql.SQL(_FEEDBACK).format(
+        sel=_selection_sql(selection, params), start=params.add(start), end=params.add(end)
+    )
+    found: dict[str | None, tuple[Any, ...]] = {row[0]: row[1:] for row in conn.execute(query, params.values)}
+
+    def value(key: str | None) -> float | None:
+        received, resolved, on_time, overdue, score_sum, rated = found.get(key, (0.0, 0.0, 0.0, 0.0, None, 0.0))
+        if agg.report == "received":
+            return float(received)
+        if agg.report == "overdue":
+            return float(overdue)
+        if agg.report == "on_time":
+            return on_time / resolved * agg.scale if resolved else None
+        return score_sum / rated if rated and score_sum is not None else None
+
+    def figure(key: str | None) -> Figure:
+        return judge(ind, value(key), ind.target_for(period, key or single(codes)), None, False)
+
+    def single(found_codes: list[str]) -> str | None:
+        return found_codes[0] if len(found_codes) == 1 and selection.kind == "communes" else None
+
+    return figure(None), {c: figure(c) for c in codes}
+
+
 def sensor_statistics(
     conn: psycopg.Connection[Any], ind: Indicator, selection: Selection, period: str
 ) -> dict[str | None, tuple[float | None, int, datetime | None]]:
@@ -468,10 +518,12 @@ def evaluate(
     results = []
     for ind in indicators:
         kind = ind.aggregation.kind
-        if kind in ("layer", "reach", "sensor"):
+        if kind in ("layer", "reach", "sensor", "feedback"):
             if selection is None or catalog is None:
-                raise ValueError("layer, reach and sensor indicators need the selection and the catalog")
-            if kind == "layer":
+                raise ValueError("layer, reach, sensor and feedback indicators need the selection and the catalog")
+            if kind == "feedback":
+                total, communes = _feedback_figures(conn, ind, selection, codes, period)
+            elif kind == "layer":
                 total, communes = _layer_figures(conn, catalog, ind, selection, shares, values, period)
             elif kind == "reach":
                 total, communes = _reach_figures(conn, catalog, ind, selection, codes, period)
@@ -527,7 +579,7 @@ def flags(results: list[IndicatorResult], shares: list[CommuneShare]) -> list[di
     for r in results:
         places = list(r.communes.items()) if single else [("total", r.total), *r.communes.items()]
         for where, fig in places:
-            if fig.status != "not met" or fig.gap is None or not fig.target:
+            if fig.status != "not met" or fig.gap is None or fig.target is None:
                 continue
             if where != "total" and share_of.get(where, 1.0) < FLAG_MIN_SHARE:
                 continue  # barely inside the selection: listed with its share, not flagged
@@ -543,7 +595,8 @@ def flags(results: list[IndicatorResult], shares: list[CommuneShare]) -> list[di
                     "unit": r.unit,
                     "direction": r.direction,
                     "share": 1.0 if where == "total" else share_of.get(where, 1.0),
-                    "severity": abs(fig.gap / fig.target),
+                    # a target of zero (none overdue): the miss itself, in the indicator's unit
+                    "severity": abs(fig.gap / fig.target) if fig.target else abs(fig.gap),
                 }
             )
     return sorted(out, key=lambda f: (-f["severity"], f["indicator"], f["where"]))

@@ -52,3 +52,42 @@ def test_indicators_per_commune(fb: TestClient, staff: Staff, db: psycopg.Connec
     assert fb.get("/api/feedback/indicators").status_code == 200  # the current quarter by default
     wrong = fb.get("/api/feedback/indicators?period=2026-5")
     assert wrong.status_code == 400 and "2026-Q3" in wrong.json()["detail"]
+
+
+def test_the_socio_economic_overview_counts_citizen_reports(
+    fb: TestClient, staff: Staff, db: psycopg.Connection[Any]
+) -> None:
+    """The overview scenario's report indicators, over one commune, against their targets (issue 15, item 4)."""
+    code, name, lon, lat = db.execute(
+        """SELECT code, name, ST_X(p), ST_Y(p) FROM (SELECT code, name, ST_PointOnSurface(geom) AS p
+           FROM layers.communes WHERE valid_to IS NULL ORDER BY code OFFSET 9 LIMIT 1) s"""
+    ).fetchone() or (None, None, None, None)
+    here = Place(str(code), str(name), float(lon), float(lat))
+    done = report(fb, here, "chieu_sang")
+    late = report(fb, here, "chieu_sang", lat=f"{here.lat + 0.003:.7f}")
+    rid = int(done["service_request_id"])
+    for to, extra in (("in_progress", {}), ("resolved", {"answer": "Đã thay bóng đèn."})):
+        assert fb.post(
+            f"/api/feedback/reports/{rid}/transition", headers=staff.leader, json={"to": to, **extra}
+        ).is_success
+    assert fb.post(f"/api/feedback/reports/{rid}/rating", json={"token": done["reporter_token"], "score": 3}).is_success
+    db.execute(
+        "UPDATE gis_ioc.feedback_reports SET due_at = now() - interval '1 minute' WHERE id = %s",
+        (int(late["service_request_id"]),),
+    )
+    today = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()
+    period = f"{today.year}-Q{(today.month - 1) // 3 + 1}"
+    run = fb.post(
+        "/api/scenarios/socio_economic/run", headers=staff.leader, json={"period": period, "communes": [here.code]}
+    )
+    assert run.status_code == 200, run.text
+    figures = {i["id"]: i for i in run.json()["indicators"]}
+    assert figures["feedback_received"]["total"]["value"] == 2
+    assert figures["feedback_overdue"]["total"]["value"] == 1
+    assert figures["feedback_overdue"]["total"]["status"] == "not met"  # the target is none overdue
+    assert figures["feedback_on_time_rate"]["total"]["value"] == 100
+    assert figures["feedback_on_time_rate"]["total"]["status"] == "met"
+    assert figures["feedback_satisfaction"]["total"]["value"] == 3
+    assert figures["feedback_satisfaction"]["total"]["status"] == "not met"
+    flagged = {f["indicator"] for f in run.json()["flags"]}
+    assert {"feedback_overdue", "feedback_satisfaction"} <= flagged
