@@ -445,3 +445,50 @@ def test_a_new_leaders_first_login_in_the_page(
     unexpected = [e for e in log.errors if "status of 400" not in e and "status of 401" not in e]
     assert not unexpected, log.errors
     context.close()
+
+
+def test_a_leader_sees_the_reports_to_handle(browser: Browser, base_url: str, settings: Settings) -> None:
+    """Issue 15, item 4: the handling units' queue in the web map, and the public layer of reports."""
+    with connect(settings, autocommit=True) as conn:
+        first = create(conn, "web.queue", ["leader"], full_name="Đỗ Văn Minh", agency="UBND tỉnh Hưng Yên")
+        sessions.change_password(conn, "web.queue", first, "hàng đợi phản ánh của tỉnh Hưng Yên 2026")
+        lon, lat = conn.execute(
+            "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM layers.communes "
+            "WHERE valid_to IS NULL AND code = %s) s",
+            (PHO_HIEN,),
+        ).fetchone() or (0.0, 0.0)
+    sent = httpx.post(
+        f"{base_url}/open311/v2/requests.json",
+        data={
+            "service_code": "chieu_sang",
+            "lat": f"{lat:.7f}",
+            "long": f"{lon:.7f}",
+            "description": "Đèn đường tắt cả tuần",
+            "phone": "0912000111",
+        },
+        headers={"X-Forwarded-For": "198.51.100.23"},
+    )
+    assert sent.status_code == 201, sent.text
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="vi-VN")
+    p = context.new_page()
+    log = PageLog()
+    log.attach(p)
+    p.goto(f"{base_url}/")
+    p.wait_for_function("window.gisIoc && window.gisIoc.ready", timeout=30000)
+    expect(p.locator("#feedback-queue")).to_be_hidden()  # nobody logged in
+    log_in(p, ("web.queue", "hàng đợi phản ánh của tỉnh Hưng Yên 2026"))
+    queue = p.locator("#feedback-queue")
+    expect(queue).to_be_visible()
+    expect(queue.locator("h2")).to_have_text("Phản ánh cần xử lý")
+    expect(p.locator("#feedback-list li").first).to_contain_text("Phường Phố Hiến")
+    p.locator("#feedback-list li", has_text="Phường Phố Hiến").first.click()
+    p.wait_for_function("window.gisIocMap.getZoom() > 15", timeout=10000)
+    toggle = p.locator("input[data-layer='feedback-points']")
+    expect(toggle).to_be_attached()
+    toggle.check()
+    wait_idle(p)
+    drawn = p.evaluate("window.gisIocMap.queryRenderedFeatures({layers: ['feedback-points']}).length")
+    assert drawn >= 1
+    # the flight cancels the tiles it passes over (net::ERR_ABORTED): nothing else may fail
+    assert not [e for e in log.errors if "ERR_ABORTED" not in e], log.errors
+    context.close()

@@ -22,6 +22,8 @@
       communes_in: "Số xã trong vùng", change: "so với kỳ trước",
       username: "Tên đăng nhập", password: "Mật khẩu", code: "Mã OTP", login: "Đăng nhập", logout: "Đăng xuất",
       qgis_project: "Tải dự án QGIS",
+      feedback_queue: "Phản ánh cần xử lý", feedback_layer: "Phản ánh của người dân (90 ngày)", due: "hạn",
+      overdue: "quá hạn", feedback_none: "Không có phản ánh đang chờ xử lý.",
       first_password_title: "Đổi mật khẩu lần đầu",
       first_password_help: "Tài khoản đang dùng mật khẩu được cấp một lần. Hãy đặt mật khẩu mới để tiếp tục: ít nhất 14 ký tự (8 ký tự khi đã bật bảo mật hai lớp), nên là một cụm từ dài, không chứa tên đăng nhập.",
       old_password: "Mật khẩu được cấp", new_password: "Mật khẩu mới", new_password_again: "Nhập lại mật khẩu mới",
@@ -52,6 +54,8 @@
       change: "from the previous period",
       username: "User name", password: "Password", code: "OTP code", login: "Log in", logout: "Log out",
       qgis_project: "Download the QGIS project",
+      feedback_queue: "Citizen reports to handle", feedback_layer: "Citizen reports (90 days)", due: "due",
+      overdue: "overdue", feedback_none: "No report is waiting.",
       first_password_title: "Change the first password",
       first_password_help: "This account still has its one-time password. Choose a new one to go on: at least 14 characters (8 once a second factor is enrolled), best a long phrase, without the user name.",
       old_password: "One-time password", new_password: "New password", new_password_again: "New password again",
@@ -68,6 +72,7 @@
     administrative: { vi: "Hành chính", en: "Administrative" }, land: { vi: "Đất đai", en: "Land" },
     housing: { vi: "Nhà ở", en: "Housing" }, infrastructure: { vi: "Hạ tầng", en: "Infrastructure" },
     planning: { vi: "Quy hoạch", en: "Planning" }, iot: { vi: "Cảm biến IoT", en: "IoT sensors" },
+    citizen: { vi: "Phản ánh của người dân", en: "Citizen reports" },
   };
   // the server's messages by their code (`code` in its problem answers), in the page's language
   const MESSAGES = {
@@ -175,6 +180,7 @@
     $("lang").textContent = state.lang === "vi" ? "EN" : "VI";
     document.title = t("title") + " — IOC";
     if (state.config) { fillSelects(); buildLayerList(); }
+    if (state.ready) showQueue();
     describeSelection();
     if (state.lastRun) renderResults(state.lastRun);
   }
@@ -417,6 +423,7 @@
       $("totp-open").hidden = Boolean(me.must_change_password || me.second_factor || me.via !== "session");
       state.user = me;
       if (me.must_change_password) openDialog("password-form");
+      if (state.ready) showQueue(); // the map came first: the queue now that we know who is asking
     } else {
       $("login").hidden = false; $("who").hidden = true; $("logout").hidden = true; $("qgis-project").hidden = true;
       $("totp-open").hidden = true;
@@ -500,6 +507,39 @@
     }
   }
 
+  // ---- citizen reports: the public layer (no personal data), and the queue of those who handle them ----
+  function addFeedbackLayer() {
+    map.addSource("feedback", { type: "geojson", data: `${location.origin}/api/feedback/map` });
+    map.addLayer({
+      id: "feedback-points", type: "circle", source: "feedback", layout: { visibility: "none" },
+      paint: { "circle-radius": 6, "circle-color": "#ef6c00", "circle-stroke-color": "#fff", "circle-stroke-width": 1.5 },
+    }, "selection-fill");
+    state.config.layers.push({
+      id: "feedback-points", title: { vi: t_("vi", "feedback_layer"), en: t_("en", "feedback_layer") }, group: "citizen",
+      geometry: "Point", base: false, min_zoom: 0, style_layers: ["feedback-points"], legend: [{ fill: "#ef6c00", stroke: "#fff" }],
+    });
+  }
+  const t_ = (lang, k) => (T[lang] && T[lang][k]) || T.vi[k] || k;
+  const handlesReports = (me) => Boolean(me) && !me.must_change_password && (
+    ["commune_officer", "leader", "administrator"].some((r) => (me.roles || []).includes(r))
+    || (me.grants || []).some((g) => g.startsWith("feedback:")));
+  const localTime = (iso) => (iso ? new Date(iso).toLocaleString(state.lang === "vi" ? "vi-VN" : "en-GB", {
+    timeZone: "Asia/Ho_Chi_Minh", day: "2-digit", month: "2-digit", year: "numeric", hour: "2-digit", minute: "2-digit",
+  }) : "—");
+  async function showQueue() {
+    if (!handlesReports(state.user)) { $("feedback-queue").hidden = true; return; }
+    const queue = await api("/api/feedback/queue", { headers: { "Accept-Language": state.lang } }).catch(() => null);
+    if (!Array.isArray(queue)) { $("feedback-queue").hidden = true; return; }
+    $("feedback-queue").hidden = false;
+    $("feedback-list").innerHTML = queue.length ? queue.slice(0, 20).map((r) => `<li data-lon="${Number(r.lon)}" data-lat="${Number(r.lat)}" tabindex="0" class="${r.overdue ? "overdue" : ""}">`
+      + `<b>${esc(r.category_name)}</b> · ${esc(r.commune_name)}<br><small>${esc(r.state_name)} · ${esc(t(r.overdue ? "overdue" : "due"))} ${esc(localTime(r.due_at))}</small></li>`).join("")
+      : `<li>${esc(t("feedback_none"))}</li>`;
+  }
+  function flyToReport(e) {
+    const li = e.target.closest("li[data-lon]");
+    if (li) map.flyTo({ center: [Number(li.dataset.lon), Number(li.dataset.lat)], zoom: 16 });
+  }
+
   // ---- layers ----
   function buildLayerList() {
     const groups = {};
@@ -534,6 +574,8 @@
     map.on("load", async () => {
       addOverlays();
       await addPlans();
+      addFeedbackLayer();
+      await showQueue();
       buildLayerList();
       drawSelection();
       state.ready = true;
@@ -564,6 +606,7 @@
   document.querySelector("#password-form .dialog-logout").addEventListener("click", logout);
   $("account-dialog").addEventListener("cancel", (e) => { if (!$("password-form").hidden) e.preventDefault(); }); // the first password first
   $("totp-open").addEventListener("click", openTotp);
+  $("feedback-list").addEventListener("click", flyToReport);
   $("totp-start").addEventListener("click", startTotp);
   $("totp-confirm").addEventListener("click", confirmTotp);
   $("totp-close").addEventListener("click", () => $("account-dialog").close());
