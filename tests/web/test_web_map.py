@@ -492,3 +492,43 @@ def test_a_leader_sees_the_reports_to_handle(browser: Browser, base_url: str, se
     # the flight cancels the tiles it passes over (net::ERR_ABORTED): nothing else may fail
     assert not [e for e in log.errors if "ERR_ABORTED" not in e], log.errors
     context.close()
+
+
+def test_the_emergency_panel(page: tuple[Page, PageLog], base_url: str, analyst: tuple[str, str]) -> None:
+    """Issue 13, item 4: a point, an incident, rings → people exposed, shelters and their shortfall, the
+    nearest hospitals and fire stations with distances; printable."""
+    p, log = page
+    log_in(p, analyst)
+    p.click("#emergency-run")
+    expect(p.locator("#status")).to_contain_text("Hãy bấm một điểm trên bản đồ")
+    p.check("input[name=mode][value=radius]")
+    box = p.locator("#map").bounding_box()
+    assert box is not None
+    centre = p.evaluate("window.gisIocMap.project([106.05, 20.65])")
+    p.mouse.click(box["x"] + centre["x"], box["y"] + centre["y"])
+    p.select_option("#incident", "flood")
+    expect(p.locator("#incident option[value=fire]")).to_have_text("Cháy, nổ")
+    p.fill("#rings", "2000, 1000")
+    p.click("#emergency-run")
+    expect(p.locator("#status")).to_contain_text("tăng dần")
+    p.fill("#rings", "500, 1000, 2000")
+    p.click("#emergency-run")
+    results = p.locator("#emergency-results")
+    expect(results).to_be_visible(timeout=30000)
+    expect(results.locator("h2")).to_have_text("Sự cố: Lũ lụt, ngập úng")
+    expect(results.locator("tbody tr")).to_have_count(3)
+    expect(results).to_contain_text("Bệnh viện gần nhất")
+    expect(results).to_contain_text("km")
+    expect(results).to_contain_text("Số dân cần sơ tán")
+    hospitals = httpx.post(
+        f"{base_url}/api/emergency/run",
+        json={"incident": "flood", "at": [106.05, 20.65]},
+        headers={"Cookie": "; ".join(f"{c['name']}={c['value']}" for c in p.context.cookies())},
+    ).json()["nearest"]["hospitals"]
+    expect(results).to_contain_text(hospitals[0]["name"])
+    p.emulate_media(media="print")
+    expect(p.locator("#map")).to_be_hidden()
+    expect(results).to_be_visible()
+    p.screenshot(path=str(ARTIFACTS / "emergency-print.png"), full_page=True)
+    p.emulate_media(media="screen")
+    assert not [e for e in log.errors if "ERR_ABORTED" not in e], log.errors

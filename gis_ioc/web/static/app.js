@@ -22,6 +22,15 @@
       communes_in: "Số xã trong vùng", change: "so với kỳ trước",
       username: "Tên đăng nhập", password: "Mật khẩu", code: "Mã OTP", login: "Đăng nhập", logout: "Đăng xuất",
       qgis_project: "Tải dự án QGIS",
+      emergency: "Ứng phó sự cố", emergency_run: "Phân tích sự cố", incident: "Loại sự cố", rings: "Các vòng (m)",
+      emergency_hint: "Bấm một điểm (chế độ «Bán kính» hoặc «Xem thông tin») hoặc vẽ vùng ngập, chọn loại sự cố rồi bấm «Phân tích sự cố».",
+      i_flood: "Lũ lụt, ngập úng", i_fire: "Cháy, nổ", i_epidemic: "Dịch bệnh", i_environment: "Sự cố môi trường", i_rescue: "Cứu nạn, cứu hộ",
+      em_title: "Sự cố", em_ring: "Phạm vi", em_people: "Dân số", em_households: "Hộ gia đình", em_within: "Số liệu tính gộp từ tâm sự cố đến hết mỗi vòng.",
+      em_shelters: "Điểm sơ tán", em_capacity: "Sức chứa", em_evacuate: "Số dân cần sơ tán", em_short: "Còn thiếu chỗ",
+      em_enough: "Đủ chỗ sơ tán", em_inside: "Trong vùng ảnh hưởng", em_schools: "Trường học", em_health: "Cơ sở y tế",
+      em_nearest_h: "Bệnh viện gần nhất", em_nearest_f: "Đội PCCC và CNCH gần nhất", em_communes: "Xã, phường liên quan",
+      em_print: "In kết quả", em_none: "Không có", em_withheld: "ẩn (ít hộ, bảo vệ dữ liệu cá nhân)",
+      em_need_place: "Hãy bấm một điểm trên bản đồ hoặc vẽ vùng trước.", em_bad_rings: "Các vòng phải là số mét tăng dần, ví dụ 500, 1000, 2000.",
       feedback_queue: "Phản ánh cần xử lý", feedback_layer: "Phản ánh của người dân (90 ngày)", due: "hạn",
       overdue: "quá hạn", feedback_none: "Không có phản ánh đang chờ xử lý.",
       first_password_title: "Đổi mật khẩu lần đầu",
@@ -54,6 +63,15 @@
       change: "from the previous period",
       username: "User name", password: "Password", code: "OTP code", login: "Log in", logout: "Log out",
       qgis_project: "Download the QGIS project",
+      emergency: "Emergency response", emergency_run: "Analyse the incident", incident: "Incident", rings: "Rings (m)",
+      emergency_hint: "Click a point (Radius or Identify mode) or draw the flooded area, choose the incident, then «Analyse the incident».",
+      i_flood: "Flood", i_fire: "Fire or explosion", i_epidemic: "Epidemic", i_environment: "Environmental incident", i_rescue: "Rescue",
+      em_title: "Incident", em_ring: "Ring", em_people: "People", em_households: "Households", em_within: "Figures are cumulative from the centre to the end of each ring.",
+      em_shelters: "Shelters", em_capacity: "Capacity", em_evacuate: "People to evacuate", em_short: "Places short",
+      em_enough: "Enough shelter places", em_inside: "Inside the affected area", em_schools: "Schools", em_health: "Health facilities",
+      em_nearest_h: "Nearest hospitals", em_nearest_f: "Nearest fire and rescue stations", em_communes: "Communes concerned",
+      em_print: "Print", em_none: "None", em_withheld: "withheld (few households: privacy)",
+      em_need_place: "Click a point on the map or draw an area first.", em_bad_rings: "Rings are increasing metres, e.g. 500, 1000, 2000.",
       feedback_queue: "Citizen reports to handle", feedback_layer: "Citizen reports (90 days)", due: "due",
       overdue: "overdue", feedback_none: "No report is waiting.",
       first_password_title: "Change the first password",
@@ -180,7 +198,7 @@
     $("lang").textContent = state.lang === "vi" ? "EN" : "VI";
     document.title = t("title") + " — IOC";
     if (state.config) { fillSelects(); buildLayerList(); }
-    if (state.ready) showQueue();
+    if (state.ready) { showQueue(); fillIncidents(); }
     describeSelection();
     if (state.lastRun) renderResults(state.lastRun);
   }
@@ -507,6 +525,70 @@
     }
   }
 
+  // ---- emergency response: rings around a point (or a drawn zone), what and who is exposed, printable ----
+  async function fillIncidents() {
+    const settings = await api("/api/emergency").catch(() => null);
+    const incidents = (settings && settings.incidents) || ["flood", "fire", "epidemic", "environment", "rescue"];
+    const chosen = $("incident").value;
+    $("incident").innerHTML = incidents.map((i) => `<option value="${esc(i)}">${esc(t("i_" + i))}</option>`).join("");
+    if (chosen) $("incident").value = chosen;
+  }
+  function emergencyPlace() {
+    if (state.mode === "polygon" && state.polygon.length >= 3) return { zone: { type: "Polygon", coordinates: [[...state.polygon, state.polygon[0]]] } };
+    const at = state.centre || state.point;
+    return at ? { at } : null;
+  }
+  const km = (m) => `${fmt(m / 1000, 1)} km`;
+  const count = (v) => (v === null || v === undefined ? esc(t("em_withheld")) : fmt(v, 0));
+  const listOf = (items, describe) => (items.length ? `<ul>${items.map((x) => `<li>${describe(x)}</li>`).join("")}</ul>` : `<p>${esc(t("em_none"))}</p>`);
+  function renderEmergency(run) {
+    const s = run.shelters || {};
+    const rings = run.rings.map((r) => `<tr><td>${esc(r.label)}</td><td class="num">${count(r.people_within)}</td><td class="num">${count(r.households_within)}</td></tr>`).join("");
+    const shortBy = s.short_by || 0;
+    const contacts = (c) => (c.contacts || []).map((p) => `${esc(p.title || p.name)}: ${esc(p.name)} — ${esc(p.mobile_phone || p.office_phone || "")}`).join("<br>");
+    $("emergency-results").innerHTML = `<h2>${esc(t("em_title"))}: ${esc(t("i_" + run.incident.incident))}</h2>`
+      + `<p class="meta">${esc(t("run_id"))}: ${run.id}</p>`
+      + `<table><thead><tr><th>${esc(t("em_ring"))}</th><th>${esc(t("em_people"))}</th><th>${esc(t("em_households"))}</th></tr></thead><tbody>${rings}</tbody></table>`
+      + `<p class="hint">${esc(t("em_within"))}</p>`
+      + `<h3>${esc(t("em_shelters"))}</h3><p>${esc(t("em_capacity"))}: <b>${fmt(s.capacity || 0, 0)}</b> · ${esc(t("em_evacuate"))}: <b>${count(s.people_to_evacuate)}</b><br>`
+      + (shortBy > 0 ? `<span class="status-not-met">${esc(t("em_short"))}: ${fmt(shortBy, 0)}</span>` : `<span class="status-met">${esc(t("em_enough"))}</span>`) + `</p>`
+      + `<h3>${esc(t("em_inside"))}</h3><h4>${esc(t("em_schools"))}</h4>` + listOf(run.inside.schools || [], (x) => `${esc(x.name)} (${esc(x.ring)})`)
+      + `<h4>${esc(t("em_health"))}</h4>` + listOf(run.inside.health_facilities || [], (x) => `${esc(x.name)} (${esc(x.ring)})`)
+      + `<h3>${esc(t("em_nearest_h"))}</h3>` + listOf(run.nearest.hospitals || [], (x) => `${esc(x.name)} — ${km(x.distance_m)}`)
+      + `<h3>${esc(t("em_nearest_f"))}</h3>` + listOf(run.nearest.fire_stations || [], (x) => `${esc(x.name)} — ${km(x.distance_m)}${x.phone ? ` · ☎ ${esc(x.phone)}` : ""}`)
+      + `<h3>${esc(t("em_communes"))}</h3>` + listOf(run.communes || [], (c) => `<b>${esc(c.name)}</b>: ${count(c.people)} ${esc(t("em_people").toLowerCase())}` + ((c.contacts || []).length ? `<br><small>${contacts(c)}</small>` : ""))
+      + `<button type="button" id="emergency-print">${esc(t("em_print"))}</button>`;
+    $("emergency-results").hidden = false;
+    $("emergency-print").addEventListener("click", () => window.print());
+    if (run.incident.at) {
+      const fc = empty();
+      for (const r of run.rings) fc.features.push({ type: "Feature", properties: {}, geometry: circle(run.incident.at, r.to_m, 96) });
+      fc.features.push({ type: "Feature", properties: {}, geometry: { type: "Point", coordinates: run.incident.at } });
+      map.getSource("selection").setData(fc);
+    }
+  }
+  async function runEmergency() {
+    const place = emergencyPlace();
+    if (!place) { status(t("em_need_place"), true); return; }
+    const rings = $("rings").value.split(/[,;\s]+/).filter(Boolean).map(Number);
+    if (!rings.length || rings.some((r) => !Number.isFinite(r) || r <= 0) || rings.some((r, i) => i && r <= rings[i - 1])) {
+      status(t("em_bad_rings"), true); return;
+    }
+    status(t("running"));
+    $("emergency-run").disabled = true;
+    try {
+      const body = { incident: $("incident").value, ...place };
+      if (place.at) body.rings = rings;
+      const run = await api("/api/emergency/run", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      renderEmergency(run);
+      status("");
+    } catch (err) {
+      status(`${t("error")}: ${errText(err)}`, true);
+    } finally {
+      $("emergency-run").disabled = false;
+    }
+  }
+
   // ---- citizen reports: the public layer (no personal data), and the queue of those who handle them ----
   function addFeedbackLayer() {
     map.addSource("feedback", { type: "geojson", data: `${location.origin}/api/feedback/map` });
@@ -575,6 +657,7 @@
       addOverlays();
       await addPlans();
       addFeedbackLayer();
+      await fillIncidents();
       await showQueue();
       buildLayerList();
       drawSelection();
@@ -607,6 +690,7 @@
   $("account-dialog").addEventListener("cancel", (e) => { if (!$("password-form").hidden) e.preventDefault(); }); // the first password first
   $("totp-open").addEventListener("click", openTotp);
   $("feedback-list").addEventListener("click", flyToReport);
+  $("emergency-run").addEventListener("click", runEmergency);
   $("totp-start").addEventListener("click", startTotp);
   $("totp-confirm").addEventListener("click", confirmTotp);
   $("totp-close").addEventListener("click", () => $("account-dialog").close());
