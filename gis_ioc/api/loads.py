@@ -66,12 +66,12 @@ def _save_upload(upload: UploadFile, settings: Settings, folder: Path) -> Path:
     return target
 
 
-def _mapping(pairs: list[str]) -> dict[str, str]:
+def _mapping(pairs: list[str], name: str = "map") -> dict[str, str]:
     out = {}
     for pair in pairs:
         src, sep, dst = pair.partition("=")
         if not sep or not src or not dst:
-            raise InvalidInput(f"map {pair!r}: write SOURCE_COLUMN=FIELD")
+            raise InvalidInput(f"{name} {pair!r}: write {'SOURCE_COLUMN=FIELD' if name == 'map' else 'FIELD=VALUE'}")
         out[src] = dst
     return out
 
@@ -85,24 +85,55 @@ def _date(value: str | None) -> date | None:
         raise InvalidInput(f"source_date {value!r} is not a date (YYYY-MM-DD)") from None
 
 
-def report_html(report: dict[str, Any]) -> str:
+def language(request: Request) -> str:
+    """``en`` when the caller asks for English (``?lang=en``, or ``Accept-Language`` preferring English to
+    Vietnamese); Vietnamese otherwise."""
+    asked = request.query_params.get("lang")
+    if asked in ("vi", "en"):
+        return asked
+    best, best_q = "vi", -1.0
+    for part in request.headers.get("accept-language", "").split(","):
+        tag, _, params = part.strip().partition(";")
+        primary = tag.strip().lower().split("-")[0]
+        if primary not in ("vi", "en"):
+            continue
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        if q > best_q:
+            best, best_q = primary, q
+    return best
+
+
+_HTML_WORDS = {
+    "vi": ("Báo cáo nạp dữ liệu", "đối tượng", "lỗi", "cảnh báo", "dòng", "trường", "mức", "vấn đề"),
+    "en": ("Load report", "features", "errors", "warnings", "row", "field", "severity", "problem"),
+}
+
+
+def report_html(report: dict[str, Any], lang: str = "vi") -> str:
     """The report as a small HTML page (for a browser or an e-mail)."""
+    title, features, errors, warnings, row, field, severity, problem_ = _HTML_WORDS["en" if lang == "en" else "vi"]
     e = html.escape
     rows = "".join(
         f"<tr class='{e(i['severity'])}'><td>{i.get('row', '')}</td><td>{e(i.get('field', ''))}</td>"
-        f"<td>{e(i['severity'])}</td><td>{e(i['message'])}</td></tr>"
+        f"<td>{e(i['severity'])}</td><td>{e(i.get('en') if lang == 'en' and i.get('en') else i['message'])}</td></tr>"
         for i in report.get("issues", [])
     )
     file = report.get("file", {})
     return (
-        "<!doctype html><html lang='vi'><meta charset='utf-8'><title>Báo cáo nạp dữ liệu / Load report</title>"
+        f"<!doctype html><html lang='{'en' if lang == 'en' else 'vi'}'><meta charset='utf-8'><title>{title}</title>"
         "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:2px 6px}"
         ".error{background:#fdd}.warning{background:#ffd}.note{background:#eef}</style>"
         f"<h1>{e(str(file.get('name', '')))} → {e(str(report.get('layer', '')))}</h1>"
-        f"<p><b>{e(str(report.get('status', '')))}</b>: {e(str(report.get('message', '')))}</p>"
-        f"<p>{report.get('features', 0)} features; CRS {e(str(report.get('crs', {}).get('source')))}; "
-        f"{report.get('errors', 0)} errors, {report.get('warnings', 0)} warnings</p>"
-        f"<table><tr><th>row</th><th>field</th><th>severity</th><th>problem</th></tr>{rows}</table></html>"
+        f"<p><b>{e(str(report.get('status', '')))}</b>: "
+        f"{e(str((lang == 'en' and report.get('message_en')) or report.get('message', '')))}</p>"
+        f"<p>{report.get('features', 0)} {features}; CRS {e(str(report.get('crs', {}).get('source')))}; "
+        f"{report.get('errors', 0)} {errors}, {report.get('warnings', 0)} {warnings}</p>"
+        f"<table><tr><th>{row}</th><th>{field}</th><th>{severity}</th><th>{problem_}</th></tr>{rows}</table></html>"
     )
 
 
@@ -117,6 +148,9 @@ async def upload(
     mode: Annotated[str, Form()] = "append",
     source_unit: Annotated[str | None, Form()] = None,
     map: Annotated[list[str] | None, Form(description="SOURCE_COLUMN=FIELD, repeatable")] = None,
+    constants: Annotated[
+        list[str] | None, Form(alias="set", description="FIELD=VALUE for every feature, repeatable")
+    ] = None,
     encoding: Annotated[str | None, Form()] = None,
     source_layer: Annotated[str | None, Form()] = None,
     where: Annotated[str | None, Form()] = None,
@@ -126,6 +160,7 @@ async def upload(
     f: str | None = None,
 ) -> Any:
     settings: Settings = request.app.state.settings
+    lang = language(request)
     guard.require(request, "load")
     viewer = guard.viewer(request)
     if file is None or not file.filename:
@@ -141,6 +176,7 @@ async def upload(
         mode=mode,
         source_unit=source_unit or None,
         mapping=_mapping(map or []),
+        constants=_mapping(constants or [], "set"),
         encoding=encoding or None,
         source_layer=source_layer or None,
         where=where or None,
@@ -171,14 +207,17 @@ async def upload(
         report = await run_in_threadpool(work)
     except LoadRejected as exc:  # nothing was written: the refusal is recorded on its own
         guard.record(request, "load", f"layer {layer}", "rejected", file=options.file_name, reason=str(exc))
-        body = exc.report.as_dict()
+        body = exc.report.as_dict(lang)
         if f == "html":
-            return HTMLResponse(report_html(body), status_code=422)
-        return problem(422, exc.title, str(exc), report=_jsonable(body))
-    body = report.as_dict()
+            return HTMLResponse(report_html(body, lang), status_code=422, headers={"Content-Language": lang})
+        answer = problem(422, exc.title, exc.report.text(lang), report=_jsonable(body))
+        answer.headers["Content-Language"] = lang
+        return answer
+    body = report.as_dict(lang)
+    status = 201 if report.load_id else 200
     if f == "html":
-        return HTMLResponse(report_html(body), status_code=201 if report.load_id else 200)
-    return JSONResponse(_jsonable(body), status_code=201 if report.load_id else 200)
+        return HTMLResponse(report_html(body, lang), status_code=status, headers={"Content-Language": lang})
+    return JSONResponse(_jsonable(body), status_code=status, headers={"Content-Language": lang})
 
 
 def _jsonable(value: Any) -> Any:
@@ -211,7 +250,7 @@ async def get_load(request: Request, load_id: int, f: str | None = None) -> Any:
 
     load = await run_in_threadpool(work)
     if f == "html" and load.get("report"):
-        return HTMLResponse(report_html(load["report"]))
+        return HTMLResponse(report_html(load["report"], language(request)))
     return _jsonable(load)
 
 

@@ -37,6 +37,8 @@ class Text(_Strict):
 class AllowedValue(_Strict):
     code: str | int
     label: Text
+    #: Other ways people write it (abbreviations such as THCS), matched like the labels when loading.
+    synonyms: tuple[str, ...] = ()
 
 
 class Field(_Strict):
@@ -50,6 +52,8 @@ class Field(_Strict):
     minimum: float | None = None
     maximum: float | None = None
     personal: bool = False
+    #: Other headers a file may give this field (``Số thửa``, ``SHTHUA``), matched like the titles when loading.
+    synonyms: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> Field:

@@ -42,41 +42,62 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
     return mapping
 
 
-def print_report(report: LoadReport, console_: Console) -> None:
-    """The readable summary: what was read, how, and every problem by row."""
+_WORDS = {
+    "vi": {"features": "đối tượng", "read_as": "đọc dạng", "layer": "lớp", "crs_from": "theo", "text": "văn bản",
+           "converted": "giá trị đã chuyển mã", "note": "ghi chú", "row": "dòng", "field": "trường",
+           "severity": "mức", "problem": "vấn đề", "title": "Báo cáo chất lượng",
+           "more": "còn {n} mục nữa trong --json",
+           "totals": "tổng", "derived": "suy ra từ hình học", "proposed": "đề xuất ánh xạ cột",
+           "error": "lỗi", "warning": "cảnh báo"},
+    "en": {"features": "features", "read_as": "read as", "layer": "layer", "crs_from": "from", "text": "text",
+           "converted": "values converted", "note": "note", "row": "row", "field": "field", "severity": "severity",
+           "problem": "problem", "title": "Quality report", "more": "{n} more in --json", "totals": "totals",
+           "derived": "derived from the geometry", "proposed": "proposed column mapping",
+           "error": "error", "warning": "warning"},
+}  # fmt: skip
+
+
+def print_report(report: LoadReport, console_: Console, lang: str = "vi") -> None:
+    """The readable summary: what was read, how, and every problem by row (Vietnamese; English with lang='en')."""
+    w = _WORDS["en" if lang == "en" else "vi"]
     d = report.as_dict()
-    console_.print(
-        f"[bold]{escape(report.file_name)}[/] → [bold]{report.layer_id}[/] ({report.mode}): {report.features} features"
-        f" read as {report.format or '?'}" + (f", layer {escape(report.source_layer)}" if report.source_layer else "")
-    )
+    head = f"[bold]{escape(report.file_name)}[/] → [bold]{report.layer_id}[/] ({report.mode})"
+    if report.format:  # a file refused before it was read says nothing about features
+        head += f": {report.features} {w['features']}, {w['read_as']} {report.format}"
+        if report.source_layer:
+            head += f", {w['layer']} {escape(report.source_layer)}"
+    console_.print(head)
     if report.crs.get("source"):
-        console_.print(
-            f"  CRS: {report.crs['source']} {escape(report.crs.get('name') or '')} (from {report.crs['from']})"
-        )
+        name = escape(report.crs.get("name") or "")
+        console_.print(f"  CRS: {report.crs['source']} {name} ({w['crs_from']} {report.crs['from']})")
     if report.encoding:
         console_.print(
-            f"  text: {report.encoding['used']} ({report.encoding['how']}), "
-            f"{report.encoding['converted_values']} values converted"
+            f"  {w['text']}: {report.encoding['used']} ({report.encoding['how']}), "
+            f"{report.encoding['converted_values']} {w['converted']}"
         )
+    for name, how in report.derived.items():
+        console_.print(f"  {w['derived']}: {name} — {escape(how)}")
     for note in report.notes:
-        console_.print(f"  note: {escape(note)}")
+        console_.print(f"  {w['note']}: {escape(note)}")
     issues = report.findings.issues
     if issues:
-        table = Table("row", "field", "severity", "problem", title="Quality report", title_justify="left")
+        table = Table(w["row"], w["field"], w["severity"], w["problem"], title=w["title"], title_justify="left")
         colours = {"error": "red", "warning": "yellow", "note": "cyan"}
         for issue in issues[:200]:
             table.add_row(
                 "" if issue.row is None else str(issue.row),
                 issue.field or "",
-                f"[{colours[issue.severity]}]{issue.severity}[/]",
-                escape(issue.message),
+                f"[{colours[issue.severity]}]{w.get(issue.severity, issue.severity)}[/]",
+                escape(issue.text(lang)),
             )
         console_.print(table)
         if len(issues) > 200:
-            console_.print(f"  … {len(issues) - 200} more in --json")
+            console_.print("  … " + w["more"].format(n=len(issues) - 200))
     counts = ", ".join(f"{n} {sev} ({code})" for sev, codes in d["counts"].items() for code, n in codes.items())
     if counts:
-        console_.print(f"  totals: {counts}")
+        console_.print(f"  {w['totals']}: {counts}")
+    if report.proposed_map:
+        console_.print(f"  {w['proposed']}: {escape(report.proposed_map)}")
 
 
 @click.group("load")
@@ -106,6 +127,9 @@ def load() -> None:
 @click.option("--dry-run", is_flag=True, help="Check only; write nothing.")
 @click.option("--loaded-by", help="Who loads (default: the system user).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on standard output.")
+@click.option(
+    "--lang", type=click.Choice(["vi", "en"]), default="vi", show_default=True, help="Language of the report."
+)
 @click.pass_context
 def load_vector_cmd(
     ctx: click.Context,
@@ -124,6 +148,7 @@ def load_vector_cmd(
     dry_run: bool,
     loaded_by: str | None,
     as_json: bool,
+    lang: str,
 ) -> None:
     """Load FILE (GeoJSON, zipped Shapefile, GeoPackage, KML/KMZ, CSV, FlatGeobuf, DXF) into a layer as a draft."""
     from gis_ioc.loaders.vector import LoaderConfig, LoadOptions, LoadRejected, load_vector
@@ -162,15 +187,16 @@ def load_vector_cmd(
         if as_json:
             click.echo(json.dumps(exc.report.as_dict(), ensure_ascii=False, indent=2, default=str))
         else:
-            print_report(exc.report, console)
+            print_report(exc.report, console, lang)
+        exc.args = (exc.report.text(lang),)  # the one-line refusal, in the report's language
         raise
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2, default=str))
     else:
-        print_report(report, console)
-    console.print(f"[green]{escape(report.message)}[/]")
+        print_report(report, console, lang)
+    console.print(f"[green]{escape(report.text(lang))}[/]")
     if report.load_id is not None and report.approval == "draft":
-        console.print(f"approve with: gis-ioc load approve {report.load_id}")
+        console.print(("approve with" if lang == "en" else "phê duyệt") + f": gis-ioc load approve {report.load_id}")
 
 
 def _audit(conn: psycopg.Connection[Any], action: str, target: str, result: str, **detail: Any) -> None:

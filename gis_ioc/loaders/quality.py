@@ -20,6 +20,7 @@ import pandas as pd  # type: ignore[import-untyped]
 import shapely
 
 from gis_ioc.catalog.models import Field, Layer
+from gis_ioc.loaders import matching
 
 Severity = Literal["error", "warning", "note"]
 #: Issues kept per kind (all are counted); a million bad rows make a report, not a flood.
@@ -36,6 +37,11 @@ class Issue:
     message: str
     row: int | None = None
     field: str | None = None
+    en: str | None = None  # the message in English, when the message is in Vietnamese
+
+    def text(self, lang: str = "vi") -> str:
+        """The message in ``lang`` (Vietnamese by default; English when asked and written)."""
+        return self.en if lang == "en" and self.en else self.message
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -48,15 +54,32 @@ class Findings:
     issues: list[Issue] = field(default_factory=list)
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
 
-    def add(self, severity: Severity, code: str, message: str, row: int | None = None, fld: str | None = None) -> None:
+    def add(
+        self,
+        severity: Severity,
+        code: str,
+        message: str,
+        row: int | None = None,
+        fld: str | None = None,
+        en: str | None = None,
+    ) -> None:
         self.counts[(severity, code)] += 1
         if self.counts[(severity, code)] <= MAX_PER_CODE:
-            self.issues.append(Issue(severity, code, message, row, fld))
+            self.issues.append(Issue(severity, code, message, row, fld, en))
 
-    def rows(self, severity: Severity, code: str, rows: np.ndarray, message: Any, fld: str | None = None) -> None:
-        """Add one issue per row number (``message`` is a text or a function of the row)."""
+    def rows(
+        self, severity: Severity, code: str, rows: np.ndarray, message: Any, fld: str | None = None, en: Any = None
+    ) -> None:
+        """Add one issue per row number (``message`` and ``en`` are texts or functions of the row)."""
         for row in rows.tolist():
-            self.add(severity, code, message(row) if callable(message) else message, int(row), fld)
+            self.add(
+                severity,
+                code,
+                message(row) if callable(message) else message,
+                int(row),
+                fld,
+                en(row) if callable(en) else en,
+            )
 
     def count(self, severity: Severity) -> int:
         return sum(n for (s, _), n in self.counts.items() if s == severity)
@@ -66,8 +89,21 @@ class Findings:
 
 _KIND = {"text": "text", "integer": "an integer", "number": "a number", "boolean": "true/false (có/không)",
          "date": "a date (YYYY-MM-DD or DD/MM/YYYY)", "datetime": "a date and time"}  # fmt: skip
-_TRUE = {"true", "t", "1", "yes", "y", "có", "co", "x"}
-_FALSE = {"false", "f", "0", "no", "n", "không", "khong", ""}
+_KIND_VI = {"text": "văn bản", "integer": "số nguyên", "number": "số", "boolean": "có/không (true/false)",
+            "date": "ngày (DD/MM/YYYY hoặc YYYY-MM-DD)", "datetime": "ngày giờ"}  # fmt: skip
+_VI_WORD = {"below the minimum": "nhỏ hơn mức tối thiểu", "above the maximum": "lớn hơn mức tối đa"}
+
+
+def vn_number(value: float, decimals: int | None = None) -> str:
+    """1.234,5: a number with Vietnamese separators (``decimals`` None: as few as needed)."""
+    if decimals is None:
+        decimals = 0 if float(value).is_integer() else min(6, len(f"{value:g}".partition(".")[2]) or 1)
+    text = f"{value:,.{decimals}f}"
+    return text.replace(",", " ").replace(".", ",").replace(" ", ".")
+
+
+_TRUE = {"true", "t", "1", "yes", "y", "có", "co", "x", "đạt", "dat", "đạt chuẩn", "dat chuan"}
+_FALSE = {"false", "f", "0", "no", "n", "không", "khong", "", "chưa đạt", "chua dat", "không đạt", "khong dat"}
 
 
 def _blank(series: pd.Series) -> np.ndarray:
@@ -115,8 +151,11 @@ def cast_field(series: pd.Series, fld: Field, findings: Findings) -> list[Any]:
                     "error",
                     "out_of_range",
                     rows[off],
-                    lambda r, lim=limit, w=word: f"{fld.name} = {values_f[r - 1]:g} is {w} {lim:g}",
+                    lambda r, lim=limit, w=word: (
+                        f"{fld.name} = {vn_number(values_f[r - 1])} {_VI_WORD[w]} {vn_number(lim)}"
+                    ),
                     fld.name,
+                    en=lambda r, lim=limit, w=word: f"{fld.name} = {values_f[r - 1]:g} is {w} {lim:g}",
                 )
     elif fld.type == "boolean":
         low = series.astype(object).map(lambda v: str(v).strip().lower() if v is not None else "")
@@ -139,7 +178,12 @@ def cast_field(series: pd.Series, fld: Field, findings: Findings) -> list[Any]:
     if bad.any():
         raw = series.to_numpy(dtype=object)
         findings.rows(
-            "error", "bad_value", rows[bad], lambda r: f"{fld.name} = {raw[r - 1]!r} is not {_KIND[fld.type]}", fld.name
+            "error",
+            "bad_value",
+            rows[bad],
+            lambda r: f"{fld.name} = {raw[r - 1]!r} không phải {_KIND_VI[fld.type]}",
+            fld.name,
+            en=lambda r: f"{fld.name} = {raw[r - 1]!r} is not {_KIND[fld.type]}",
         )
     if fld.values is not None:
         codes = {str(c) for c in fld.codes}
@@ -150,11 +194,19 @@ def cast_field(series: pd.Series, fld: Field, findings: Findings) -> list[Any]:
             "error",
             "not_allowed",
             rows[not_allowed],
-            lambda r: f"{fld.name} = {as_text.iloc[r - 1]!r} is not one of {shown}",
+            lambda r: f"{fld.name} = {as_text.iloc[r - 1]!r} không thuộc các mã {shown}",
             fld.name,
+            en=lambda r: f"{fld.name} = {as_text.iloc[r - 1]!r} is not one of {shown}",
         )
     if fld.required:
-        findings.rows("error", "required", rows[blank], f"{fld.name} is required and empty", fld.name)
+        findings.rows(
+            "error",
+            "required",
+            rows[blank],
+            f"{fld.name} ({fld.title.vi}) bắt buộc nhưng để trống",
+            fld.name,
+            en=f"{fld.name} is required and empty",
+        )
     return list(out.where(out.notna(), None)) if len(out) else []
 
 
@@ -169,17 +221,56 @@ def _cast_text(series: pd.Series, fld: Field, findings: Findings) -> list[Any]:
     if fld.values is not None:
         codes = {str(c) for c in fld.codes}
         not_allowed = np.fromiter((v is not None and v not in codes for v in values), dtype=bool, count=n)
+        if not_allowed.any():
+            not_allowed = _match_labels(values, not_allowed, fld, findings)
         shown = ", ".join(sorted(codes))
         findings.rows(
             "error",
             "not_allowed",
             rows[not_allowed],
-            lambda r: f"{fld.name} = {values[r - 1]!r} is not one of {shown}",
+            lambda r: f"{fld.name} = {values[r - 1]!r} không thuộc các mã {shown}",
             fld.name,
+            en=lambda r: f"{fld.name} = {values[r - 1]!r} is not one of {shown}",
         )
     if fld.required:
-        findings.rows("error", "required", rows[blank], f"{fld.name} is required and empty", fld.name)
+        findings.rows(
+            "error",
+            "required",
+            rows[blank],
+            f"{fld.name} ({fld.title.vi}) bắt buộc nhưng để trống",
+            fld.name,
+            en=f"{fld.name} is required and empty",
+        )
     return values
+
+
+def _match_labels(values: list[Any], not_allowed: np.ndarray, fld: Field, findings: Findings) -> np.ndarray:
+    """Values written as a label or synonym of a code (any case, diacritics, spacing) become the code."""
+    lookup = matching.value_lookup(fld)
+    seen: dict[str, str | int | None] = {}
+    examples: dict[str, str] = {}
+    matched = 0
+    for i in np.flatnonzero(not_allowed).tolist():
+        text = values[i]
+        if text not in seen:
+            seen[text] = lookup.get(matching.key(text))
+        code = seen[text]
+        if code is not None:
+            values[i] = str(code)
+            not_allowed[i] = False
+            matched += 1
+            if len(examples) < 3:
+                examples.setdefault(text, str(code))
+    if matched:
+        shown = ", ".join(f"{a!r} → {b}" for a, b in examples.items())
+        findings.add(
+            "note",
+            "value_matched",
+            f"{fld.name}: {matched} giá trị được đối chiếu với mã theo nhãn trong danh mục ({shown})",
+            fld=fld.name,
+            en=f"{fld.name}: {matched} values matched to codes through the catalog's labels ({shown})",
+        )
+    return not_allowed
 
 
 # -- geometry --------------------------------------------------------------------------------------
@@ -193,7 +284,14 @@ def check_geometry(
     rows = np.arange(1, n + 1)
     ok = np.ones(n, dtype=bool)
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
-    findings.rows("error", "no_geometry", rows[missing], "the feature has no geometry", "geometry")
+    findings.rows(
+        "error",
+        "no_geometry",
+        rows[missing],
+        "đối tượng không có hình học",
+        "geometry",
+        en="the feature has no geometry",
+    )
     ok &= ~missing
     geoms = geoms.copy()
     three_d = ok & shapely.has_z(geoms)
@@ -224,8 +322,9 @@ def check_geometry(
         "error",
         "wrong_type",
         rows[wrong],
-        lambda r: f"a {names.get(int(kinds[r - 1]), '?')} where the layer holds {layer.geometry}",
+        lambda r: f"một {names.get(int(kinds[r - 1]), 'hình')} trong khi lớp chứa {layer.geometry}",
         "geometry",
+        en=lambda r: f"a {names.get(int(kinds[r - 1]), 'geometry')} where the layer holds {layer.geometry}",
     )
     ok &= ~wrong
 
@@ -242,10 +341,12 @@ def check_geometry(
                 findings.add(
                     "error",
                     "invalid_geometry",
-                    f"invalid polygon ({reason}); repairing it would split it into {n_after} parts: "
-                    "fix the boundary in the source",
+                    f"vùng không hợp lệ ({reason}); sửa tự động sẽ tách nó thành {n_after} phần: "
+                    "hãy sửa ranh giới trong dữ liệu nguồn",
                     int(i + 1),
                     "geometry",
+                    en=f"invalid polygon ({reason}); repairing it would split it into {n_after} parts: "
+                    "fix the boundary in the source",
                 )
                 ok[i] = False
             else:
@@ -254,14 +355,20 @@ def check_geometry(
                 findings.add(  # the issue's rule: repaired with a note (the report shows what changed)
                     "note",
                     "repaired_geometry",
-                    f"invalid polygon ({reason}) repaired (area now {area:,.1f} m²)",
+                    f"vùng không hợp lệ ({reason}) đã được sửa (diện tích nay {vn_number(area, 1)} m²)",
                     int(i + 1),
                     "geometry",
+                    en=f"invalid polygon ({reason}) repaired (area now {area:,.1f} m²)",
                 )
     elif ok.any():
         invalid = ok & ~shapely.is_valid(geoms)
         findings.rows(
-            "error", "invalid_geometry", rows[invalid], "invalid geometry (empty or degenerate line)", "geometry"
+            "error",
+            "invalid_geometry",
+            rows[invalid],
+            "hình học không hợp lệ (rỗng hoặc đường suy biến)",
+            "geometry",
+            en="invalid geometry (empty or degenerate line)",
         )
         ok &= ~invalid
 
@@ -279,8 +386,9 @@ def check_geometry(
             "error",
             "wrong_type",
             rows[several],
-            f"a multi-part geometry where the layer holds {layer.geometry}",
+            f"hình học nhiều phần trong khi lớp chứa {layer.geometry}",
             "geometry",
+            en=f"a multi-part geometry where the layer holds {layer.geometry}",
         )
         ok &= ~several
         one = ok & np.isin(shapely.get_type_id(geoms), (4, 5, 6))
@@ -290,7 +398,14 @@ def check_geometry(
     shapely.prepare(province)
     outside = ok.copy()
     outside[ok] = ~shapely.intersects(province, geoms[ok])
-    findings.rows("error", "outside_province", rows[outside], "the feature lies outside Hưng Yên", "geometry")
+    findings.rows(
+        "error",
+        "outside_province",
+        rows[outside],
+        "đối tượng nằm ngoài tỉnh Hưng Yên",
+        "geometry",
+        en="the feature lies outside Hưng Yên",
+    )
     ok &= ~outside
     return geoms, ok
 
@@ -304,7 +419,12 @@ def check_duplicates(geoms: np.ndarray, keys: list[Any] | None, key_name: str | 
         for idx, value in series[dup].items():
             if first[idx] != idx + 1:
                 findings.add(
-                    "error", "duplicate_key", f"{key_name} {value!r} repeats row {first[idx]}", int(idx) + 1, key_name
+                    "error",
+                    "duplicate_key",
+                    f"{key_name} {value!r} trùng với dòng {first[idx]}",
+                    int(idx) + 1,
+                    key_name,
+                    en=f"{key_name} {value!r} repeats row {first[idx]}",
                 )
     present = ~shapely.is_missing(geoms)
     wkb = pd.Series([None] * len(geoms), dtype=object)
@@ -316,8 +436,9 @@ def check_duplicates(geoms: np.ndarray, keys: list[Any] | None, key_name: str | 
             "warning",
             "duplicate_geometry",
             rows[dup],
-            lambda r: f"the same geometry as row {firsts[wkb.iloc[r - 1]]}",
+            lambda r: f"hình học trùng với dòng {firsts[wkb.iloc[r - 1]]}",
             "geometry",
+            en=lambda r: f"the same geometry as row {firsts[wkb.iloc[r - 1]]}",
         )
 
 
@@ -342,9 +463,10 @@ def check_overlaps(geoms: np.ndarray, ok: np.ndarray, tolerance_m2: float, findi
         findings.add(
             "error",
             "overlap",
-            f"overlaps row {idx[a] + 1} by {area:,.1f} m² (tolerance {tolerance_m2:g} m²)",
+            f"chồng lấn dòng {idx[a] + 1} {vn_number(area, 1)} m² (dung sai {vn_number(tolerance_m2)} m²)",
             int(idx[b] + 1),
             "geometry",
+            en=f"overlaps row {idx[a] + 1} by {area:,.1f} m² (tolerance {tolerance_m2:g} m²)",
         )
 
 
@@ -353,7 +475,9 @@ def check_freshness(source_date: date | None, layer: Layer, today: date, finding
         findings.add(
             "note",
             "no_source_date",
-            f"no source date: give --source-date, or a {layer.temporal or 'date'} field, to judge freshness",
+            f"không có ngày của dữ liệu: dùng --source-date, hoặc trường {layer.temporal or 'ngày'}, để đánh giá "
+            "độ cập nhật",
+            en=f"no source date: give --source-date, or a {layer.temporal or 'date'} field, to judge freshness",
         )
         return
     age = (today - source_date).days
@@ -361,11 +485,18 @@ def check_freshness(source_date: date | None, layer: Layer, today: date, finding
         findings.add(
             "warning",
             "stale",
-            f"the data dates from {source_date} ({age} days ago); {layer.id} must be fresher than "
+            f"dữ liệu có từ ngày {source_date:%d/%m/%Y} ({vn_number(age)} ngày trước); {layer.id} phải mới hơn "
+            f"{vn_number(layer.freshness_days)} ngày",
+            en=f"the data dates from {source_date} ({age} days ago); {layer.id} must be fresher than "
             f"{layer.freshness_days} days",
         )
     if source_date > today:
-        findings.add("error", "future_date", f"the source date {source_date} is in the future")
+        findings.add(
+            "error",
+            "future_date",
+            f"ngày của dữ liệu {source_date:%d/%m/%Y} ở tương lai",
+            en=f"the source date {source_date} is in the future",
+        )
 
 
 def source_date_of(frame: gpd.GeoDataFrame, layer: Layer, casted: dict[str, list[Any]]) -> date | None:

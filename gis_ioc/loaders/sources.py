@@ -11,6 +11,8 @@ byte-for-byte (as Latin-1) so that :mod:`gis_ioc.loaders.vn_text` can tell TCVN3
 
 from __future__ import annotations
 
+import math
+import re
 import shutil
 import unicodedata
 import zipfile
@@ -19,12 +21,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 import pyogrio
+import shapely
 from pyproj import CRS
 
 from gis_ioc.errors import LoadError
-from gis_ioc.loaders import vn_text
+from gis_ioc.loaders import matching, vn_text
 
 FORMATS = {
     ".geojson": "GeoJSON",
@@ -38,12 +42,20 @@ FORMATS = {
     ".dxf": "DXF",
     ".zip": "zip",
 }
-LON_NAMES = ("lon", "lng", "long", "longitude", "kinh_do", "kinhdo", "x_lon")
-LAT_NAMES = ("lat", "latitude", "vi_do", "vido", "y_lat")
+LON_NAMES = ("lon", "lng", "long", "longitude", "kinh_do", "Kinh độ", "x_lon", "Kinh độ (độ)")
+LAT_NAMES = ("lat", "latitude", "vi_do", "Vĩ độ", "y_lat", "Vĩ độ (độ)")
 #: Vietnamese survey convention: X is the northing, Y the easting.
-VN_X_NAMES = ("x", "toa_do_x", "toado_x", "x_vn2000")
-VN_Y_NAMES = ("y", "toa_do_y", "toado_y", "y_vn2000")
+VN_X_NAMES = ("x", "toa_do_x", "Tọa độ X", "Toạ độ X", "x_vn2000", "X (m)")
+VN_Y_NAMES = ("y", "toa_do_y", "Tọa độ Y", "Toạ độ Y", "y_vn2000", "Y (m)")
 _CHUNK = 1 << 20
+
+
+class SourceError(LoadError):
+    """A file that cannot be read: the message in Vietnamese (``str``), in English as ``en``."""
+
+    def __init__(self, message: str, en: str) -> None:
+        super().__init__(message)
+        self.en = en
 
 
 @dataclass
@@ -67,16 +79,24 @@ def safe_extract(archive: Path, dest: Path, *, max_bytes: int, max_members: int 
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise LoadError(f"{archive.name}: not a readable zip archive (truncated or damaged?): {exc}") from exc
+        raise SourceError(
+            f"{archive.name}: không phải tệp nén zip đọc được (bị cắt hoặc hỏng?)",
+            f"{archive.name}: not a readable zip archive (truncated or damaged?)",
+        ) from exc
     with zf:
         infos = zf.infolist()
         if len(infos) > max_members:
-            raise LoadError(f"{archive.name}: {len(infos)} members; at most {max_members} are accepted")
+            raise SourceError(
+                f"{archive.name}: có {len(infos)} tệp bên trong; chỉ nhận tối đa {max_members}",
+                f"{archive.name}: {len(infos)} members; at most {max_members} are accepted",
+            )
         declared = sum(i.file_size for i in infos)
         if declared > max_bytes:
-            raise LoadError(
+            raise SourceError(
+                f"{archive.name}: tệp nén khai báo {_gb(declared)} GB khi giải nén, vượt giới hạn {_gb(max_bytes)} GB "
+                "(GIS_IOC_LOAD_MAX_UNZIPPED_MB); chưa giải nén gì",
                 f"{archive.name}: the archive declares {declared / 1e9:.2f} GB uncompressed, more than the "
-                f"{max_bytes / 1e9:.2f} GB limit (GIS_IOC_LOAD_MAX_UNZIPPED_MB); nothing was unpacked"
+                f"{max_bytes / 1e9:.2f} GB limit (GIS_IOC_LOAD_MAX_UNZIPPED_MB); nothing was unpacked",
             )
         dest.mkdir(parents=True, exist_ok=True)
         root = dest.resolve()
@@ -86,10 +106,16 @@ def safe_extract(archive: Path, dest: Path, *, max_bytes: int, max_members: int 
             name = info.filename.replace("\\", "/")
             parts = PurePosixPath(name).parts
             if name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
-                raise LoadError(f"{archive.name}: member {info.filename!r} points outside the archive; refused")
+                raise SourceError(
+                    f"{archive.name}: tệp {info.filename!r} trỏ ra ngoài tệp nén; từ chối",
+                    f"{archive.name}: member {info.filename!r} points outside the archive; refused",
+                )
             target = (dest / PurePosixPath(name)).resolve()
             if not target.is_relative_to(root):
-                raise LoadError(f"{archive.name}: member {info.filename!r} points outside the archive; refused")
+                raise SourceError(
+                    f"{archive.name}: tệp {info.filename!r} trỏ ra ngoài tệp nén; từ chối",
+                    f"{archive.name}: member {info.filename!r} points outside the archive; refused",
+                )
             if info.is_dir():
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -98,12 +124,16 @@ def safe_extract(archive: Path, dest: Path, *, max_bytes: int, max_members: int 
                     while chunk := src.read(_CHUNK):
                         written += len(chunk)
                         if written > max_bytes:
-                            raise LoadError(
-                                f"{archive.name}: more than {max_bytes / 1e9:.2f} GB when unpacked; refused"
+                            raise SourceError(
+                                f"{archive.name}: hơn {_gb(max_bytes)} GB khi giải nén; từ chối",
+                                f"{archive.name}: more than {max_bytes / 1e9:.2f} GB when unpacked; refused",
                             )
                         dst.write(chunk)
             except (zipfile.BadZipFile, EOFError, OSError, RuntimeError) as exc:
-                raise LoadError(f"{archive.name}: member {info.filename!r} cannot be read: {exc}") from exc
+                raise SourceError(
+                    f"{archive.name}: không đọc được tệp {info.filename!r} trong tệp nén (hỏng?)",
+                    f"{archive.name}: member {info.filename!r} cannot be read (damaged?)",
+                ) from exc
             out.append(target)
         return out
 
@@ -115,23 +145,42 @@ def _pick_in_archive(files: list[Path], archive: Path) -> Path:
     ]
     if not data:
         names = ", ".join(sorted(f.name for f in files)) or "nothing"
-        raise LoadError(
+        raise SourceError(
+            f"{archive.name}: bên trong không có Shapefile (.shp), GeoPackage, GeoJSON, KML, CSV, FlatGeobuf hay DXF "
+            f"(có: {names})",
             f"{archive.name}: no Shapefile (.shp), GeoPackage, GeoJSON, KML, CSV, FlatGeobuf or DXF inside "
-            f"(found {names})"
+            f"(found {names})",
         )
     if len(data) > 1:
         shp = [f for f in data if f.suffix.lower() == ".shp"]
         if len(shp) == 1:
             return shp[0]
         names = ", ".join(sorted(f.name for f in data))
-        raise LoadError(f"{archive.name}: several datasets inside ({names}); put one per archive")
+        raise SourceError(
+            f"{archive.name}: có nhiều bộ dữ liệu bên trong ({names}); mỗi tệp nén chỉ để một",
+            f"{archive.name}: several datasets inside ({names}); put one per archive",
+        )
     return data[0]
 
 
+_PATH = re.compile(r"(?:[A-Za-z]:)?[/\\][^\s'\"]*[/\\]([^/\\\s'\"]+)")
+
+
 def _clean(exc: Exception, path: Path) -> str:
-    """GDAL's message without the private work folder (the officer knows the file by its name)."""
-    text = str(exc).replace(str(path), path.name)
-    return text.split("; It might help")[0].strip()
+    """GDAL's message without server paths (the officer knows the file by its name) or GDAL's own advice
+    (configuration options the officer cannot set)."""
+    text = _PATH.sub(r"\1", str(exc).replace(str(path), path.name))
+    sentences = [p.strip() for p in re.split(r"(?<=[.;])\s+", text)]
+    kept = [p for p in sentences if p and not re.search(r"config option|It might help|SHAPE_RESTORE_SHX|GDAL_", p)]
+    return " ".join(kept).rstrip(";. ")
+
+
+def _missing_sidecar(path: Path) -> str | None:
+    if path.suffix.lower() == ".shp":
+        for ext in (".shx", ".dbf"):
+            if not path.with_suffix(ext).exists() and not path.with_suffix(ext.upper()).exists():
+                return ext
+    return None
 
 
 def _layers(path: Path) -> list[str]:
@@ -139,8 +188,15 @@ def _layers(path: Path) -> list[str]:
         return [str(name) for name, _ in pyogrio.list_layers(path)]
     except Exception as exc:  # pyogrio raises DataSourceError and friends
         kind = FORMATS.get(path.suffix.lower(), "GIS")
-        raise LoadError(
-            f"{path.name}: not a readable {kind} file (damaged or truncated?): {_clean(exc, path)}"
+        missing = _missing_sidecar(path)
+        if missing:
+            raise SourceError(
+                f"{path.name}: Shapefile thiếu tệp {missing} đi kèm (hãy nén đủ .shp, .shx, .dbf, .prj)",
+                f"{path.name}: the Shapefile's {missing} is missing (zip .shp, .shx, .dbf and .prj together)",
+            ) from exc
+        raise SourceError(
+            f"{path.name}: không phải tệp {kind} đọc được (hỏng hoặc bị cắt?): {_clean(exc, path)}",
+            f"{path.name}: not a readable {kind} file (damaged or truncated?): {_clean(exc, path)}",
         ) from exc
 
 
@@ -156,12 +212,16 @@ def open_source(
 ) -> Source:
     """Read ``path`` (any supported format) into a GeoDataFrame in the file's own coordinates."""
     if not path.exists():
-        raise LoadError(f"{path}: file not found")
+        raise SourceError(f"{path.name}: không tìm thấy tệp", f"{path.name}: file not found")
     if path.stat().st_size == 0:
-        raise LoadError(f"{path.name}: the file is empty")
+        raise SourceError(f"{path.name}: tệp rỗng", f"{path.name}: the file is empty")
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise LoadError(f"{path.name}: unknown format {suffix or '(no extension)'}; accepted: {', '.join(FORMATS)}")
+        raise SourceError(
+            f"{path.name}: không nhận dạng được định dạng {suffix or '(không có phần mở rộng)'}; "
+            f"nhận: {', '.join(FORMATS)}",
+            f"{path.name}: unknown format {suffix or '(no extension)'}; accepted: {', '.join(FORMATS)}",
+        )
     fmt = FORMATS[suffix]
     notes: list[str] = []
     if suffix in (".zip", ".kmz"):
@@ -169,7 +229,10 @@ def open_source(
         if suffix == ".kmz":
             kml = [f for f in files if f.suffix.lower() == ".kml"]
             if not kml:
-                raise LoadError(f"{path.name}: a KMZ without a .kml document inside")
+                raise SourceError(
+                    f"{path.name}: tệp KMZ không có tài liệu .kml bên trong",
+                    f"{path.name}: a KMZ without a .kml document inside",
+                )
             target = kml[0]
         else:
             target = _pick_in_archive(files, path)
@@ -186,15 +249,21 @@ def _read(
 ) -> Source:
     layers = _layers(path)
     if not layers:
-        raise LoadError(f"{path.name}: no layers in the file")
+        raise SourceError(f"{path.name}: tệp không có lớp dữ liệu nào", f"{path.name}: no layers in the file")
     if source_layer is not None:
         if source_layer not in layers:
-            raise LoadError(f"{path.name}: no layer {source_layer!r}; it has {', '.join(layers)}")
+            raise SourceError(
+                f"{path.name}: không có lớp {source_layer!r}; tệp có: {', '.join(layers)}",
+                f"{path.name}: no layer {source_layer!r}; it has {', '.join(layers)}",
+            )
         layer = source_layer
     elif len(layers) == 1:
         layer = layers[0]
     else:
-        raise LoadError(f"{path.name} holds {len(layers)} layers ({', '.join(layers)}): choose one with --source-layer")
+        raise SourceError(
+            f"{path.name} có {len(layers)} lớp ({', '.join(layers)}): chọn một lớp bằng --source-layer",
+            f"{path.name} holds {len(layers)} layers ({', '.join(layers)}): choose one with --source-layer",
+        )
 
     kwargs: dict[str, Any] = {}
     config: dict[str, str] = {}
@@ -206,10 +275,9 @@ def _read(
         raw_text = encoding is not None or not has_cpg
         if not path.with_suffix(".prj").exists() and not path.with_suffix(".PRJ").exists():
             crs_origin = "none"
-    elif fmt == "CSV":
+    elif fmt == "CSV":  # coordinates parsed here (decimal commas, Vietnamese headers in any encoding)
         raw_text = True
-        csv_axes, options = _csv_options(path, layer)
-        kwargs.update(options)
+        kwargs["read_geometry"] = False
     elif fmt == "DXF":
         raw_text = True
         config["DXF_ENCODING"] = "ISO-8859-1"  # GDAL configuration options: raw bytes, detected below
@@ -222,14 +290,24 @@ def _read(
             path, layer=layer, encoding=read_encoding, where=where, on_invalid="ignore", **kwargs
         )
     except Exception as exc:
-        raise LoadError(f"{path.name}: cannot be read as {fmt} (damaged or truncated?): {_clean(exc, path)}") from exc
+        raise SourceError(
+            f"{path.name}: không đọc được dạng {fmt} (hỏng hoặc bị cắt?): {_clean(exc, path)}",
+            f"{path.name}: cannot be read as {fmt} (damaged or truncated?): {_clean(exc, path)}",
+        ) from exc
     finally:
         if config:
             pyogrio.set_gdal_config_options(dict.fromkeys(config))
+    if fmt == "CSV":
+        frame, csv_axes = _csv_points(frame, path)
     if not isinstance(frame, gpd.GeoDataFrame):
-        raise LoadError(f"{path.name}: layer {layer!r} has no geometry")
+        raise SourceError(
+            f"{path.name}: lớp {layer!r} không có hình học", f"{path.name}: layer {layer!r} has no geometry"
+        )
     if len(frame) == 0:
-        raise LoadError(f"{path.name}: layer {layer!r} has no features" + (f" matching {where!r}" if where else ""))
+        raise SourceError(
+            f"{path.name}: lớp {layer!r} không có đối tượng nào" + (f" khớp với {where!r}" if where else ""),
+            f"{path.name}: layer {layer!r} has no features" + (f" matching {where!r}" if where else ""),
+        )
     declared = frame.crs
     if fmt == "CSV":
         declared = CRS.from_epsg(4326) if csv_axes == "lonlat" else None
@@ -247,25 +325,72 @@ def _read(
     return source
 
 
-def _csv_options(path: Path, layer: str) -> tuple[str, dict[str, Any]]:
-    """GDAL CSV open options: which columns hold the coordinates (X is the northing in VN-2000 tables)."""
+def _header_keys(raw: str) -> set[str]:
+    """Matching keys of a header read byte for byte (Latin-1), under each encoding it may be in."""
+    data = raw.encode("latin-1", errors="replace")
+    keys = set()
+    for enc in vn_text.CANDIDATES:
+        try:
+            keys.add(matching.key(vn_text.decode(data, enc)))
+        except (UnicodeDecodeError, ValueError):
+            continue
+    return keys
+
+
+def _header_text(raw: str) -> str:
+    """A header read byte for byte, shown readably (UTF-8 when it is, else as detected)."""
+    data = raw.encode("latin-1", errors="replace")
+    if data.isascii():
+        return raw
     try:
-        info = pyogrio.read_info(path, layer=layer, encoding="ISO-8859-1")
-    except Exception as exc:
-        raise LoadError(f"{path.name}: cannot be read as CSV: {_clean(exc, path)}") from exc
-    columns = {str(c).lower(): str(c) for c in info["fields"]}
-    lon = next((columns[n] for n in LON_NAMES if n in columns), None)
-    lat = next((columns[n] for n in LAT_NAMES if n in columns), None)
-    if lon and lat:
-        return "lonlat", {"X_POSSIBLE_NAMES": lon, "Y_POSSIBLE_NAMES": lat, "KEEP_GEOM_COLUMNS": "NO"}
-    north = next((columns[n] for n in VN_X_NAMES if n in columns), None)
-    east = next((columns[n] for n in VN_Y_NAMES if n in columns), None)
-    if north and east:  # Vietnamese X (northing) → GDAL's Y; Vietnamese Y (easting) → GDAL's X
-        return "vn_xy", {"X_POSSIBLE_NAMES": east, "Y_POSSIBLE_NAMES": north, "KEEP_GEOM_COLUMNS": "NO"}
-    raise LoadError(
-        f"{path.name}: no coordinate columns; name them lon/lat (or kinh_do/vi_do) for degrees, or X/Y for "
-        f"VN-2000 (X the northing, Y the easting). Columns found: {', '.join(columns.values())}"
-    )
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return vn_text.decode(data, vn_text.detect([data]).encoding)
+
+
+def _number(value: object) -> float:
+    """A coordinate as written: ``106.05``, ``106,05``, ``2.300.123,45`` or ``2,300,123.45``."""
+    if value is None:
+        return math.nan
+    text = str(value).strip().replace(" ", "").replace("\u00a0", "")
+    if "," in text and "." in text:
+        text = text.replace(".", "").replace(",", ".") if text.rfind(",") > text.rfind(".") else text.replace(",", "")
+    elif text.count(",") == 1:
+        text = text.replace(",", ".")
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def _csv_points(frame: pd.DataFrame, path: Path) -> tuple[gpd.GeoDataFrame, str]:
+    """Points from the coordinate columns of a CSV: lon/lat (Kinh độ/Vĩ độ) or VN-2000 X/Y (X the northing)."""
+    keys = {str(c): _header_keys(str(c)) for c in frame.columns}
+
+    def find(names: tuple[str, ...]) -> str | None:
+        wanted = {matching.key(n) for n in names}
+        return next((c for c, k in keys.items() if k & wanted), None)
+
+    lon, lat = find(LON_NAMES), find(LAT_NAMES)
+    axes = "lonlat"
+    if lon is None or lat is None:
+        lat, lon = find(VN_X_NAMES), find(VN_Y_NAMES)  # Vietnamese X (northing) is GDAL's y
+        axes = "vn_xy"
+    if lon is None or lat is None:
+        shown = ", ".join(_header_text(str(c)) for c in frame.columns)
+        raise SourceError(
+            f"{path.name}: không có cột tọa độ; đặt tên Kinh độ/Vĩ độ (lon/lat) cho độ, hoặc X/Y cho VN-2000 "
+            f"(X là tọa độ bắc, Y là tọa độ đông). Các cột có: {shown}",
+            f"{path.name}: no coordinate columns; name them lon/lat (Kinh độ/Vĩ độ) for degrees, or X/Y for "
+            f"VN-2000 (X the northing, Y the easting). Columns found: {shown}",
+        )
+    x = np.fromiter((_number(v) for v in frame[lon].tolist()), dtype=float, count=len(frame))
+    y = np.fromiter((_number(v) for v in frame[lat].tolist()), dtype=float, count=len(frame))
+    good = np.isfinite(x) & np.isfinite(y)
+    geoms = np.full(len(frame), None, dtype=object)
+    geoms[good] = shapely.points(x[good], y[good])
+    rest = frame.drop(columns=[lon, lat]).reset_index(drop=True)
+    return gpd.GeoDataFrame(rest, geometry=gpd.GeoSeries(geoms), crs=None), axes
 
 
 def _text_columns(frame: pd.DataFrame) -> list[str]:
@@ -293,7 +418,7 @@ def _decode_text(source: Source, encoding: str | None) -> None:
     """Values were read as Latin-1 (one character per byte): decode them with the given or detected encoding."""
     frame = source.frame
     columns = _text_columns(frame)
-    samples: list[bytes] = []
+    samples: list[bytes] = [str(c).encode("latin-1") for c in frame.columns if not str(c).isascii()]
     for col in columns:
         for value in frame[col].dropna().head(5000):
             if isinstance(value, str) and not value.isascii():
@@ -312,7 +437,10 @@ def _decode_text(source: Source, encoding: str | None) -> None:
             if chosen not in vn_text.LEGACY:
                 "".encode(chosen)
         except LookupError:
-            raise LoadError(f"--encoding {encoding!r} is not known; use utf-8, cp1258, tcvn3 or vni") from None
+            raise SourceError(
+                f"--encoding {encoding!r} không được hỗ trợ; dùng utf-8, cp1258, tcvn3 hoặc vni",
+                f"--encoding {encoding!r} is not known; use utf-8, cp1258, tcvn3 or vni",
+            ) from None
     source.encoding = chosen
     converted = 0
     for col in columns:
@@ -323,7 +451,10 @@ def _decode_text(source: Source, encoding: str | None) -> None:
                 try:
                     out.append(vn_text.decode(value.encode("latin-1"), chosen))
                 except (UnicodeDecodeError, ValueError) as exc:
-                    raise LoadError(f"column {col}: {value!r} is not valid {chosen}: {exc}") from exc
+                    raise SourceError(
+                        f"cột {col}: {value!r} không phải văn bản {chosen} hợp lệ (chọn --encoding khác)",
+                        f"column {col}: {value!r} is not valid {chosen} (choose another --encoding)",
+                    ) from exc
                 converted += 1
             else:
                 out.append(value)
@@ -332,6 +463,10 @@ def _decode_text(source: Source, encoding: str | None) -> None:
     frame.columns = [
         vn_text.decode(str(c).encode("latin-1"), chosen) if not str(c).isascii() else c for c in frame.columns
     ]
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.2f}".replace(".", ",")
 
 
 def remove_work(work: Path) -> None:

@@ -31,7 +31,7 @@ from gis_ioc.catalog.ddl import PG_TYPES, table_ident
 from gis_ioc.catalog.models import FieldType, Layer
 from gis_ioc.database.loads import sha256_file
 from gis_ioc.errors import InvalidInput, LoadError
-from gis_ioc.loaders import crs_check, history, quality
+from gis_ioc.loaders import crs_check, derive, history, matching, quality
 from gis_ioc.loaders.sources import Source, open_source, remove_work
 from gis_ioc.settings import Settings
 
@@ -94,10 +94,17 @@ class LoadReport:
     crs: dict[str, Any] = field(default_factory=dict)
     encoding: dict[str, Any] | None = None
     mapping: dict[str, str] = field(default_factory=dict)
+    derived: dict[str, str] = field(default_factory=dict)  # field → how the geometry gave it
+    proposed_map: str | None = None  # ``--map`` arguments proposed for the columns left unmatched
     source_date: date | None = None
     findings: quality.Findings = field(default_factory=quality.Findings)
     notes: list[str] = field(default_factory=list)
     message: str = ""
+    message_en: str | None = None
+
+    def text(self, lang: str = "vi") -> str:
+        """The outcome in ``lang``: Vietnamese by default, English with ``en``."""
+        return self.message_en if lang == "en" and self.message_en else self.message
 
     @property
     def errors(self) -> int:
@@ -107,13 +114,15 @@ class LoadReport:
     def warnings(self) -> int:
         return self.findings.count("warning")
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, lang: str = "vi") -> dict[str, Any]:
+        """The report as JSON-ready data; ``message`` texts in ``lang`` (``vi`` or ``en``), codes unchanged."""
         counts: dict[str, dict[str, int]] = {}
         for (severity, code), n in sorted(self.findings.counts.items()):
             counts.setdefault(severity, {})[code] = n
         return {
             "status": self.status,
-            "message": self.message,
+            "message": self.text(lang),
+            "message_en": self.message_en,
             "layer": self.layer_id,
             "file": {
                 "name": self.file_name,
@@ -129,11 +138,13 @@ class LoadReport:
             "crs": self.crs,
             "encoding": self.encoding,
             "mapping": self.mapping,
+            "derived": self.derived,
+            "proposed_map": self.proposed_map,
             "source_date": self.source_date.isoformat() if self.source_date else None,
             "errors": self.errors,
             "warnings": self.warnings,
             "counts": counts,
-            "issues": [i.as_dict() for i in self.findings.issues],
+            "issues": [{**i.as_dict(), "message": i.text(lang)} for i in self.findings.issues],
             "notes": self.notes,
         }
 
@@ -150,9 +161,11 @@ class LoadRejected(LoadError):
         self.report = report
 
 
-def _reject(report: LoadReport, message: str) -> LoadRejected:
+def _reject(report: LoadReport, message: str, en: str | None = None) -> LoadRejected:
+    """Refuse the load: ``message`` in Vietnamese (what users read first), ``en`` in English."""
     report.status = "rejected"
     report.message = message
+    report.message_en = en
     return LoadRejected(report)
 
 
@@ -180,18 +193,40 @@ def _map_columns(
     for fld in layer.fields:
         if fld.name not in out and fld.name in by_lower and by_lower[fld.name] not in out.values():
             out[fld.name] = by_lower[fld.name]
+    by_label = matching.match_columns(columns, layer, {**out, **dict.fromkeys(constants, "")})
+    if by_label:
+        out.update(by_label)
+        shown = ", ".join(f"{c} → {f}" for f, c in by_label.items())
+        report.findings.add(
+            "note",
+            "columns_matched",
+            f"cột khớp với trường theo tên gọi trong danh mục: {shown}",
+            en=f"columns matched to fields through the catalog's titles and synonyms: {shown}",
+        )
     ignored = [c for c in columns if c not in out.values()]
+    proposal = matching.propose(ignored, layer, {**out, **dict.fromkeys(constants, "")})
+    report.proposed_map = matching.map_line(proposal) if proposal else None
     if ignored:
         report.findings.add(
-            "note", "ignored_columns", f"columns not in layer {layer.id}, not loaded: {', '.join(ignored)}"
+            "note",
+            "ignored_columns",
+            f"các cột không thuộc lớp {layer.id}, không nạp: {', '.join(ignored)}"
+            + (f"; đề xuất: {report.proposed_map}" if report.proposed_map else ""),
+            en=f"columns not in layer {layer.id}, not loaded: {', '.join(ignored)}"
+            + (f"; proposed: {report.proposed_map}" if report.proposed_map else ""),
         )
+    from_geometry = derive.derivable(layer)
+    guessed = {f: c for c, f in proposal.items()}
     for fld in layer.fields:
-        if fld.name not in out and fld.required and fld.name not in constants:
+        if fld.name not in out and fld.required and fld.name not in constants and fld.name not in from_geometry:
+            hint = f"--map {guessed[fld.name]}={fld.name}" if fld.name in guessed else f"--map COT={fld.name}"
             report.findings.add(
                 "error",
                 "missing_column",
-                f"required field {fld.name} has no column in the file (use --map COLUMN={fld.name})",
+                f"trường bắt buộc {fld.name} ({fld.title.vi}) không có cột trong tệp (dùng {hint})",
                 fld=fld.name,
+                en=f"required field {fld.name} ({fld.title.en}) has no column in the file "
+                f"(use {hint.replace('COT', 'COLUMN')})",
             )
     report.mapping = dict(out)
     return out
@@ -203,6 +238,37 @@ def _sample_xy(geoms: np.ndarray, limit: int = 2000) -> tuple[np.ndarray, np.nda
         present = present[np.linspace(0, len(present) - 1, limit).astype(int)]
     bounds = shapely.bounds(present)
     return (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
+
+
+def _sample_vertices(geoms: np.ndarray, features: int = 100, limit: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``limit`` vertices of up to ``features`` features spread over the file (for the fit to approved layers)."""
+    present = geoms[~(shapely.is_missing(geoms) | shapely.is_empty(geoms))]
+    if len(present) > features:
+        present = present[np.linspace(0, len(present) - 1, features).astype(int)]
+    coords = shapely.get_coordinates(present)
+    if len(coords) > limit:
+        coords = coords[np.linspace(0, len(coords) - 1, limit).astype(int)]
+    return coords[:, 0], coords[:, 1]
+
+
+def _layer_fit(conn: psycopg.Connection[Any], lon: np.ndarray, lat: np.ndarray) -> float | None:
+    """Median distance (m) from these points to the nearest approved road or parcel boundary within 1 km;
+    None when fewer than half of them, or than 10, have one (nothing to compare with)."""
+    row = conn.execute(
+        """SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d), count(*) FILTER (WHERE d < 1000), count(*)
+             FROM (SELECT LEAST(
+                     (SELECT ST_Distance(r.geom::geography, p.g::geography) FROM layers.roads r
+                       WHERE r.approval = 'approved' ORDER BY r.geom <-> p.g LIMIT 1),
+                     (SELECT ST_Distance(ST_Boundary(l.geom)::geography, p.g::geography) FROM layers.land_parcels l
+                       WHERE l.approval = 'approved' ORDER BY l.geom <-> p.g LIMIT 1),
+                     1000) AS d
+                     FROM (SELECT ST_SetSRID(ST_MakePoint(x, y), 4326) AS g
+                             FROM unnest(%s::float8[], %s::float8[]) AS t(x, y)) p) s""",
+        (lon.tolist(), lat.tolist()),
+    ).fetchone()
+    if row is None or row[0] is None or row[1] * 2 < row[2] or row[1] < 10:
+        return None
+    return float(row[0])
 
 
 def load_vector(
@@ -245,7 +311,7 @@ def load_vector(
             polygons="Polygon" in layer.geometry,
         )
     except LoadError as exc:
-        raise _reject(report, str(exc)) from exc
+        raise _reject(report, str(exc), getattr(exc, "en", None)) from exc
     finally:
         remove_work(work)
     return _check_and_write(conn, layer, source, options, config, report, step, audit)
@@ -276,11 +342,14 @@ def _check_and_write(
             "examples": [{"read": a, "converted": b} for a, b in det.examples] if det else [],
         }
         if source.converted_values and source.encoding not in ("utf-8",):
+            example = f" {det.examples[0][0]!r} → {det.examples[0][1]!r}" if det and det.examples else ""
             report.findings.add(
                 "note",
                 "encoding_converted",
-                f"{source.converted_values} text values converted from {source.encoding} to Unicode (NFC)"
-                + (f", e.g. {det.examples[0][0]!r} → {det.examples[0][1]!r}" if det and det.examples else ""),
+                f"đã chuyển {source.converted_values} giá trị văn bản từ {source.encoding} sang Unicode (NFC)"
+                + (f", ví dụ{example}" if example else ""),
+                en=f"{source.converted_values} text values converted from {source.encoding} to Unicode (NFC)"
+                + (f", e.g.{example}" if example else ""),
             )
             if source.encoding == "tcvn3":
                 report.notes.append("TCVN3 (ABC) has no capitals with tone marks: such letters come out lowercase")
@@ -308,10 +377,13 @@ def _check_and_write(
     report.notes.extend(crs_notes)
     crs_failed = False
     if len(x):
-        share, explanation = crs_check.diagnose(reading, x, y, province)
-        if explanation is not None:
-            crs_failed = reading is None or share < 0.5
-            report.findings.add("error" if crs_failed else "warning", "crs", explanation, fld="geometry")
+        diagnosis = crs_check.diagnose(
+            reading, x, y, province, vertices=_sample_vertices(geoms), fit=lambda lon, lat: _layer_fit(conn, lon, lat)
+        )
+        crs_failed = diagnosis.failed or reading is None
+        if diagnosis.vi is not None:
+            severity: quality.Severity = "error" if crs_failed else "warning"
+            report.findings.add(severity, "crs", diagnosis.vi, fld="geometry", en=diagnosis.en)
     if reading is not None:
         report.crs = {"source": reading.label, "name": reading.name, "from": origin, "operation": reading.operation}
     else:
@@ -319,20 +391,28 @@ def _check_and_write(
 
     # attributes
     casted: dict[str, list[Any]] = {}
+    from_geometry = derive.derivable(layer)
     for name, src in columns.items():
         fld = layer.field(name)
         assert fld is not None
+        if name in from_geometry:  # blanks are filled from the geometry (derive.fill), not refused here
+            fld = fld.model_copy(update={"required": False})
         casted[name] = quality.cast_field(frame[src], fld, report.findings)
     report.source_date = options.source_date or quality.source_date_of(frame, layer, casted)
     quality.check_freshness(report.source_date, layer, date.today(), report.findings)
 
     if crs_failed or reading is None:
-        raise _reject(report, f"{report.file_name}: the coordinates do not fit Hưng Yên — {_first(report, 'crs')}")
+        raise _reject(
+            report,
+            f"{report.file_name}: tọa độ không khớp với tỉnh Hưng Yên — {_first(report, 'crs')}",
+            f"{report.file_name}: the coordinates do not fit Hưng Yên — {_first(report, 'crs', 'en')}",
+        )
     with np.errstate(all="ignore"):
         geoms = shapely.transform(geoms, lambda xy: np.column_stack(crs_check.to_wgs84(reading, xy[:, 0], xy[:, 1])))
     if source.format == "DXF" and "Polygon" in layer.geometry:
         geoms = _close_cad_rings(geoms, report)
     geoms, ok = quality.check_geometry(geoms, layer, province, report.findings)
+    report.derived = derive.fill(conn, layer, geoms, ok, casted, report.findings)
     key_values = casted.get(layer.key) if layer.key else None
     quality.check_duplicates(geoms, key_values, layer.key, report.findings)
     if layer.no_overlap:
@@ -341,16 +421,23 @@ def _check_and_write(
     step("check", n, n)
 
     if report.errors:
-        raise _reject(report, f"{_n(report.errors, 'error')} in {report.file_name}: nothing was loaded")
+        raise _reject(
+            report,
+            f"{report.errors} lỗi trong {report.file_name}: chưa nạp gì",
+            f"{_n(report.errors, 'error')} in {report.file_name}: nothing was loaded",
+        )
     if report.warnings and not options.accept_warnings:
         raise _reject(
             report,
+            f"{report.warnings} cảnh báo trong {report.file_name}: chưa nạp gì; "
+            "nạp lại với --accept-warnings để chấp nhận các cảnh báo",
             f"{_n(report.warnings, 'warning')} in {report.file_name}: nothing was loaded; "
             "load again with --accept-warnings to accept them",
         )
     if options.dry_run:
         report.status = "checked"
-        report.message = f"{n} features checked, nothing written (dry run)"
+        report.message = f"đã kiểm tra {n} đối tượng, không ghi gì (chạy thử)"
+        report.message_en = f"{n} features checked, nothing written (dry run)"
         return report
     _write(conn, layer, casted, geoms, options, config, report, step, audit)
     return report
@@ -363,7 +450,12 @@ def _close_cad_rings(geoms: np.ndarray, report: LoadReport) -> np.ndarray:
     if closed:
         geoms = geoms.copy()
         geoms[closed] = [shapely.Polygon(shapely.get_coordinates(g)) for g in geoms[closed]]
-        report.findings.add("note", "closed_polylines", f"{len(closed)} closed polylines read as polygons")
+        report.findings.add(
+            "note",
+            "closed_polylines",
+            f"{len(closed)} đường khép kín được đọc thành vùng",
+            en=f"{len(closed)} closed polylines read as polygons",
+        )
     return geoms
 
 
@@ -371,8 +463,8 @@ def _n(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def _first(report: LoadReport, code: str) -> str:
-    return next((i.message for i in report.findings.issues if i.code == code), "")
+def _first(report: LoadReport, code: str, lang: str = "vi") -> str:
+    return next((i.text(lang) for i in report.findings.issues if i.code == code), "")
 
 
 def _write(
@@ -409,6 +501,7 @@ def _write(
                     "crs": report.crs,
                     "encoding": report.encoding and report.encoding["used"],
                     "mapping": report.mapping,
+                    "derived": report.derived,
                     "format": report.format,
                     "source_layer": report.source_layer,
                     "accept_warnings": options.accept_warnings,
@@ -437,7 +530,11 @@ def _write(
             step("gates", 0, 1)
             _database_gates(conn, layer, stage, options, config, report)
             if report.errors:
-                raise _reject(report, f"{_n(report.errors, 'error')} against the approved data: nothing was loaded")
+                raise _reject(
+                    report,
+                    f"{report.errors} lỗi so với dữ liệu đã duyệt: chưa nạp gì",
+                    f"{_n(report.errors, 'error')} against the approved data: nothing was loaded",
+                )
             step("merge", 0, 1)
             threshold = BULK_ROWS if config.bulk_rows is None else config.bulk_rows
             bulk = n >= threshold and owns_table(conn, layer)
@@ -456,6 +553,9 @@ def _write(
                 conn.execute(statement)
             report.load_id, report.loaded, report.status, report.approval = load_id, inserted, "loaded", "draft"
             report.message = (
+                f"đã nạp {inserted} đối tượng vào {layer.id}, lần nạp {load_id} (bản nháp: phê duyệt để công bố)"
+            )
+            report.message_en = (
                 f"{inserted} features loaded into {layer.id} as load {load_id} (draft: approve it to publish)"
             )
             step("finish", 0, 1)
@@ -463,7 +563,10 @@ def _write(
             if auto:
                 history.approve_in_transaction(conn, layer, load_row, by=f"auto ({options.source_unit})")
                 report.approval = "approved"
-                report.message = f"{inserted} features loaded into {layer.id} as load {load_id}, approved automatically"
+                report.message = f"đã nạp {inserted} đối tượng vào {layer.id}, lần nạp {load_id}, tự động phê duyệt"
+                report.message_en = (
+                    f"{inserted} features loaded into {layer.id} as load {load_id}, approved automatically"
+                )
             conn.execute(
                 """UPDATE gis_ioc.loads SET status = 'done', finished_at = clock_timestamp(), row_count = %s,
                           source_date = %s, report = %s WHERE id = %s""",
@@ -474,7 +577,10 @@ def _write(
             step("merge", 1, 1)
     except (psycopg.Error, OverflowError) as exc:  # OverflowError: an integer beyond bigint, met by binary COPY
         report.load_id = None
-        raise _reject(report, f"load failed, nothing changed: {str(exc).strip().splitlines()[0]}") from exc
+        first = str(exc).strip().splitlines()[0]
+        raise _reject(
+            report, f"nạp không thành công, không có gì thay đổi: {first}", f"load failed, nothing changed: {first}"
+        ) from exc
     except LoadRejected:
         report.load_id = None
         raise
@@ -569,9 +675,11 @@ def _database_gates(
             report.findings.add(
                 "error",
                 "key_exists",
-                f"{layer.key} {key!r} is already approved in {layer.id} (fid {fid}); use --mode upsert to replace it",
+                f"{layer.key} {key!r} đã được duyệt trong {layer.id} (fid {fid}); dùng --mode upsert để thay thế",
                 int(row_no),
                 layer.key,
+                en=f"{layer.key} {key!r} is already approved in {layer.id} (fid {fid}); "
+                "use --mode upsert to replace it",
             )
     if layer.no_overlap and options.mode != "replace":
         conn.execute(sql.SQL("CREATE INDEX ON {} USING gist (geom)").format(stage))
@@ -594,8 +702,10 @@ def _database_gates(
             report.findings.add(
                 "error",
                 "overlap_existing",
-                f"overlaps approved feature fid {fid} of {layer.id} by {area:,.1f} m² "
-                f"(tolerance {config.overlap_tolerance_m2:g} m²)",
+                f"chồng lấn đối tượng đã duyệt fid {fid} của {layer.id} {quality.vn_number(area, 1)} m² "
+                f"(dung sai {quality.vn_number(config.overlap_tolerance_m2)} m²)",
                 int(row_no),
                 "geometry",
+                en=f"overlaps approved feature fid {fid} of {layer.id} by {area:,.1f} m² "
+                f"(tolerance {config.overlap_tolerance_m2:g} m²)",
             )

@@ -87,3 +87,18 @@ def write_csv(path: Path, header: list[str], rows: list[list[Any]], encoding: st
         w.writerow(header)
         w.writerows(rows)
     return path
+
+
+@pytest.fixture(scope="session")
+def empty_spot(db_session: psycopg.Connection[Any]) -> dict[str, Any]:
+    """A point of the province with no parcel within about 45 m (the demo data leaves gaps)."""
+    row = db_session.execute(
+        """SELECT c.code, ST_X(p), ST_Y(p) FROM layers.communes c,
+                  generate_series(106.0, 106.4, 0.0007) x, generate_series(20.5, 20.9, 0.0007) y,
+                  LATERAL (SELECT ST_SetSRID(ST_MakePoint(x, y), 4326) AS p) pt
+            WHERE c.valid_to IS NULL AND ST_Contains(c.geom, p)
+              AND NOT EXISTS (SELECT 1 FROM layers.land_parcels l WHERE ST_DWithin(l.geom, p, 0.0004))
+            LIMIT 1"""
+    ).fetchone()
+    assert row is not None, "no free spot for test parcels"
+    return {"code": row[0], "lon": row[1], "lat": row[2]}

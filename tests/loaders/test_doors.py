@@ -135,7 +135,7 @@ def test_upload_approve_and_see_it_in_the_ogc_api(
         ({"layer": "nope"}, {"file": ("a.geojson", b"{}")}, 404, "no layer 'nope' to load into"),
         ({"layer": "fire_stations", "mode": "merge"}, {"file": ("a.geojson", b"{}")}, 400, "mode"),
         ({"layer": "fire_stations"}, {"file": ("a.exe", b"MZ")}, 400, "unknown format"),
-        ({"layer": "fire_stations"}, {"file": ("a.geojson", b"")}, 422, "empty"),
+        ({"layer": "fire_stations"}, {"file": ("a.geojson", b"")}, 422, "rỗng"),
         ({"layer": "fire_stations", "source_date": "hôm qua"}, {"file": ("a.geojson", b"{}")}, 400, "source_date"),
     ],
 )

@@ -83,7 +83,8 @@ def test_vn2000_tcvn3_shapefile_without_prj(
 
     error = _rejected(loader, db, path, mapping=DBF_MAP)
     crs_issue = next(i for i in error.report.findings.issues if i.code == "crs")
-    assert "no coordinate system" in crs_issue.message and "--crs EPSG:9209" in crs_issue.message
+    assert "không có hệ tọa độ" in crs_issue.message and "--crs EPSG:9209" in crs_issue.message
+    assert crs_issue.en is not None and "no coordinate system" in crs_issue.en and "--crs EPSG:9209" in crs_issue.en
     assert error.report.encoding["used"] == "tcvn3"
 
     report = loader(
@@ -239,7 +240,7 @@ def _vn_csv(frame: gpd.GeoDataFrame, path: Path, transformer: Any, swap: bool = 
 def test_swapped_axes(loader: Any, db: psycopg.Connection[Any], communes: list[dict[str, Any]], tmp_path: Path) -> None:
     path = _vn_csv(stations_frame(communes, 10, "SW-"), tmp_path / "swapped.csv", TO_TM3, swap=True)
     error = _rejected(loader, db, path, crs="EPSG:9209")
-    assert "swapped" in str(error)
+    assert "đổi chỗ" in str(error) and "swapped" in error.report.text("en")
 
 
 def test_wrong_tm3_meridian(
@@ -247,7 +248,10 @@ def test_wrong_tm3_meridian(
 ) -> None:
     path = _vn_csv(stations_frame(communes, 20, "WZ-"), tmp_path / "hanoi_zone.csv", TO_TM3_105)
     error = _rejected(loader, db, path, crs="EPSG:9209")
-    assert "EPSG:5897" in str(error) and "105°00'" in str(error) and "52" in str(error)
+    # points far from roads and parcels: the outline alone cannot tell TM-3 105°00' from UTM 48N (0.7 km);
+    # UTM 48N is named first (the usual format), TM-3 105°00' with it
+    assert "--crs EPSG:3405" in str(error) and "EPSG:5897" in str(error) and "52" in str(error)
+    assert "dưới 1 km" in str(error) and "under a kilometre" in error.report.text("en")
 
 
 def test_degrees_in_a_projected_file(
@@ -257,7 +261,10 @@ def test_degrees_in_a_projected_file(
     path = tmp_path / "deg.gpkg"
     frame.to_file(path, driver="GPKG")
     error = _rejected(loader, db, path)
-    assert "degrees" in str(error) and "EPSG:4326" in str(error)
+    assert "trông như độ" in str(error) and "--crs EPSG:4326" in str(error)
+    english = error.report.text("en")
+    assert "these look like degrees (longitude/latitude) labelled as metres of EPSG:9209" in english
+    assert " km " not in english  # no distance between degrees and metres
 
 
 # -- quality gates ------------------------------------------------------------------------------------
@@ -320,21 +327,6 @@ def _parcels(centre: dict[str, Any], n: int, prefix: str, size: float = 8.0) -> 
     )
 
 
-@pytest.fixture(scope="module")
-def empty_spot(db_session: psycopg.Connection[Any]) -> dict[str, Any]:
-    """A point of the province with no parcel within about 45 m (the demo data leaves gaps)."""
-    row = db_session.execute(
-        """SELECT c.code, ST_X(p), ST_Y(p) FROM layers.communes c,
-                  generate_series(106.0, 106.4, 0.0007) x, generate_series(20.5, 20.9, 0.0007) y,
-                  LATERAL (SELECT ST_SetSRID(ST_MakePoint(x, y), 4326) AS p) pt
-            WHERE c.valid_to IS NULL AND ST_Contains(c.geom, p)
-              AND NOT EXISTS (SELECT 1 FROM layers.land_parcels l WHERE ST_DWithin(l.geom, p, 0.0004))
-            LIMIT 1"""
-    ).fetchone()
-    assert row is not None, "no free spot for test parcels"
-    return {"code": row[0], "lon": row[1], "lat": row[2]}
-
-
 def test_self_intersecting_and_overlapping_parcels(
     loader: Any, db: psycopg.Connection[Any], empty_spot: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -373,6 +365,7 @@ def test_warnings_need_the_flag(
 ) -> None:
     frame = stations_frame(communes[50:], 3, "W-")
     frame.loc[2, "geometry"] = frame.geometry[1]  # the same point twice: a warning
+    frame.loc[2, "commune_code"] = frame["commune_code"][1]  # (its commune goes with it: else a row error)
     path = tmp_path / "dup.geojson"
     frame.to_file(path, driver="GeoJSON")
     error = _rejected(loader, db, path)
@@ -404,7 +397,7 @@ def test_zip_slip_refused(loader: Any, db: psycopg.Connection[Any], tmp_path: Pa
         zf.writestr("../../x", "owned")
         zf.writestr("ok.geojson", '{"type": "FeatureCollection", "features": []}')
     error = _rejected(loader, db, path)
-    assert "points outside the archive" in str(error)
+    assert "ra ngoài tệp nén" in str(error) and "points outside the archive" in error.report.text("en")
     assert not (settings.home / "work" / "x").exists() and not (settings.home / "x").exists()
     assert not any(settings.home.rglob("x"))
 
@@ -422,7 +415,7 @@ def test_zip_bomb_claim_refused(loader: Any, db: psycopg.Connection[Any], tmp_pa
     path.write_bytes(bytes(data))
     assert path.stat().st_size < 2000
     error = _rejected(loader, db, path)
-    assert "GB" in str(error) and "limit" in str(error)
+    assert "GB" in str(error) and "giới hạn" in str(error) and "limit" in error.report.text("en")
 
 
 @pytest.mark.parametrize("case", ["empty", "truncated-gpkg", "truncated-zip", "not-json", "no-features"])
@@ -432,7 +425,7 @@ def test_broken_files(
     if case == "empty":
         path = tmp_path / "empty.geojson"
         path.write_bytes(b"")
-        expected = "empty"
+        expected = "rỗng"
     elif case == "truncated-gpkg":
         full = tmp_path / "full.gpkg"
         stations_frame(communes, 50, "TR-").to_file(full, driver="GPKG")
@@ -451,7 +444,7 @@ def test_broken_files(
     else:
         path = tmp_path / "none.geojson"
         path.write_text('{"type": "FeatureCollection", "features": []}', encoding="utf-8")
-        expected = "no features"
+        expected = "không có đối tượng"
     error = _rejected(loader, db, path)
     assert expected in str(error)
 
@@ -487,7 +480,7 @@ def test_upsert_and_replace_with_rollback(
     changed = changed.iloc[:2]
     path2 = tmp_path / "b.geojson"
     changed.to_file(path2, driver="GeoJSON")
-    with pytest.raises(LoadRejected, match="errors"):
+    with pytest.raises(LoadRejected, match="lỗi"):
         loader(path2, "fire_stations")  # append: the keys exist already
     second = loader(path2, "fire_stations", mode="upsert")
     result = history.approve(db, catalog, second.load_id, by="test")
@@ -612,7 +605,7 @@ def test_vn2000_noi_bo_near_the_border(
     local = Transformer.from_crs("EPSG:4326", LOCAL_TM3, always_xy=True)
     e, n = local.transform([p.x for p in points], [p.y for p in points])
     frame = gpd.GeoDataFrame(
-        {"station_code": [f"NB-{i}" for i in range(60)], "commune_code": "11953", "name": "Đội PCCC"},
+        {"station_code": [f"NB-{i}" for i in range(60)], "name": "Đội PCCC"},  # the commune: from the geometry
         geometry=gpd.points_from_xy(e, n), crs="EPSG:9209",
     )  # fmt: skip
     path = tmp_path / "noi_bo.gpkg"
