@@ -189,7 +189,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def gis_ioc_error(request: Request, exc: GisIocError) -> JSONResponse:
         if exc.status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc)
-        return error_response(exc)
+        # Vietnamese first where the message is written in Vietnamese; English when the caller asks
+        return error_response(exc, loads_api.language(request))
 
     if origins := [o.strip() for o in settings.cors_origins.split(",") if o.strip()]:
         app.add_middleware(
@@ -199,10 +200,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Prefer"],
         )
 
-    def error_response(exc: GisIocError) -> JSONResponse:
+    def error_response(exc: GisIocError, lang: str = "en") -> JSONResponse:
         if exc.status >= 500:
             log.error("%s", exc)
-        response = problem(exc.status, exc.title, str(exc), **({"code": exc.code} if exc.code else {}))
+        response = problem(exc.status, exc.title, exc.text(lang), **({"code": exc.code} if exc.code else {}))
         if isinstance(exc, auth_api.TooManyRequests):
             response.headers["Retry-After"] = str(exc.retry_after)
         if exc.status == 401:

@@ -39,7 +39,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except GisIocError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            console.print(f"[bold red]error:[/] {exc.text('vi')}", highlight=False)  # Vietnamese where written
             sys.exit(1)
 
 

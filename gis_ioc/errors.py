@@ -10,11 +10,19 @@ class GisIocError(Exception):
     status = 500
     title = "Internal error"
     code: str | None = None
+    #: The message in Vietnamese, where one is written: shown first to Vietnamese readers (``text``).
+    vi: str | None = None
 
-    def __init__(self, *args: object, code: str | None = None) -> None:
+    def __init__(self, *args: object, code: str | None = None, vi: str | None = None) -> None:
         super().__init__(*args)
         if code is not None:
             self.code = code
+        if vi is not None:
+            self.vi = vi
+
+    def text(self, lang: str = "en") -> str:
+        """The message in ``lang`` (``vi``: the Vietnamese one where written, else the English one)."""
+        return self.vi if lang == "vi" and self.vi else str(self)
 
 
 class ConfigError(GisIocError):

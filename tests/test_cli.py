@@ -15,7 +15,7 @@ from pygeoapi.config import validate_config
 
 from gis_ioc.cli import main
 from gis_ioc.demo import DemoResult
-from gis_ioc.settings import Settings
+from gis_ioc.settings import PROJECT_ROOT, Settings
 
 GIS_IOC = Path(sys.executable).parent / "gis-ioc"
 
@@ -68,7 +68,9 @@ def test_config_render_writes_a_valid_private_file(settings: Settings, loaded: D
 def test_catalog_commands() -> None:
     runner = CliRunner()
     result = runner.invoke(main, ["catalog", "validate"])
-    assert result.exit_code == 0 and "18 layers, 18 styles, 23 indicators" in result.output
+    indicators = len(yaml.safe_load((PROJECT_ROOT / "config" / "indicators.yaml").read_text())["indicators"])
+    assert indicators >= 27  # the catalog's, sensors and citizen reports included
+    assert result.exit_code == 0 and f"18 layers, 18 styles, {indicators} indicators" in result.output
     listing = runner.invoke(main, ["catalog", "list"])
     assert "land_parcels" in listing.output and "Sở Nông nghiệp và Môi trường" in listing.output
 
@@ -117,3 +119,13 @@ def test_scenario_commands(settings: Settings, loaded: DemoResult, tmp_path: Pat
     assert table.returncode == 0 and "zone" in table.stdout and "shelters: capacity" in table.stdout
     bad = _run(settings, "scenario", "emergency", "--incident", "fire", "--at", "106.05,20.65", "--rings", "900,300")
     assert bad.returncode == 1 and "rings must ascend" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_loader_refusals_are_vietnamese_first(settings: Settings, loaded: DemoResult) -> None:
+    """Issue 16: a refused command says what is wrong in Vietnamese; `--lang en` in English; one line."""
+    file = str(PROJECT_ROOT / "boundaries" / "hung_yen_2025_province.geojson")
+    vi = _run(settings, "load", "vector", file, "--layer", "nope")
+    said = vi.stdout + vi.stderr
+    assert vi.returncode == 1 and "không có lớp 'nope'" in said and "Traceback" not in said
+    en = _run(settings, "load", "vector", file, "--layer", "nope", "--lang", "en")
+    assert en.returncode == 1 and "unknown layer 'nope'" in en.stdout + en.stderr

@@ -49,7 +49,9 @@ def _save_upload(upload: UploadFile, settings: Settings, folder: Path) -> Path:
     suffix = Path(name).suffix.lower()
     if suffix not in FORMATS:
         raise InvalidInput(
-            f"file {name!r}: unknown format {suffix or '(no extension)'}; accepted: {', '.join(FORMATS)}"
+            f"file {name!r}: unknown format {suffix or '(no extension)'}; accepted: {', '.join(FORMATS)}",
+            vi=f"tệp {name!r}: định dạng {suffix or '(không có phần mở rộng)'} không đọc được; "
+            f"các định dạng nhận: {', '.join(FORMATS)}",
         )
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"upload{suffix}"
@@ -60,7 +62,8 @@ def _save_upload(upload: UploadFile, settings: Settings, folder: Path) -> Path:
             size += len(chunk)
             if size > limit:
                 raise InvalidInput(
-                    f"file {name!r} is larger than {settings.load_max_upload_mb} MB (GIS_IOC_LOAD_MAX_UPLOAD_MB)"
+                    f"file {name!r} is larger than {settings.load_max_upload_mb} MB (GIS_IOC_LOAD_MAX_UPLOAD_MB)",
+                    vi=f"tệp {name!r} lớn hơn {settings.load_max_upload_mb} MB cho phép",
                 )
             out.write(chunk)
     return target
@@ -71,7 +74,11 @@ def _mapping(pairs: list[str], name: str = "map") -> dict[str, str]:
     for pair in pairs:
         src, sep, dst = pair.partition("=")
         if not sep or not src or not dst:
-            raise InvalidInput(f"{name} {pair!r}: write {'SOURCE_COLUMN=FIELD' if name == 'map' else 'FIELD=VALUE'}")
+            form = "SOURCE_COLUMN=FIELD" if name == "map" else "FIELD=VALUE"
+            raise InvalidInput(
+                f"{name} {pair!r}: write {form}",
+                vi=f"{name} {pair!r}: viết {'CỘT_TRONG_TỆP=TRƯỜNG' if name == 'map' else 'TRƯỜNG=GIÁ_TRỊ'}",
+            )
         out[src] = dst
     return out
 
@@ -82,7 +89,10 @@ def _date(value: str | None) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise InvalidInput(f"source_date {value!r} is not a date (YYYY-MM-DD)") from None
+        raise InvalidInput(
+            f"source_date {value!r} is not a date (YYYY-MM-DD)",
+            vi=f"source_date {value!r} không phải là ngày (NĂM-THÁNG-NGÀY, ví dụ 2026-12-02)",
+        ) from None
 
 
 def language(request: Request) -> str:
@@ -164,12 +174,20 @@ async def upload(
     guard.require(request, "load")
     viewer = guard.viewer(request)
     if file is None or not file.filename:
-        raise InvalidInput("no file: send the data as the multipart field 'file'")
+        raise InvalidInput(
+            "no file: send the data as the multipart field 'file'", vi="chưa có tệp: gửi dữ liệu trong trường 'file'"
+        )
     if not layer:
-        raise InvalidInput("no layer: send the layer id as the form field 'layer' (see /ogc/collections)")
+        raise InvalidInput(
+            "no layer: send the layer id as the form field 'layer' (see /ogc/collections)",
+            vi="chưa chọn lớp: gửi mã lớp trong trường 'layer' (xem /ogc/collections)",
+        )
     _loadable(request, viewer, layer)
     if mode not in MODES:
-        raise InvalidInput(f"mode {mode!r}: use one of {', '.join(MODES)}")
+        raise InvalidInput(
+            f"mode {mode!r}: use one of {', '.join(MODES)}",
+            vi=f"chế độ {mode!r} không có; dùng một trong: {', '.join(MODES)}",
+        )
     options = LoadOptions(
         layer_id=layer,
         crs=crs or None,
@@ -319,6 +337,10 @@ def _writing(request: Request, viewer: Viewer) -> Iterator[psycopg.Connection[An
     with scope.transaction(request.app.state.pool, viewer, request.app.state.catalog, "write") as conn:
         conn.execute(f"SET LOCAL statement_timeout = '{WRITE_STATEMENT_TIMEOUT}'")
         yield conn
+    versions = getattr(request.app.state, "versions", None)
+    if versions is not None:  # this process's caches see the change at once, not a notification later
+        with request.app.state.pool.connection(timeout=10) as conn:
+            versions.catch_up(conn)
 
 
 def _audit_hook(request: Request, viewer: Viewer, action: str, load_id: int) -> history.Audit:

@@ -83,6 +83,12 @@ class DataVersions:
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
 
+    def catch_up(self, conn: psycopg.Connection[Any]) -> None:
+        """Read the versions now (after this process's own write): its next answers do not wait the few
+        milliseconds the notification takes. Nothing while the listener is down (no cache is used then)."""
+        if self._live:
+            self._refresh(conn)
+
     # ------------------------------------------------------------------ running
     def start(self) -> None:
         if self._thread is None:

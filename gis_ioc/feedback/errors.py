@@ -19,7 +19,10 @@ class FeedbackError(GisIocError):
             self.status = status
 
     def message(self, lang: str) -> str:
-        return self.en if lang == "en" else self.vi
+        return self.en if lang == "en" else (self.vi or self.en)
+
+    def text(self, lang: str = "en") -> str:
+        return self.message(lang)
 
 
 class NotFoundReport(FeedbackError):

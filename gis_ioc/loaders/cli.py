@@ -15,6 +15,7 @@ from rich.table import Table
 
 from gis_ioc.clikit import catalog_of, console, progress_bar, settings_of
 from gis_ioc.database.connection import connect
+from gis_ioc.errors import GisIocError
 
 if TYPE_CHECKING:
     import psycopg
@@ -189,6 +190,10 @@ def load_vector_cmd(
         else:
             print_report(exc.report, console, lang)
         exc.args = (exc.report.text(lang),)  # the one-line refusal, in the report's language
+        raise
+    except GisIocError as exc:
+        if lang == "en":
+            exc.vi = None  # the message in English, as asked
         raise
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2, default=str))

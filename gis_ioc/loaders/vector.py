@@ -184,10 +184,16 @@ def _map_columns(
     out: dict[str, str] = {}
     for src, dst in mapping.items():
         if src not in columns:
-            raise InvalidInput(f"--map {src}={dst}: the file has no column {src!r}; it has {', '.join(columns)}")
+            raise InvalidInput(
+                f"--map {src}={dst}: the file has no column {src!r}; it has {', '.join(columns)}",
+                vi=f"--map {src}={dst}: tệp không có cột {src!r}; các cột của tệp: {', '.join(columns)}",
+            )
         if layer.field(dst) is None:
             names = ", ".join(f.name for f in layer.fields)
-            raise InvalidInput(f"--map {src}={dst}: layer {layer.id} has no field {dst!r}; its fields: {names}")
+            raise InvalidInput(
+                f"--map {src}={dst}: layer {layer.id} has no field {dst!r}; its fields: {names}",
+                vi=f"--map {src}={dst}: lớp {layer.id} không có trường {dst!r}; các trường của lớp: {names}",
+            )
         out[dst] = src
     by_lower = {c.lower(): c for c in columns}
     for fld in layer.fields:
@@ -284,16 +290,29 @@ def load_vector(
     """Load one file into one layer; returns the report, or raises :class:`LoadRejected` with it.
     ``audit`` is called in the load's transaction after the merge (not for a dry run)."""
     if options.layer_id not in catalog.layers:
-        raise InvalidInput(f"unknown layer {options.layer_id!r}; known: {', '.join(sorted(catalog.layers))}")
+        known = ", ".join(sorted(catalog.layers))
+        raise InvalidInput(
+            f"unknown layer {options.layer_id!r}; known: {known}",
+            vi=f"không có lớp {options.layer_id!r}; các lớp: {known}",
+        )
     layer = catalog.layers[options.layer_id]
     if layer.versioned:
         raise InvalidInput(
-            f"{layer.id} is versioned: load boundaries with `gis-ioc load boundaries FILE --valid-from DATE`"
+            f"{layer.id} is versioned: load boundaries with `gis-ioc load boundaries FILE --valid-from DATE`",
+            vi=f"{layer.id} có phiên bản theo thời gian: nạp ranh giới bằng "
+            "`gis-ioc load boundaries TỆP --valid-from NGÀY`",
         )
     if options.mode not in MODES:
-        raise InvalidInput(f"mode {options.mode!r}: use one of {', '.join(MODES)}")
+        raise InvalidInput(
+            f"mode {options.mode!r}: use one of {', '.join(MODES)}",
+            vi=f"chế độ {options.mode!r} không có; dùng một trong: {', '.join(MODES)}",
+        )
     if options.mode == "upsert" and layer.key is None:
-        raise InvalidInput(f"layer {layer.id} has no key field: upsert is not possible, use append or replace")
+        raise InvalidInput(
+            f"layer {layer.id} has no key field: upsert is not possible, use append or replace",
+            vi=f"lớp {layer.id} không có trường khóa nên không cập nhật theo khóa (upsert) được: "
+            "dùng append hoặc replace",
+        )
     if not path.exists() or not path.is_file():
         raise LoadError(f"{path}: file not found")
     step = progress or (lambda stage, done, total: None)
@@ -355,7 +374,10 @@ def _check_and_write(
                 report.notes.append("TCVN3 (ABC) has no capitals with tone marks: such letters come out lowercase")
     for name, value in options.constants.items():
         if layer.field(name) is None:
-            raise InvalidInput(f"--set {name}={value}: layer {layer.id} has no field {name!r}")
+            raise InvalidInput(
+                f"--set {name}={value}: layer {layer.id} has no field {name!r}",
+                vi=f"--set {name}={value}: lớp {layer.id} không có trường {name!r}",
+            )
         frame[f"--set {name}"] = value
     columns = _map_columns(source, layer, options.mapping, options.constants, report)
     columns.update({name: f"--set {name}" for name in options.constants})

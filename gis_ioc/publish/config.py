@@ -23,6 +23,7 @@ from gis_ioc.database.connection import connection_params, server_conninfo
 from gis_ioc.publish import processes
 from gis_ioc.publish.extents import PROVINCE_BBOX as PROVINCE_BBOX  # re-exported: maps and the web map use it
 from gis_ioc.publish.extents import read_extent
+from gis_ioc.publish.html import BLANK_TILE, compile_locales
 from gis_ioc.query import scope
 from gis_ioc.query.viewer import Viewer
 from gis_ioc.settings import Settings
@@ -122,14 +123,13 @@ def render_config(settings: Settings, catalog: Catalog, conn: psycopg.Connection
             "mimetype": "application/json; charset=UTF-8",
             "encoding": "utf-8",
             "gzip": False,
-            "languages": ["vi", "en"],
+            "languages": ["vi", "en"],  # the first is the default: Vietnamese unless lang=en / Accept-Language
+            "locale_dir": str(compile_locales(settings.home / "locale")),  # its HTML templates' words
             "pretty_print": False,
             "limits": {"default_items": 10, "max_items": 1000},
             "manager": processes.process_manager(settings, connection_params(settings)),
-            "map": {
-                "url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
-                "attribution": "&copy; OpenStreetMap contributors",
-            },
+            # the HTML pages' Leaflet maps: no tile server (offline); the features are drawn on a blank tile
+            "map": {"url": BLANK_TILE, "attribution": ""},
         },
         "logging": {"level": settings.log_level.upper() if settings.log_level != "info" else "WARNING"},
         "metadata": {

@@ -72,6 +72,7 @@ from gis_ioc.publish.features import (
     link_header,
     restamp,
 )
+from gis_ioc.publish.html import offline_page, page_language
 from gis_ioc.publish.openapi import for_collections, self_contained
 from gis_ioc.publish.params import ITEM_PARAMS, check_unknown, parse_crs, parse_items
 from gis_ioc.publish.provider import BACKEND, Backend
@@ -132,6 +133,11 @@ def build_api(config: dict[str, Any], openapi: dict[str, Any] | None = None) -> 
 
 def _respond(headers: dict[str, str], status: int, content: Any) -> Response:
     if headers.get("Content-Type") == "text/html":
+        if isinstance(content, bytes) and "Content-Encoding" not in headers:
+            content = content.decode("utf-8")
+        if isinstance(content, str):  # offline assets, the page's language, a title naming the page
+            content = offline_page(content, headers.get("Content-Language"))
+            headers = {**headers, "Content-Language": page_language(content, headers.get("Content-Language"))}
         response: Response = HTMLResponse(content=content, status_code=status)
     else:
         response = Response(content, status_code=status)

@@ -128,24 +128,40 @@ def test_upload_approve_and_see_it_in_the_ogc_api(
 
 
 @pytest.mark.parametrize(
-    ("data", "files", "status", "text"),
+    ("data", "files", "status", "vi", "en"),
     [
-        ({"layer": "fire_stations"}, None, 400, "no file"),
-        ({}, {"file": ("a.geojson", b"{}")}, 400, "no layer"),
-        ({"layer": "nope"}, {"file": ("a.geojson", b"{}")}, 404, "no layer 'nope' to load into"),
-        ({"layer": "fire_stations", "mode": "merge"}, {"file": ("a.geojson", b"{}")}, 400, "mode"),
-        ({"layer": "fire_stations"}, {"file": ("a.exe", b"MZ")}, 400, "unknown format"),
-        ({"layer": "fire_stations"}, {"file": ("a.geojson", b"")}, 422, "rỗng"),
-        ({"layer": "fire_stations", "source_date": "hôm qua"}, {"file": ("a.geojson", b"{}")}, 400, "source_date"),
+        ({"layer": "fire_stations"}, None, 400, "chưa có tệp", "no file"),
+        ({}, {"file": ("a.geojson", b"{}")}, 400, "chưa chọn lớp", "no layer"),
+        ({"layer": "nope"}, {"file": ("a.geojson", b"{}")}, 404, "no layer 'nope' to load into", None),
+        ({"layer": "fire_stations", "mode": "merge"}, {"file": ("a.geojson", b"{}")}, 400, "chế độ 'merge'", "mode"),
+        ({"layer": "fire_stations"}, {"file": ("a.exe", b"MZ")}, 400, "không đọc được", "unknown format"),
+        ({"layer": "fire_stations"}, {"file": ("a.geojson", b"")}, 422, "rỗng", None),
+        (
+            {"layer": "fire_stations", "source_date": "hôm qua"},
+            {"file": ("a.geojson", b"{}")},
+            400,
+            "không phải là ngày",
+            "is not a date",
+        ),
     ],
 )
 def test_malformed_uploads_are_4xx_problems(
-    client: TestClient, db: psycopg.Connection[Any], data: dict[str, Any], files: Any, status: int, text: str
+    client: TestClient,
+    db: psycopg.Connection[Any],
+    data: dict[str, Any],
+    files: Any,
+    status: int,
+    vi: str,
+    en: str | None,
 ) -> None:
+    """Each refusal names the problem, in Vietnamese first and in English when asked; nothing is written."""
     before = digest(db, "layers.fire_stations")
     answer = client.post("/api/loads", data=data, files=files)
     assert answer.status_code == status, answer.text
-    assert answer.headers["content-type"] == "application/problem+json" and text in answer.json()["detail"]
+    assert answer.headers["content-type"] == "application/problem+json" and vi in answer.json()["detail"]
+    if en is not None:
+        english = client.post("/api/loads", data=data, files=files, headers={"Accept-Language": "en"})
+        assert english.status_code == status and en in english.json()["detail"]
     assert digest(db, "layers.fire_stations") == before
 
 
