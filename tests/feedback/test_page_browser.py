@@ -3,12 +3,32 @@ own address asked, no script error."""
 
 from __future__ import annotations
 
-from playwright.sync_api import Browser
+from collections.abc import Iterator
 
-from tests.conftest import ARTIFACTS
-from tests.web.conftest import PageLog
-from tests.web.conftest import base_url as base_url  # the same running server fixture
-from tests.web.conftest import browser as browser
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+from gis_ioc.demo import DemoResult
+from gis_ioc.settings import Settings
+from tests.conftest import ARTIFACTS, serve
+from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, PageLog
+
+
+@pytest.fixture(scope="module")
+def base_url(settings: Settings, loaded: DemoResult) -> Iterator[str]:
+    ARTIFACTS.mkdir(exist_ok=True)
+    with serve(settings, ARTIFACTS / "feedback-server.log") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """This module's own chromium, closed with the module: a Playwright left open would keep its event
+    loop in the main thread and refuse every later sync_playwright (the reports' PDF, tests/web)."""
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
 
 
 def test_a_report_sent_from_a_phone(base_url: str, browser: Browser) -> None:
