@@ -182,7 +182,7 @@ async def upload(
             "no layer: send the layer id as the form field 'layer' (see /ogc/collections)",
             vi="chưa chọn lớp: gửi mã lớp trong trường 'layer' (xem /ogc/collections)",
         )
-    _loadable(request, viewer, layer)
+    loadable(request, viewer, layer)
     if mode not in MODES:
         raise InvalidInput(
             f"mode {mode!r}: use one of {', '.join(MODES)}",
@@ -305,7 +305,7 @@ def _loader_or_approver(request: Request) -> Viewer:
     return viewer
 
 
-def _loadable(request: Request, viewer: Viewer, layer_id: str) -> None:
+def loadable(request: Request, viewer: Viewer, layer_id: str) -> None:
     """May the viewer load into this layer? A layer they may not read is answered as one that does not
     exist (404, naming only the layers they may load into); a readable one without the load grant is
     403. Neither answer says anything about the layer's rows."""

@@ -37,6 +37,8 @@ def column_types(layer: Layer) -> dict[str, str]:
             "load_id": "bigint",
             "approval": "text",
             "updated_at": "timestamp with time zone",
+            "sys_from": "timestamp with time zone",
+            "sys_to": "timestamp with time zone",
         }
     )
     return columns
@@ -59,12 +61,16 @@ def create_table(layer: Layer) -> list[sql.Composed]:
             sql.SQL("load_id bigint REFERENCES gis_ioc.loads (id)"),
             sql.SQL("approval text NOT NULL DEFAULT 'approved' CHECK (approval IN ('draft', 'approved', 'rejected'))"),
             sql.SQL("updated_at timestamptz NOT NULL DEFAULT now()"),
+            # system time (see gis_ioc.loaders.history): published from sys_from until sys_to
+            sql.SQL("sys_from timestamptz DEFAULT now()"),
+            sql.SQL("sys_to timestamptz"),
         ]
     )
     stmts: list[sql.Composed] = [
         sql.SQL("CREATE TABLE {} (\n    {}\n)").format(table, sql.SQL(",\n    ").join(cols)),
         sql.SQL("CREATE INDEX {} ON {} USING gist (geom)").format(sql.Identifier(f"{layer.id}_geom_idx"), table),
         sql.SQL("CREATE INDEX {} ON {} (load_id)").format(sql.Identifier(f"{layer.id}_load_idx"), table),
+        sql.SQL("CREATE INDEX {} ON {} (sys_from, sys_to)").format(sql.Identifier(f"{layer.id}_sys_idx"), table),
     ]
     if layer.key is not None:
         key_cols = [sql.Identifier(layer.key)]

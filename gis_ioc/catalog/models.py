@@ -15,7 +15,18 @@ Identifier = Annotated[str, PydanticField(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 HexColor = Annotated[str, PydanticField(pattern=r"^#[0-9a-fA-F]{6}$")]
 
 #: Columns every layer table has; a layer's own fields may not use these names.
-SYSTEM_COLUMNS = ("fid", "geom", "is_demo", "load_id", "approval", "valid_from", "valid_to", "updated_at")
+SYSTEM_COLUMNS = (
+    "fid",
+    "geom",
+    "is_demo",
+    "load_id",
+    "approval",
+    "valid_from",
+    "valid_to",
+    "updated_at",
+    "sys_from",
+    "sys_to",
+)
 
 FieldType = Literal["text", "integer", "number", "boolean", "date", "datetime"]
 GeometryType = Literal["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"]

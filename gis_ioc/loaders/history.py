@@ -6,6 +6,16 @@ service the rows it replaces (``replace``: the whole layer; ``upsert``: the same
 in ``gis_ioc.load_superseded``. Rolling a load back deletes its rows and puts the rows it replaced back.
 Each step is one transaction (a savepoint inside the caller's, when it opened one); the ``audit`` callback
 of :func:`approve` and :func:`rollback` writes the step's audit record inside that transaction.
+
+System time (issue 17): approval sets ``sys_from`` of the load's rows to the approval's time and ``sys_to``
+of the rows it retires to the same time, so each row that was ever published says when
+(``[sys_from, sys_to)``; :mod:`gis_ioc.publish.history` reads a layer as it stood at an instant). Rolling
+back puts the restored rows back in service (``sys_to`` cleared) and deletes the load's rows, so an
+undone load leaves no state in the history.
+
+An edit through the OGC API (:mod:`gis_ioc.loaders.edits`) is a draft vector load of one feature whose
+``params.edit`` names the operation and whose superseded rows are recorded when it is made; approving it
+checks that each of those rows is still the published one (else another change came first: refused).
 """
 
 from __future__ import annotations
@@ -149,11 +159,29 @@ def _approve(conn: psycopg.Connection[Any], layer: Layer, load: dict[str, Any], 
     load_id = load["id"]
     table = table_ident(layer)
     _lock_layer(conn, layer)
+    if (load.get("params") or {}).get("edit"):
+        stale = conn.execute(
+            sql.SQL(
+                """SELECT s.fid FROM gis_ioc.load_superseded s LEFT JOIN {} t ON t.fid = s.fid
+                    WHERE s.load_id = %s AND s.layer_id = %s AND t.approval IS DISTINCT FROM 'approved'
+                    ORDER BY 1"""
+            ).format(table),
+            (load_id, layer.id),
+        ).fetchall()
+        if stale:
+            fids = ", ".join(str(r[0]) for r in stale)
+            raise LoadError(
+                f"load {load_id} edits feature fid {fids} of {layer.id}, which has changed since: "
+                "make the edit again from the current version",
+                vi=f"lần nạp {load_id} sửa đối tượng fid {fids} của {layer.id}, nhưng đối tượng này đã được thay đổi "
+                "sau đó: hãy sửa lại từ phiên bản hiện hành",
+            )
     if load["mode"] == "replace":
         conn.execute(
             sql.SQL(
                 """INSERT INTO gis_ioc.load_superseded (load_id, layer_id, fid)
-                   SELECT %s, %s, fid FROM {} WHERE approval = 'approved' AND load_id IS DISTINCT FROM %s"""
+                   SELECT %s, %s, fid FROM {} WHERE approval = 'approved' AND load_id IS DISTINCT FROM %s
+                   ON CONFLICT DO NOTHING"""
             ).format(table),
             (load_id, layer.id, load_id),
         )
@@ -163,20 +191,24 @@ def _approve(conn: psycopg.Connection[Any], layer: Layer, load: dict[str, Any], 
                 """INSERT INTO gis_ioc.load_superseded (load_id, layer_id, fid)
                    SELECT %s, %s, t.fid FROM {t} t
                     WHERE t.approval = 'approved' AND t.load_id IS DISTINCT FROM %s
-                      AND t.{k} IN (SELECT n.{k} FROM {t} n WHERE n.load_id = %s)"""
+                      AND t.{k} IN (SELECT n.{k} FROM {t} n WHERE n.load_id = %s)
+                   ON CONFLICT DO NOTHING"""
             ).format(t=table, k=sql.Identifier(layer.key)),
             (load_id, layer.id, load_id, load_id),
         )
     retired = conn.execute(
         sql.SQL(
-            """UPDATE {} SET approval = 'rejected', updated_at = now()
+            """UPDATE {} SET approval = 'rejected', updated_at = now(), sys_to = coalesce(sys_to, now())
                 WHERE fid IN (SELECT fid FROM gis_ioc.load_superseded WHERE load_id = %s AND layer_id = %s)"""
         ).format(table),
         (load_id, layer.id),
     ).rowcount
     try:
         approved = conn.execute(
-            sql.SQL("UPDATE {} SET approval = 'approved', updated_at = now() WHERE load_id = %s").format(table),
+            sql.SQL(
+                "UPDATE {} SET approval = 'approved', updated_at = now(), sys_from = now(), sys_to = NULL "
+                "WHERE load_id = %s"
+            ).format(table),
             (load_id,),
         ).rowcount
     except psycopg.errors.UniqueViolation as exc:
@@ -219,7 +251,7 @@ def rollback(
         try:
             restored = conn.execute(
                 sql.SQL(
-                    """UPDATE {} SET approval = 'approved', updated_at = now()
+                    """UPDATE {} SET approval = 'approved', updated_at = now(), sys_to = NULL
                         WHERE fid IN (SELECT fid FROM gis_ioc.load_superseded WHERE load_id = %s AND layer_id = %s)
                           AND approval = 'rejected'"""
                 ).format(table),

@@ -45,8 +45,9 @@ TRS = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
 @dataclass(frozen=True)
 class Extent:
     bbox: list[float]
-    #: First and last instant of the layer's time field (None: no time field, or no rows).
-    temporal: tuple[datetime, datetime] | None
+    #: First and last instant of the layer's time field, or, for a layer without one nor versions, of its
+    #: history (the end None while features are published: an open interval); None: no time, or no rows.
+    temporal: tuple[datetime, datetime | None] | None
     #: The lowest zoom whose tiles can hold a feature (polygons: the largest one covers a pixel).
     data_min_zoom: int
     empty: bool
@@ -87,8 +88,14 @@ def extent_statement(layer: Layer) -> tuple[sql.Composed, dict[str, Any]]:
     polygons = "Polygon" in layer.geometry
     largest = sql.SQL("max(ST_Area(t.geom::box2d::geometry))" if polygons else "NULL::float8")
     times: sql.Composable = sql.SQL("NULL, NULL")
-    if layer.temporal:
+    if layer.temporal:  # the layer's own time field
         times = sql.SQL("min({0}), max({0})").format(sql.Identifier("t", layer.temporal))
+    elif not layer.versioned:  # its history: from the first publication, open while anything is published
+        times = sql.SQL(
+            "(SELECT min(h.sys_from) FROM {0} h WHERE h.approval <> 'draft'), "
+            "(SELECT CASE WHEN bool_or(h.approval = 'approved') THEN NULL ELSE max(h.sys_to) END "
+            "FROM {0} h WHERE h.approval <> 'draft')"
+        ).format(sql.Identifier(SCHEMA, layer.table))
     query = sql.SQL(
         "SELECT ST_XMin(s.e), ST_YMin(s.e), ST_XMax(s.e), ST_YMax(s.e), s.largest, s.t0, s.t1, "
         "(SELECT version FROM gis_ioc.data_versions WHERE layer_table = {table_name}) FROM ("
@@ -110,7 +117,7 @@ def read_extent(conn: psycopg.Connection[Any], layer: Layer) -> Extent:
     assert row is not None
     empty = row[0] is None
     bbox = PROVINCE_BBOX if empty else [round(float(v), 6) for v in row[:4]]
-    temporal = (_as_datetime(row[5]), _as_datetime(row[6])) if row[5] is not None else None
+    temporal = (_as_datetime(row[5]), _as_datetime(row[6]) if row[6] is not None else None) if row[5] else None
     zoom = 0 if "Polygon" not in layer.geometry else min_zoom_for(row[4])
     return Extent(bbox, temporal, zoom, empty, int(row[7]) if row[7] is not None else None, time.monotonic())
 

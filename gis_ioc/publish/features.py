@@ -104,7 +104,11 @@ def where_sql(query: ItemsQuery, params: Params) -> sql.Composed:
             extra.append(sql.SQL("t.valid_from <= {}::date").format(params.add(end)))
         if begin is not None:
             extra.append(sql.SQL("t.valid_to IS NULL OR t.valid_to > {}::date").format(params.add(begin)))
-    elif query.interval is not None and layer.temporal is not None:
+    if query.bbox is not None:
+        envelope = sql.SQL("ST_MakeEnvelope({}, {}, {}, {}, 4326)")
+        extra.append(sql.SQL("t.geom && {}").format(envelope.format(*(params.add(v) for v in query.bbox))))
+        extra.append(sql.SQL("ST_Intersects(t.geom, {})").format(envelope.format(*(params.add(v) for v in query.bbox))))
+    elif query.interval is not None and layer.temporal is not None:  # the layer's own time field
         column = sql.Identifier("t", layer.temporal)
         field = layer.field(layer.temporal)
         # a date matches when its day (UTC) meets the interval
@@ -114,15 +118,34 @@ def where_sql(query: ItemsQuery, params: Params) -> sql.Composed:
             extra.append(sql.SQL("{} >= {}{}").format(column, params.add(begin), cast))
         if end is not None:
             extra.append(sql.SQL("{} <= {}{}").format(column, params.add(end), cast))
-    if query.bbox is not None:
-        envelope = sql.SQL("ST_MakeEnvelope({}, {}, {}, {}, 4326)")
-        extra.append(sql.SQL("t.geom && {}").format(envelope.format(*(params.add(v) for v in query.bbox))))
-        extra.append(sql.SQL("ST_Intersects(t.geom, {})").format(envelope.format(*(params.add(v) for v in query.bbox))))
     for name, value in query.equals.items():
         extra.append(sql.SQL("{} = {}").format(sql.Identifier("t", name), params.add(value)))
     current = not (layer.versioned and query.interval is not None)
     return rows.where(
         query.viewer, layer, params, filter=query.filter, filter_crs=query.filter_crs, extra=extra, current=current
+    )
+
+
+def source_sql(query: ItemsQuery, params: Params) -> sql.Composable:
+    """What the rows are read from: the layer's table; with ``datetime`` on a layer without versions and
+    without a time field of its own (``temporal`` in its layer file), the states of its features that
+    were published during the interval (``[sys_from, sys_to)`` meets it: an instant gives the layer as it
+    stood then), presented as published rows so that the read path's
+    WHERE (:func:`where_sql`: a commune officer's communes, the user's filter) applies to them as it does
+    to the current rows; row-level security applies to the table underneath as always. Only the columns
+    the viewer may read are selected."""
+    table = sql.Identifier(SCHEMA, query.layer.table)
+    if query.interval is None or query.layer.versioned or query.layer.temporal is not None:
+        return table
+    begin, end = query.interval
+    names = ["fid", *(f.name for f in query.layer.fields), "geom", "load_id", "updated_at", "sys_from", "sys_to"]
+    alive: list[sql.Composable] = [sql.SQL("h.approval <> 'draft'"), sql.SQL("h.sys_from IS NOT NULL")]
+    if end is not None:
+        alive.append(sql.SQL("h.sys_from <= {}").format(params.add(end)))
+    if begin is not None:
+        alive.append(sql.SQL("(h.sys_to IS NULL OR h.sys_to > {})").format(params.add(begin)))
+    return sql.SQL("(SELECT {}, 'approved'::text AS approval FROM {} h WHERE {})").format(
+        sql.SQL(", ").join(sql.Identifier("h", n) for n in names), table, sql.SQL(" AND ").join(alive)
     )
 
 
@@ -138,7 +161,7 @@ def order_sql(query: ItemsQuery) -> sql.Composed:
 def fetch_page(conn: psycopg.Connection[Any], query: ItemsQuery) -> FeaturePage:
     params = Params()
     where = where_sql(query, params)
-    table = sql.Identifier(SCHEMA, query.layer.table)
+    table = source_sql(query, params)
     matched: int | None = None
     if query.hits:
         row = conn.execute(sql.SQL("SELECT count(*) FROM {} t WHERE {}").format(table, where), params.values).fetchone()
@@ -186,7 +209,8 @@ def fetch_feature(
 
 
 def feature_statement(viewer: Viewer, layer: Layer, fid: int, crs: PublishedCrs) -> tuple[bytes, dict[str, Any]]:
-    """The SELECT of :func:`fetch_feature` and its values. The SQL text depends only on the layer, the
+    """The SELECT of :func:`fetch_feature` (the feature, and its row's ``updated_at``: its version) and its
+    values. The SQL text depends only on the layer, the
     viewer's class for it (:meth:`Viewer.view_class`: same rows, same fields) and the CRS, so it is
     composed once per such triple; only the feature id changes between requests."""
     text, values = _feature_template(viewer, layer, crs)
@@ -205,7 +229,7 @@ def _feature_template(viewer: Viewer, layer: Layer, crs: PublishedCrs) -> tuple[
         params = Params()
         fid = params.add(0)
         assert fid.as_string(None) == f"%({_FID})s"
-        statement = sql.SQL("SELECT {}::text FROM {} t WHERE t.fid = {} AND {}").format(
+        statement = sql.SQL("SELECT {}::text, t.updated_at FROM {} t WHERE t.fid = {} AND {}").format(
             feature_sql(viewer.sees(layer), crs, None, False),
             sql.Identifier(SCHEMA, layer.table),
             fid,

@@ -14,6 +14,12 @@ bound to the viewer (:mod:`gis_ioc.query.scope`), and their fields as the viewer
 depend on who asks are ``Cache-Control: private`` and ``Vary`` on the credentials. Links are built from
 ``GIS_IOC_PUBLIC_URL``, or from the Host the client used when it is one of the allowed hosts, never from
 any other Host. While PostGIS is unreachable every door answers 503 with ``Retry-After``.
+
+Features are also written (OGC API Features Part 4, :mod:`gis_ioc.publish.edits`): a GeoJSON feature
+POSTed to items, PUT/PATCH/DELETE of a single feature, each a draft change set for an approver; a single
+feature answers with its version as a strong ``ETag``. ``datetime`` on any collection reads its history
+(the features as they stood then) and ``items/{id}/history`` lists a feature's states
+(:mod:`gis_ioc.publish.history`).
 """
 
 from __future__ import annotations
@@ -57,8 +63,9 @@ from gis_ioc.database.connection import translate_errors
 from gis_ioc.database.versions import DataVersions, VersionedCache
 from gis_ioc.errors import DatabaseUnavailable, GisIocError, InvalidInput, NotFound
 from gis_ioc.http import problem
+from gis_ioc.loaders.edits import version_tag
 from gis_ioc.maps.mapstyle import SOURCE_MAXZOOM, style_layers
-from gis_ioc.publish import styles
+from gis_ioc.publish import edits, styles
 from gis_ioc.publish.cql import parse_filter
 from gis_ioc.publish.extents import Extents
 from gis_ioc.publish.features import (
@@ -72,6 +79,7 @@ from gis_ioc.publish.features import (
     link_header,
     restamp,
 )
+from gis_ioc.publish.history import feature_history
 from gis_ioc.publish.html import offline_page, page_language
 from gis_ioc.publish.openapi import for_collections, self_contained
 from gis_ioc.publish.params import ITEM_PARAMS, check_unknown, parse_crs, parse_items
@@ -118,7 +126,12 @@ EXTRA_CONFORMANCE = [
     f"{_SPEC}ogcapi-tiles-1/1.0/conf/oas30",
     f"{_SPEC}tms/2.0/conf/json-tilematrixset",
 ]
-WITHDRAWN_CONFORMANCE = {f"{_SPEC}ogcapi-features-4/1.0/conf/create-replace-delete"}
+EXTRA_CONFORMANCE += [  # OGC API Features Part 4 (gis_ioc.publish.edits): edits as draft change sets
+    f"{_SPEC}ogcapi-features-4/1.0/conf/create-replace-delete",
+    f"{_SPEC}ogcapi-features-4/1.0/conf/update",
+    f"{_SPEC}ogcapi-features-4/1.0/conf/features",
+]
+WITHDRAWN_CONFORMANCE: set[str] = set()
 TILESETS_REL = "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"
 STYLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/styles"
 
@@ -537,21 +550,53 @@ class FeaturesApi:
             },
         ]
 
-        def render(text: str | None) -> bytes | None:
-            if text is None:
+        def render(found: tuple[str, str] | None) -> bytes | None:
+            """The ETag's line, then the feature (kept together in the cache)."""
+            if found is None:
                 return None
-            return (text[:-1] + ', "links": ' + _json(links) + "}").encode()
+            text, tag = found
+            return (tag + "\n" + text[:-1] + ', "links": ' + _json(links) + "}").encode()
 
-        def fetch() -> tuple[str | None, int | None]:
+        def fetch() -> tuple[tuple[str, str] | None, int | None]:
             found, made_from = self._at_once(
                 viewer, [feature_statement(viewer, layer, fid, crs), self._version_statement(layer)]
             )
-            return (str(found[0][0]) if found else None), (int(made_from[0][0]) if made_from else None)
+            feature = (str(found[0][0]), version_tag(fid, found[0][1])) if found else None
+            return feature, (int(made_from[0][0]) if made_from else None)
 
-        body = await self._cached(self.answers, layer, self._answer_key(request, viewer, layer), fetch, render)
-        if body is None:
+        kept = await self._cached(self.answers, layer, self._answer_key(request, viewer, layer), fetch, render)
+        if kept is None:
             raise NotFound(f"no feature {raw} in {layer.id}")
-        return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{crs.uri}>", "Link": link_header(links)})
+        tag, _, body = kept.partition(b"\n")
+        headers = {"Content-Crs": f"<{crs.uri}>", "Link": link_header(links), "ETag": tag.decode()}
+        return Response(body, media_type=GEOJSON, headers=headers)
+
+    async def item_history(self, request: Request) -> Response:
+        """Every published state of a feature (:mod:`gis_ioc.publish.history`), oldest first."""
+        viewer, layer = self.layer(request)
+        params = dict(request.query_params)
+        check_unknown(params, ITEM_PARAMS)
+        crs = parse_crs(params, "crs")
+        raw = request.path_params["item_id"]
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+            raise NotFound(f"no feature {raw!r} in {layer.id}")
+        found = await run_in_threadpool(
+            self._run, viewer, lambda conn: feature_history(conn, viewer, layer, int(raw), crs)
+        )
+        if found is None:
+            raise NotFound(f"no feature {raw} in {layer.id}")
+        base = self._url(request, {}).rsplit("/history", 1)[0]
+        links = [
+            {
+                "rel": "self",
+                "type": "application/geo+json",
+                "title": "This feature's history",
+                "href": self._url(request),
+            },
+            {"rel": "about", "type": "application/geo+json", "title": "This feature", "href": base},
+        ]
+        body = found[:-1] + ', "links": ' + _json(links) + "}"
+        return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{crs.uri}>"})
 
     def _collection_base(self, request: Request) -> str:
         url = self._url(request, {})
@@ -807,6 +852,7 @@ def _collection_routes(pygeoapi: PygeoapiDoor, features: FeaturesApi) -> list[Ro
     """The collections and everything under them (each answer private when it depends on who asks)."""
     items = _either(features.items, pygeoapi(itemtypes_api.get_collection_items, "collection_id", validate=False))
     item = _either(features.item, pygeoapi(itemtypes_api.get_collection_item, "collection_id", "item_id"))
+    items, item = edits.writable(features, items, item)
     queryables = _either(features.queryables, pygeoapi(itemtypes_api.get_collection_queryables, "collection_id"))
     describe = pygeoapi(core_api.describe_collections)
     describe_one = pygeoapi(core_api.describe_collections, "collection_id")
@@ -823,7 +869,8 @@ def _collection_routes(pygeoapi: PygeoapiDoor, features: FeaturesApi) -> list[Ro
         (f"{base}/styles/{{style_id}}", _guard(features.style), ["GET"]),
         (f"{base}/schema", _guard(pygeoapi(core_api.get_collection_schema, "collection_id")), ["GET"]),
         (f"{base}/items", items, ["GET", "POST"]),
-        (f"{base}/items/{{item_id}}", item, ["GET"]),
+        (f"{base}/items/{{item_id}}", item, ["GET", "PUT", "PATCH", "DELETE"]),
+        (f"{base}/items/{{item_id}}/history", _guard(features.item_history), ["GET"]),
     ]
     return [Route(path, per_viewer(handler, features.catalog), methods=methods) for path, handler, methods in handlers]
 
@@ -875,4 +922,6 @@ def create_ogc_app(
     app.router.redirect_slashes = False
     app.state.pygeoapi = apis.default
     app.state.features = features
+    app.state.pool = pool  # the audit of refusals (gis_ioc.api.guard) and the loads' access rule
+    app.state.catalog = catalog
     return app

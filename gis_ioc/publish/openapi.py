@@ -51,8 +51,11 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "style": "form",
             "explode": False,
             "description": (
-                "RFC 3339 instant or interval (a/b, ../b, a/..). Accepted on every collection: on one without "
-                "time (no temporal extent) it selects every feature; a malformed value is a 400"
+                "RFC 3339 instant or interval (a/b, ../b, a/..) against the collection's time (its temporal "
+                "extent): a layer whose queryables name a primary-instant field is filtered on that field; "
+                "versioned boundary layers answer with the versions valid then; every other layer answers "
+                "from its history, the features as they stood at that instant (every state published during "
+                "an interval). A malformed value is a 400"
             ),
             "schema": {"type": "string"},
         },
@@ -192,8 +195,114 @@ def self_contained(doc: dict[str, Any], collections: list[str]) -> dict[str, Any
     out.setdefault("paths", {}).update(_tile_paths(collections))
     _shared_limit(out)
     _items_parameters(out, collections)
+    _edit_operations(out, collections)
     _as_served(out)
     return out
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return _json_response(description, {"type": "object"}, "application/problem+json")
+
+
+def _not_found() -> dict[str, Any]:
+    """gis_ioc's 404 (problem+json), or the router's plain JSON one for an address no route matches."""
+    answer = _problem("No such collection or feature")
+    answer["content"]["application/json"] = {"schema": {"type": "object"}}
+    return answer
+
+
+def _edit_operations(doc: dict[str, Any], collections: list[str]) -> None:
+    """OGC API Features Part 4 (create, replace, update, delete as draft change sets; gis_ioc.publish.edits)
+    and each feature's history."""
+    feature = {"$ref": "#/components/schemas/EditedFeature"}
+    doc["components"].setdefault("schemas", {})["EditedFeature"] = {
+        "type": "object",
+        "description": "A GeoJSON Feature (CRS84 unless Content-Crs names a projected CRS the collection offers)",
+        "required": ["type", "geometry"],
+        "properties": {"type": {"enum": ["Feature"]}, "geometry": {"type": "object"}, "properties": {"type": "object"}},
+    }
+    change = _json_response(
+        "The draft change set (changeSet: the load to approve with POST /api/loads/{id}/approve)", {"type": "object"}
+    )
+    if_match = {
+        "name": "If-Match",
+        "in": "header",
+        "required": True,
+        "description": "The ETag of the feature as read (412 when it has changed since; 428 when missing)",
+        "schema": {"type": "string"},
+    }
+    content_crs = {"name": "Content-Crs", "in": "header", "required": False, "schema": {"type": "string"}}
+    refusals = {
+        "400": _problem("The edit breaks a quality gate (named, with the loader's report); nothing written"),
+        "401": _problem("Not logged in"),
+        "403": _problem("Not allowed to load into this layer"),
+        "404": _not_found(),
+    }
+    for cid in collections:
+        items = doc["paths"].get(f"/collections/{cid}/items")
+        one = doc["paths"].get(f"/collections/{cid}/items/{{featureId}}")
+        if items is None or one is None:
+            continue
+        tags = items.get("get", {}).get("tags", [cid])
+        fid = {"$ref": "#/parameters/featureId"}
+        for p in one.get("get", {}).get("parameters", []):
+            if isinstance(p, dict) and (p.get("name") == "featureId" or "featureId" in p.get("$ref", "")):
+                fid = p
+        post = items.setdefault(
+            "post",
+            {"operationId": f"create{cid}Feature", "tags": tags, "responses": {}, "requestBody": {"content": {}}},
+        )  # pygeoapi's: a cql2-json filter in the body; a GeoJSON feature creates (the media type tells)
+        post["summary"] = f"Features of {cid} by a cql2-json filter, or create one (a draft change set)"
+        post.setdefault("requestBody", {}).setdefault("content", {})["application/geo+json"] = {"schema": feature}
+        post.setdefault("parameters", []).append(content_crs)
+        post.setdefault("responses", {}).update({"201": change, **refusals})
+        for method, verb, media in (("put", "Replace", "application/geo+json"), ("patch", "Update", None)):
+            one[method] = {
+                "summary": f"{verb} a feature of {cid} (a draft change set)"
+                + (" by a JSON merge patch of geometry and properties" if media is None else ""),
+                "operationId": f"{method}{cid}Feature",
+                "tags": tags,
+                "parameters": [fid, if_match, content_crs],
+                "requestBody": {
+                    "required": True,
+                    "content": {media or "application/merge-patch+json": {"schema": feature if media else {}}},
+                },
+                "responses": {
+                    "200": change,
+                    **refusals,
+                    "412": _problem("Stale If-Match"),
+                    "428": _problem("If-Match missing"),
+                },
+            }
+        one["delete"] = {
+            "summary": f"Delete a feature of {cid} (a draft change set)",
+            "operationId": f"delete{cid}Feature",
+            "tags": tags,
+            "parameters": [fid, if_match],
+            "responses": {
+                "200": change,
+                **refusals,
+                "412": _problem("Stale If-Match"),
+                "428": _problem("If-Match missing"),
+            },
+        }
+        doc["paths"][f"/collections/{cid}/items/{{featureId}}/history"] = {
+            "get": {
+                "summary": f"Every published state of a feature of {cid}, with valid from/to, approver and change set",
+                "operationId": f"history{cid}Feature",
+                "tags": tags,
+                "parameters": [fid],
+                "responses": {
+                    "200": _json_response(
+                        "The feature's states, oldest first (a FeatureCollection)",
+                        {"type": "object"},
+                        "application/geo+json",
+                    ),
+                    "400": _problem("A malformed parameter"),
+                    "404": _not_found(),
+                },
+            }
+        }
 
 
 #: The media types each kind of answer comes in besides the one the component declares: pygeoapi renders

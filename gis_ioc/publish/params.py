@@ -194,10 +194,12 @@ def parse_items(viewer: Viewer, layer: Layer, params: Mapping[str, str]) -> Item
     if "bbox" in params:
         query.bbox = parse_bbox(params["bbox"], parse_crs(params, "bbox-crs"))
     if "datetime" in params:
-        # checked on every collection; on one without time it leaves every feature in (OGC API Features
-        # Part 1: features without temporal information match any datetime)
+        # on every collection, against its one declared time: the time field its layer file names
+        # (planning_zones: approval_date, its queryables' primary-instant), a versioned boundary layer's
+        # validity dates, and for every other layer its history: the features as they stood at that
+        # instant, or every state alive during the interval (issue 17)
         interval = parse_datetime(params["datetime"])
-        if interval != (None, None) and (layer.temporal or layer.versioned):
+        if interval != (None, None):
             query.interval = interval
     if "properties" in params:
         names = [p.strip() for p in params["properties"].split(",") if p.strip()]
