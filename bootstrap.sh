@@ -12,8 +12,9 @@ ROOT=$(pwd)
 VENV=${GIS_IOC_VENV:-$ROOT/.venv}
 # python3-qgis: Debian's QGIS (3.22) for the tests that drive the real desktop client headless (PyQGIS).
 # fonts-liberation: Liberation Serif, metric-compatible with Times New Roman, for the state-format PDFs.
+# mosquitto: the MQTT broker that gis-ioc runs itself (gis-ioc broker start), like the embedded PostGIS.
 DEBIAN_PACKAGES=(postgresql-15-postgis-3 postgresql-15-postgis-3-scripts gdal-bin
-                 chromium poppler-utils fonts-dejavu-core fonts-liberation python3-qgis)
+                 chromium poppler-utils fonts-dejavu-core fonts-liberation python3-qgis mosquitto)
 
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -78,6 +79,7 @@ case "$cmd" in
     serve)
         setup
         "$VENV/bin/gis-ioc" setup
+        "$VENV/bin/gis-ioc" broker start  # the sensors' MQTT broker (already running: its files are reloaded)
         exec "$VENV/bin/gis-ioc" serve "$@"
         ;;
     test)

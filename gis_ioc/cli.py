@@ -22,6 +22,7 @@ from gis_ioc.clikit import catalog_of, console, settings_of
 from gis_ioc.database import migrations
 from gis_ioc.database.connection import cluster_for, connect, describe, ensure_database, translate_errors
 from gis_ioc.errors import GisIocError
+from gis_ioc.iot.cli import broker_group, ingest_command, iot_group
 from gis_ioc.loaders.cli import load as load_commands
 from gis_ioc.maps.cli import export_group, map_command, report_command
 from gis_ioc.publish import qgis
@@ -630,16 +631,24 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
         f"{'s' if count > 1 else ''}  (OGC API: {settings.base_url}{settings.ogc_path}/collections, "
         f"health: {settings.base_url}/api/health)"
     )
-    uvicorn.run(
-        "gis_ioc.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=count,
-        log_level=settings.log_level,
-        proxy_headers=True,
-        timeout_graceful_shutdown=30,
-    )
+    # the sensors' ingester runs beside the server, started again whenever it ends; without a broker it
+    # waits and retries (GIS_IOC_HOME/log/ingest.log)
+    from gis_ioc.iot.ingest import Supervisor
+
+    ingester = Supervisor(settings).start()
+    try:
+        uvicorn.run(
+            "gis_ioc.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=count,
+            log_level=settings.log_level,
+            proxy_headers=True,
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        ingester.stop()
 
 
 def server_workers(settings: Settings) -> int:
@@ -742,3 +751,8 @@ main.add_command(account)
 main.add_command(audit_group, name="audit")
 main.add_command(backup_command)
 main.add_command(restore_command)
+
+# -- sensors: gis_ioc/iot/cli.py -------------------------------------------------------------------
+main.add_command(broker_group)
+main.add_command(ingest_command)
+main.add_command(iot_group)

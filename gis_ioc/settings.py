@@ -165,6 +165,32 @@ class Settings(BaseSettings):
         description="Memory of each server process for GeoJSON answers (items pages, features) of GET requests "
         "(0: none); entries follow the layer's data version and live at most a minute.",
     )
+    mqtt_host: str = Field(default="127.0.0.1", description="Address gis-ioc's MQTT broker (mosquitto) listens on.")
+    mqtt_port: int = Field(default=1883, ge=1, le=65535, description="Port gis-ioc's MQTT broker listens on.")
+    mqtt_home: Path | None = Field(
+        default=None,
+        description="Folder of the broker: configuration, password and ACL files, persistence, log; default "
+        "GIS_IOC_HOME/mosquitto.",
+    )
+    mosquitto: Path = Field(default=Path("/usr/sbin/mosquitto"), description="The broker (Debian's mosquitto).")
+    mqtt_max_queued_messages: int = Field(
+        default=1_000_000,
+        ge=1000,
+        description="Readings the broker keeps for a disconnected ingester (its persistent session) before "
+        "refusing more.",
+    )
+    ingest_batch_size: int = Field(
+        default=500, ge=1, le=10000, description="Most MQTT messages the ingester stores in one transaction."
+    )
+    ingest_batch_wait_ms: int = Field(
+        default=50, ge=1, le=10000, description="How long the ingester waits to fill a batch before storing it."
+    )
+    ingest_clock_skew_minutes: int = Field(
+        default=5, ge=0, description="A reading timed further ahead of the server's clock than this is flagged."
+    )
+    ingest_retry_max_seconds: float = Field(
+        default=30.0, gt=0, description="Longest wait between the ingester's attempts to reach the broker or PostGIS."
+    )
 
     @property
     def base_url(self) -> str:

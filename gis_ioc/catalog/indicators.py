@@ -73,8 +73,9 @@ class Aggregation(_Strict):
     ``reach``: the share (times ``scale``) of the ``origin_weight`` (households) of the ``origin`` layer's
     features (buildings) inside the selection that lie within ``distance`` metres, on the ground, of a
     feature of ``layer`` matching ``filter`` (schools within reach of residential areas).
-    ``sensor``: a ``statistic`` of the readings of ``quantity`` (gis_ioc.observations) over the period,
-    from the IoT devices inside the selection: ``mean`` and ``max`` of the readings, ``p95``, or
+    ``sensor``: a ``statistic`` of the readings of ``quantity`` (the daily and hourly rollups of
+    gis_ioc.iot_observations) over the period, from the IoT devices inside the selection: ``mean`` and
+    ``max`` of the readings, ``p95``, or
     ``days_over``: the days whose mean over the selection's devices exceeds ``threshold``, or the limit of
     ``limits`` in force on that day (QCVN 05:2023/BTNMT lowers PM2.5's 24-hour limit on 1 January 2026).
     ``feedback``: citizen reports (``gis_ioc.feedback_reports``) received in the period at points inside the

@@ -68,6 +68,15 @@ BOOKKEEPING: dict[str, str] = {
     "feedback_answers": "SELECT, INSERT",
     "feedback_ratings": "SELECT, INSERT",
     "feedback_photos": "SELECT, INSERT",
+    "iot_properties": "SELECT",  # sensors (migration 0023): the ingester and HTTP push run as the server's role
+    "iot_datastreams": "SELECT",
+    "iot_credentials": "SELECT",
+    "iot_observations": "SELECT, INSERT",
+    "iot_latest": "SELECT, INSERT, UPDATE",
+    "iot_hourly": "SELECT, INSERT, UPDATE",
+    "iot_daily": "SELECT, INSERT, UPDATE",
+    "iot_dead_letters": "SELECT, INSERT",
+    "iot_alerts": "SELECT, INSERT, UPDATE",  # judgement (migration 0024): opened/closed by the ingester's role
 }
 
 

@@ -21,7 +21,7 @@ from psycopg import sql
 from gis_ioc.catalog import Catalog
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.database.loads import copy_rows, finish_load, start_load
-from gis_ioc.demo import contacts, land, network
+from gis_ioc.demo import contacts, land, network, readings
 from gis_ioc.demo import facilities as fac
 from gis_ioc.demo.geometry import Commune, prepare_commune
 from gis_ioc.demo.indicators import indicator_rows, last_quarters
@@ -196,12 +196,14 @@ def generate_demo(
         )
         progress.advance("commune_contacts", counts["commune_contacts"])
         sensors = [(d[0], d[2]) for d in devices]
+        observations = list(fac.observation_rows(rng(31), sensors, options.as_of))
         counts["observations"] = copy_rows(
             conn,
             sql.Identifier("gis_ioc", "observations"),
             ["device_code", "quantity", "observed_at", "value", "unit", "is_demo", "load_id"],
-            _tag(fac.observation_rows(rng(31), sensors, options.as_of), load_id),
+            _tag(observations, load_id),
         )
+        counts.update(readings.write(conn, observations))  # the live sensor tables (datastreams, rollups)
         progress.advance("observations", counts["observations"])
         finish_load(conn, load_id, sum(counts.values()))
     for layer_id, *_ in layers:
@@ -218,6 +220,7 @@ def generate_demo(
 
 def _clear(conn: psycopg.Connection[Any], catalog: Catalog) -> None:
     """Remove earlier demo rows (never real ones) and their load records."""
+    readings.clear(conn)  # before the demo devices it finds them by
     for layer in catalog:
         conn.execute(sql.SQL("DELETE FROM {} WHERE is_demo").format(sql.Identifier(SCHEMA, layer.table)))
     conn.execute("DELETE FROM gis_ioc.indicator_values WHERE is_demo")

@@ -83,9 +83,11 @@ def test_reach_counts_households_near_a_school_like_geopandas(
 
 
 def _readings(db: psycopg.Connection[Any], period_start: datetime, period_end: datetime) -> pd.DataFrame:
+    """The raw PM2.5 readings (the figures come from the rollups: this checks them against the readings)."""
     rows = db.execute(
-        "SELECT d.commune_code, d.geom, o.observed_at, o.value FROM gis_ioc.observations o "
-        "JOIN layers.iot_devices d USING (device_code) WHERE o.quantity = 'pm25'"
+        "SELECT d.commune_code, d.geom, o.phenomenon_time, o.result FROM gis_ioc.iot_observations o "
+        "JOIN gis_ioc.iot_datastreams s ON s.id = o.datastream_id "
+        "JOIN layers.iot_devices d USING (device_code) WHERE s.property_id = 'pm25'"
     ).fetchall()
     frame = pd.DataFrame(rows, columns=["commune", "geom", "ts", "value"])
     return frame[(frame.ts >= period_start) & (frame.ts < period_end)]

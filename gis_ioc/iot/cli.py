@@ -1,0 +1,246 @@
+"""``gis-ioc broker``, ``gis-ioc ingest`` and ``gis-ioc iot``: the sensors' command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from gis_ioc.clikit import console, settings_of
+from gis_ioc.database.connection import connect, translate_errors
+from gis_ioc.errors import GisIocError
+from gis_ioc.iot import model
+from gis_ioc.iot.alerts_cli import alerts_group, judge_command
+from gis_ioc.iot.broker import Broker
+from gis_ioc.maps.thematic import vn_number
+
+
+def _actor() -> str:
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
+class _Group(click.Group):
+    """gis_ioc errors as a one-line message (Vietnamese) and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GisIocError as exc:
+            console.print(f"[bold red]lỗi:[/] {exc.text('vi')}", highlight=False)
+            sys.exit(1)
+
+
+# -- broker ----------------------------------------------------------------------------------------
+
+
+@click.group("broker", cls=_Group)
+def broker_group() -> None:
+    """gis-ioc's MQTT broker (Debian's mosquitto under GIS_IOC_MQTT_HOME)."""
+
+
+@broker_group.command("start")
+@click.pass_context
+def broker_start(ctx: click.Context) -> None:
+    """Write the configuration, password and ACL files from the database, and start the broker."""
+    settings = settings_of(ctx)
+    broker = Broker.of(settings)
+    devices: list[tuple[str, str]] | None
+    try:
+        with connect(settings) as conn:
+            devices = model.credential_hashes(conn)
+    except (GisIocError, OSError) as exc:
+        devices = None
+        console.print(f"[yellow]Không đọc được thiết bị từ PostGIS ({exc}); dùng tệp mật khẩu hiện có[/]")
+    if broker.start(devices):
+        console.print(f"Broker MQTT đã chạy trên {broker.host}:{broker.port} (pid {broker.pid()})")
+    else:
+        with translate_errors(), connect(settings) as conn:
+            count = broker.sync(conn)
+        console.print(f"Broker MQTT đang chạy (pid {broker.pid()}); đã nạp lại {count} thiết bị")
+
+
+@broker_group.command("stop")
+@click.pass_context
+def broker_stop(ctx: click.Context) -> None:
+    """Stop the broker (it saves its persistence file first)."""
+    broker = Broker.of(settings_of(ctx))
+    console.print("Đã dừng broker MQTT" if broker.stop() else "Broker MQTT không chạy")
+
+
+@broker_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def broker_status(ctx: click.Context, as_json: bool) -> None:
+    """Running or not, pid, address, folder, device accounts; exit 3 when not running."""
+    state = Broker.of(settings_of(ctx)).status()
+    if as_json:
+        click.echo(json.dumps(state, ensure_ascii=False))
+    else:
+        for key, value in state.items():
+            click.echo(f"{key}: {value}")
+    if not state["running"]:
+        sys.exit(3)
+
+
+# -- ingester --------------------------------------------------------------------------------------
+
+
+@click.command("ingest")
+@click.pass_context
+def ingest_command(ctx: click.Context) -> None:
+    """Run the ingester: readings from the broker into PostGIS (until SIGTERM or Ctrl-C)."""
+    from gis_ioc.iot.ingest import run_forever
+
+    settings = settings_of(ctx)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    stats = run_forever(settings)
+    console.print(f"{stats.messages} tin, {stats.accepted} số đo mới, {stats.duplicates} trùng")
+
+
+# -- iot -------------------------------------------------------------------------------------------
+
+
+@click.group("iot", cls=_Group)
+def iot_group() -> None:
+    """Sensors: datastreams, device credentials, partitions, simulator."""
+
+
+@iot_group.command("register")
+@click.argument("device")
+@click.option("--property", "properties", multiple=True, required=True, help="Property id, e.g. pm25 (repeatable).")
+@click.option("--interval", type=click.IntRange(1), required=True, help="Expected seconds between readings.")
+@click.pass_context
+def iot_register(ctx: click.Context, device: str, properties: tuple[str, ...], interval: int) -> None:
+    """Register the datastreams DEVICE × PROPERTY (the device: approved in the iot_devices layer)."""
+    from gis_ioc.auth import audit
+
+    settings = settings_of(ctx)
+    with translate_errors(), connect(settings) as conn, conn.transaction():
+        streams = [model.register(conn, device, p, interval) for p in properties]
+        audit.record(
+            conn,
+            actor=_actor(),
+            action="iot.register",
+            target=device,
+            detail={"properties": list(properties), "interval_s": interval},
+        )
+    for s in streams:
+        console.print(f"Luồng dữ liệu {s.id}: {device} × {s.property.id} ({s.property.unit}), chu kỳ {interval} giây")
+
+
+@iot_group.command("list")
+@click.option("--device", help="Only this device.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def iot_list(ctx: click.Context, device: str | None, as_json: bool) -> None:
+    """The datastreams with their latest reading."""
+    settings = settings_of(ctx)
+    with translate_errors(), connect(settings) as conn:
+        streams = model.datastreams(conn, [device] if device else None)
+        latest = {
+            r[0]: (r[1], r[2])
+            for r in conn.execute("SELECT datastream_id, phenomenon_time, result FROM gis_ioc.iot_latest").fetchall()
+        }
+    rows: list[dict[str, Any]] = [
+        {
+            "id": s.id,
+            "device": s.device_code,
+            "property": s.property.id,
+            "unit": s.property.unit,
+            "interval_s": s.interval_s,
+            "latest_time": latest[s.id][0].isoformat() if s.id in latest else None,
+            "latest": latest[s.id][1] if s.id in latest else None,
+        }
+        for s in streams
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table("id", "thiết bị", "đại lượng", "đơn vị", "chu kỳ (giây)", "số đo mới nhất", "lúc")
+    for r in rows:
+        value = "" if r["latest"] is None else vn_number(float(r["latest"]), 3)
+        cells = (r["id"], r["device"], r["property"], r["unit"], r["interval_s"], value, r["latest_time"] or "")
+        table.add_row(*(str(c) for c in cells))
+    Console().print(table)  # results on standard output
+
+
+@iot_group.command("credentials")
+@click.argument("device")
+@click.pass_context
+def iot_credentials(ctx: click.Context, device: str) -> None:
+    """A new secret for DEVICE (MQTT user name = device code; HTTP header X-Device-Key: CODE:SECRET),
+    printed once; the broker's password file is written again."""
+    from gis_ioc.auth import audit
+
+    settings = settings_of(ctx)
+    broker = Broker.of(settings)
+    with translate_errors(), connect(settings) as conn:
+        with conn.transaction():
+            secret = model.issue_credentials(conn, device)
+            audit.record(conn, actor=_actor(), action="iot.credentials", target=device)
+        broker.sync(conn)
+    click.echo(secret)
+    console.print(
+        f"Bí mật mới của {device} (chỉ hiện một lần). MQTT: người dùng {device}, chủ đề {model.topic_of(device)}; "
+        f"HTTP: POST /api/iot/devices/{device}/senml với tiêu đề X-Device-Key: {device}:<bí mật>"
+    )
+
+
+@iot_group.command("maintain")
+@click.option("--retain-months", type=int, default=None, help="Drop monthly partitions older than this.")
+@click.pass_context
+def iot_maintain(ctx: click.Context, retain_months: int | None) -> None:
+    """Make the partitions of this month and the next two; with --retain-months, drop older ones (the
+    hourly and daily rollups stay). Run it daily from cron."""
+    from gis_ioc.iot.store import maintain
+
+    settings = settings_of(ctx)
+    with translate_errors(), connect(settings, autocommit=True) as conn:
+        done = maintain(conn, retain_months)
+    console.print(
+        f"Phân vùng mới: {', '.join(done.made) or 'không'}; đã xoá: {', '.join(done.dropped) or 'không'} "
+        f"({vn_number(done.rows_dropped, 0)} số đo)"
+    )
+
+
+@iot_group.command("simulate")
+@click.option("--devices", type=click.IntRange(1, 10000), default=10, show_default=True)
+@click.option("--interval", type=click.FloatRange(0.01), default=60.0, show_default=True, help="Seconds.")
+@click.option("--duration", type=click.FloatRange(0), default=None, help="Seconds (default: until Ctrl-C).")
+@click.pass_context
+def iot_simulate(ctx: click.Context, devices: int, interval: float, duration: float | None) -> None:
+    """Publish realistic readings of N devices every S seconds through the broker, with their credentials."""
+    from gis_ioc.iot import simulate
+
+    settings = settings_of(ctx)
+    broker = Broker.of(settings)
+    with translate_errors(), connect(settings) as conn:
+        sims = simulate.prepare(conn, broker, devices, max(1, round(interval)))
+    console.print(f"Mô phỏng {len(sims)} thiết bị, mỗi {vn_number(interval, 2)} giây")
+    last = [time.monotonic()]
+
+    def report(p: simulate.Published) -> None:
+        if time.monotonic() - last[0] >= 10:
+            last[0] = time.monotonic()
+            console.print(f"đã gửi {p.messages} tin ({p.readings} số đo), broker xác nhận {p.acknowledged}")
+
+    try:
+        done = simulate.run(broker, sims, interval, duration, report=report)
+    except KeyboardInterrupt:
+        return
+    console.print(f"Xong: {done.messages} tin ({done.readings} số đo), broker xác nhận {done.acknowledged}")
+
+
+# the sensor alerts' commands (gis_ioc/iot/alerts_cli.py): gis-ioc iot judge, gis-ioc iot alerts list|ack
+iot_group.add_command(judge_command)
+iot_group.add_command(alerts_group)
