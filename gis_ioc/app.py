@@ -27,6 +27,8 @@ from gis_ioc.api import auth as auth_api
 from gis_ioc.api import exports as exports_api
 from gis_ioc.api import feedback as feedback_api
 from gis_ioc.api import guard
+from gis_ioc.api import iot as iot_api
+from gis_ioc.api import iot_live as iot_live_api
 from gis_ioc.api import loads as loads_api
 from gis_ioc.api import maps as maps_api
 from gis_ioc.api import plans as plans_api
@@ -44,6 +46,7 @@ from gis_ioc.database.connection import create_pool, describe, server_conninfo, 
 from gis_ioc.database.versions import DataVersions
 from gis_ioc.errors import DatabaseUnavailable, GisIocError
 from gis_ioc.http import problem
+from gis_ioc.loaders.vector import LoaderConfig
 from gis_ioc.publish.config import render_config
 from gis_ioc.publish.ogc import create_ogc_app
 from gis_ioc.publish.provider import close_pools
@@ -143,6 +146,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         exports_api.job_manager_of(app)  # every process sweeps expired and stalled jobs from the start
         yield
         versions.close()
+        if (hub := getattr(app.state, "iot_hub", None)) is not None:
+            hub.task.cancel()
         if (jobs := getattr(app.state, "export_jobs", None)) is not None:
             jobs.close()
         pool.close()
@@ -184,6 +189,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(feedback_api.open311_router)
     app.include_router(feedback_api.router)
     app.include_router(feedback_api.page_router)
+    app.include_router(iot_api.router)
+    app.include_router(iot_live_api.router)
 
     @app.exception_handler(GisIocError)
     async def gis_ioc_error(request: Request, exc: GisIocError) -> JSONResponse:
@@ -285,6 +292,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tile_cache_bytes=settings.tile_cache_mb * 1024 * 1024,
         answer_cache_bytes=settings.feature_cache_mb * 1024 * 1024,
     )
+    ogc.state.features.loader = LoaderConfig.from_settings(settings)  # edits pass the file loads' gates
     app.state.tile_cache = ogc.state.features.tiles
     app.state.answer_cache = ogc.state.features.answers
     app.mount(settings.ogc_path, ogc)

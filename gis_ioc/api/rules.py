@@ -106,6 +106,7 @@ RULES: dict[tuple[str, str], Rule] = {
     # the web map
     ("GET", "/"): PUBLIC,
     ("GET", "/api/map/config"): PUBLIC,  # lists only the layers the caller may read
+    ("GET", "/api/overview"): LOGIN,  # the leaders' first screen: every sector over the province
     ("GET", "/api/communes"): PUBLIC,
     ("GET", "/api/communes/{code}"): PUBLIC,
     ("GET", "/api/identify"): PUBLIC,  # internal layers only as the caller may read them
@@ -137,6 +138,17 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/feedback/reports/{report_id}/answers"): OWNED,
     ("POST", "/api/feedback/reports/{report_id}/merge"): OWNED,
     ("POST", "/api/feedback/escalate"): OWNED,  # leaders and administrators
+    # sensors (issue 14): devices push with their own credential (X-Device-Key), never an account's
+    ("POST", "/api/iot/devices/{device_code}/senml"): PUBLIC,
+    # live sensors (issue 14): answers come from the access core (iot_devices is internal): no station,
+    # alert or datastream for callers who may not read the devices (404 for one datastream)
+    ("GET", "/api/iot/stations"): PUBLIC,
+    ("GET", "/api/iot/stream"): PUBLIC,
+    ("GET", "/api/iot/alerts"): PUBLIC,
+    ("POST", "/api/iot/alerts/{alert_id}/acknowledge"): permission("map"),  # the centre's operators
+    ("GET", "/api/iot/v1.1/Datastreams"): PUBLIC,
+    ("GET", "/api/iot/v1.1/Datastreams({datastream_id})"): PUBLIC,
+    ("GET", "/api/iot/v1.1/Datastreams({datastream_id})/Observations"): PUBLIC,
     # the OGC API
     ("GET", "{ogc}/"): PUBLIC,
     ("GET", "{ogc}/openapi"): PUBLIC,
@@ -154,8 +166,12 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "{ogc}/collections/{collection_id}/styles/{style_id}"): LAYER,
     ("GET", "{ogc}/collections/{collection_id}/schema"): LAYER,
     ("GET", "{ogc}/collections/{collection_id}/items"): LAYER,
-    ("POST", "{ogc}/collections/{collection_id}/items"): LAYER,
+    ("POST", "{ogc}/collections/{collection_id}/items"): LAYER,  # a GeoJSON feature: the load rule (Part 4)
     ("GET", "{ogc}/collections/{collection_id}/items/{item_id}"): LAYER,
+    ("PUT", "{ogc}/collections/{collection_id}/items/{item_id}"): permission("load"),  # and the layer's grant
+    ("PATCH", "{ogc}/collections/{collection_id}/items/{item_id}"): permission("load"),
+    ("DELETE", "{ogc}/collections/{collection_id}/items/{item_id}"): permission("load"),
+    ("GET", "{ogc}/collections/{collection_id}/items/{item_id}/history"): LAYER,
     ("GET", "{ogc}/processes"): PUBLIC,
     ("GET", "{ogc}/processes/{process_id}"): PUBLIC,
     ("POST", "{ogc}/processes/{process_id}/execution"): permission("scenario"),

@@ -1,13 +1,15 @@
 """The leaders' web map at ``/`` and the small JSON API it reads: ``/api/map/config`` (layers, styles,
-scenarios, periods), ``/api/communes`` (search by name with or without diacritics, or by code) and
-``/api/identify`` (what is at a point, as the caller may read it: internal layers' rows of a commune
-officer's own communes only)."""
+scenarios, periods), ``/api/overview`` (the province at a glance), ``/api/communes`` (search by name with
+or without diacritics, or by code) and ``/api/identify`` (what is at a point, as the caller may read it:
+internal layers' rows of a commune officer's own communes only)."""
 
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -21,7 +23,8 @@ from gis_ioc.publish import qgis
 from gis_ioc.publish.config import PROVINCE_BBOX
 from gis_ioc.query import scope
 from gis_ioc.query.viewer import Viewer
-from gis_ioc.web import TEMPLATES_DIR
+from gis_ioc.scenarios.overview import overview
+from gis_ioc.web import TEMPLATES_DIR, glyphs
 
 router = APIRouter(tags=["web map"])
 _templates = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]))
@@ -50,6 +53,50 @@ def _communes(request: Request) -> list[places.Commune]:
     return cached[2]
 
 
+#: Drawn by default besides :data:`gis_ioc.maps.mapstyle.BASE_LAYERS` (for those who may read them): the
+#: drains and canals are the province's water network.
+BASE_EXTRA = ("drainage",)
+#: MapLibre's glyph ranges, served by gis_ioc (see :mod:`gis_ioc.web.glyphs`).
+GLYPHS_URL = "/static/glyphs/{fontstack}/{range}.pbf"
+LABEL_LAYER = "commune-labels"
+
+
+def base_map(style: dict[str, Any], communes: list[places.Commune]) -> dict[str, Any]:
+    """The style with the province's own base map: drains drawn by default, and every commune's name at an
+    inside point (its short name while zoomed out, the full name from zoom 11), over everything else."""
+    for layer in style["layers"]:
+        if layer.get("metadata", {}).get("gis_ioc:layer") in BASE_EXTRA:
+            layer["layout"] = {**layer.get("layout", {}), "visibility": "visible"}
+    features = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": list(c.centre)},
+            "properties": {"code": c.code, "name": c.name, "short_name": c.short_name or c.name},
+        }
+        for c in communes
+    ]
+    style["glyphs"] = GLYPHS_URL
+    style["sources"][LABEL_LAYER] = {"type": "geojson", "data": {"type": "FeatureCollection", "features": features}}
+    style["layers"].append(
+        {
+            "id": LABEL_LAYER,
+            "type": "symbol",
+            "source": LABEL_LAYER,
+            "layout": {
+                "text-field": ["step", ["zoom"], ["get", "short_name"], 11, ["get", "name"]],
+                "text-font": [glyphs.FONTSTACK],
+                "text-size": ["interpolate", ["linear"], ["zoom"], 8, 11, 10, 13, 13, 16, 16, 18],
+                "text-max-width": 8,
+                "text-padding": 1,
+                "text-variable-anchor": ["center", "top", "bottom", "left", "right"],
+                "text-radial-offset": 0.4,
+            },
+            "paint": {"text-color": "#3a2d63", "text-halo-color": "#ffffff", "text-halo-width": 1.6},
+        }
+    )
+    return style
+
+
 @router.get("/", include_in_schema=False, response_class=HTMLResponse)
 async def index(request: Request, lang: str = "vi") -> HTMLResponse:
     page = _templates.get_template("index.html").render(
@@ -68,23 +115,78 @@ async def map_config(request: Request) -> JSONResponse:
             return places.periods(conn)
 
     periods = await run_in_threadpool(work)
+    communes = await run_in_threadpool(_communes, request)
     catalog = app.state.catalog
+    settings = app.state.settings
     hidden = {k for k, layer in catalog.layers.items() if not viewer.can_read(layer)}
-    style = mapstyle.map_style(catalog, app.state.settings.ogc_path)
+    style = base_map(mapstyle.map_style(catalog, settings.ogc_path), communes)
     style["sources"] = {k: v for k, v in style["sources"].items() if k not in hidden}
     style["layers"] = [s for s in style["layers"] if s.get("source") not in hidden]
+    layers = [x for x in mapstyle.layer_list(catalog) if x["id"] not in hidden]
+    for entry in layers:
+        entry["base"] = entry["base"] or entry["id"] in BASE_EXTRA
     config = {
         "version": __version__,
         "bbox": PROVINCE_BBOX,
         "style": style,
-        "layers": [x for x in mapstyle.layer_list(catalog) if x["id"] not in hidden],
+        "layers": layers,
         "periods": periods,
+        # what the login form tells of refused logins (the server answers all of them alike)
+        "auth": {
+            "max_failed": settings.auth_max_failed_logins,
+            "lockout_minutes": settings.auth_lockout_minutes,
+            "inactive_days": settings.auth_inactive_days,
+        },
         "scenarios": [
             {"id": s.id, "title": s.title.model_dump(), "description": s.description.model_dump()}
             for s in app.state.scenarios.values()
         ],
     }
     return JSONResponse(config, headers=PRIVATE)  # the layers depend on who asks
+
+
+@router.get("/api/overview", summary="The province at a glance: sectors' indicators met, not met, stale; trend")
+async def province_overview(
+    request: Request,
+    period: Annotated[
+        str | None, Query(max_length=7, description="YYYY-Qn or YYYY; default: the newest period with figures")
+    ] = None,
+) -> JSONResponse:
+    """Every sector scenario run over the whole province for the period (not stored): per sector its
+    indicators' province figures counted met / not met / stale, the communes where each is not met, the
+    communes most behind (most indicators not met), and the counts over the last four periods. As the
+    caller may see it: personal indicators suppressed without access to personal data, per-commune
+    detail only for the communes the caller may see (a commune officer's own, none for external
+    systems). For accounts: every sector over the whole province takes seconds."""
+    app = request.app
+    viewer = guard.viewer(request)
+    if viewer.anonymous:
+        raise Unauthorized(
+            "log in (or send an API key) to see the province at a glance",
+            code="auth.login_needed",
+            vi="Hãy đăng nhập để xem tổng quan toàn tỉnh.",
+        )
+
+    def transaction() -> AbstractContextManager[psycopg.Connection[Any]]:
+        return scope.transaction(app.state.pool, viewer, app.state.catalog, "aggregate")
+
+    def work() -> dict[str, Any]:
+        with transaction() as conn:
+            periods = places.periods(conn)
+        chosen = period or (periods[0] if periods else None)
+        if chosen is None:
+            raise NotFound("no indicator figures loaded yet: no period to show")
+        return overview(
+            transaction,
+            app.state.catalog,
+            app.state.scenarios,
+            chosen,
+            viewer=viewer,
+            privacy_threshold=app.state.settings.privacy_threshold,
+            periods=periods,
+        )
+
+    return JSONResponse(await run_in_threadpool(work), headers=PRIVATE)  # what is shown depends on who asks
 
 
 @router.get(

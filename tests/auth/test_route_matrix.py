@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Mount
 
 from gis_ioc.api.rules import RULES, Rule, rule_for
 from gis_ioc.auth import accounts, sessions
+from gis_ioc.iot import judge as iot_judge
 from gis_ioc.query.viewer import Viewer
 from gis_ioc.settings import Settings
 from tests.auth.conftest import REF, create
@@ -92,7 +93,9 @@ def callers(conn: psycopg.Connection[Any]) -> dict[str, Caller]:
 
 
 @pytest.fixture(scope="module")
-def samples(anonymous: TestClient, callers: dict[str, Caller], conn: psycopg.Connection[Any]) -> dict[str, Any]:
+def samples(
+    anonymous: TestClient, callers: dict[str, Caller], conn: psycopg.Connection[Any], settings: Settings
+) -> dict[str, Any]:
     """Things to ask for: features of each layer, and a run and jobs made by the leader."""
     leader = callers["leader"].headers
     run = anonymous.post("/api/scenarios/health/run", headers=leader, json={"period": "2026-Q3", "communes": ["11953"]})
@@ -120,7 +123,10 @@ def samples(anonymous: TestClient, callers: dict[str, Caller], conn: psycopg.Con
     )
     assert feedback.status_code == 201, feedback.text
     report = int(feedback.json()[0]["service_request_id"])
+    iot_judge.judge_all(conn, settings.config_dir)  # stale alerts on the demo datastreams
     return {
+        "alert": scalar(conn, "SELECT min(id) FROM gis_ioc.iot_alerts WHERE state = 'open'"),
+        "datastream": scalar(conn, "SELECT min(id) FROM gis_ioc.iot_datastreams"),
         "report": report,
         "photo": scalar(conn, "SELECT min(id) FROM gis_ioc.feedback_photos WHERE report_id = %s", (report,)),
         "fid": fids,
@@ -159,6 +165,9 @@ def path_for(path: str, s: dict[str, Any], layer: str = "schools") -> str:
         "report_id": s["report"],
         "service_request_id": s["report"],
         "photo_id": s["photo"],
+        "alert_id": s["alert"],
+        "device_code": "HY-AQ-0001",
+        "datastream_id": s["datastream"],
     }
     return path.format(**values)
 
@@ -166,7 +175,9 @@ def path_for(path: str, s: dict[str, Any], layer: str = "schools") -> str:
 #: Bodies and query strings that make each request valid (so a refusal can only be the access rule's).
 QUERY: dict[str, str] = {
     "/api/identify": "lon=106.05&lat=20.65",
+    "/api/overview": "period=2026-Q3",
     "/api/communes": "q=pho",
+    "/api/iot/stream": "seconds=0",
     "/api/exports/layers/{layer_id}": "format=csv&bbox=106.05,20.65,106.06,20.66",
     "/api/exports/runs/{run_id}": "format=csv",
     "/api/maps/{indicator}": "period=2026-Q3&format=json",
@@ -239,8 +250,11 @@ def expected(rule: Rule, caller: Caller, layer: str, catalog: Any) -> tuple[str,
 
 
 def _login_refused(response: httpx.Response) -> bool:
-    """The login door's one answer to wrong credentials (its sample body has no real account)."""
-    return response.status_code == 401 and "user name, password or code is wrong" in response.text
+    """The login door's one answer to wrong credentials (its sample body has no real account), and the
+    device door's (no device credential: accounts are not devices)."""
+    return response.status_code == 401 and (
+        "user name, password or code is wrong" in response.text or '"code":"iot.device_key"' in response.text
+    )
 
 
 def _not_listed(response: httpx.Response) -> bool:

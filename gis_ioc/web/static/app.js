@@ -43,6 +43,16 @@
       totp_secret: "Hoặc nhập khóa bí mật:", totp_done: "Đã bật bảo mật hai lớp. Từ lần đăng nhập sau, hãy nhập mã OTP cùng mật khẩu.",
       continue: "Tiếp tục", confirm: "Xác nhận", close: "Đóng",
       change_password: "Cần đổi mật khẩu lần đầu", plans: "Bản vẽ quy hoạch",
+      overview: "Toàn tỉnh", o_met: "Đạt", o_not_met: "Chưa đạt", o_stale: "Số liệu cũ", o_other: "Chưa đánh giá",
+      o_sector: "Lĩnh vực", o_period: "Kỳ", o_behind: "Xã, phường còn nhiều chỉ tiêu chưa đạt nhất",
+      o_missed: "chỉ tiêu chưa đạt", o_trend: "Xu hướng 4 kỳ gần nhất (các chỉ tiêu có số liệu theo kỳ)", o_communes_not_met: "xã, phường chưa đạt",
+      o_province_not_met: "toàn tỉnh chưa đạt", o_click: "Bấm vào một chỉ tiêu để xem các xã, phường chưa đạt trên bản đồ.",
+      o_none_behind: "Không có xã, phường nào chưa đạt chỉ tiêu.", o_totals: "Số chỉ tiêu của tỉnh",
+      o_loading: "Đang tổng hợp số liệu toàn tỉnh…", o_not_met_trend: "Số chỉ tiêu chưa đạt theo kỳ",
+      legend: "Chú giải", legend_flagged: "Xã, phường chưa đạt", legend_selection: "Vùng chọn",
+      legend_picked: "Xã, phường đã chọn", legend_labels: "Tên xã, phường", map_period: "Kỳ số liệu",
+      session_expired: "Phiên làm việc đã hết hạn (sau một thời gian không thao tác). Hãy đăng nhập lại: bản đồ và vùng chọn vẫn được giữ nguyên.",
+      relogged: "Đã đăng nhập lại.",
     },
     en: {
       title: "Hưng Yên operations map", search: "Find a commune or ward (name or code)", selection: "Selection",
@@ -84,6 +94,16 @@
       totp_secret: "Or type the secret key:", totp_done: "Second factor enrolled. From the next login, enter the OTP code with the password.",
       continue: "Continue", confirm: "Confirm", close: "Close",
       change_password: "First password must be changed", plans: "Planning drawings",
+      overview: "Whole province", o_met: "Met", o_not_met: "Not met", o_stale: "Stale", o_other: "Not judged",
+      o_sector: "Sector", o_period: "Period", o_behind: "Communes with the most targets not met",
+      o_missed: "targets not met", o_trend: "Trend over the last 4 periods (indicators reported per period)", o_communes_not_met: "communes not met",
+      o_province_not_met: "province not met", o_click: "Click an indicator to see its communes not met on the map.",
+      o_none_behind: "No commune misses a target.", o_totals: "The province's indicators",
+      o_loading: "Adding up the whole province…", o_not_met_trend: "Targets not met per period",
+      legend: "Legend", legend_flagged: "Communes not met", legend_selection: "Selection",
+      legend_picked: "Communes picked", legend_labels: "Commune names", map_period: "Period",
+      session_expired: "The session has ended (after a while without activity). Log in again: the map and the selection are kept.",
+      relogged: "Logged in again.",
     },
   };
   const GROUPS = {
@@ -114,6 +134,7 @@
       "auth.password_repetitive": "Mật khẩu lặp lại quá ít ký tự khác nhau.",
       "auth.password_weak": "Mật khẩu quá phổ biến hoặc dễ đoán: hãy dùng một cụm từ dài gồm các từ không liên quan.",
       "auth.rate_limited": "Thử quá nhiều lần. Vui lòng chờ một phút rồi thử lại.",
+      "auth.login_needed": "Hãy đăng nhập để xem tổng quan toàn tỉnh.",
     },
     en: {
       "auth.failed": "The credentials are not valid.",
@@ -135,6 +156,7 @@
       "auth.password_repetitive": "The password repeats too few different characters.",
       "auth.password_weak": "The password is too common or easy to guess: choose a long phrase of unrelated words.",
       "auth.rate_limited": "Too many attempts. Please wait a minute and try again.",
+      "auth.login_needed": "Log in to see the province at a glance.",
     },
   };
   const $ = (id) => document.getElementById(id);
@@ -184,6 +206,8 @@
     if (!res.ok) {
       const err = new Error((body && body.detail) ? (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)) : res.statusText);
       err.code = body && body.code;
+      // a session that ended mid-use reads as no account: the doors for accounts answer 401
+      if (res.status === 401 && (err.code === "auth.session_ended" || (err.code === "auth.login_needed" && state.user))) sessionExpired();
       throw err;
     }
     return body;
@@ -201,6 +225,9 @@
     if (state.ready) { showQueue(); fillIncidents(); }
     describeSelection();
     if (state.lastRun) renderResults(state.lastRun);
+    if (state.overview) renderOverview(state.overview);
+    setShownPeriod();
+    renderLegend();
   }
 
   function fillSelects() {
@@ -219,6 +246,7 @@
     for (const src of Object.values(copy.sources)) {
       if (src.tiles) src.tiles = src.tiles.map((u) => location.origin + u);
     }
+    if (copy.glyphs) copy.glyphs = location.origin + copy.glyphs;
     return copy;
   }
 
@@ -265,6 +293,7 @@
       map.setFilter("picked-communes", ["in", ["get", "code"], ["literal", state.mode === "communes" ? [...state.communes.keys()] : []]]);
     }
     describeSelection();
+    renderLegend();
   }
 
   function radiusValue() {
@@ -282,11 +311,14 @@
     $("polygon-row").hidden = state.mode !== "polygon";
   }
 
-  function setFlagged(codes) {
+  function setFlagged(codes, label) {
     state.flagged = codes;
+    state.flagLabel = codes.length ? label || null : null;
     const filter = ["in", ["get", "code"], ["literal", codes]];
     map.setFilter("flagged-fill", filter);
     map.setFilter("flagged-line", filter);
+    if (!codes.length) { $("flagged-communes").hidden = true; document.querySelectorAll("[data-flag-indicator].active").forEach((b) => b.classList.remove("active")); }
+    renderLegend();
   }
 
   // ---- identify ----
@@ -385,7 +417,9 @@
       state.lastRun = run;
       renderResults(run);
       const codes = [...new Set(run.flags.filter((f) => f.where !== "total").map((f) => f.where))];
-      setFlagged(codes);
+      $("flagged-communes").hidden = true;
+      setFlagged(codes, tx((state.config.scenarios.find((x) => x.id === run.scenario) || {}).title));
+      setShownPeriod(run.period);
       status("");
     } catch (e) {
       status(`${t("error")}: ${e.message}`, true);
@@ -442,11 +476,37 @@
       state.user = me;
       if (me.must_change_password) openDialog("password-form");
       if (state.ready) showQueue(); // the map came first: the queue now that we know who is asking
+      loadOverview();
     } else {
       $("login").hidden = false; $("who").hidden = true; $("logout").hidden = true; $("qgis-project").hidden = true;
       $("totp-open").hidden = true;
       state.user = null;
+      $("overview").hidden = true;
     }
+  }
+
+  // ---- logging in again: refusals explained, a session that ended mid-use ----
+  function loginMessage(text) {
+    $("login-message").textContent = text || "";
+    $("login-message").hidden = !text;
+  }
+  // the server answers every refused login alike (no account is given away): say what may be behind it,
+  // how long a lockout lasts and whom to ask
+  function loginHelp() {
+    const a = (state.config && state.config.auth) || { max_failed: 5, lockout_minutes: 30, inactive_days: 45 };
+    return state.lang === "en"
+      ? `After ${a.max_failed} wrong attempts in a row the account is locked for ${a.lockout_minutes} minutes: wait that long, then try again. An account unused for more than ${a.inactive_days} days (expired), locked by an administrator or not yet active is reopened by the system administrator of the province's IOC centre: ask them.`
+      : `Sau ${a.max_failed} lần nhập sai liên tiếp, tài khoản bị khóa ${a.lockout_minutes} phút: hãy chờ hết thời gian đó rồi thử lại. Tài khoản không dùng quá ${a.inactive_days} ngày (hết hạn), bị quản trị viên khóa hoặc chưa kích hoạt: hãy liên hệ quản trị viên hệ thống của Trung tâm IOC tỉnh để mở lại.`;
+  }
+  function sessionExpired() {
+    if (state.expired) return;
+    state.expired = true;
+    state.relogin = Boolean(state.user); // mid-use: log in again without leaving the map
+    state.user = null;
+    $("login").hidden = false; $("who").hidden = true; $("logout").hidden = true; $("qgis-project").hidden = true;
+    $("totp-open").hidden = true;
+    loginMessage(t("session_expired"));
+    $("login-user").focus();
   }
   async function login(e) {
     e.preventDefault();
@@ -454,10 +514,21 @@
     if ($("login-code").value.trim()) body.code = $("login-code").value.trim();
     try {
       await api("/api/auth/login", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      if (state.relogin && state.ready) { // the session ended mid-use: carry on where the leader was
+        state.relogin = false; state.expired = false;
+        $("login-password").value = ""; $("login-code").value = "";
+        loginMessage("");
+        await showAccount();
+        status(t("relogged"));
+        setTimeout(() => status(""), 3000);
+        return;
+      }
       location.reload(); // the layers this account may see come with the map's configuration
     } catch (err) {
       $("login-password").value = "";
-      status(`${t("error")}: ${errText(err)}`, true);
+      const text = errText(err);
+      status(`${t("error")}: ${text}`, true);
+      loginMessage(err.code === "auth.login_failed" ? `${text} ${loginHelp()}` : text);
     }
   }
 
@@ -622,6 +693,124 @@
     if (li) map.flyTo({ center: [Number(li.dataset.lon), Number(li.dataset.lat)], zoom: 16 });
   }
 
+  // ---- the province at a glance: every sector for a period, the communes most behind, the trend ----
+  const showsOverview = (me) => Boolean(me) && !me.must_change_password;
+  let overviewAsked = 0;
+  async function loadOverview(period) {
+    if (!showsOverview(state.user)) { $("overview").hidden = true; return; }
+    $("overview").hidden = false;
+    const asked = ++overviewAsked;
+    const chosen = period || $("overview-period").value || "";
+    $("overview-body").innerHTML = `<p class="hint">${esc(t("o_loading"))}</p>`;
+    try {
+      const o = await api(`/api/overview${chosen ? `?period=${encodeURIComponent(chosen)}` : ""}`);
+      if (asked !== overviewAsked) return; // a newer period was chosen meanwhile
+      state.overview = o;
+      renderOverview(o);
+      if ($("period").querySelector(`option[value="${CSS.escape(o.period)}"]`)) $("period").value = o.period;
+      setShownPeriod(o.period);
+    } catch (err) {
+      if (asked === overviewAsked) $("overview-body").innerHTML = `<p class="dialog-error">${esc(t("error"))}: ${esc(errText(err))}</p>`;
+    }
+  }
+  const countCell = (n, key) => `<td class="num${key === "not_met" && n ? " status-not-met" : ""}" data-count="${key}">${fmt(n, 0)}</td>`;
+  function sparkline(trend) {
+    const w = 168, h = 44, max = Math.max(1, ...trend.map((x) => x.not_met));
+    const pts = trend.map((x, i) => [6 + (i * (w - 12)) / Math.max(1, trend.length - 1), h - 6 - (x.not_met / max) * (h - 12)]);
+    return `<svg id="overview-spark" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img" aria-label="${esc(t("o_not_met_trend"))}">`
+      + `<polyline fill="none" stroke="#c62828" stroke-width="2" points="${pts.map((p) => p.map((v) => v.toFixed(1)).join(",")).join(" ")}"/>`
+      + pts.map((p, i) => `<circle cx="${p[0].toFixed(1)}" cy="${p[1].toFixed(1)}" r="3" fill="#c62828"><title>${esc(periodText(trend[i].period))}: ${fmt(trend[i].not_met, 0)}</title></circle>`).join("")
+      + "</svg>";
+  }
+  function renderOverview(o) {
+    const periods = o.periods.length ? o.periods : [o.period];
+    $("overview-period").innerHTML = periods.map((p) => `<option value="${esc(p)}">${esc(periodText(p))}</option>`).join("");
+    $("overview-period").value = o.period;
+    const head = (first) => `<tr><th>${esc(first)}</th><th class="num">${esc(t("o_met"))}</th><th class="num">${esc(t("o_not_met"))}</th><th class="num">${esc(t("o_stale"))}</th></tr>`;
+    const seen = new Set(); // an indicator of two sectors is one figure
+    const rows = o.sectors.map((s) => {
+      const flagged = s.indicators.filter((i) => i.communes_not_met.length && !seen.has(i.id));
+      flagged.forEach((i) => seen.add(i.id));
+      const figures = flagged.map((i) => `<li><button type="button" class="flag-figure" data-flag-indicator="${esc(i.id)}">${esc(tx(i.name))}: `
+        + `<b>${fmt(i.communes_not_met.length, 0)}</b> ${esc(t("o_communes_not_met"))}${i.status === "not met" ? ` (${esc(t("o_province_not_met"))})` : ""}</button></li>`).join("");
+      return `<tr data-sector="${esc(s.id)}"><th scope="row">${esc(tx(s.title))}</th>${countCell(s.counts.met, "met")}${countCell(s.counts.not_met, "not_met")}${countCell(s.counts.stale, "stale")}</tr>`
+        + (figures ? `<tr class="flag-row"><td colspan="4"><ul class="flag-figures">${figures}</ul></td></tr>` : "");
+    }).join("");
+    const behind = o.most_behind.length
+      ? `<ol id="overview-behind">${o.most_behind.map((c) => `<li data-code="${esc(c.code)}"><button type="button" class="commune-link" data-code="${esc(c.code)}">${esc(c.name)}</button>: ${fmt(c.not_met, 0)} ${esc(t("o_missed"))}</li>`).join("")}</ol>`
+      : `<p>${esc(t("o_none_behind"))}</p>`;
+    const trend = o.trend.map((x) => `<tr data-period="${esc(x.period)}"><td>${esc(periodText(x.period))}</td>${countCell(x.met, "met")}${countCell(x.not_met, "not_met")}${countCell(x.stale, "stale")}</tr>`).join("");
+    const tot = o.totals;
+    $("overview-body").innerHTML = `<p id="overview-totals">${esc(t("o_totals"))}: ${esc(t("o_met").toLowerCase())} <b data-total="met">${fmt(tot.met, 0)}</b> · `
+      + `${esc(t("o_not_met").toLowerCase())} <b data-total="not_met" class="status-not-met">${fmt(tot.not_met, 0)}</b> · ${esc(t("o_stale").toLowerCase())} <b data-total="stale">${fmt(tot.stale, 0)}</b></p>`
+      + `<table id="overview-sectors"><thead>${head(t("o_sector"))}</thead><tbody>${rows}</tbody></table>`
+      + `<p class="hint">${esc(t("o_click"))}</p>`
+      + `<h3>${esc(t("o_behind"))}</h3>${behind}`
+      + `<h3>${esc(t("o_trend"))}</h3>${sparkline(o.trend)}<table id="overview-trend"><thead>${head(t("o_period"))}</thead><tbody>${trend}</tbody></table>`;
+    const active = state.flagIndicator;
+    if (active && seen.has(active)) showFlaggedFigure(active);
+    else if (active) { state.flagIndicator = null; setFlagged([]); }
+  }
+  async function communeIndex() {
+    if (!state.communeIndex) {
+      const r = await api("/api/communes?limit=200");
+      state.communeIndex = new Map(r.communes.map((c) => [c.code, c]));
+    }
+    return state.communeIndex;
+  }
+  function fitCommunes(codes, index) {
+    const boxes = codes.map((c) => index.get(c)).filter(Boolean).map((c) => c.bbox);
+    if (!boxes.length) return;
+    const b = boxes.reduce((a, x) => [Math.min(a[0], x[0]), Math.min(a[1], x[1]), Math.max(a[2], x[2]), Math.max(a[3], x[3])]);
+    map.fitBounds([[b[0], b[1]], [b[2], b[3]]], { padding: 40, duration: 0 });
+  }
+  async function showFlaggedFigure(id) {
+    const ind = state.overview && state.overview.sectors.flatMap((s) => s.indicators).find((i) => i.id === id);
+    if (!ind) return;
+    const codes = ind.communes_not_met.map((c) => c.code);
+    state.flagIndicator = id;
+    setFlagged(codes, tx(ind.name));
+    fitCommunes(codes, await communeIndex());
+    $("flagged-communes").innerHTML = `<h3>${esc(tx(ind.name))} — ${esc(periodText(state.overview.period))}: ${fmt(codes.length, 0)} ${esc(t("o_communes_not_met"))}</h3>`
+      + `<ul>${ind.communes_not_met.map((c) => `<li data-code="${esc(c.code)}">${esc(c.name)}</li>`).join("")}</ul>`;
+    $("flagged-communes").hidden = false;
+    document.querySelectorAll("[data-flag-indicator]").forEach((b) => b.classList.toggle("active", b.dataset.flagIndicator === id));
+  }
+  async function onOverviewClick(e) {
+    const figure = e.target.closest("[data-flag-indicator]");
+    if (figure) return showFlaggedFigure(figure.dataset.flagIndicator);
+    const commune = e.target.closest("button.commune-link");
+    if (commune) fitCommunes([commune.dataset.code], await communeIndex());
+  }
+
+  // ---- on the map: the period shown, and a legend of what is drawn ----
+  class MapBox {
+    constructor(id) { this.id = id; }
+    onAdd() { this.el = document.createElement("div"); this.el.id = this.id; this.el.className = "maplibregl-ctrl map-box"; return this.el; }
+    onRemove() { this.el.remove(); }
+  }
+  function setShownPeriod(period) {
+    if (period) state.shownPeriod = period;
+    if ($("map-period") && state.shownPeriod) $("map-period").textContent = `${t("map_period")}: ${periodText(state.shownPeriod)}`;
+  }
+  const layerShown = (l) => Boolean(map && map.getLayer(l.style_layers[0])) && map.getLayoutProperty(l.style_layers[0], "visibility") !== "none";
+  const legendRow = (fill, stroke, label, line) => `<li><span class="legend-swatch" style="${line ? `background:${esc(stroke || "#555")};height:.25em;border:0` : `background:${esc(fill || "transparent")};border-color:${esc(stroke || "#555")}`}"></span>${esc(label)}</li>`;
+  function renderLegend() {
+    if (!map || !state.config || !$("legend")) return;
+    const shown = [];
+    if (state.flagged.length) shown.push(legendRow("rgba(198,40,40,.45)", "#b71c1c", `${t("legend_flagged")}${state.flagLabel ? `: ${state.flagLabel}` : ""} (${fmt(state.flagged.length, 0)})`));
+    if (state.centre || state.polygon.length || state.point) shown.push(legendRow("rgba(21,101,192,.12)", "#1565c0", t("legend_selection")));
+    if (state.mode === "communes" && state.communes.size) shown.push(legendRow("transparent", "#1565c0", t("legend_picked")));
+    shown.push(`<li><span class="legend-label-sample">Aa</span>${esc(t("legend_labels"))}</li>`);
+    const layers = state.config.layers.filter(layerShown).map((l) => {
+      const line = l.geometry.includes("Line");
+      const rows = l.legend.length > 1 ? l.legend.map((e) => legendRow(e.fill, e.stroke, tx(e.label), line)).join("") : "";
+      const own = l.legend.length > 1 ? "" : `<span class="legend-swatch" style="${line ? `background:${esc((l.legend[0] || {}).stroke || "#555")};height:.25em;border:0` : `background:${esc((l.legend[0] || {}).fill || "transparent")};border-color:${esc((l.legend[0] || {}).stroke || "#555")}`}"></span>`;
+      return `<li class="legend-layer" data-layer="${esc(l.id)}">${own}${esc(tx(l.title))}${rows ? `<ul>${rows}</ul>` : ""}</li>`;
+    }).join("");
+    $("legend").innerHTML = `<h3>${esc(t("legend"))}</h3><ul>${shown.join("")}${layers}</ul>`;
+  }
+
   // ---- layers ----
   function buildLayerList() {
     const groups = {};
@@ -638,6 +827,7 @@
     const l = state.config.layers.find((x) => x.id === id);
     if (!l) return;
     l.style_layers.forEach((sid) => map.getLayer(sid) && map.setLayoutProperty(sid, "visibility", on ? "visible" : "none"));
+    renderLegend();
   }
 
   async function start() {
@@ -651,16 +841,22 @@
     });
     window.gisIocMap = map;
     map.addControl(new maplibregl.NavigationControl(), "top-right");
-    map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-left");
+    map.addControl(new maplibregl.ScaleControl({ unit: "metric", maxWidth: 150 }), "bottom-left");
+    map.addControl(new MapBox("map-period"), "top-left");
+    map.addControl(new MapBox("legend"), "bottom-right");
+    setShownPeriod(state.shownPeriod || $("period").value);
     map.addControl(new maplibregl.AttributionControl({ compact: true, customAttribution: "IOC Hưng Yên — gis_ioc" }));
     map.on("load", async () => {
       addOverlays();
+      if (map.getLayer("commune-labels")) map.moveLayer("commune-labels"); // names over every overlay
       await addPlans();
       addFeedbackLayer();
       await fillIncidents();
       await showQueue();
       buildLayerList();
       drawSelection();
+      if (map.getLayer("commune-labels")) map.moveLayer("commune-labels");
+      renderLegend();
       state.ready = true;
       status("");
     });
@@ -681,8 +877,11 @@
   document.querySelectorAll('input[name="mode"]').forEach((el) => el.addEventListener("change", () => setMode(el.value)));
   $("radius").addEventListener("input", drawSelection);
   $("polygon-finish").addEventListener("click", () => { if (state.polygon.length >= 3) { state.polygonClosed = true; drawSelection(); } });
-  $("clear").addEventListener("click", () => { state.centre = null; state.polygon = []; state.polygonClosed = false; state.communes.clear(); state.point = null; setFlagged([]); drawSelection(); });
+  $("clear").addEventListener("click", () => { state.centre = null; state.polygon = []; state.polygonClosed = false; state.communes.clear(); state.point = null; state.flagIndicator = null; setFlagged([]); drawSelection(); });
   $("run").addEventListener("click", runScenario);
+  $("period").addEventListener("change", () => setShownPeriod($("period").value));
+  $("overview-period").addEventListener("change", () => loadOverview($("overview-period").value));
+  $("overview-body").addEventListener("click", onOverviewClick);
   $("login").addEventListener("submit", login);
   $("logout").addEventListener("click", logout);
   $("password-form").addEventListener("submit", changePassword);
