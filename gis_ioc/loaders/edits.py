@@ -127,14 +127,28 @@ def _current(conn: psycopg.Connection[Any], layer: Layer, fid: int) -> dict[str,
     cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
     row = conn.execute(
         sql.SQL(
-            "SELECT {}, ST_AsGeoJSON(geom)::json, updated_at FROM {} WHERE fid = %s AND approval = 'approved' "
-            "FOR UPDATE"
+            "SELECT {}, ST_AsGeoJSON(geom)::json, updated_at, sys_from FROM {} "
+            "WHERE fid = %s AND approval = 'approved' FOR UPDATE"
         ).format(cols, table_ident(layer)),
         (fid,),
     ).fetchone()
     if row is None:
         raise NotFound(f"no feature {fid} in {layer.id}", vi=f"không có đối tượng {fid} trong {layer.id}")
-    return {"properties": dict(zip(names, row[: len(names)], strict=True)), "geometry": row[-2], "updated_at": row[-1]}
+    return {
+        "properties": dict(zip(names, row[: len(names)], strict=True)),
+        "geometry": row[-3],
+        "updated_at": row[-2],
+        "sys_from": row[-1],
+    }
+
+
+def _params(operation: Operation, fid: int | None, old: dict[str, Any] | None) -> dict[str, Any]:
+    """The change set's record of the edit: the operation, the feature, and the published state it was
+    made from (``base``: its ``sys_from``; approval refuses the edit once another state was published)."""
+    params: dict[str, Any] = {"edit": operation, "fid": fid}
+    if old is not None and old["sys_from"] is not None:
+        params["base"] = old["sys_from"].isoformat()
+    return params
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -244,7 +258,7 @@ def apply_edit(
                 file_name=f"OGC API: DELETE {layer.id}/{fid}",
                 file_sha256=hashlib.sha256(raw).hexdigest(),
                 loaded_by=viewer.name,
-                params={"edit": operation, "fid": fid},
+                params=_params(operation, fid, old),
             )
             message = (
                 f"đã ghi yêu cầu xóa đối tượng {fid} của {layer.id}, lần nạp {load_id} (bản nháp: phê duyệt để công bố)"
@@ -348,7 +362,7 @@ def _load_feature(
     assert report.load_id is not None
     conn.execute(
         """UPDATE gis_ioc.loads SET params = params || %s, file_sha256 = %s WHERE id = %s""",
-        (Jsonb({"edit": operation, "fid": fid}), hashlib.sha256(raw).hexdigest(), report.load_id),
+        (Jsonb(_params(operation, fid, old)), hashlib.sha256(raw).hexdigest(), report.load_id),
     )
     row = conn.execute(
         sql.SQL("SELECT fid FROM {} WHERE load_id = %s").format(table_ident(layer)), (report.load_id,)

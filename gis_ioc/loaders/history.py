@@ -29,7 +29,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from gis_ioc.catalog import Catalog
-from gis_ioc.catalog.ddl import table_ident
+from gis_ioc.catalog.ddl import column_types, table_ident
 from gis_ioc.catalog.models import Layer
 from gis_ioc.errors import LoadError, NotFound
 
@@ -160,13 +160,17 @@ def _approve(conn: psycopg.Connection[Any], layer: Layer, load: dict[str, Any], 
     table = table_ident(layer)
     _lock_layer(conn, layer)
     if (load.get("params") or {}).get("edit"):
+        # the feature must still be published as the edit found it (a feature keeps its id across edits:
+        # another approved edit shows as a newer ``sys_from``)
         stale = conn.execute(
             sql.SQL(
                 """SELECT s.fid FROM gis_ioc.load_superseded s LEFT JOIN {} t ON t.fid = s.fid
-                    WHERE s.load_id = %s AND s.layer_id = %s AND t.approval IS DISTINCT FROM 'approved'
+                    WHERE s.load_id = %s AND s.layer_id = %s
+                      AND (t.approval IS DISTINCT FROM 'approved'
+                           OR (%s::timestamptz IS NOT NULL AND t.sys_from IS DISTINCT FROM %s::timestamptz))
                     ORDER BY 1"""
             ).format(table),
-            (load_id, layer.id),
+            (load_id, layer.id, load["params"].get("base"), load["params"].get("base")),
         ).fetchall()
         if stale:
             fids = ", ".join(str(r[0]) for r in stale)
@@ -216,11 +220,52 @@ def _approve(conn: psycopg.Connection[Any], layer: Layer, load: dict[str, Any], 
         raise LoadError(
             f"load {load_id} cannot be approved: an approved feature already has the same key ({detail})"
         ) from exc
+    if (load.get("params") or {}).get("edit") in ("replace", "update"):
+        _swap_states(conn, layer, load_id, published="current")
     conn.execute(
         "UPDATE gis_ioc.loads SET approval = 'approved', approved_by = %s, approved_at = now() WHERE id = %s",
         (by, load_id),
     )
     return {"load_id": load_id, "approved": approved, "superseded": retired, "layer": layer.id}
+
+
+def _swap_states(conn: psycopg.Connection[Any], layer: Layer, load_id: int, *, published: str) -> None:
+    """An edit of one feature keeps the feature's id: swap the contents of the edit's row and of the row it
+    supersedes, and point ``load_superseded`` at the row that now holds the old state. At approval
+    (``published="current"``) the feature's own row takes the new state and the draft's row the retired
+    one; before a rollback (``published="retired"``) the other way round, so that rolling back deletes the
+    edit's row and restores the old state under the feature's id."""
+    table = table_ident(layer)
+    rows = conn.execute(
+        sql.SQL(
+            """SELECT (SELECT fid FROM {} WHERE load_id = %s),
+                      (SELECT fid FROM gis_ioc.load_superseded WHERE load_id = %s AND layer_id = %s)"""
+        ).format(table),
+        (load_id, load_id, layer.id),
+    ).fetchone()
+    if rows is None or rows[0] is None or rows[1] is None:
+        return
+    edited, superseded = int(rows[0]), int(rows[1])
+    columns = [sql.Identifier(c) for c in column_types(layer) if c not in ("fid", "approval")]
+    # the edited row out of the key index first: the swap never holds two approved rows with one key
+    conn.execute(sql.SQL("UPDATE {} SET approval = 'rejected' WHERE fid = %s").format(table), (edited,))
+    keeps = superseded if published == "current" else edited  # the row that ends up holding the edit
+    conn.execute(
+        sql.SQL(
+            """UPDATE {t} t SET ({cols}) = (SELECT {cols} FROM {t} o WHERE o.fid = CASE WHEN t.fid = %s THEN %s
+                                                                                 ELSE %s END),
+                      approval = CASE WHEN t.fid = %s AND %s THEN 'approved' ELSE 'rejected' END
+                WHERE t.fid IN (%s, %s)"""
+        ).format(t=table, cols=sql.SQL(", ").join(columns)),
+        (edited, superseded, edited, keeps, published == "current", edited, superseded),
+    )
+    conn.execute(  # (the server's role may insert and delete these records, never rewrite them)
+        "DELETE FROM gis_ioc.load_superseded WHERE load_id = %s AND layer_id = %s", (load_id, layer.id)
+    )
+    conn.execute(
+        "INSERT INTO gis_ioc.load_superseded (load_id, layer_id, fid) VALUES (%s, %s, %s)",
+        (load_id, layer.id, edited),
+    )
 
 
 def rollback(
@@ -238,7 +283,7 @@ def rollback(
         later = conn.execute(
             sql.SQL(
                 """SELECT DISTINCT s.load_id FROM gis_ioc.load_superseded s
-                     JOIN gis_ioc.loads l ON l.id = s.load_id AND l.status = 'done'
+                     JOIN gis_ioc.loads l ON l.id = s.load_id AND l.status = 'done' AND l.approval = 'approved'
                      JOIN {} t ON t.fid = s.fid
                     WHERE s.layer_id = %s AND t.load_id = %s AND s.load_id <> %s ORDER BY 1"""
             ).format(table),
@@ -247,6 +292,8 @@ def rollback(
         if later:
             ids = ", ".join(str(r[0]) for r in later)
             raise LoadError(f"load {load_id} was replaced in part by load {ids}: roll that back first")
+        if load["approval"] == "approved" and (load.get("params") or {}).get("edit") in ("replace", "update"):
+            _swap_states(conn, layer, load_id, published="retired")  # the old state back under the feature's id
         deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE load_id = %s").format(table), (load_id,)).rowcount
         try:
             restored = conn.execute(

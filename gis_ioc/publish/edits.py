@@ -6,11 +6,13 @@ Who may: accounts allowed to load into the layer (the rule of the loads doors,
 not read 404. What happens: :func:`gis_ioc.loaders.edits.apply_edit`, in one transaction bound to the
 viewer (purpose ``write``) in which the audit record is written. Every answer names the change set (the
 draft load): ``201 Created`` with ``Location`` (the draft feature, published once approved) for a create,
-``200`` with the same JSON for the others; the change set is approved with ``gis-ioc load approve N`` or
-``POST /api/loads/N/approve``. Geometries are CRS84 unless ``Content-Crs`` names another CRS the
-collections are offered in (a projected one: VN-2000 or Web Mercator). Refusals are problem documents,
-Vietnamese first (English with ``?lang=en`` or ``Accept-Language``): 400 naming the gate broken (with
-the loader's report), 412 for a stale ``If-Match``, 428 without one.
+``200`` with the same JSON and the feature's own address (``feature``: it keeps its id when the change
+set is approved; the draft's row then holds the state it replaced) for the others; the change set is
+approved with ``gis-ioc load approve N`` or ``POST /api/loads/N/approve``. Geometries are CRS84 unless
+``Content-Crs`` names another CRS the collections are offered in (a projected one: VN-2000 or Web
+Mercator). Refusals are problem documents, Vietnamese first (English with ``?lang=en`` or
+``Accept-Language``): 400 naming the gate broken (with the loader's report), 412 for a stale ``If-Match``,
+428 without one.
 """
 
 from __future__ import annotations
@@ -165,6 +167,8 @@ async def _edit(features: FeaturesApi, request: Request, operation: Operation, r
     headers = {"Content-Language": lang, "Link": f'</api/loads/{result.load_id}>; rel="related"; title="change set"'}
     if result.fid is not None:
         document["draft"] = f"{collection}/items/{result.fid}"
+    if result.replaces is not None:  # the feature keeps this address once the change set is approved
+        document["feature"] = f"{collection}/items/{result.replaces}"
     if operation == "create":
         headers["Location"] = f"{collection}/items/{result.fid}"
         return JSONResponse(document, status_code=201, headers=headers)

@@ -140,25 +140,37 @@ def test_replace_then_datetime_before_and_after_and_the_history(
     assert change["replaces"] == fid and change["approval"] == "draft"
     assert _by_code(reader, code)[0]["properties"]["name"] == "Trường Tiểu học Thử Nghiệm"  # until approved
     first = scalar(db, "SELECT sys_from FROM layers.schools WHERE fid = %s", (fid,))
+    assert change["feature"].endswith(f"{ITEMS}/{fid}")
     assert officer.post(f"/api/loads/{change['changeSet']}/approve").status_code == 200
-    second = scalar(db, "SELECT sys_from FROM layers.schools WHERE fid = %s", (change["fid"],))
+    # the feature keeps its id and takes the new state; the draft's row keeps the state it replaced
+    retired = change["fid"]
+    second = scalar(db, "SELECT sys_from FROM layers.schools WHERE fid = %s", (fid,))
     assert first < second
+    assert scalar(db, "SELECT sys_from FROM layers.schools WHERE fid = %s", (retired,)) == first
     between = (first + (second - first) / 2).isoformat().replace("+00:00", "Z")
     after = second.isoformat().replace("+00:00", "Z")
     (old,) = _by_code(reader, code, datetime=between)
     (new,) = _by_code(reader, code, datetime=after)
-    assert old["id"] == fid and old["properties"]["name"] == "Trường Tiểu học Thử Nghiệm"
-    assert new["id"] == change["fid"] and new["properties"]["pupils"] == 480
-    assert [f["id"] for f in _by_code(reader, code)] == [change["fid"]]  # no datetime: now
+    assert old["id"] == retired and old["properties"]["name"] == "Trường Tiểu học Thử Nghiệm"
+    assert new["id"] == fid and new["properties"]["pupils"] == 480
+    assert [f["id"] for f in _by_code(reader, code)] == [fid]  # no datetime: now
     both = _by_code(reader, code, datetime=f"{first.isoformat().replace('+00:00', 'Z')}/..")
-    assert sorted(f["id"] for f in both) == sorted([fid, change["fid"]])  # every state alive in the interval
-    assert reader.get(f"{ITEMS}/{fid}").status_code == 404  # the old state is out of service
-    history = reader.get(f"{ITEMS}/{change['fid']}/history").json()
+    assert sorted(f["id"] for f in both) == sorted([fid, retired])  # every state alive in the interval
+    now = reader.get(f"{ITEMS}/{fid}")  # the same URL answers the new state, with a new version
+    assert now.status_code == 200 and now.json()["properties"]["name"] == "Trường Tiểu học Đổi Tên"
+    assert now.headers["etag"] != tag
+    assert reader.get(f"{ITEMS}/{retired}").status_code == 404  # the old state is out of service
+    history = reader.get(f"{ITEMS}/{fid}/history").json()
     states = [(f["id"], f["state"]["current"], f["state"].get("operation")) for f in history["features"]]
-    assert states == [(fid, False, "create"), (change["fid"], True, "replace")]
+    assert states == [(retired, False, "create"), (fid, True, "replace")]
     assert history["features"][0]["state"]["validTo"] == history["features"][1]["state"]["validFrom"]
     assert history["features"][1]["state"]["changeSet"] == change["changeSet"]
-    assert reader.get(f"{ITEMS}/{fid}/history").json()["numberReturned"] == 2
+    assert reader.get(f"{ITEMS}/{retired}/history").json()["numberReturned"] == 2
+    # rolling the replace back puts the old state back under the same id
+    assert officer.post(f"/api/loads/{change['changeSet']}/rollback").status_code == 200
+    back = reader.get(f"{ITEMS}/{fid}")
+    assert back.status_code == 200 and back.json()["properties"]["name"] == "Trường Tiểu học Thử Nghiệm"
+    assert reader.get(f"{ITEMS}/{retired}").status_code == 404
 
 
 def test_two_edits_from_the_same_etag_one_is_412(

@@ -43,7 +43,8 @@ def _z(moment: datetime) -> str:
 
 @pytest.fixture(scope="module")
 def replaced(server: str, key: str, settings: Settings) -> Iterator[dict[str, Any]]:
-    """A school created and approved, then renamed and approved: its code, both fids and an instant between."""
+    """A school created and approved, then renamed and approved: its code, the ids of the old and the new
+    state (the feature keeps its own for the new one) and an instant between."""
     headers = {"X-API-Key": key}
     code = f"H{uuid.uuid4().hex[:8]}"
     with connect(settings, autocommit=True) as db:
@@ -67,10 +68,17 @@ def replaced(server: str, key: str, settings: Settings) -> Iterator[dict[str, An
             renamed = http.patch(f"{ITEMS}/{old}", json=patch, headers={"If-Match": tag})
             assert renamed.status_code == 200, renamed.text
             assert http.post(f"/api/loads/{renamed.json()['changeSet']}/approve").status_code == 200
-        new = renamed.json()["fid"]
-        first = scalar(db, "SELECT sys_from FROM layers.schools WHERE fid = %s", (old,))
-        second = scalar(db, "SELECT sys_from FROM layers.schools WHERE fid = %s", (new,))
-    yield {"code": code, "old": old, "new": new, "between": _z(first + (second - first) / 2), "after": _z(second)}
+        # the feature keeps its id (now the renamed state); the draft's row holds the state it replaced
+        current, retired = old, renamed.json()["fid"]
+        first = scalar(db, "SELECT sys_from FROM layers.schools WHERE fid = %s", (retired,))
+        second = scalar(db, "SELECT sys_from FROM layers.schools WHERE fid = %s", (current,))
+    yield {
+        "code": code,
+        "old": retired,
+        "new": current,
+        "between": _z(first + (second - first) / 2),
+        "after": _z(second),
+    }
     with httpx.Client(base_url=server, headers=headers, timeout=60) as http:  # the layer as the demo left it
         for change in (renamed.json()["changeSet"], made.json()["changeSet"]):
             assert http.post(f"/api/loads/{change}/rollback").status_code == 200
