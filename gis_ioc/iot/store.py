@@ -3,7 +3,8 @@
 :func:`store_messages` takes SenML packs of devices and, in one transaction, writes the readings
 (idempotent on datastream and phenomenon time: ``ON CONFLICT DO NOTHING``), the latest value (never
 replaced by an older reading, nor by one flagged ``clock_skew``), the hourly (UTC) and daily (Vietnam
-calendar day) rollups of the readings actually inserted except those flagged ``out_of_range``, and the
+calendar day) rollups of the readings actually inserted except those flagged ``out_of_range`` or
+``clock_skew`` (a clock running ahead would fill days to come), and the
 dead letters of what cannot be a reading, with the reason. Flags never drop a reading:
 
 - ``out_of_range``: outside the property's physical range;
@@ -206,7 +207,7 @@ WITH batch AS (
     INSERT INTO gis_ioc.iot_hourly AS h (datastream_id, hour, n, mean, min, max)
     SELECT datastream_id, date_trunc('hour', phenomenon_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
            count(*), avg(result), min(result), max(result)
-    FROM ins WHERE NOT 'out_of_range' = ANY (flags) GROUP BY 1, 2 ORDER BY 1, 2
+    FROM ins WHERE NOT flags && ARRAY['out_of_range', 'clock_skew'] GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (datastream_id, hour) DO UPDATE SET n = h.n + excluded.n,
         mean = (h.mean * h.n + excluded.mean * excluded.n) / (h.n + excluded.n),
         min = least(h.min, excluded.min), max = greatest(h.max, excluded.max)
@@ -215,7 +216,7 @@ WITH batch AS (
     INSERT INTO gis_ioc.iot_daily AS d (datastream_id, day, n, mean, min, max)
     SELECT datastream_id, (phenomenon_time AT TIME ZONE 'Asia/Ho_Chi_Minh')::date,
            count(*), avg(result), min(result), max(result)
-    FROM ins WHERE NOT 'out_of_range' = ANY (flags) GROUP BY 1, 2 ORDER BY 1, 2
+    FROM ins WHERE NOT flags && ARRAY['out_of_range', 'clock_skew'] GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (datastream_id, day) DO UPDATE SET n = d.n + excluded.n,
         mean = (d.mean * d.n + excluded.mean * excluded.n) / (d.n + excluded.n),
         min = least(d.min, excluded.min), max = greatest(d.max, excluded.max)

@@ -438,7 +438,7 @@ def sensor_statistics(
     readings and the hour of the latest reading, from the datastreams of the approved IoT devices inside
     the selection. Means, maxima and days over a limit come from the daily rollups (``iot_daily``, the
     Vietnamese calendar day), the latest reading from the hourly ones; only a percentile reads the
-    readings themselves. Readings flagged ``out_of_range`` are in no rollup and in no statistic."""
+    readings themselves. Readings flagged ``out_of_range`` or ``clock_skew`` are in no rollup and in no statistic."""
     agg = ind.aggregation
     start, end = period_bounds(period)
     params = Params()
@@ -483,7 +483,7 @@ def sensor_statistics(
                                  count(*) AS n
                             FROM gis_ioc.iot_observations o JOIN ds ON o.datastream_id = ds.id
                            WHERE o.phenomenon_time >= {start} AND o.phenomenon_time < {end}
-                             AND NOT 'out_of_range' = ANY (o.flags)
+                             AND NOT o.flags && ARRAY['out_of_range', 'clock_skew']
                            GROUP BY GROUPING SETS ((ds.commune_code), ()))"""
         ).format(start=params.add(start), end=params.add(end))
     else:

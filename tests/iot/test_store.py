@@ -25,7 +25,7 @@ def _rows(conn: psycopg.Connection[Any], query: str, params: Any = None) -> list
     return list(conn.execute(query, params).fetchall())
 
 
-def test_flags_keep_the_reading_and_rollups_leave_out_of_range_out(clean: Sensors) -> None:
+def test_flags_keep_the_reading_and_rollups_leave_out_of_range_and_skewed_out(clean: Sensors) -> None:
     t = now().replace(minute=0, second=0) - timedelta(hours=2)
     with clean.conn() as conn:
         answer = _store(
@@ -45,7 +45,8 @@ def test_flags_keep_the_reading_and_rollups_leave_out_of_range_out(clean: Sensor
         flags = dict(_rows(conn, "SELECT result, flags FROM gis_ioc.iot_observations ORDER BY phenomenon_time"))
         assert flags == {40.0: [], 50.0: [], 5000.0: ["out_of_range"], 30.0: ["clock_skew"]}
         hourly = _rows(conn, "SELECT hour, n, mean, min, max FROM gis_ioc.iot_hourly ORDER BY hour")
-        assert hourly[0] == (t, 2, 45.0, 40.0, 50.0)
+        assert hourly == [(t, 2, 45.0, 40.0, 50.0)]  # the skewed reading fills no hour to come
+        assert [r[0] for r in _rows(conn, "SELECT n FROM gis_ioc.iot_daily")] == [2]
         # the latest value is the newest reading that is not ahead of the clock
         latest = _rows(conn, "SELECT result, flags FROM gis_ioc.iot_latest")
         assert latest == [(5000.0, ["out_of_range"])]
