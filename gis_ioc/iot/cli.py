@@ -18,7 +18,7 @@ from gis_ioc.errors import GisIocError
 from gis_ioc.iot import model
 from gis_ioc.iot.alerts_cli import alerts_group, judge_command
 from gis_ioc.iot.broker import Broker
-from gis_ioc.maps.thematic import vn_number
+from gis_ioc.maps.thematic import vn_datetime, vn_number
 
 
 def _actor() -> str:
@@ -169,7 +169,8 @@ def iot_list(ctx: click.Context, device: str | None, as_json: bool) -> None:
     table = Table("id", "thiết bị", "đại lượng", "đơn vị", "chu kỳ (giây)", "số đo mới nhất", "lúc")
     for r in rows:
         value = "" if r["latest"] is None else vn_number(float(r["latest"]), 3)
-        cells = (r["id"], r["device"], r["property"], r["unit"], r["interval_s"], value, r["latest_time"] or "")
+        when = vn_datetime(r["latest_time"], seconds=True) if r["latest_time"] else ""  # Vietnam's time
+        cells = (r["id"], r["device"], r["property"], r["unit"], r["interval_s"], value, when)
         table.add_row(*(str(c) for c in cells))
     Console().print(table)  # results on standard output
 
