@@ -14,7 +14,8 @@ nothing lost, nothing doubled.
 - It connects to PostGIS as the server's least-privileged role.
 - After the commits it has the datastreams just stored judged (:func:`gis_ioc.iot.judge.after_commit`:
   limits, AQI, alarm levels, alerts), at most every ``JUDGE_EVERY`` seconds while readings keep coming
-  and at once when they pause.
+  and at once when they pause, by a :class:`Judge` thread with a connection of its own: storing and
+  acknowledging never wait for a judgement.
 
 :class:`Supervisor` runs ``gis-ioc ingest`` as a child process of ``gis-ioc serve`` and starts it again
 when it ends.
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -111,6 +112,85 @@ def message_of(topic: str, payload: bytes, received_at: datetime) -> Message:
     return Message(code if refused is None else "", payload, "mqtt", received_at, topic=topic[:200], refused=refused)
 
 
+class Judge:
+    """The judgement of the datastreams committed since the last one (limits, AQI, alarm levels, alerts), in
+    a thread with a PostGIS connection of its own: at most every ``JUDGE_EVERY`` seconds while readings keep
+    coming (its cost follows the stations, not the readings), at once when they pause (:meth:`pause`), and
+    once more at :meth:`stop`. Readings are stored and acknowledged whatever happens here: a failed
+    judgement is logged and its datastreams are judged again with the next ones (``gis-ioc iot judge`` from
+    cron judges everything anyway)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._pending: set[int] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._judged_at = time.monotonic()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._thread = threading.Thread(target=self._run, name="gis-ioc judge", daemon=True)
+        self.judgements = 0
+
+    def add(self, datastreams: Iterable[int]) -> None:
+        with self._lock:
+            self._pending.update(datastreams)
+
+    def pause(self) -> None:
+        """The readings paused: judge what is waiting without waiting for ``JUDGE_EVERY``."""
+        with self._lock:
+            waiting = bool(self._pending)
+        if waiting:
+            self._wake.set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._judge_pending()
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            due = JUDGE_EVERY - (time.monotonic() - self._judged_at)
+            woken = self._wake.wait(timeout=max(0.05, due))
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            if woken or time.monotonic() - self._judged_at >= JUDGE_EVERY:
+                self._judge_pending()
+
+    def _judge_pending(self) -> None:
+        with self._lock:
+            datastreams, self._pending = self._pending, set()
+        self._judged_at = time.monotonic()
+        if not datastreams:
+            return
+        try:
+            from gis_ioc.iot import judge
+
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = psycopg.connect(
+                    server_conninfo(self.settings),
+                    autocommit=True,
+                    connect_timeout=5,
+                    application_name="gis-ioc ingest (judge)",
+                )
+            judge.after_commit(self._conn, datastreams, self.settings.config_dir)
+            self.judgements += 1
+        except Exception:
+            log.exception("Không đánh giá được ngưỡng và cảnh báo cho %d luồng dữ liệu vừa lưu", len(datastreams))
+            self.add(datastreams)  # with the next ones
+            if self._conn is not None and (self._conn.closed or self._conn.broken):
+                self._conn = None
+
+
 class Ingester:
     """One ingester process's work. :meth:`run` until :meth:`stop` (or SIGTERM in ``gis-ioc ingest``)."""
 
@@ -125,8 +205,7 @@ class Ingester:
         self.connected = threading.Event()
         self.stats = Stats()
         self._conn: psycopg.Connection[Any] | None = None
-        self._to_judge: set[int] = set()
-        self._judged_at = time.monotonic()
+        self.judge = Judge(settings)
         self.client = self._client()
 
     # -- MQTT --------------------------------------------------------------------------------------
@@ -218,25 +297,7 @@ class Ingester:
         for received in batch:
             if received.generation == self.generation and received.qos > 0:
                 self.client.ack(received.mid, received.qos)
-        self._to_judge.update(d for o in outcomes for d in o.datastreams)
-        if time.monotonic() - self._judged_at >= JUDGE_EVERY:
-            self._judge()
-
-    def _judge(self) -> None:
-        """The judgement of the datastreams committed since the last one (limits, AQI, alarm levels, alerts),
-        at most every ``JUDGE_EVERY`` seconds: its cost follows the stations, not the readings. The readings
-        are stored and acknowledged whatever happens here: a failure is logged, never retried (``gis-ioc iot
-        judge`` from cron judges everything)."""
-        datastreams, self._to_judge = self._to_judge, set()
-        self._judged_at = time.monotonic()
-        if not datastreams:
-            return
-        try:
-            from gis_ioc.iot import judge
-
-            judge.after_commit(self._connection(), datastreams, self.settings.config_dir)
-        except Exception:
-            log.exception("Không đánh giá được ngưỡng và cảnh báo cho %d luồng dữ liệu vừa lưu", len(datastreams))
+        self.judge.add(d for o in outcomes for d in o.datastreams)
 
     def _take(self) -> list[_Received]:
         try:
@@ -265,19 +326,19 @@ class Ingester:
         )
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self.client.loop_start()
+        self.judge.start()
         try:
             while not self.stopping.is_set():
                 batch = self._take()
                 if batch:
                     self._store(batch)
-                elif self._to_judge:
-                    self._judge()  # idle: judge now
-            if self._to_judge:
-                self._judge()
+                else:
+                    self.judge.pause()  # readings paused: judge what is waiting now
         finally:
             self.client.disconnect()
             self.client.loop_stop()
             self._drop_connection()
+            self.judge.stop()  # judges what is still waiting
             log.info(
                 "Bộ thu nhận dừng: %d tin, %d số đo mới, %d trùng, %d vào hàng lỗi",
                 self.stats.messages,
