@@ -160,7 +160,8 @@ def daily_aqi(
     o3_max_8h: float | None = None,
 ) -> Aqi | None:
     """The day's AQI: dust from its 24-hour means, NO2/SO2/CO from their largest hourly mean of the day,
-    O3 from the larger AQI of its largest 1-hour mean and largest 8-hour mean."""
+    O3 from the larger AQI of its largest 1-hour mean and largest 8-hour mean (an 8-hour mean above
+    400 µg/m³ is not used: then the 1-hour mean alone, or no O3 AQI without one)."""
     by: dict[str, int] = {}
     for p in DUST:
         if p in means_24h:
@@ -169,7 +170,7 @@ def daily_aqi(
         if p not in GASES:
             raise ValueError(f"not a VN_AQI gas: {p}")
         by[p] = table.index("o3_1h" if p == "o3" else p, value)
-    if o3_max_8h is not None:
-        eight = table.index("o3_8h", o3_max_8h)  # -1 above the 8-hour row: the 1-hour value decides
-        by["o3"] = max(by.get("o3", 0), eight)
+    # -1 above the 8-hour row (400 µg/m³): the decision then takes the 1-hour value alone
+    if o3_max_8h is not None and (eight := table.index("o3_8h", o3_max_8h)) >= 0:
+        by["o3"] = max(by.get("o3", eight), eight)
     return _combine(by)
