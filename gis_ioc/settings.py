@@ -172,6 +172,26 @@ class Settings(BaseSettings):
         description="Folder of the broker: configuration, password and ACL files, persistence, log; default "
         "GIS_IOC_HOME/mosquitto.",
     )
+    mqtt_tls_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of the broker's TLS listener for field devices (8883 is usual); 0: no TLS listener.",
+    )
+    mqtt_tls_host: str = Field(default="0.0.0.0", description="Address the broker's TLS listener listens on.")  # noqa: S104
+    mqtt_tls_cert: Path | None = Field(
+        default=None,
+        description="The TLS listener's certificate (PEM, the full chain); default: a self-signed certificate "
+        "made under GIS_IOC_MQTT_HOME, for trials only.",
+    )
+    mqtt_tls_key: Path | None = Field(
+        default=None, description="The private key (PEM, unencrypted) of GIS_IOC_MQTT_TLS_CERT."
+    )
+    mqtt_allow_plain: bool = Field(
+        default=False,
+        description="Let the plain (unencrypted) listener listen on an address other than loopback: device "
+        "passwords then cross the network in clear.",
+    )
     mosquitto: Path = Field(default=Path("/usr/sbin/mosquitto"), description="The broker (Debian's mosquitto).")
     mqtt_max_queued_messages: int = Field(
         default=1_000_000,

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -62,9 +63,34 @@ def broker_start(ctx: click.Context) -> None:
     if broker.start(devices):
         console.print(f"Broker MQTT đã chạy trên {broker.host}:{broker.port} (pid {broker.pid()})")
     else:
+        listeners = _listeners(broker)
         with translate_errors(), connect(settings) as conn:
             count = broker.sync(conn)
         console.print(f"Broker MQTT đang chạy (pid {broker.pid()}); đã nạp lại {count} thiết bị")
+        if _listeners(broker) != listeners:
+            console.print(
+                "[yellow]Cổng nghe đã đổi: broker chỉ mở cổng mới khi khởi động lại "
+                "(gis-ioc broker stop rồi gis-ioc broker start)[/]"
+            )
+    cert = broker.certificate() if broker.tls_port else None
+    if cert is not None:
+        trust = f"thiết bị tin {broker.ca_file}" if cert.trial else "chứng chỉ của người vận hành"
+        console.print(
+            f"TLS cho thiết bị: {broker.tls_host}:{broker.tls_port} ({trust}); SHA-256 {cert.sha256}, "
+            f"hết hạn {vn_datetime(cert.not_after)}",
+            highlight=False,
+        )
+    for warning in broker.warnings():
+        console.print(f"[bold yellow]Cảnh báo:[/] {warning}", highlight=False)
+
+
+def _listeners(broker: Broker) -> list[str]:
+    """The listener lines of the broker's configuration file as written."""
+    try:
+        text = broker.config_file.read_text()
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.startswith("listener ")]
 
 
 @broker_group.command("stop")
@@ -79,13 +105,21 @@ def broker_stop(ctx: click.Context) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def broker_status(ctx: click.Context, as_json: bool) -> None:
-    """Running or not, pid, address, folder, device accounts; exit 3 when not running."""
+    """Running or not, pid, address, folder, device accounts, the TLS certificate's SHA-256 fingerprint
+    and expiry (what devices pin), warnings; exit 3 when not running."""
     state = Broker.of(settings_of(ctx)).status()
     if as_json:
         click.echo(json.dumps(state, ensure_ascii=False))
     else:
         for key, value in state.items():
+            if key == "warnings":
+                continue
+            if key == "tls_expires" and isinstance(value, str):
+                value = f"{vn_datetime(value)} (giờ Việt Nam)"
             click.echo(f"{key}: {value}")
+        warnings = state["warnings"]
+        for warning in warnings if isinstance(warnings, list) else []:
+            click.echo(f"Cảnh báo: {warning}")
     if not state["running"]:
         sys.exit(3)
 
@@ -198,11 +232,17 @@ def iot_credentials(ctx: click.Context, device: str) -> None:
 
 
 @iot_group.command("maintain")
-@click.option("--retain-months", type=int, default=None, help="Drop monthly partitions older than this.")
+@click.option(
+    "--retain-months",
+    type=int,
+    default=None,
+    help="Vietnamese months of readings kept, the current one included (24: this month and the 23 before it).",
+)
 @click.pass_context
 def iot_maintain(ctx: click.Context, retain_months: int | None) -> None:
-    """Make the partitions of this month and the next two; with --retain-months, drop older ones (the
-    hourly and daily rollups stay). Run it daily from cron."""
+    """Make the partitions of this Vietnamese month and the next two; with --retain-months N, drop the
+    readings of months before the last N (whole partitions; the hourly and daily rollups stay). Run it
+    daily from cron."""
     from gis_ioc.iot.store import maintain
 
     settings = settings_of(ctx)
@@ -218,16 +258,39 @@ def iot_maintain(ctx: click.Context, retain_months: int | None) -> None:
 @click.option("--devices", type=click.IntRange(1, 10000), default=10, show_default=True)
 @click.option("--interval", type=click.FloatRange(0.01), default=60.0, show_default=True, help="Seconds.")
 @click.option("--duration", type=click.FloatRange(0), default=None, help="Seconds (default: until Ctrl-C).")
+@click.option(
+    "--tls", is_flag=True, help="Publish to the broker's TLS listener (GIS_IOC_MQTT_TLS_PORT), as field devices do."
+)
+@click.option(
+    "--cafile",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="With --tls: the certificate authority to trust (default: the trial one under GIS_IOC_MQTT_HOME/tls, "
+    "or the system's).",
+)
+@click.option("--host", default=None, help="With --tls: the name to connect to, as in the certificate.")
 @click.pass_context
-def iot_simulate(ctx: click.Context, devices: int, interval: float, duration: float | None) -> None:
+def iot_simulate(
+    ctx: click.Context,
+    devices: int,
+    interval: float,
+    duration: float | None,
+    tls: bool,
+    cafile: Path | None,
+    host: str | None,
+) -> None:
     """Publish realistic readings of N devices every S seconds through the broker, with their credentials."""
     from gis_ioc.iot import simulate
 
+    if (cafile is not None or host is not None) and not tls:
+        raise click.UsageError("--cafile và --host chỉ dùng cùng --tls (--cafile and --host go with --tls)")
     settings = settings_of(ctx)
     broker = Broker.of(settings)
+    endpoint = simulate.Endpoint.over_tls(broker, host, cafile) if tls else simulate.Endpoint.plain(broker)
     with translate_errors(), connect(settings) as conn:
         sims = simulate.prepare(conn, broker, devices, max(1, round(interval)))
-    console.print(f"Mô phỏng {len(sims)} thiết bị, mỗi {vn_number(interval, 2)} giây")
+    how = f" qua TLS tới {endpoint.host}:{endpoint.port}" if tls else ""
+    console.print(f"Mô phỏng {len(sims)} thiết bị, mỗi {vn_number(interval, 2)} giây{how}")
     last = [time.monotonic()]
 
     def report(p: simulate.Published) -> None:
@@ -236,7 +299,7 @@ def iot_simulate(ctx: click.Context, devices: int, interval: float, duration: fl
             console.print(f"đã gửi {p.messages} tin ({p.readings} số đo), broker xác nhận {p.acknowledged}")
 
     try:
-        done = simulate.run(broker, sims, interval, duration, report=report)
+        done = simulate.run(broker, sims, interval, duration, report=report, endpoint=endpoint)
     except KeyboardInterrupt:
         return
     console.print(f"Xong: {done.messages} tin ({done.readings} số đo), broker xác nhận {done.acknowledged}")

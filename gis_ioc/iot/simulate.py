@@ -9,17 +9,23 @@ devices' own credentials, for demonstrations and benchmarks.
 The simulated devices are approved features of the ``iot_devices`` layer (demo ones first). Each gets
 its datastreams (registered if missing, interval ``--interval``) and a fresh secret, which only this run
 knows: the broker's password file is written again and reloaded before publishing.
+
+It publishes to the plain listener on this machine, or, with ``--tls``, to the TLS listener as a field
+device does (TLS 1.2 at least, the server's certificate checked against ``--cafile``: by default the trial
+authority of ``GIS_IOC_MQTT_HOME/tls``, or the system's authorities for an operator's certificate).
 """
 
 from __future__ import annotations
 
 import math
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,7 +34,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gis_ioc.iot import model, senml
-from gis_ioc.iot.broker import Broker
+from gis_ioc.iot.broker import WILDCARDS, Broker, BrokerError
 
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
 #: What each kind of device observes.
@@ -42,6 +48,42 @@ class SimDevice:
     secret: str
     seed: float
     level: float = 3.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the simulated devices connect: the plain listener, or the TLS one trusting ``cafile``
+    (None: the system's certificate authorities)."""
+
+    host: str
+    port: int
+    tls: bool = False
+    cafile: Path | None = None
+
+    @classmethod
+    def plain(cls, broker: Broker) -> Endpoint:
+        return cls(broker.host, broker.port)
+
+    @classmethod
+    def over_tls(cls, broker: Broker, host: str | None = None, cafile: Path | None = None) -> Endpoint:
+        """The broker's TLS listener, reached by ``host`` (default: its address, or ``localhost`` when it
+        listens on every interface), trusting ``cafile`` (default: the trial authority when one is in use)."""
+        if not broker.tls_port:
+            raise BrokerError(
+                "the broker has no TLS listener: set GIS_IOC_MQTT_TLS_PORT (e.g. 8883) and run gis-ioc broker start",
+                vi="broker không có cổng TLS: đặt GIS_IOC_MQTT_TLS_PORT (ví dụ 8883) rồi chạy gis-ioc broker start",
+            )
+        if cafile is None and broker.tls_cert is None and broker.ca_file.exists():
+            cafile = broker.ca_file
+        return cls(
+            host or ("localhost" if broker.tls_host in WILDCARDS else broker.tls_host), broker.tls_port, True, cafile
+        )
+
+    def context(self) -> ssl.SSLContext:
+        """TLS 1.2 at least, the server's certificate and name checked."""
+        context = ssl.create_default_context(cafile=str(self.cafile) if self.cafile else None)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
 
 
 @dataclass
@@ -96,8 +138,9 @@ def prepare(
     return devices
 
 
-def connect_all(broker: Broker, devices: list[SimDevice], published: Published) -> dict[str, mqtt.Client]:
-    """One MQTT client per device (its own credentials), connected and looping."""
+def connect_all(endpoint: Endpoint, devices: list[SimDevice], published: Published) -> dict[str, mqtt.Client]:
+    """One MQTT client per device (its own credentials), connected and looping; an error when none
+    connects within 15 s."""
     clients: dict[str, mqtt.Client] = {}
     for device in devices:
         client = mqtt.Client(
@@ -113,12 +156,25 @@ def connect_all(broker: Broker, devices: list[SimDevice], published: Published) 
                 published.acknowledged += 1
 
         client.on_publish = acked
-        client.connect_async(broker.host, broker.port, keepalive=30)
+        if endpoint.tls:
+            client.tls_set_context(endpoint.context())
+        client.connect_async(endpoint.host, endpoint.port, keepalive=30)
         client.loop_start()
         clients[device.code] = client
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and not all(c.is_connected() for c in clients.values()):
         time.sleep(0.05)
+    if clients and not any(c.is_connected() for c in clients.values()):
+        for client in clients.values():
+            client.disconnect()
+            client.loop_stop()
+        how = " (TLS)" if endpoint.tls else ""
+        raise BrokerError(
+            f"no simulated device could connect to the broker {endpoint.host}:{endpoint.port}{how} within 15 s; "
+            "see the broker's log (gis-ioc broker status)",
+            vi=f"không thiết bị mô phỏng nào kết nối được broker {endpoint.host}:{endpoint.port}{how} trong 15 "
+            "giây; xem nhật ký của broker (gis-ioc broker status)",
+        )
     return clients
 
 
@@ -131,13 +187,15 @@ def run(
     seed: int = 20250701,
     stop: threading.Event | None = None,
     report: Callable[[Published], None] | None = None,
+    endpoint: Endpoint | None = None,
 ) -> Published:
     """Publish each device's readings every ``interval_s`` seconds (QoS 1) for ``duration_s`` (None:
-    until ``stop``). Each message is a SenML pack of one device's readings at one moment."""
+    until ``stop``) to ``endpoint`` (default: the broker's plain listener). Each message is a SenML pack
+    of one device's readings at one moment."""
     rng = random.Random(seed)  # noqa: S311 (simulated readings, not secrets)
     stop = stop or threading.Event()
     published = Published()
-    clients = connect_all(broker, devices, published)
+    clients = connect_all(endpoint or Endpoint.plain(broker), devices, published)
     units = {"pm25": "µg/m³", "pm10": "µg/m³", "water_level": "m", "rain": "mm"}
     started = time.monotonic()
     tick = 0
