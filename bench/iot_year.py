@@ -4,7 +4,7 @@ under 300 ms").
 On a throwaway cluster with the demo data, registers a PM2.5 datastream (every 300 s) for each of N
 air-quality devices of the ``iot_devices`` layer (the demo's own, then approved demo devices added over
 the communes), fills ``--days`` days of readings from 1 January 2025 (Vietnam time) straight into the
-monthly partitions of ``gis_ioc.iot_observations`` (made by ``gis_ioc.iot_ensure_partition``, one
+Vietnamese-month partitions of ``gis_ioc.iot_observations`` (made by ``gis_ioc.iot_ensure_partition``, one
 server-side ``generate_series`` INSERT a month), builds ``iot_hourly``/``iot_daily`` from them in SQL with
 the ingester's expressions, and checks them: one datastream's rollups against a recomputation from its
 readings, and one day of the same readings stored through the ingester's path (``store_messages``, in
@@ -15,7 +15,7 @@ batches) against the set-based rollups. Then times, warm, for the commune with t
 - the commune's 365 daily means from the rollups (the same SQL shape as ``sensor_statistics``);
 - the reference: the same daily means from the readings (``iot_observations``, partition pruning);
 
-and prints the plan of a one-month query on the readings (partitions pruned), the row counts, the fill
+and prints the plan of a one-month query on the readings (pruned to the month's one partition), the row counts, the fill
 time and the table sizes.
 
     .venv/bin/python bench/iot_year.py [--stations 300] [--days 365] [--repeat 20] [--keep]
@@ -26,6 +26,7 @@ Prints figures and never fails on a time.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import time
@@ -45,7 +46,7 @@ from _support import remove_bench_database, start_bench_database
 from gis_ioc.database.connection import connect
 from gis_ioc.demo import DemoOptions, generate_demo
 from gis_ioc.iot import model, senml
-from gis_ioc.iot.store import Message, ensure_partitions, partition_name, store_messages
+from gis_ioc.iot.store import Message, ensure_partitions, month_start, partition_name, store_messages, vietnam_month
 from gis_ioc.scenarios import selectors
 from gis_ioc.scenarios.aggregate import sensor_statistics
 
@@ -63,13 +64,17 @@ def _size(n: int) -> str:
     return f"{_vn(n / 2**20, 1)} MB"
 
 
+def _next(month: date) -> date:
+    return (month + timedelta(days=32)).replace(day=1)
+
+
 def _months(start: datetime, end: datetime) -> list[date]:
-    """First days of the UTC months that [start, end) touches."""
-    month = start.astimezone(UTC).date().replace(day=1)
+    """First days of the Vietnamese months (one partition each) that [start, end) touches."""
+    month = vietnam_month(start)
     out = []
-    while datetime.combine(month, datetime.min.time(), UTC) < end:
+    while month_start(month) < end:
         out.append(month)
-        month = (month + timedelta(days=32)).replace(day=1)
+        month = _next(month)
     return out
 
 
@@ -163,8 +168,8 @@ def fill(conn: psycopg.Connection[Any], ids: list[int], start: datetime, end: da
     conn.execute("SET synchronous_commit = off")
     began = time.perf_counter()
     for month in months:
-        lo = max(start, datetime.combine(month, datetime.min.time(), UTC))
-        hi = min(end, datetime.combine((month + timedelta(days=32)).replace(day=1), datetime.min.time(), UTC))
+        lo = max(start, month_start(month))
+        hi = min(end, month_start(_next(month)))
         part = sql.Identifier("gis_ioc", partition_name(month))
         t0 = time.perf_counter()
         n = conn.execute(sql.SQL(_FILL).format(part=part), {"ids": ids, "lo": lo, "hi": hi}).rowcount
@@ -390,6 +395,8 @@ def main() -> None:
             print("EXPLAIN trung bình ngày của xã cho tháng 02/2025 từ iot_observations:")
             for (line,) in plan:
                 print(f"    {line[:160]}{' …' if len(line) > 160 else ''}")  # not the commune's geometry
+            read = sorted({m for (line,) in plan for m in re.findall(r" on (iot_observations_\w+)", line)})
+            print(f"Phân vùng được đọc: {len(read)} ({', '.join(read)})")
 
             print()
             print("| bảng | số dòng | dung lượng (cả chỉ mục) |")

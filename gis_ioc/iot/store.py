@@ -11,18 +11,22 @@ dead letters of what cannot be a reading, with the reason. Flags never drop a re
 - ``clock_skew``: timed further ahead of the server's clock than ``GIS_IOC_INGEST_CLOCK_SKEW_MINUTES``;
 - ``late``: older than a reading of its datastream already stored (out of order).
 
-Observations are partitioned by month of phenomenon time (UTC); :func:`ensure_partitions` makes the
-months a batch needs (``gis_ioc.iot_ensure_partition``, which moves rows out of the DEFAULT partition),
-:func:`maintain` makes the months ahead and drops those past retention (rollups are kept).
+Observations are partitioned by Vietnamese month of phenomenon time (Asia/Ho_Chi_Minh, UTC+7: a partition
+holds ``[YYYY-MM-01 00:00+07, next month 00:00+07)``, migration 0026), so a month's report, a Vietnamese day
+and retention each touch whole partitions; :func:`ensure_partitions` makes the months a batch needs
+(``gis_ioc.iot_ensure_partition``, which moves rows out of the DEFAULT partition), :func:`maintain` makes the
+months ahead and drops those past retention (rollups are kept).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
@@ -32,8 +36,9 @@ from gis_ioc.iot.model import Datastream, datastreams, reason
 from gis_ioc.iot.senml import Pack, SenMLError, parse
 
 Source = Literal["mqtt", "http"]
+VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
 _PARTITION_MONTHS_BACK = 119  # gis_ioc.iot_ensure_partition makes ten years back …
-_PARTITION_MONTHS_AHEAD = 2  # … to two months ahead of the current one
+_PARTITION_MONTHS_AHEAD = 2  # … to two months ahead of the current Vietnamese month
 
 
 @dataclass(frozen=True)
@@ -153,12 +158,23 @@ def _check(
     return rows
 
 
+def vietnam_month(moment: datetime) -> date:
+    """The first day of the Vietnamese month (Asia/Ho_Chi_Minh) a moment falls in."""
+    return moment.astimezone(VIETNAM).date().replace(day=1)
+
+
+def month_start(month: date) -> datetime:
+    """The moment a Vietnamese month begins (00:00 in Vietnam on its first day): a partition's lower bound."""
+    return datetime.combine(month.replace(day=1), datetime.min.time(), VIETNAM)
+
+
 def months_of(times: Iterable[datetime], now: datetime) -> list[date]:
-    """The first days of the months (UTC) these times fall in that get a partition of their own."""
-    this_month = now.astimezone(UTC).date().replace(day=1)
+    """The first days of the Vietnamese months these times fall in that get a partition of their own (from
+    the 119 months before the current Vietnamese month to the two after it)."""
+    this_month = vietnam_month(now)
     low = _add_months(this_month, -_PARTITION_MONTHS_BACK)
     high = _add_months(this_month, _PARTITION_MONTHS_AHEAD)
-    months = {t.astimezone(UTC).date().replace(day=1) for t in times}
+    months = {vietnam_month(t) for t in times}
     return sorted(m for m in months if low <= m <= high)
 
 
@@ -168,11 +184,12 @@ def _add_months(day: date, months: int) -> date:
 
 
 def partition_name(month: date) -> str:
-    return f"iot_observations_{month:%Y%m}"
+    """The partition of a Vietnamese month: ``iot_observations_y2026m01`` holds the readings of 01/2026."""
+    return f"iot_observations_y{month:%Y}m{month:%m}"
 
 
 def ensure_partitions(conn: psycopg.Connection[Any], months: Iterable[date]) -> list[str]:
-    """Make the monthly partitions missing among ``months`` (each in its own short transaction, before
+    """Make the Vietnamese-month partitions missing among ``months`` (each in its own short transaction, before
     the batch's, so that no batch holds the partition lock); returns those made."""
     made = []
     for month in months:
@@ -319,6 +336,8 @@ def _mark_late(conn: psycopg.Connection[Any], rows: list[_Row]) -> None:
 
 # -- partitions and retention ------------------------------------------------------------------------------
 
+_PARTITION = re.compile(r"iot_observations_y(\d{4})m(\d{2})")  # a Vietnamese month's (partition_name)
+
 
 @dataclass
 class Maintenance:
@@ -341,46 +360,44 @@ def partitions(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
 def maintain(
     conn: psycopg.Connection[Any], retain_months: int | None = None, now: datetime | None = None
 ) -> Maintenance:
-    """Make this month's and the next two months' partitions; with ``retain_months``, drop the monthly
-    partitions wholly older than that many months before the current one (their readings go; the hourly
-    and daily rollups and the latest values stay). Also moves readings out of the DEFAULT partition into
-    months that now have one."""
+    """Make the partitions of this Vietnamese month and the next two; with ``retain_months``, keep the
+    readings of that many Vietnamese months, the current one included (24: this month and the 23 before
+    it): the partitions of older months are dropped whole, and older readings in the DEFAULT partition
+    deleted (the hourly and daily rollups and the latest values stay). Also moves readings out of
+    the DEFAULT partition into months that now have one."""
+    if retain_months is not None and retain_months < 1:
+        raise InvalidInput(
+            f"--retain-months must be at least 1, not {retain_months}",
+            vi=f"--retain-months phải từ 1 trở lên, không phải {retain_months}",
+        )
     now = now or datetime.now(UTC)
-    this_month = now.astimezone(UTC).date().replace(day=1)
+    this_month = vietnam_month(now)
     report = Maintenance()
     ahead = [_add_months(this_month, k) for k in range(_PARTITION_MONTHS_AHEAD + 1)]
     stray = [
         r[0]
         for r in conn.execute(
-            "SELECT DISTINCT date_trunc('month', phenomenon_time AT TIME ZONE 'UTC')::date "
+            "SELECT DISTINCT date_trunc('month', phenomenon_time AT TIME ZONE 'Asia/Ho_Chi_Minh')::date "
             "FROM gis_ioc.iot_observations_default"
         ).fetchall()
     ]
-    starts = [datetime.combine(m, datetime.min.time(), UTC) for m in [*ahead, *stray]]
-    report.made = ensure_partitions(conn, months_of(starts, now))
+    report.made = ensure_partitions(conn, months_of([month_start(m) for m in [*ahead, *stray]], now))
     if retain_months is not None:
-        if retain_months < 1:
-            raise InvalidInput(
-                f"--retain-months must be at least 1, not {retain_months}",
-                vi=f"--retain-months phải từ 1 trở lên, không phải {retain_months}",
-            )
-        oldest_kept = _add_months(this_month, -retain_months)
+        oldest_kept = _add_months(this_month, 1 - retain_months)
         for name, _bounds in partitions(conn):
-            if name == "iot_observations_default":
+            match = _PARTITION.fullmatch(name)
+            if match is None or date(int(match[1]), int(match[2]), 1) >= oldest_kept:
                 continue
-            month = date(int(name[-6:-2]), int(name[-2:]), 1)
-            if month < oldest_kept:
-                table = sql.Identifier("gis_ioc", name)
-                with conn.transaction():
-                    count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
-                    conn.execute(sql.SQL("ALTER TABLE gis_ioc.iot_observations DETACH PARTITION {}").format(table))
-                    conn.execute(sql.SQL("DROP TABLE {}").format(table))
-                report.dropped.append(name)
-                report.rows_dropped += int(count[0]) if count else 0
+            table = sql.Identifier("gis_ioc", name)
+            with conn.transaction():
+                count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
+                conn.execute(sql.SQL("ALTER TABLE gis_ioc.iot_observations DETACH PARTITION {}").format(table))
+                conn.execute(sql.SQL("DROP TABLE {}").format(table))
+            report.dropped.append(name)
+            report.rows_dropped += int(count[0]) if count else 0
         with conn.transaction():
-            cut = datetime.combine(oldest_kept, datetime.min.time(), UTC)
             gone = conn.execute(
-                "DELETE FROM gis_ioc.iot_observations_default WHERE phenomenon_time < %s", (cut,)
+                "DELETE FROM gis_ioc.iot_observations_default WHERE phenomenon_time < %s", (month_start(oldest_kept),)
             ).rowcount
             report.rows_dropped += max(gone, 0)
     return report

@@ -1,5 +1,5 @@
 """The storage path shared by MQTT and HTTP: flags, late readings, duplicates, dead letters, exact
-rollups, monthly partitions (pruning, the DEFAULT partition, retention)."""
+rollups, monthly partitions (pruning, the DEFAULT partition, retention; by Vietnamese month: test_partitions)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ from typing import Any
 
 import psycopg
 
-from gis_ioc.iot.store import Message, ensure_partitions, maintain, partition_name, store_messages
+from gis_ioc.iot.store import (
+    Message,
+    ensure_partitions,
+    maintain,
+    month_start,
+    partition_name,
+    store_messages,
+    vietnam_month,
+)
 from tests.iot.conftest import Sensors, now, pack
 
 AQ, WL = "HY-AQ-T01", "HY-WL-T01"
@@ -145,7 +153,7 @@ def test_rollups_equal_the_observations(clean: Sensors) -> None:
 
 
 def test_explain_shows_partition_pruning(clean: Sensors) -> None:
-    this_month = now().date().replace(day=1)
+    this_month = vietnam_month(now())
     with clean.conn() as conn:
         _store(conn, AQ, pack([("pm25", 20.0, now() - timedelta(minutes=1))]))
         plan = "\n".join(
@@ -153,7 +161,7 @@ def test_explain_shows_partition_pruning(clean: Sensors) -> None:
             for r in conn.execute(
                 "EXPLAIN SELECT avg(result) FROM gis_ioc.iot_observations WHERE phenomenon_time >= %s "
                 "AND phenomenon_time < %s + interval '1 day'",
-                (datetime.combine(this_month, datetime.min.time(), UTC),) * 2,
+                (month_start(this_month),) * 2,
             )
         )
         assert re.findall(r" on (iot_observations_\w+)", plan) == [partition_name(this_month)], plan
@@ -187,14 +195,14 @@ def test_retention_drops_old_partitions_and_keeps_rollups(clean: Sensors) -> Non
     old = (now() - timedelta(days=500)).replace(hour=12)
     with clean.conn() as conn:
         _store(conn, AQ, pack([("pm25", 33.0, old), ("pm25", 44.0, now() - timedelta(minutes=2))]))
-        old_month = old.date().replace(day=1)
+        old_month = vietnam_month(old)
         assert _rows(conn, "SELECT to_regclass(%s) IS NOT NULL", (f"gis_ioc.{partition_name(old_month)}",)) == [(True,)]
         done = maintain(conn, retain_months=12)
         assert partition_name(old_month) in done.dropped and done.rows_dropped == 1
         assert _rows(conn, "SELECT to_regclass(%s) IS NULL", (f"gis_ioc.{partition_name(old_month)}",)) == [(True,)]
         assert _rows(conn, "SELECT result FROM gis_ioc.iot_observations") == [(44.0,)]
         assert _rows(conn, "SELECT mean FROM gis_ioc.iot_daily WHERE day = %s", (old.date(),)) == [(33.0,)]
-        ahead = now().date().replace(day=1)
+        ahead = vietnam_month(now())
         for _ in range(3):
             assert _rows(conn, "SELECT to_regclass(%s) IS NOT NULL", (f"gis_ioc.{partition_name(ahead)}",)) == [(True,)]
             ahead = (ahead + timedelta(days=32)).replace(day=1)
