@@ -89,6 +89,25 @@ class Field(_Strict):
         return tuple(v.code for v in self.values or ())
 
 
+class Live(_Strict):
+    """Read-only fields computed by a view of schema ``gis_ioc`` (``source``) joined on the layer's key: they
+    are served with the layer's features (OGC items, single features, queryables, filters and sorting) but
+    are no columns of its table, so loaders, edits, tiles and exports never see them."""
+
+    source: Identifier
+    fields: tuple[Field, ...] = PydanticField(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Live:
+        for f in self.fields:
+            if f.required or f.personal or f.synonyms:
+                raise ValueError(f"live field {f.name}: computed fields cannot be required, personal or have synonyms")
+        names = [f.name for f in self.fields]
+        if len(set(names)) != len(names):
+            raise ValueError("live field names repeat")
+        return self
+
+
 class Paging(_Strict):
     default_limit: int = PydanticField(default=10, ge=1)
     max_limit: int = PydanticField(default=1000, ge=1)
@@ -118,12 +137,21 @@ class Layer(_Strict):
     versioned: bool = PydanticField(default=False, description="Rows carry valid_from/valid_to; history is kept.")
     no_overlap: bool = PydanticField(default=False, description="Features of this layer must not overlap.")
     paging: Paging = Paging()
+    live: Live | None = PydanticField(
+        default=None, description="Read-only fields computed by a view of schema gis_ioc, joined on the key."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Layer:
         names = [f.name for f in self.fields]
         if len(set(names)) != len(names):
             raise ValueError(f"layer {self.id}: field names repeat")
+        if self.live is not None:
+            clash = sorted({f.name for f in self.live.fields} & set(names))
+            if clash:
+                raise ValueError(f"layer {self.id}: live fields {clash} clash with stored fields")
+            if self.key is None:
+                raise ValueError(f"layer {self.id}: live fields are joined on the key; the layer needs a key")
         if self.key is not None and self.key not in names:
             raise ValueError(f"layer {self.id}: key {self.key!r} is not one of its fields")
         if self.temporal is not None:
@@ -136,6 +164,23 @@ class Layer(_Strict):
 
     def field(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
+
+    @property
+    def live_names(self) -> frozenset[str]:
+        """The names of the layer's live (computed, read-only) fields."""
+        return frozenset(f.name for f in self.live.fields) if self.live is not None else frozenset()
+
+    def stored_fields(self) -> tuple[Field, ...]:
+        """The fields that are columns of the layer's table (those of :meth:`published` less the live ones)."""
+        return tuple(f for f in self.fields if f.name not in self.live_names)
+
+    def published(self) -> Layer:
+        """The layer as its OGC collection reads it: its stored fields, then its live ones (what items, a
+        single feature, queryables, ``filter``, ``sortby`` and ``properties`` know). Only the collection's
+        read doors use it; everything else keeps the stored fields (``fields``)."""
+        if self.live is None or any(f.name in self.live_names for f in self.fields):
+            return self
+        return self.model_copy(update={"fields": (*self.fields, *self.live.fields)})
 
     @property
     def table(self) -> str:

@@ -77,6 +77,8 @@ BOOKKEEPING: dict[str, str] = {
     "iot_daily": "SELECT, INSERT, UPDATE",
     "iot_dead_letters": "SELECT, INSERT",
     "iot_alerts": "SELECT, INSERT, UPDATE",  # judgement (migration 0024): opened/closed by the ingester's role
+    "iot_station_state": "SELECT, INSERT, UPDATE",  # migration 0025: written by the judge (the ingester's role)
+    "iot_station_live": "SELECT",  # migration 0025: a security_invoker view (its readers' own rights apply)
 }
 
 
@@ -148,7 +150,13 @@ def grant_bookkeeping(conn: psycopg.Connection[Any]) -> None:
             base, sql.Identifier(FULL), sql.Identifier(SERVER)
         )
     )
-    present = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'gis_ioc'").fetchall()}
+    present = {  # tables, partitioned tables and views
+        r[0]
+        for r in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'gis_ioc' AND c.relkind IN ('r', 'p', 'v')"
+        ).fetchall()
+    }
     for table, privileges in BOOKKEEPING.items():
         if table in present:
             conn.execute(sql.SQL(f"GRANT {privileges} ON {{}} TO {{}}").format(sql.Identifier("gis_ioc", table), base))

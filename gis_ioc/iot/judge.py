@@ -13,6 +13,10 @@ exact at each commit (``iot_latest``, ``iot_hourly``) and states which condition
   value upwards.
 * A datastream silent (no phenomenon time) for more than 3 of its intervals is stale.
 
+Each judgement also writes the devices' state (:func:`store_states`: VN_AQI and band by :func:`device_aqi`,
+the one computation :mod:`gis_ioc.iot.live` uses too; the flood alarm level) to ``iot_station_state``, in
+the transaction that reconciles their alerts; the ``iot_devices`` collection reads it.
+
 The ingester calls :func:`after_commit` with the datastreams it just committed; ``gis-ioc iot judge`` runs
 :func:`judge_all` from cron (staleness needs a clock, not a reading).
 """
@@ -278,6 +282,69 @@ def station_aqi(table: aqi.AqiTable, streams: Sequence[Stream]) -> tuple[aqi.Aqi
     return (value, hour) if value is not None else None
 
 
+def daily_dust(conn: psycopg.Connection[Any], dust: Sequence[Stream]) -> dict[int, tuple[dt.date, float]]:
+    """The 24-hour (Vietnamese day) mean of each dust datastream on the day of its latest reading."""
+    dust = [s for s in dust if s.prop in aqi.DUST and s.time is not None]
+    if not dust:
+        return {}
+    days = [s.time.astimezone(VIETNAM).date() for s in dust if s.time is not None]
+    rows = conn.execute(
+        "SELECT r.datastream_id, r.day, r.mean FROM gis_ioc.iot_daily r "
+        "JOIN unnest(%s::bigint[], %s::date[]) AS w(id, day) ON r.datastream_id = w.id AND r.day = w.day",
+        ([s.id for s in dust], days),
+    ).fetchall()
+    return {int(r[0]): (r[1], float(r[2])) for r in rows}
+
+
+@dataclass(frozen=True)
+class DeviceAqi:
+    """A station's VN_AQI: hourly (``at``: the hour) or daily (``at``: the Vietnamese day)."""
+
+    value: aqi.Aqi
+    basis: str  # hour | day
+    at: dt.datetime | dt.date
+
+    @property
+    def starts(self) -> dt.datetime:
+        """When the hour or the day it is for begins (a day at 00:00 Vietnamese time)."""
+        if isinstance(self.at, dt.datetime):
+            return self.at
+        return dt.datetime.combine(self.at, dt.time(0), VIETNAM)
+
+
+def device_aqi(
+    table: aqi.AqiTable, own: Sequence[Stream], daily: Mapping[int, tuple[dt.date, float]]
+) -> DeviceAqi | None:
+    """THE station AQI, for the judge's state and the stations' answers alike: the hourly VN_AQI (NowCast)
+    where the dust is read at least hourly, else the daily AQI of the latest day (``daily``: from
+    :func:`daily_dust`)."""
+    found = station_aqi(table, own)
+    if found is not None:
+        return DeviceAqi(found[0], "hour", found[1])
+    means = {s.prop: daily[s.id] for s in own if s.id in daily}
+    if not means:
+        return None
+    day = max(d for d, _ in means.values())
+    value = aqi.daily_aqi(table, {p: m for p, (d, m) in means.items() if d == day}, {})
+    return DeviceAqi(value, "day", day) if value is not None else None
+
+
+def gauge_of(rules: Rules, device: str, own: Sequence[Stream]) -> tuple[Station, Stream, float] | None:
+    """The hydrological station a device's water level stands for, its gauge's datastream and latest value."""
+    station = rules.station_for(device)
+    gauge = next((s for s in own if s.prop == "water_level" and s.result is not None), None)
+    if station is None or gauge is None or gauge.result is None:
+        return None
+    return station, gauge, gauge.result
+
+
+def _by_device(streams: Iterable[Stream]) -> dict[str, list[Stream]]:
+    by_device: dict[str, list[Stream]] = defaultdict(list)
+    for s in streams:
+        by_device[s.device].append(s)
+    return by_device
+
+
 def conditions(
     conn: psycopg.Connection[Any],
     rules: Rules,
@@ -287,11 +354,19 @@ def conditions(
 ) -> tuple[set[str], list[Condition]]:
     """The devices judged (those of ``datastream_ids`` and ``devices``, or every device with a datastream
     when both are None) and the conditions holding for them now."""
+    by_device, found = _assess(conn, rules, datastream_ids, now, devices)
+    return set(by_device), found
+
+
+def _assess(
+    conn: psycopg.Connection[Any],
+    rules: Rules,
+    datastream_ids: Sequence[int] | None,
+    now: dt.datetime,
+    devices: Sequence[str] | None,
+) -> tuple[dict[str, list[Stream]], list[Condition]]:
     props = set(rules.limits) | set(aqi.PARAMETERS)
-    streams = load_streams(conn, ids=datastream_ids, devices=devices, props=props)
-    by_device: dict[str, list[Stream]] = defaultdict(list)
-    for s in streams:
-        by_device[s.device].append(s)
+    by_device = _by_device(load_streams(conn, ids=datastream_ids, devices=devices, props=props))
     found: list[Condition] = []
     for device, own in by_device.items():
         for s in own:
@@ -312,10 +387,9 @@ def conditions(
                 )
         if (c := _aqi_condition(rules, device, own)) is not None:
             found.append(c)
-        station = rules.station_for(device)
-        gauge = next((s for s in own if s.prop == "water_level" and s.result is not None), None)
-        if station is not None and gauge is not None and gauge.result is not None:
-            level = station.alarm_level(gauge.result)
+        if (water := gauge_of(rules, device, own)) is not None:
+            station, gauge, metres = water
+            level = station.alarm_level(metres)
             if level:
                 found.append(
                     Condition(
@@ -324,12 +398,61 @@ def conditions(
                         "water",
                         gauge.id,
                         level,
-                        gauge.result,
+                        metres,
                         station.levels[level - 1],
                         {"station": station.id, "level": level},
                     )
                 )
-    return set(by_device), found
+    return by_device, found
+
+
+_STATE = """
+INSERT INTO gis_ioc.iot_station_state AS s
+       (device_code, aqi, aqi_band, aqi_dominant, aqi_basis, aqi_at, flood_level, judged_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (device_code) DO UPDATE
+   SET aqi = excluded.aqi, aqi_band = excluded.aqi_band, aqi_dominant = excluded.aqi_dominant,
+       aqi_basis = excluded.aqi_basis, aqi_at = excluded.aqi_at, flood_level = excluded.flood_level,
+       judged_at = excluded.judged_at
+ WHERE s.judged_at <= excluded.judged_at  -- a judgement never replaces a later one
+"""
+
+
+def store_states(
+    conn: psycopg.Connection[Any], rules: Rules, by_device: Mapping[str, Sequence[Stream]], now: dt.datetime
+) -> None:
+    """Write each judged device's state (AQI, band, deciding parameter, basis and time; flood alarm level)
+    to ``gis_ioc.iot_station_state``, read by the ``iot_devices`` collection (view ``iot_station_live``)."""
+    if not by_device:
+        return
+    daily = daily_dust(conn, [s for own in by_device.values() for s in own])
+    rows: list[tuple[Any, ...]] = []
+    for device in sorted(by_device):  # one lock order for every judge
+        own = by_device[device]
+        found = device_aqi(rules.aqi, own, daily)
+        water = gauge_of(rules, device, own)
+        level = water[0].alarm_level(water[2]) if water is not None else None
+        if found is None:
+            rows.append((device, None, None, None, None, None, level, now))
+            continue
+        band = rules.aqi.band(found.value.value).code
+        rows.append((device, found.value.value, band, found.value.dominant, found.basis, found.starts, level, now))
+    with conn.cursor() as cur:
+        cur.executemany(_STATE, rows)
+
+
+def _judge(
+    conn: psycopg.Connection[Any],
+    rules: Rules,
+    datastream_ids: Sequence[int] | None,
+    now: dt.datetime,
+    devices: Sequence[str] | None = None,
+) -> int:
+    """Judge, write the devices' states and move their alerts, in one transaction."""
+    with conn.transaction():
+        by_device, found = _assess(conn, rules, datastream_ids, now, devices)
+        store_states(conn, rules, by_device, now)
+        return alerts.reconcile(conn, set(by_device), found, now)
 
 
 def after_commit(
@@ -340,11 +463,7 @@ def after_commit(
     ids = sorted(set(datastream_ids))
     if not ids:
         return 0
-    rules = load_rules(config_dir)
-    when = now or dt.datetime.now(dt.UTC)
-    with conn.transaction():
-        devices, found = conditions(conn, rules, ids, when)
-        return alerts.reconcile(conn, devices, found, when)
+    return _judge(conn, load_rules(config_dir), ids, now or dt.datetime.now(dt.UTC))
 
 
 def after_store(
@@ -355,17 +474,9 @@ def after_store(
     codes = sorted(set(devices))
     if not codes:
         return 0
-    rules = load_rules(config_dir)
-    when = now or dt.datetime.now(dt.UTC)
-    with conn.transaction():
-        judged, found = conditions(conn, rules, None, when, codes)
-        return alerts.reconcile(conn, judged, found, when)
+    return _judge(conn, load_rules(config_dir), None, now or dt.datetime.now(dt.UTC), codes)
 
 
 def judge_all(conn: psycopg.Connection[Any], config_dir: Path, now: dt.datetime | None = None) -> int:
     """Judge every device (for cron: staleness turns without a reading); the number of alert transitions."""
-    rules = load_rules(config_dir)
-    when = now or dt.datetime.now(dt.UTC)
-    with conn.transaction():
-        devices, found = conditions(conn, rules, None, when)
-        return alerts.reconcile(conn, devices, found, when)
+    return _judge(conn, load_rules(config_dir), None, now or dt.datetime.now(dt.UTC))

@@ -106,7 +106,7 @@ def stations(
             (sorted(devices),),
         ).fetchall()
     )
-    daily = _daily_dust(conn, [s for s in streams if s.prop in aqi.DUST and s.time is not None])
+    daily = judge.daily_dust(conn, streams)
     by_device: dict[str, list[judge.Stream]] = {}
     for s in streams:
         by_device.setdefault(s.device, []).append(s)
@@ -140,10 +140,9 @@ def stations(
             "aqi": _aqi(rules.aqi, own, daily, lang),
             "water": None,
         }
-        station = rules.station_for(device)
-        gauge = next((s for s in own if s.prop == "water_level" and s.result is not None), None)
-        if station is not None and gauge is not None and gauge.result is not None:
-            level = station.alarm_level(gauge.result)
+        if (water := judge.gauge_of(rules, device, own)) is not None:
+            station, _, metres = water
+            level = station.alarm_level(metres)
             props["water"] = {
                 "station": station.id,
                 "name": station.name_en if lang == "en" else station.name_vi,
@@ -163,42 +162,19 @@ def stations(
     return {"type": "FeatureCollection", "features": features, "generated": when.isoformat()}
 
 
-def _daily_dust(conn: psycopg.Connection[Any], dust: Sequence[judge.Stream]) -> dict[int, tuple[dt.date, float]]:
-    """The 24-hour (Vietnamese day) mean of each dust datastream on the day of its latest reading."""
-    if not dust:
-        return {}
-    days = [s.time.astimezone(judge.VIETNAM).date() for s in dust if s.time is not None]
-    rows = conn.execute(
-        "SELECT r.datastream_id, r.day, r.mean FROM gis_ioc.iot_daily r "
-        "JOIN unnest(%s::bigint[], %s::date[]) AS w(id, day) ON r.datastream_id = w.id AND r.day = w.day",
-        ([s.id for s in dust], days),
-    ).fetchall()
-    return {int(r[0]): (r[1], float(r[2])) for r in rows}
-
-
 def _aqi(
     table: aqi.AqiTable, own: Sequence[judge.Stream], daily: dict[int, tuple[dt.date, float]], lang: str
 ) -> dict[str, Any] | None:
-    """The hourly VN_AQI (NowCast) where the dust is read at least hourly, else the daily AQI of the latest day."""
-    found = judge.station_aqi(table, own)
-    if found is not None:
-        value, hour = found
-        basis, at = "hour", hour.isoformat()
-    else:
-        means = {s.prop: daily[s.id] for s in own if s.id in daily}
-        if not means:
-            return None
-        day = max(d for d, _ in means.values())
-        day_value = aqi.daily_aqi(table, {p: m for p, (d, m) in means.items() if d == day}, {})
-        if day_value is None:
-            return None
-        value, basis, at = day_value, "day", day.isoformat()
-    band = table.band(value.value)
+    """The station's VN_AQI as the judge computes it (:func:`gis_ioc.iot.judge.device_aqi`), with its band."""
+    found = judge.device_aqi(table, own, daily)
+    if found is None:
+        return None
+    band = table.band(found.value.value)
     return {
-        "value": value.value,
-        "dominant": value.dominant,
-        "basis": basis,
-        "at": at,
+        "value": found.value.value,
+        "dominant": found.value.dominant,
+        "basis": found.basis,
+        "at": found.at.isoformat(),
         "band": band.code,
         "label": band.label(lang),
         "colour": band.colour,

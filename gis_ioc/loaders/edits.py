@@ -182,6 +182,14 @@ def check_feature(layer: Layer, viewer: Viewer, feature: Any, *, partial: bool =
         )
     if geometry is not None and not isinstance(geometry, dict):
         raise InvalidInput("geometry must be a GeoJSON geometry object", vi="geometry phải là một hình học GeoJSON")
+    computed = sorted(k for k in (props or {}) if k in layer.live_names)
+    if computed:
+        names = ", ".join(computed)
+        raise InvalidInput(
+            f"{names} of {layer.id}: computed from the live state, read-only; leave out of the edit",
+            vi=f"{names} của lớp {layer.id}: trường được tính tự động từ trạng thái trực tuyến, chỉ đọc, "
+            "không sửa được; bỏ khỏi nội dung gửi lên",
+        )
     seen = {f.name for f in viewer.sees(layer).fields}
     unknown = sorted(k for k in (props or {}) if k not in seen)
     if unknown:

@@ -36,6 +36,7 @@ from gis_ioc.errors import GisIocError, InvalidInput, NotFound
 from gis_ioc.http import problem
 from gis_ioc.loaders.edits import EditRejected, EditResult, Operation, apply_edit, check_feature
 from gis_ioc.loaders.vector import LoaderConfig
+from gis_ioc.publish.tiles import same_for_everyone
 from gis_ioc.query import scope
 
 if TYPE_CHECKING:
@@ -175,23 +176,34 @@ async def _edit(features: FeaturesApi, request: Request, operation: Operation, r
     return JSONResponse(document, status_code=200, headers=headers)
 
 
+def live_answer(features: FeaturesApi, request: Request, response: Response) -> Response:
+    """A read of a collection with live fields (its layer file's ``live`` block) shows state that moves
+    without the layer's data changing: no cache may answer for the server (``no-cache``: revalidate every
+    time; a single feature's ETag is its row's version, for ``If-Match``, and is never answered with 304)."""
+    layer = features.catalog.layers.get(request.path_params.get("collection_id", ""))
+    if layer is not None and layer.live is not None and response.status_code < 300:
+        response.headers["Cache-Control"] = "no-cache" if same_for_everyone(layer) else "private, no-cache"
+    return response
+
+
 def writable(features: FeaturesApi, items: Handler, item: Handler) -> tuple[Handler, Handler]:
     """Items and single features with their Part 4 methods (:mod:`gis_ioc.publish.edits`): a GeoJSON
     feature POSTed to items is created (any other POST body is a cql2-json filter); PUT, PATCH and
-    DELETE of a feature replace, update and delete it."""
+    DELETE of a feature replace, update and delete it. Reads of a collection with live fields are not to
+    be kept by caches (:func:`live_answer`)."""
 
     async def items_endpoint(request: Request) -> Response:
         if request.method == "POST":
             body = await request.body()
             if is_feature_post(request, body):
                 return await edit(features, request, "create", body)
-        return await items(request)
+        return live_answer(features, request, await items(request))
 
     operations: dict[str, Operation] = {"PUT": "replace", "PATCH": "update", "DELETE": "delete"}
 
     async def item_endpoint(request: Request) -> Response:
         if request.method in operations:
             return await edit(features, request, operations[request.method])
-        return await item(request)
+        return live_answer(features, request, await item(request))
 
     return items_endpoint, item_endpoint

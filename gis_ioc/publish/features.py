@@ -133,19 +133,47 @@ def source_sql(query: ItemsQuery, params: Params) -> sql.Composable:
     stood then), presented as published rows so that the read path's
     WHERE (:func:`where_sql`: a commune officer's communes, the user's filter) applies to them as it does
     to the current rows; row-level security applies to the table underneath as always. Only the columns
-    the viewer may read are selected."""
+    the viewer may read are selected, and a layer read as its collection reads it (:meth:`Layer.published`)
+    gets its live fields joined (:func:`live_source`), in both cases."""
     table = sql.Identifier(SCHEMA, query.layer.table)
     if query.interval is None or query.layer.versioned or query.layer.temporal is not None:
-        return table
+        return live_source(query.layer, table)
     begin, end = query.interval
-    names = ["fid", *(f.name for f in query.layer.fields), "geom", "load_id", "updated_at", "sys_from", "sys_to"]
+    stored = [f.name for f in query.layer.stored_fields()]
+    names = ["fid", *stored, "geom", "load_id", "updated_at", "sys_from", "sys_to"]
     alive: list[sql.Composable] = [sql.SQL("h.approval <> 'draft'"), sql.SQL("h.sys_from IS NOT NULL")]
     if end is not None:
         alive.append(sql.SQL("h.sys_from <= {}").format(params.add(end)))
     if begin is not None:
         alive.append(sql.SQL("(h.sys_to IS NULL OR h.sys_to > {})").format(params.add(begin)))
-    return sql.SQL("(SELECT {}, 'approved'::text AS approval FROM {} h WHERE {})").format(
+    history = sql.SQL("(SELECT {}, 'approved'::text AS approval FROM {} h WHERE {})").format(
         sql.SQL(", ").join(sql.Identifier("h", n) for n in names), table, sql.SQL(" AND ").join(alive)
+    )
+    return live_source(query.layer, history)
+
+
+def live_source(layer: Layer, source: sql.Composable) -> sql.Composable:
+    """``source`` (the layer's table, or its history) with the layer's live fields (the ``live`` block of its
+    layer file) LEFT JOINed from their view in schema ``gis_ioc`` on the layer's key, when ``layer`` is the
+    layer as its collection reads it (:meth:`Layer.published`); otherwise ``source`` itself. The rows are
+    the table's (row-level security applies to it, the read path's WHERE to the result); the view only
+    adds columns, one row per key at most."""
+    live = layer.live
+    names = {f.name for f in layer.fields}
+    if live is None or layer.key is None or not names & layer.live_names:
+        return source
+    stored = ["fid", *(f.name for f in layer.stored_fields())]
+    if layer.versioned:
+        stored += ["valid_from", "valid_to"]
+    stored += ["geom", "load_id", "approval", "updated_at", "sys_from", "sys_to"]
+    columns = [sql.Identifier("s", n) for n in stored]
+    columns += [sql.Identifier("v", f.name) for f in live.fields if f.name in names]
+    return sql.SQL("(SELECT {} FROM {} s LEFT JOIN {} v ON v.{} = s.{})").format(
+        sql.SQL(", ").join(columns),
+        source,
+        sql.Identifier("gis_ioc", live.source),
+        sql.Identifier(layer.key),
+        sql.Identifier(layer.key),
     )
 
 
@@ -209,9 +237,9 @@ def fetch_feature(
 
 
 def feature_statement(viewer: Viewer, layer: Layer, fid: int, crs: PublishedCrs) -> tuple[bytes, dict[str, Any]]:
-    """The SELECT of :func:`fetch_feature` (the feature, and its row's ``updated_at``: its version) and its
-    values. The SQL text depends only on the layer, the
-    viewer's class for it (:meth:`Viewer.view_class`: same rows, same fields) and the CRS, so it is
+    """The SELECT of :func:`fetch_feature` (the feature with its live fields, if its layer has any, and its
+    row's ``updated_at``: its version, whatever the live state) and its values. The SQL text depends only
+    on the layer, the viewer's class for it (:meth:`Viewer.view_class`: same rows, same fields) and the CRS, so it is
     composed once per such triple; only the feature id changes between requests."""
     text, values = _feature_template(viewer, layer, crs)
     return text, {**values, _FID: fid}
@@ -223,6 +251,7 @@ _TEMPLATES_LOCK = threading.Lock()
 
 
 def _feature_template(viewer: Viewer, layer: Layer, crs: PublishedCrs) -> tuple[bytes, dict[str, Any]]:
+    layer = viewer.sees(layer.published())
     key = (layer.id, viewer.view_class(layer), crs.uri)
     found = _FEATURE_TEMPLATES.get(key)
     if found is None:
@@ -230,8 +259,8 @@ def _feature_template(viewer: Viewer, layer: Layer, crs: PublishedCrs) -> tuple[
         fid = params.add(0)
         assert fid.as_string(None) == f"%({_FID})s"
         statement = sql.SQL("SELECT {}::text, t.updated_at FROM {} t WHERE t.fid = {} AND {}").format(
-            feature_sql(viewer.sees(layer), crs, None, False),
-            sql.Identifier(SCHEMA, layer.table),
+            feature_sql(layer, crs, None, False),
+            live_source(layer, sql.Identifier(SCHEMA, layer.table)),
             fid,
             rows.visible(viewer, layer, params, current=False),
         )

@@ -405,7 +405,8 @@ class FeaturesApi:
         and the layer's data version read in the same snapshot) then ``render``, and kept under the
         version of the data it holds, from the primary or a replica alike. Nothing is kept while the
         versions are unknown (no listener), nor a ``render`` of None (not found)."""
-        version = self._version(layer)
+        # answers of a layer with live fields (computed when read) move without its data version: not kept
+        version = None if layer.live is not None and cache is self.answers else self._version(layer)
         body = cache.get(layer.table, key, version)
         if body is not None:
             return body
@@ -425,7 +426,7 @@ class FeaturesApi:
             if "filter" in params:
                 raise InvalidInput("give the filter either in the body or as the filter parameter, not both")
             params = {**params, "filter": body, "filter-lang": "cql2-json"}
-        query: ItemsQuery = parse_items(viewer, layer, params)
+        query: ItemsQuery = parse_items(viewer, layer.published(), params)  # with its live fields
         # the links that do not depend on the page (self, alternates, collection) also as a Link header
         headers = {
             "Content-Crs": f"<{query.crs.uri}>",

@@ -135,7 +135,8 @@ class GisIocProvider(BaseProvider):  # type: ignore[misc]
         )
         self.viewer = self.backend.viewer if self.backend else Viewer.of(CURRENT.get())
         self.whole: Layer = self.catalog.layer(provider_def["layer"])
-        self.layer: Layer = self.viewer.sees(self.whole)  # what this viewer may see of it
+        # what this viewer may see of it, with its live fields (read-only, computed when read)
+        self.layer: Layer = self.viewer.sees(self.whole.published())
         self.get_fields()
 
     def get_fields(self) -> dict[str, dict[str, str]]:

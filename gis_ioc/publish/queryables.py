@@ -35,6 +35,9 @@ def json_schema_type(field_type: str) -> dict[str, str]:
 
 
 def queryables_document(layer: Layer, url: str) -> dict[str, Any]:
+    """The queryables of ``layer``'s collection: its stored fields, then its live ones (computed when read,
+    ``readOnly``: a filter or sort may name them, an edit may not)."""
+    layer = layer.published()
     properties: dict[str, Any] = {
         "geometry": {
             "title": "Geometry",
@@ -59,6 +62,8 @@ def queryables_document(layer: Layer, url: str) -> dict[str, Any]:
             schema["x-ogc-role"] = "primary-instant"
         if layer.key == f.name:
             schema["x-ogc-role"] = "id"
+        if f.name in layer.live_names:
+            schema["readOnly"] = True
         properties[f.name] = schema
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
