@@ -56,6 +56,10 @@ CLIENT_ID = "gis-ioc-ingester"
 MAX_PAYLOAD = 1024 * 1024
 #: Seconds between two judgements of the datastreams just committed, while readings keep coming.
 JUDGE_EVERY = 5.0
+#: Seconds between two judgements of every device (staleness turns with the clock, not with a reading).
+JUDGE_ALL_EVERY = 60.0
+#: Seconds after the ingester starts before its first judgement of every device.
+JUDGE_ALL_FIRST = 5.0
 
 
 @dataclass
@@ -116,9 +120,10 @@ class Judge:
     """The judgement of the datastreams committed since the last one (limits, AQI, alarm levels, alerts), in
     a thread with a PostGIS connection of its own: at most every ``JUDGE_EVERY`` seconds while readings keep
     coming (its cost follows the stations, not the readings), at once when they pause (:meth:`pause`), and
-    once more at :meth:`stop`. Readings are stored and acknowledged whatever happens here: a failed
-    judgement is logged and its datastreams are judged again with the next ones (``gis-ioc iot judge`` from
-    cron judges everything anyway)."""
+    once more at :meth:`stop`; and every device every ``JUDGE_ALL_EVERY`` seconds (the first time
+    ``JUDGE_ALL_FIRST`` seconds after the start), as ``gis-ioc iot judge`` does from cron, since a silent
+    datastream turns stale with the clock. Readings are stored and acknowledged whatever happens here: a
+    failed judgement is logged and its datastreams are judged again with the next ones."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -127,6 +132,7 @@ class Judge:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._judged_at = time.monotonic()
+        self._all_at = time.monotonic() - JUDGE_ALL_EVERY + JUDGE_ALL_FIRST
         self._conn: psycopg.Connection[Any] | None = None
         self._thread = threading.Thread(target=self._run, name="gis-ioc judge", daemon=True)
         self.judgements = 0
@@ -158,13 +164,41 @@ class Judge:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            due = JUDGE_EVERY - (time.monotonic() - self._judged_at)
+            now = time.monotonic()
+            due = min(JUDGE_EVERY - (now - self._judged_at), JUDGE_ALL_EVERY - (now - self._all_at))
             woken = self._wake.wait(timeout=max(0.05, due))
             self._wake.clear()
             if self._stopping.is_set():
                 return
-            if woken or time.monotonic() - self._judged_at >= JUDGE_EVERY:
+            if time.monotonic() - self._all_at >= JUDGE_ALL_EVERY:
+                self._judge_everything()
+            elif woken or time.monotonic() - self._judged_at >= JUDGE_EVERY:
                 self._judge_pending()
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(
+                server_conninfo(self.settings),
+                autocommit=True,
+                connect_timeout=5,
+                application_name="gis-ioc ingest (judge)",
+            )
+        return self._conn
+
+    def _judge_everything(self) -> None:
+        with self._lock:  # every device includes the waiting ones
+            waiting, self._pending = self._pending, set()
+        self._all_at = self._judged_at = time.monotonic()
+        try:
+            from gis_ioc.iot import judge
+
+            judge.judge_all(self._connection(), self.settings.config_dir)
+            self.judgements += 1
+        except Exception:
+            log.exception("Không đánh giá được ngưỡng, mất tín hiệu và cảnh báo của các thiết bị")
+            self.add(waiting)  # with the next ones
+            if self._conn is not None and (self._conn.closed or self._conn.broken):
+                self._conn = None
 
     def _judge_pending(self) -> None:
         with self._lock:
@@ -175,14 +209,7 @@ class Judge:
         try:
             from gis_ioc.iot import judge
 
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = psycopg.connect(
-                    server_conninfo(self.settings),
-                    autocommit=True,
-                    connect_timeout=5,
-                    application_name="gis-ioc ingest (judge)",
-                )
-            judge.after_commit(self._conn, datastreams, self.settings.config_dir)
+            judge.after_commit(self._connection(), datastreams, self.settings.config_dir)
             self.judgements += 1
         except Exception:
             log.exception("Không đánh giá được ngưỡng và cảnh báo cho %d luồng dữ liệu vừa lưu", len(datastreams))
