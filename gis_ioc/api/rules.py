@@ -172,6 +172,12 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PATCH", "{ogc}/collections/{collection_id}/items/{item_id}"): permission("load"),
     ("DELETE", "{ogc}/collections/{collection_id}/items/{item_id}"): permission("load"),
     ("GET", "{ogc}/collections/{collection_id}/items/{item_id}/history"): LAYER,
+    # OGC API EDR over the sensor observations (gis_ioc.publish.edr; 400 on a collection without EDR)
+    ("GET", "{ogc}/collections/{collection_id}/position"): LAYER,
+    ("GET", "{ogc}/collections/{collection_id}/radius"): LAYER,
+    ("GET", "{ogc}/collections/{collection_id}/area"): LAYER,
+    ("GET", "{ogc}/collections/{collection_id}/locations"): LAYER,
+    ("GET", "{ogc}/collections/{collection_id}/locations/{location_id}"): LAYER,
     ("GET", "{ogc}/processes"): PUBLIC,
     ("GET", "{ogc}/processes/{process_id}"): PUBLIC,
     ("POST", "{ogc}/processes/{process_id}/execution"): permission("scenario"),

@@ -20,7 +20,7 @@ from gis_ioc.catalog import Catalog, Layer
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.crs import CRS84_URI, PUBLISHED_URIS
 from gis_ioc.database.connection import connection_params, server_conninfo
-from gis_ioc.publish import processes
+from gis_ioc.publish import edr, processes
 from gis_ioc.publish.extents import PROVINCE_BBOX as PROVINCE_BBOX  # re-exported: maps and the web map use it
 from gis_ioc.publish.extents import read_extent
 from gis_ioc.publish.html import BLANK_TILE, compile_locales
@@ -92,8 +92,25 @@ def _resource(settings: Settings, layer: Layer, extents: dict[str, Any], db: str
         "links": links,
         "extents": extents,
         "limits": {"default_items": layer.paging.default_limit, "max_items": layer.paging.max_limit},
-        "providers": [provider],
+        "providers": [provider, *_edr_provider(layer, provider)],
     }
+
+
+def _edr_provider(layer: Layer, features: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sensor devices' second provider: OGC API EDR over their observations (:mod:`.edr`)."""
+    if layer.id != edr.LAYER:
+        return []
+    return [
+        {
+            "type": "edr",
+            "name": "gis_ioc.publish.edr.SensorEdrProvider",
+            "data": features["data"],
+            "layer": layer.id,
+            "catalog": features["catalog"],
+            "storage_crs": CRS84,
+            "crs": [CRS84],
+        }
+    ]
 
 
 def all_extents(conn: psycopg.Connection[Any] | None, catalog: Catalog) -> dict[str, dict[str, Any]]:

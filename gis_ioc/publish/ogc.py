@@ -67,6 +67,7 @@ from gis_ioc.loaders.edits import version_tag
 from gis_ioc.maps.mapstyle import SOURCE_MAXZOOM, style_layers
 from gis_ioc.publish import edits, styles
 from gis_ioc.publish.cql import parse_filter
+from gis_ioc.publish.edr import edr_routes
 from gis_ioc.publish.extents import Extents
 from gis_ioc.publish.features import (
     ALTERNATES,
@@ -130,6 +131,13 @@ EXTRA_CONFORMANCE += [  # OGC API Features Part 4 (gis_ioc.publish.edits): edits
     f"{_SPEC}ogcapi-features-4/1.0/conf/create-replace-delete",
     f"{_SPEC}ogcapi-features-4/1.0/conf/update",
     f"{_SPEC}ogcapi-features-4/1.0/conf/features",
+]
+EXTRA_CONFORMANCE += [  # OGC API EDR (gis_ioc.publish.edr): position, radius, area, locations as CoverageJSON
+    f"{_SPEC}ogcapi-edr-1/1.0/conf/core",  # whoever asks (pygeoapi lists it only when iot_devices is visible)
+    f"{_SPEC}ogcapi-edr-1/1.0/conf/collections",
+    f"{_SPEC}ogcapi-edr-1/1.0/conf/covjson",
+    f"{_SPEC}ogcapi-edr-1/1.0/conf/html",
+    f"{_SPEC}ogcapi-edr-1/1.0/conf/oas30",
 ]
 WITHDRAWN_CONFORMANCE: set[str] = set()
 TILESETS_REL = "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"
@@ -873,7 +881,10 @@ def _collection_routes(pygeoapi: PygeoapiDoor, features: FeaturesApi) -> list[Ro
         (f"{base}/items/{{item_id}}", item, ["GET", "PUT", "PATCH", "DELETE"]),
         (f"{base}/items/{{item_id}}/history", _guard(features.item_history), ["GET"]),
     ]
-    return [Route(path, per_viewer(handler, features.catalog), methods=methods) for path, handler, methods in handlers]
+    routes = [
+        Route(path, per_viewer(handler, features.catalog), methods=methods) for path, handler, methods in handlers
+    ]
+    return routes + edr_routes(pygeoapi, features)  # OGC API EDR over the sensor observations
 
 
 def create_ogc_app(

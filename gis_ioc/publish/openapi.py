@@ -115,7 +115,80 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     "schemas": {"link": _LINK, "exception": _PROBLEM, "cql2": _OBJECT},
 }
 
+
+def _query_parameter(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "style": "form",
+        "explode": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+#: OGC API EDR's parameters as gis_ioc answers them (:mod:`gis_ioc.publish.edr`).
+COMPONENTS["parameters"].update(
+    {
+        "edr-positionCoords": _query_parameter(
+            "coords", "WKT POINT(lon lat), CRS84: the station nearest it within 1 km", {"type": "string"}, True
+        ),
+        "edr-radiusCoords": _query_parameter(
+            "coords", "WKT POINT(lon lat), CRS84: the centre of the circle", {"type": "string"}, True
+        ),
+        "edr-areaCoords": _query_parameter(
+            "coords", "WKT POLYGON or MULTIPOLYGON, CRS84: the stations inside it", {"type": "string"}, True
+        ),
+        "edr-within": _query_parameter(
+            "within", "radius of the circle (0 or more)", {"type": "number", "minimum": 0}, True
+        ),
+        "edr-within-units": _query_parameter(
+            "within-units",
+            "unit of within (km when left out)",
+            {"type": "string", "enum": ["km", "m"], "default": "km"},
+        ),
+        "edr-parameter-name": _query_parameter(
+            "parameter-name",
+            "comma-separated observed properties (pm25, pm10, no2, o3, co, so2, water_level, rain, temperature, "
+            "humidity); all when left out",
+            {"type": "string"},
+        ),
+        "edr-datetime": _query_parameter(
+            "datetime",
+            "RFC 3339 instant, date (a Vietnamese calendar day) or interval a/b with open ends (..); the last "
+            "24 hours when left out. At most 50,000 readings per answer (else 400)",
+            {"type": "string"},
+        ),
+        "edr-z": _query_parameter("z", "not offered: the observations are 2-D (a 400 when given)", {"type": "string"}),
+        "edr-locationId": {
+            "name": "locId",
+            "in": "path",
+            "required": True,
+            "description": "a station's device code",
+            "schema": {"type": "string"},
+        },
+        "edr-bbox": _query_parameter(
+            "bbox", "min lon, min lat, max lon, max lat (CRS84)", {"type": "array", "items": {"type": "number"}}
+        ),
+    }
+)
+COMPONENTS["schemas"]["coverageJSON"] = {
+    "type": "object",
+    "description": "CoverageJSON: a CoverageCollection of PointSeries coverages, one per station",
+    "required": ["type"],
+    "properties": {"type": {"type": "string"}, "parameters": _OBJECT, "coverages": {"type": "array"}},
+}
+
 _EXTERNAL = {
+    "edr/1.0/openapi/parameters/positionCoords.yaml": ("parameters", "edr-positionCoords"),
+    "edr/1.0/openapi/parameters/radiusCoords.yaml": ("parameters", "edr-radiusCoords"),
+    "edr/1.0/openapi/parameters/areaCoords.yaml": ("parameters", "edr-areaCoords"),
+    "edr/1.0/openapi/parameters/parameter-name.yaml": ("parameters", "edr-parameter-name"),
+    "edr/1.0/openapi/parameters/z.yaml": ("parameters", "edr-z"),
+    "edr/1.0/openapi/parameters/locationId.yaml": ("parameters", "edr-locationId"),
+    "edr/1.0/openapi/parameters/bbox.yaml": ("parameters", "edr-bbox"),
+    "edr/1.0/openapi/schemas/coverageJSON.yaml": ("schemas", "coverageJSON"),
     "sortby.yaml": ("parameters", "sortby"),
     "cql2.json": ("schemas", "cql2"),
     "exception.yaml": ("schemas", "exception"),
@@ -196,8 +269,34 @@ def self_contained(doc: dict[str, Any], collections: list[str]) -> dict[str, Any
     _shared_limit(out)
     _items_parameters(out, collections)
     _edit_operations(out, collections)
+    _edr_operations(out)
     _as_served(out)
     return out
+
+
+_EDR_QUERIES = ("/position", "/radius", "/area", "/locations", "/locations/{locId}")
+
+
+def _edr_operations(doc: dict[str, Any]) -> None:
+    """The EDR queries' parameters as gis_ioc reads them: ``within`` and ``within-units`` for radius, the
+    observations' ``datetime``, and the problems they answer."""
+    for path, item in doc.get("paths", {}).items():
+        if not (path.startswith("/collections/") and path.endswith(_EDR_QUERIES)):
+            continue
+        operation = item.get("get", {})
+        parameters = [
+            {"$ref": "#/components/parameters/edr-datetime"} if p == {"$ref": "#/components/parameters/datetime"} else p
+            for p in operation.get("parameters", [])
+        ]
+        if path.endswith("/radius"):
+            parameters[1:1] = [
+                {"$ref": "#/components/parameters/edr-within"},
+                {"$ref": "#/components/parameters/edr-within-units"},
+            ]
+        operation["parameters"] = parameters
+        responses = operation.setdefault("responses", {})
+        responses.setdefault("400", {"$ref": "#/components/responses/InvalidParameter"})
+        responses.setdefault("404", {"$ref": "#/components/responses/NotFound"})
 
 
 def _problem(description: str) -> dict[str, Any]:

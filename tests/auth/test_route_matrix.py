@@ -168,6 +168,7 @@ def path_for(path: str, s: dict[str, Any], layer: str = "schools") -> str:
         "alert_id": s["alert"],
         "device_code": "HY-AQ-0001",
         "datastream_id": s["datastream"],
+        "location_id": "11953-AIR01",  # EDR: a station's device code
     }
     return path.format(**values)
 
