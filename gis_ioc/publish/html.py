@@ -53,6 +53,16 @@ ASSETS: dict[str, str] = {
     "https://unpkg.com/leaflet.vectorgrid@latest/dist/Leaflet.VectorGrid.bundled.js": (
         f"{VENDOR}/leaflet.vectorgrid/Leaflet.VectorGrid.bundled.min.js"
     ),
+    # the EDR query page's CoverageJSON map (collections/edr/query.html)
+    "https://unpkg.com/leaflet-coverage@0.7/leaflet-coverage.css": f"{VENDOR}/leaflet-coverage/leaflet-coverage.css",
+    "https://unpkg.com/leaflet-coverage@0.7/leaflet-coverage.min.js": (
+        f"{VENDOR}/leaflet-coverage/leaflet-coverage.min.js"
+    ),
+    "https://unpkg.com/covutils@0.6/covutils.min.js": f"{VENDOR}/covutils/covutils.min.js",
+    "https://unpkg.com/covjson-reader@0.16/covjson-reader.src.js": f"{VENDOR}/covjson-reader/covjson-reader.min.js",
+    "https://cdn.jsdelivr.net/npm/c3@0.7.20/c3.css": f"{VENDOR}/c3/c3.min.css",
+    "https://cdn.jsdelivr.net/npm/c3@0.7.20/c3.js": f"{VENDOR}/c3/c3.min.js",
+    "https://cdn.jsdelivr.net/npm/d3@5.16.0/dist/d3.js": f"{VENDOR}/d3/d3.min.js",
     "https://unpkg.com/swagger-ui-dist/swagger-ui.css": f"{VENDOR}/swagger-ui-dist/swagger-ui.css",
     "https://unpkg.com/swagger-ui-dist/swagger-ui-bundle.js": f"{VENDOR}/swagger-ui-dist/swagger-ui-bundle.js",
     "https://unpkg.com/swagger-ui-dist/swagger-ui-standalone-preset.js": (

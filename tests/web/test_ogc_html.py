@@ -3,6 +3,7 @@ Vietnamese by default and English with lang=en, each page named in its <title>; 
 
 from __future__ import annotations
 
+import gettext
 import hashlib
 import re
 from collections.abc import Iterator
@@ -32,8 +33,8 @@ from tests.conftest import ARTIFACTS
 from tests.web.conftest import PageLog
 
 TEMPLATES = Path(pygeoapi.__file__).parent / "templates"
-#: pygeoapi pages gis_ioc does not serve (no STAC, coverage or EDR collections)
-NOT_SERVED = ("stac/", "collections/coverage/", "collections/edr/")
+#: pygeoapi pages gis_ioc does not serve (no STAC or coverage collections; EDR: tests/web/test_edr_page.py)
+NOT_SERVED = ("stac/", "collections/coverage/")
 SITE = "Trung tâm Giám sát, điều hành thông minh tỉnh Hưng Yên — dữ liệu không gian"
 OWN_CSS = '<link rel="stylesheet" href="http://127.0.0.1:8000/ogc/static/css/default.css">'
 
@@ -185,6 +186,11 @@ def test_the_catalogs_compile_to_what_pygeoapi_reads(tmp_path: Path) -> None:
     target = compile_locales(tmp_path / "locale")
     with (target / "vi" / "LC_MESSAGES" / "messages.mo").open("rb") as f:
         assert Translations(f).gettext("View the collections in this service") == "Xem các lớp dữ liệu của dịch vụ này"
+    # as pygeoapi.l10n.translate_gettext reads a catalog (its link titles: the EDR queries' among them)
+    vi = gettext.translation("messages", localedir=target, languages=["vi"], fallback=True)
+    assert "radius " + vi.gettext("query for this collection as HTML") == (
+        "radius — truy vấn trên lớp dữ liệu này, dạng HTML"
+    )
     before = (target / "vi" / "LC_MESSAGES" / "messages.mo").stat().st_mtime_ns
     compile_locales(target)  # up to date: not written again
     assert (target / "vi" / "LC_MESSAGES" / "messages.mo").stat().st_mtime_ns == before
