@@ -264,6 +264,11 @@ def _bbox(raw: str | None) -> tuple[float, float, float, float] | None:
             f"bbox {raw[:80]!r} must be four numbers: min lon, min lat, max lon, max lat",
             f"bbox {raw[:80]!r} phải là bốn số: kinh độ nhỏ nhất, vĩ độ nhỏ nhất, kinh độ lớn nhất, vĩ độ lớn nhất",
         )
+    if not (values[0] >= -180 and values[2] <= 180 and values[1] >= -90 and values[3] <= 90):
+        raise _invalid(
+            f"bbox {raw[:80]!r} is outside longitudes -180 to 180 or latitudes -90 to 90 (CRS84)",
+            f"bbox {raw[:80]!r} nằm ngoài kinh độ -180 đến 180 hoặc vĩ độ -90 đến 90 (CRS84)",
+        )
     return values[0], values[1], values[2], values[3]
 
 
@@ -646,11 +651,17 @@ class SensorEdrProvider(BaseEDRProvider):  # type: ignore[misc]
         layer = self.viewer.sees(self.whole)
         found = self._read(lambda conn: _stations(conn, self.viewer, layer, query, list(properties(conn))))
         if not found:
-            raise ProviderItemNotFoundError(user_msg=f"no station {location!r}")
+            message = f"no station {location!r}" if LANG.get() == "en" else f"không có trạm {location!r}"
+            raise ProviderItemNotFoundError(user_msg=message)
         return self._answer(query)
 
 
 # -- the routes ----------------------------------------------------------------------------------------
+
+
+#: The answers' formats (``f``): CoverageJSON (GeoJSON for ``locations``), pygeoapi's HTML page and CSV, and
+#: JSON-LD, which pygeoapi's page links to and answers as CoverageJSON.
+FORMATS = ("json", "html", "csv", "jsonld")
 
 
 def language(request: Request) -> str:
@@ -721,6 +732,11 @@ def edr_routes(door: PygeoapiDoor, features: FeaturesApi) -> list[Route]:
                         f"lớp {layer.id!r} không có truy vấn EDR; lớp {LAYER!r} có",
                     )
                 params = dict(request.query_params)
+                if params.get("f", "json") not in FORMATS:
+                    raise _invalid(
+                        f"f={params['f'][:40]!r} is not offered here; use one of {', '.join(FORMATS)}",
+                        f"f={params['f'][:40]!r} không có ở đây; dùng một trong {', '.join(FORMATS)}",
+                    )
                 query = parse_query(kind, params, dt.datetime.now(dt.UTC), request.path_params.get("location_id"))
                 if query.parameters:
                     known = await run_in_threadpool(features._run, viewer, properties)
@@ -732,6 +748,8 @@ def edr_routes(door: PygeoapiDoor, features: FeaturesApi) -> list[Route]:
                 response = await answer(request)
             finally:
                 LANG.reset(token)
+            if kind == "locations" and response.headers.get("content-type", "").startswith("application/vnd.cov+json"):
+                response.headers["content-type"] = "application/geo+json"  # the stations, not a coverage
             return _as_problem(response)
 
         return endpoint

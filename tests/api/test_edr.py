@@ -222,6 +222,9 @@ def test_datetime_instants_and_intervals(anonymous: TestClient, stations: dict[s
         ("radius", {"coords": "POLYGON((106 20,106.1 20,106.1 20.1,106 20))", "within": "2"}, "POLYGON"),
         ("area", {"coords": CENTRE}, "POLYGON or MULTIPOLYGON"),
         ("area", {}, "coords"),
+        ("position", {"coords": CENTRE, "f": "xml"}, "f='xml'"),
+        ("locations", {"bbox": "200,2,300,4"}, "longitudes -180 to 180"),
+        ("locations", {"bbox": "1,2,3"}, "four numbers"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_problem(
@@ -290,7 +293,10 @@ def test_locations(anonymous: TestClient, stations: dict[str, Any]) -> None:
     assert one.status_code == 200, one.text
     [coverage] = one.json()["coverages"]
     assert coverage["ranges"]["pm25"]["values"] == [31.5, None, 42.25]
-    assert _get(anonymous, f"{BASE}/locations/NO-SUCH", leader).status_code == 404
+    missing = _get(anonymous, f"{BASE}/locations/NO-SUCH", leader)
+    assert missing.status_code == 404 and missing.json()["detail"] == "không có trạm 'NO-SUCH'"
+    assert listed.headers["content-type"].startswith("application/geo+json")  # stations, not a coverage
+    assert one.headers["content-type"].startswith("application/vnd.cov+json")
 
 
 def test_collection_conformance_and_openapi(anonymous: TestClient, stations: dict[str, Any]) -> None:
