@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import html
 import io
+import logging
 import os
 import re
 import tempfile
@@ -26,6 +27,10 @@ from urllib.parse import urlsplit
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
+
+# pygeoapi translates its whole configuration for each HTML page, taking every mapping's keys for locales:
+# one "unknown locale 'bbox'" (…'title', 'href', …) warning per key and page, none of them a fault
+logging.getLogger("pygeoapi.l10n").setLevel(logging.ERROR)
 
 #: The "tile server" of the pages' Leaflet maps: one transparent 1×1 PNG, no request (offline, no third party).
 BLANK_TILE = (
