@@ -57,13 +57,15 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pygeoapi.api.environmental_data_retrieval as edr_api
+import shapely
 from psycopg import sql
 from pygeoapi.provider.base import ProviderInvalidQueryError, ProviderItemNotFoundError
 from pygeoapi.provider.base_edr import BaseEDRProvider
 from shapely import wkt as shapely_wkt
 from shapely.errors import ShapelyError
-from shapely.geometry import Point
+from shapely.geometry import MultiPolygon, Point, Polygon
 from shapely.geometry.base import BaseGeometry
+from shapely.validation import explain_validity
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -166,6 +168,16 @@ def parse_coords(kind: str, raw: str | None) -> BaseGeometry:
             "coords has a height (z); the observations are 2-D: give longitude and latitude only",
             "coords có độ cao (z); số đo chỉ có hai chiều: chỉ ghi kinh độ và vĩ độ",
         )
+    if kind == "area" and not geometry.is_empty and not geometry.is_valid:
+        # an outline rounded by its client (a ring collapsed, a spike) or drawn crossing itself: the area it
+        # encloses, as PostGIS's ST_MakeValid makes it
+        reason = explain_validity(geometry)
+        geometry = _polygonal(shapely.make_valid(geometry))
+        if geometry.is_empty:
+            raise _invalid(
+                f"coords {raw[:80]!r} encloses no area (GEOS: {reason})",
+                f"coords {raw[:80]!r} không bao vùng nào (GEOS: {reason})",
+            )
     if geometry.is_empty or not geometry.is_valid:
         raise _invalid(
             f"coords {raw[:80]!r} is empty or not a valid geometry",
@@ -178,6 +190,19 @@ def parse_coords(kind: str, raw: str | None) -> BaseGeometry:
             "coords phải là kinh độ (−180…180) rồi vĩ độ (−90…90), CRS84",
         )
     return geometry
+
+
+def _polygonal(geometry: BaseGeometry) -> BaseGeometry:
+    """The polygons of a repaired geometry (make_valid may add the lines and points a ring collapsed to)."""
+    if isinstance(geometry, Polygon | MultiPolygon):
+        return geometry
+    parts = [
+        p
+        for g in getattr(geometry, "geoms", [])
+        for p in (g.geoms if isinstance(g, MultiPolygon) else [g])
+        if isinstance(p, Polygon) and not p.is_empty
+    ]
+    return MultiPolygon(parts) if len(parts) > 1 else parts[0] if parts else Polygon()
 
 
 def parse_within(raw: str | None, units: str | None) -> float:

@@ -222,6 +222,7 @@ def test_datetime_instants_and_intervals(anonymous: TestClient, stations: dict[s
         ("radius", {"coords": "POLYGON((106 20,106.1 20,106.1 20.1,106 20))", "within": "2"}, "POLYGON"),
         ("area", {"coords": CENTRE}, "POLYGON or MULTIPOLYGON"),
         ("area", {}, "coords"),
+        ("area", {"coords": "POLYGON((106 20,107 20,106 20,106 20))"}, "encloses no area"),
         ("position", {"coords": CENTRE, "f": "xml"}, "f='xml'"),
         ("locations", {"bbox": "200,2,300,4"}, "longitudes -180 to 180"),
         ("locations", {"bbox": "1,2,3"}, "four numbers"),
@@ -352,3 +353,22 @@ def test_owslib_reads_position_and_radius(server: str, anonymous: TestClient, st
     assert set(_mine(radius)) == {"EDR-A", "EDR-B"}
     same = _get(anonymous, f"{BASE}/radius", leader, coords=CENTRE, within="2", **{"within-units": "km"}).json()
     assert _mine(radius) == _mine(same)
+
+
+def test_an_area_drawn_crossing_itself_or_rounded_is_repaired(anonymous: TestClient, stations: dict[str, Any]) -> None:
+    """A bow-tie, or an outline whose small ring collapsed when its client rounded it, is the area it encloses
+    (as PostGIS's ST_MakeValid makes it), not a 400."""
+    leader = stations["keys"]["leader"]
+    d = 0.03
+    box = f"{LON - d} {LAT - d},{LON + d} {LAT - d},{LON + d} {LAT + d},{LON - d} {LAT + d},{LON - d} {LAT - d}"
+    collapsed = "(106.5 20.5,106.5 20.5,106.5 20.5,106.5 20.5)"
+    whole = _get(anonymous, f"{BASE}/area", leader, coords=f"POLYGON(({box}))")
+    rounded = _get(anonymous, f"{BASE}/area", leader, coords=f"POLYGON(({box}),{collapsed})")
+    assert whole.status_code == rounded.status_code == 200, rounded.text
+    assert rounded.json() == whole.json()
+    corners = [(LON - d, LAT - d), (LON + d, LAT + d), (LON + d, LAT - d), (LON - d, LAT + d), (LON - d, LAT - d)]
+    bowtie = "POLYGON((" + ",".join(f"{x} {y}" for x, y in corners) + "))"
+    crossed = _get(anonymous, f"{BASE}/area", leader, coords=bowtie)
+    assert crossed.status_code == 200, crossed.text
+    inside = {c["id"] for c in crossed.json()["coverages"]}
+    assert inside <= {c["id"] for c in whole.json()["coverages"]}
