@@ -20,6 +20,10 @@ POSTed to items, PUT/PATCH/DELETE of a single feature, each a draft change set f
 feature answers with its version as a strong ``ETag``. ``datetime`` on any collection reads its history
 (the features as they stood then) and ``items/{id}/history`` lists a feature's states
 (:mod:`gis_ioc.publish.history`).
+
+Errors are problem documents whose ``detail`` is in the caller's language: Vietnamese, or English with
+``lang=en`` or an English ``Accept-Language`` (:func:`gis_ioc.api.loads.language`); the provider's messages
+through pygeoapi too (:attr:`gis_ioc.publish.provider.Backend.lang`).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gis_ioc.api import guard
+from gis_ioc.api.loads import language
 from gis_ioc.catalog import Catalog, Layer
 from gis_ioc.database.connection import translate_errors
 from gis_ioc.database.versions import DataVersions, VersionedCache
@@ -84,7 +89,7 @@ from gis_ioc.publish.history import feature_history
 from gis_ioc.publish.html import offline_page, page_language
 from gis_ioc.publish.openapi import for_collections, self_contained
 from gis_ioc.publish.params import ITEM_PARAMS, check_unknown, parse_crs, parse_items
-from gis_ioc.publish.provider import BACKEND, Backend
+from gis_ioc.publish.provider import BACKEND, Backend, say
 from gis_ioc.publish.queryables import queryables_document
 from gis_ioc.publish.tiles import (
     TMS_ID,
@@ -292,7 +297,8 @@ class PygeoapiDoor:
                 headers, status, content = api.get_format_exception(api_request)
                 return _respond(headers, status, content)
             args = [request.path_params.get(name) for name in param_names]
-            backend = Backend(self.pool, self.catalog, viewer)
+            lang = language(request)
+            backend = Backend(self.pool, self.catalog, viewer, lang)
             loop = asyncio.get_running_loop()
 
             def call() -> tuple[dict[str, str], int, Any]:
@@ -303,7 +309,7 @@ class PygeoapiDoor:
 
             headers, status, content = await loop.run_in_executor(None, contextvars.copy_context().run, call)
             if status == HTTPStatus.SERVICE_UNAVAILABLE:
-                return _unavailable(headers, content)
+                return _unavailable(headers, content, lang)
             if status != HTTPStatus.NO_CONTENT:
                 content = apply_gzip(headers, content)
             return _respond(headers, status, content)
@@ -311,16 +317,17 @@ class PygeoapiDoor:
         return endpoint
 
 
-def _unavailable(headers: dict[str, str], content: Any) -> Response:
+def _unavailable(headers: dict[str, str], content: Any, lang: str) -> Response:
     """pygeoapi's 503 (the provider could not reach PostGIS): its HTML page, or problem+json; Retry-After."""
     if headers.get("Content-Type") == "text/html":
         response = _respond(headers, HTTPStatus.SERVICE_UNAVAILABLE, content)
         response.headers["Retry-After"] = "5"
         return response
+    unreachable = say(lang, "PostGIS is unreachable", "không kết nối được PostGIS")
     try:
-        detail = str(json.loads(content).get("description") or "PostGIS is unreachable")
+        detail = str(json.loads(content).get("description") or unreachable)
     except (TypeError, ValueError, AttributeError):
-        detail = "PostGIS is unreachable"
+        detail = unreachable
     return problem(503, DatabaseUnavailable.title, detail)
 
 
@@ -338,15 +345,20 @@ def _database_refusals() -> Iterator[None]:
     try:
         yield
     except psycopg.errors.QueryCanceled as exc:
-        raise DatabaseUnavailable("the query took too long; narrow it with bbox, filter or limit") from exc
+        raise DatabaseUnavailable(
+            "the query took too long; narrow it with bbox, filter or limit",
+            vi="truy vấn chạy quá lâu; hãy thu hẹp bằng bbox, filter hoặc limit",
+        ) from exc
     except (
         psycopg.errors.DataError,
         psycopg.errors.InternalError,
         psycopg.errors.InvalidParameterValue,
         psycopg.ProgrammingError,  # e.g. an operator between types the filter checks did not foresee
     ) as exc:
-        message = str(exc).strip().splitlines()[0]
-        raise InvalidInput(f"the database refused the request: {message}") from exc
+        message = str(exc).strip().splitlines()[0]  # PostgreSQL's own message, in English
+        raise InvalidInput(
+            f"the database refused the request: {message}", vi=f"cơ sở dữ liệu từ chối yêu cầu: {message}"
+        ) from exc
 
 
 class FeaturesApi:
@@ -370,7 +382,10 @@ class FeaturesApi:
         answered as if it did not exist."""
         viewer = guard.viewer(request)
         layer_id = request.path_params["collection_id"]
-        return viewer, rows.readable_layer(viewer, self.catalog, layer_id, published=self.published)
+        try:
+            return viewer, rows.readable_layer(viewer, self.catalog, layer_id, published=self.published)
+        except NotFound as exc:  # the same answer whether it does not exist or may not be read
+            raise NotFound(str(exc), vi=f"không có lớp dữ liệu {layer_id!r}") from None
 
     def _url(self, request: Request, params: dict[str, str] | None = None) -> str:
         base = self.apis.origin(request) + request.url.path
@@ -430,9 +445,15 @@ class FeaturesApi:
         if request.method == "POST":  # a cql2-json filter in the body (OGC API Features Part 3)
             body = (await request.body()).decode("utf-8", errors="replace")
             if not body.strip():
-                raise InvalidInput("POST items needs a cql2-json filter in the body")
+                raise InvalidInput(
+                    "POST items needs a cql2-json filter in the body",
+                    vi="POST items cần một filter cql2-json trong nội dung yêu cầu",
+                )
             if "filter" in params:
-                raise InvalidInput("give the filter either in the body or as the filter parameter, not both")
+                raise InvalidInput(
+                    "give the filter either in the body or as the filter parameter, not both",
+                    vi="chỉ gửi filter trong nội dung yêu cầu hoặc trong tham số filter, không gửi cả hai",
+                )
             params = {**params, "filter": body, "filter-lang": "cql2-json"}
         query: ItemsQuery = parse_items(viewer, layer.published(), params)  # with its live fields
         # the links that do not depend on the page (self, alternates, collection) also as a Link header
@@ -535,7 +556,7 @@ class FeaturesApi:
         crs = parse_crs(params, "crs")
         raw = request.path_params["item_id"]
         if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-            raise NotFound(f"no feature {raw!r} in {layer.id}")
+            raise NotFound(f"no feature {raw!r} in {layer.id}", vi=f"không có đối tượng {raw!r} trong lớp {layer.id}")
         fid = int(raw)
         # self, the same feature in the other formats offered (pygeoapi renders them), and its collection
         asked = {k: v for k, v in params.items() if k != "f"}
@@ -575,7 +596,7 @@ class FeaturesApi:
 
         kept = await self._cached(self.answers, layer, self._answer_key(request, viewer, layer), fetch, render)
         if kept is None:
-            raise NotFound(f"no feature {raw} in {layer.id}")
+            raise NotFound(f"no feature {raw} in {layer.id}", vi=f"không có đối tượng {raw} trong lớp {layer.id}")
         tag, _, body = kept.partition(b"\n")
         headers = {"Content-Crs": f"<{crs.uri}>", "Link": link_header(links), "ETag": tag.decode()}
         return Response(body, media_type=GEOJSON, headers=headers)
@@ -588,12 +609,12 @@ class FeaturesApi:
         crs = parse_crs(params, "crs")
         raw = request.path_params["item_id"]
         if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-            raise NotFound(f"no feature {raw!r} in {layer.id}")
+            raise NotFound(f"no feature {raw!r} in {layer.id}", vi=f"không có đối tượng {raw!r} trong lớp {layer.id}")
         found = await run_in_threadpool(
             self._run, viewer, lambda conn: feature_history(conn, viewer, layer, int(raw), crs)
         )
         if found is None:
-            raise NotFound(f"no feature {raw} in {layer.id}")
+            raise NotFound(f"no feature {raw} in {layer.id}", vi=f"không có đối tượng {raw} trong lớp {layer.id}")
         base = self._url(request, {}).rsplit("/history", 1)[0]
         links = [
             {
@@ -613,21 +634,25 @@ class FeaturesApi:
 
     async def tilesets(self, request: Request) -> Response:
         _, layer = self.layer(request)
-        check_unknown(dict(request.query_params), ["f"])
+        check_unknown(dict(request.query_params), ["f", "lang"])
         return JSONResponse(tileset_list(layer, self._collection_base(request)))
 
     async def tileset(self, request: Request) -> Response:
         _, layer = self.layer(request)
-        check_unknown(dict(request.query_params), ["f"])
+        check_unknown(dict(request.query_params), ["f", "lang"])
         if request.path_params["tms"] != "WebMercatorQuad":
-            raise NotFound(f"tile matrix set {request.path_params['tms']!r} is not offered; use WebMercatorQuad")
+            tms = request.path_params["tms"]
+            raise NotFound(
+                f"tile matrix set {tms!r} is not offered; use WebMercatorQuad",
+                vi=f"tile matrix set {tms!r} không được hỗ trợ; dùng WebMercatorQuad",
+            )
         extent = await run_in_threadpool(self.extents.of, layer)
         return JSONResponse(tileset(layer, self.catalog, self._collection_base(request), extent))
 
     async def tile(self, request: Request) -> Response:
         viewer, layer = self.layer(request)
         params = dict(request.query_params)
-        check_unknown(params, ["f", "properties"])
+        check_unknown(params, ["f", "lang", "properties"])
         p = request.path_params
         z, x, y = parse_tile(layer, p["tms"], p["z"], p["row"], p["col"])
         properties = parse_tile_properties(layer, self.catalog, params.get("properties"))
@@ -645,7 +670,7 @@ class FeaturesApi:
 
     async def styles(self, request: Request) -> Response:
         _, layer = self.layer(request)
-        check_unknown(dict(request.query_params), ["f"])
+        check_unknown(dict(request.query_params), ["f", "lang"])
         return JSONResponse(styles.styles_list(layer, self.catalog, self._url(request, {}).rsplit("/styles", 1)[0]))
 
     async def style(self, request: Request) -> Response:
@@ -683,7 +708,11 @@ class FeaturesApi:
 
     async def tile_matrix_set(self, request: Request) -> Response:
         if request.path_params["tms"] != "WebMercatorQuad":
-            raise NotFound(f"tile matrix set {request.path_params['tms']!r} is not offered; use WebMercatorQuad")
+            tms = request.path_params["tms"]
+            raise NotFound(
+                f"tile matrix set {tms!r} is not offered; use WebMercatorQuad",
+                vi=f"tile matrix set {tms!r} không được hỗ trợ; dùng WebMercatorQuad",
+            )
         return JSONResponse(web_mercator_quad())
 
     async def queryables(self, request: Request) -> Response:
@@ -740,14 +769,33 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def refusal(request: Request, status: int, title: str, en: str, vi: str | None = None) -> Response:
+    """A problem document whose detail is in the caller's language (``vi``, or ``en`` when the caller asks
+    for English or no Vietnamese is written), saying which (``Content-Language``; ``Vary`` for caches)."""
+    lang = language(request)
+    response = problem(status, title, vi if lang == "vi" and vi else en)
+    response.headers["Content-Language"] = lang
+    response.headers["Vary"] = "Accept-Language"
+    return response
+
+
+def refused(request: Request, exc: GisIocError) -> Response:
+    """gis_ioc's error as a problem document in the caller's language."""
+    return refusal(request, exc.status, exc.title, str(exc), exc.vi)
+
+
 def _guard(handler: Handler) -> Handler:
+    """gis_ioc's errors as problem documents in the caller's language."""
+
     async def endpoint(request: Request) -> Response:
         try:
             return await handler(request)
         except GisIocError as exc:
-            return problem(exc.status, exc.title, str(exc))
+            return refused(request, exc)
         except SQLAlchemyOperationalError:  # pygeoapi's job manager cannot reach PostGIS
-            return problem(503, DatabaseUnavailable.title, "PostGIS is unreachable")
+            return refusal(
+                request, 503, DatabaseUnavailable.title, "PostGIS is unreachable", "không kết nối được PostGIS"
+            )
 
     return endpoint
 
@@ -760,10 +808,13 @@ PYGEOAPI_FORMATS = ("html", "jsonld", "csv")
 def _either(ours: Handler, theirs: Handler) -> Handler:
     async def endpoint(request: Request) -> Response:
         f = request.query_params.get("f")
-        if f is not None and f not in OURS_FORMATS + PYGEOAPI_FORMATS:
-            allowed = ", ".join(OURS_FORMATS + PYGEOAPI_FORMATS)
-            return problem(400, "Invalid input", f"f={f!r} is not offered here; use one of {allowed}")
         try:
+            if f is not None and f not in OURS_FORMATS + PYGEOAPI_FORMATS:
+                allowed = ", ".join(OURS_FORMATS + PYGEOAPI_FORMATS)
+                raise InvalidInput(
+                    f"f={f!r} is not offered here; use one of {allowed}",
+                    vi=f"f={f!r} không có ở đây; dùng một trong {allowed}",
+                )
             if wants_html(request) or f in PYGEOAPI_FORMATS:
                 if (text := request.query_params.get("filter")) is not None:
                     # pygeoapi parses with its own parser: the same bounds first, the same 400 as JSON
@@ -771,7 +822,7 @@ def _either(ours: Handler, theirs: Handler) -> Handler:
                 return await theirs(request)
             return await ours(request)
         except GisIocError as exc:
-            return problem(exc.status, exc.title, str(exc))
+            return refused(request, exc)
 
     return endpoint
 
@@ -817,8 +868,12 @@ def _execution(handler: Handler) -> Handler:
             body = None  # not JSON: pygeoapi answers 400 itself
         if body is not None and not isinstance(body, dict):
             kind = type(body).__name__
-            return problem(
-                400, "Invalid input", f'the execution request must be a JSON object ({{"inputs": {{…}}}}), not {kind}'
+            return refusal(
+                request,
+                400,
+                InvalidInput.title,
+                f'the execution request must be a JSON object ({{"inputs": {{…}}}}), not {kind}',
+                f'yêu cầu chạy phải là một đối tượng JSON ({{"inputs": {{…}}}}), không phải {kind}',
             )
         return await handler(request)
 

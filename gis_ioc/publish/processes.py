@@ -10,6 +10,7 @@ Processes follow the caller as those routes do: the job manager (:class:`JobMana
 (the processors get no request) and hands the processor a :class:`~gis_ioc.query.viewer.Viewer`; the
 result is trimmed for it (:func:`gis_ioc.scenarios.view.trim`: a commune officer's own communes,
 totals only without an account, contacts only for leaders and administrators). Jobs belong to their caller.
+A run refused (a bad input, a missing period) is reported in the language of the request that started it.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ from gis_ioc.auth.context import CURRENT
 from gis_ioc.catalog import Catalog, load_catalog
 from gis_ioc.catalog.indicators import PERIOD_RE
 from gis_ioc.database.connection import connect, translate_errors
-from gis_ioc.errors import DatabaseUnavailable, Forbidden, GisIocError
+from gis_ioc.errors import DatabaseUnavailable, Forbidden, GisIocError, InvalidInput
 from gis_ioc.maps import jobs
+from gis_ioc.publish.provider import current_lang
 from gis_ioc.query import scope
 from gis_ioc.query.viewer import Viewer
 from gis_ioc.scenarios import selectors, view
@@ -253,6 +255,7 @@ class JobManager(PostgreSQLManager):  # type: ignore[misc]
         processor.set_job_id(job_id)
         if isinstance(processor, ScenarioProcessor):
             processor.viewer = viewer
+            processor.lang = current_lang()
         self.processor = processor  # pygeoapi's subscriber notifications read it
         headers: dict[str, str] | None
         if execution_mode == RequestedProcessExecutionMode.respond_async and not viewer.anonymous:
@@ -314,7 +317,10 @@ class JobManager(PostgreSQLManager):  # type: ignore[misc]
         try:
             self.add_job(job)
         except ProcessorGenericError as exc:
-            raise DatabaseUnavailable("PostGIS is unreachable: the job could not be recorded") from exc
+            raise DatabaseUnavailable(
+                "PostGIS is unreachable: the job could not be recorded",
+                vi="không kết nối được PostGIS: không ghi nhận được tác vụ (job)",
+            ) from exc
 
     def get_jobs(
         self, status: JobStatus | None = None, limit: int | None = None, offset: int | None = None
@@ -347,7 +353,10 @@ class JobManager(PostgreSQLManager):  # type: ignore[misc]
         may not see, 403 for one only shared with the caller."""
         job = self.get_job(job_id)
         if not _caller().owns(job.get("owner")):
-            raise Forbidden("only the account that started a job dismisses it")
+            raise Forbidden(
+                "only the account that started a job dismisses it",
+                vi="chỉ tài khoản đã khởi chạy tác vụ (job) mới hủy được tác vụ đó",
+            )
         return bool(super().delete_job(job_id))
 
     def get_job_result(self, job_id: str) -> tuple[Any, ...]:
@@ -389,6 +398,8 @@ class ScenarioProcessor(BaseProcessor):  # type: ignore[misc]
         self.scenario: Scenario | None = None
         #: Who runs it: set by the job manager for each execution (nobody's until then: totals only).
         self.viewer: Viewer = Viewer.ANONYMOUS
+        #: The language of the request that started it (``vi`` or ``en``): a refused run's message.
+        self.lang = "vi"
         if self.scenario_id == "emergency":
             self.emergency = load_emergency(folder, self.catalog)
             metadata = emergency_metadata(self.emergency)
@@ -405,8 +416,8 @@ class ScenarioProcessor(BaseProcessor):  # type: ignore[misc]
             with translate_errors(), connect(self.settings, server=True) as conn, conn.transaction():
                 scope.bind(conn, viewer, self.catalog, "aggregate")
                 run = self._run(conn, data, viewer)
-        except GisIocError as exc:
-            raise ProcessorExecuteError(str(exc)) from None
+        except GisIocError as exc:  # pygeoapi shows the message as written: in the caller's language
+            raise ProcessorExecuteError(exc.text(self.lang)) from None
         return "application/json", _jsonable(view.trim(viewer, run))
 
     def _run(self, conn: psycopg.Connection[Any], data: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
@@ -419,7 +430,7 @@ class ScenarioProcessor(BaseProcessor):  # type: ignore[misc]
         assert self.scenario is not None
         period = data.get("period")
         if not isinstance(period, str):
-            raise ProcessorExecuteError("period is required, e.g. 2026-Q3")
+            raise InvalidInput("period is required, e.g. 2026-Q3", vi="thiếu period (kỳ phân tích), ví dụ 2026-Q3")
         body = {k: v for k, v in data.items() if k != "period"}
         selection = selectors.from_request(conn, body, self.catalog, viewer)
         return run_scenario(

@@ -6,10 +6,11 @@ endpoints do: through the one read path (:mod:`gis_ioc.query.rows`), in a transa
 not among the fields of those not granted it, so pygeoapi refuses it in ``properties`` and ``sortby``).
 
 pygeoapi gives a provider no request. gis_ioc's OGC application sets :data:`BACKEND` (the application's
-pool and catalog, and the request's viewer) around every call into pygeoapi; used outside it (pygeoapi run
-on the rendered configuration alone), the provider reads the caller from ``gis_ioc.auth.context.CURRENT``
-and connects with a small pool of its own. pygeoapi creates a provider per request, so construction is
-cheap and never touches the database.
+pool and catalog, and the request's viewer and language) around every call into pygeoapi; used outside it
+(pygeoapi run on the rendered configuration alone), the provider reads the caller from
+``gis_ioc.auth.context.CURRENT``, connects with a small pool of its own and speaks Vietnamese. The messages
+it hands pygeoapi (``user_msg``, shown as the error's description) are in the request's language.
+pygeoapi creates a provider per request, so construction is cheap and never touches the database.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class Backend:
     pool: ConnectionPool
     catalog: Catalog
     viewer: Viewer
+    #: The request's language (``vi`` or ``en``): the provider's messages.
+    lang: str = "vi"
 
 
 #: Set by gis_ioc's OGC application around each call into pygeoapi (see :mod:`gis_ioc.publish.ogc`).
@@ -68,6 +71,17 @@ class ProviderUnavailable(ProviderConnectionError):  # type: ignore[misc]
     ogc_exception_code = "ServiceUnavailable"
     http_status_code = HTTPStatus.SERVICE_UNAVAILABLE
     default_msg = "PostGIS is unreachable"
+
+
+def say(lang: str, en: str, vi: str) -> str:
+    """A message handed to pygeoapi (which shows it as written) in the request's language."""
+    return en if lang == "en" else vi
+
+
+def current_lang() -> str:
+    """The language of the request being answered through pygeoapi (``vi`` outside gis_ioc's application)."""
+    backend = BACKEND.get()
+    return backend.lang if backend is not None else "vi"
 
 
 @cache
@@ -134,6 +148,7 @@ class GisIocProvider(BaseProvider):  # type: ignore[misc]
             self.backend.catalog if self.backend else _catalog(dirs["layers"], dirs["styles"], dirs["config"])
         )
         self.viewer = self.backend.viewer if self.backend else Viewer.of(CURRENT.get())
+        self.lang = self.backend.lang if self.backend else "vi"
         self.whole: Layer = self.catalog.layer(provider_def["layer"])
         # what this viewer may see of it, with its live fields (read-only, computed when read)
         self.layer: Layer = self.viewer.sees(self.whole.published())
@@ -147,17 +162,28 @@ class GisIocProvider(BaseProvider):  # type: ignore[misc]
     def _read[T](self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         """``work(conn)`` in a transaction bound to the viewer; gis_ioc's errors as pygeoapi's."""
         if not self.viewer.can_read(self.whole):
-            raise ProviderItemNotFoundError(user_msg=f"no collection {self.whole.id!r}")
+            raise ProviderItemNotFoundError(
+                user_msg=say(self.lang, f"no collection {self.whole.id!r}", f"không có lớp dữ liệu {self.whole.id!r}")
+            )
         pool = self.backend.pool if self.backend else _pool(self.conninfo)
         try:
             with scope.transaction(pool, self.viewer, self.catalog, "read") as conn:
                 return work(conn)
         except InvalidInput as exc:
-            raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
+            raise ProviderInvalidQueryError(user_msg=exc.text(self.lang)) from exc
         except (psycopg.ProgrammingError, psycopg.DataError, psycopg.errors.InternalError) as exc:
-            raise ProviderInvalidQueryError(user_msg=str(exc).strip().splitlines()[0]) from exc
+            refusal = str(exc).strip().splitlines()[0]  # PostgreSQL's own message, in English
+            raise ProviderInvalidQueryError(
+                user_msg=say(self.lang, refusal, f"cơ sở dữ liệu từ chối truy vấn: {refusal}")
+            ) from exc
         except (DatabaseUnavailable, psycopg.OperationalError, OSError) as exc:
-            raise ProviderUnavailable(user_msg="PostGIS is unreachable or busy; try again shortly") from exc
+            raise ProviderUnavailable(
+                user_msg=say(
+                    self.lang,
+                    "PostGIS is unreachable or busy; try again shortly",
+                    "không kết nối được PostGIS hoặc PostGIS đang bận; hãy thử lại sau giây lát",
+                )
+            ) from exc
 
     def query(
         self,
@@ -200,9 +226,11 @@ class GisIocProvider(BaseProvider):  # type: ignore[misc]
 
                 query.filter = json.loads(to_cql2(filterq))
         except InvalidInput as exc:
-            raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
+            raise ProviderInvalidQueryError(user_msg=exc.text(self.lang)) from exc
         except (ValueError, TypeError, KeyError, AssertionError) as exc:  # what gis_ioc cannot read
-            raise ProviderInvalidQueryError(user_msg=f"query not understood: {exc}") from exc
+            raise ProviderInvalidQueryError(
+                user_msg=say(self.lang, f"query not understood: {exc}", f"không hiểu truy vấn: {exc}")
+            ) from exc
         page = self._read(lambda conn: fetch_page(conn, query))
         result: dict[str, Any] = {
             "type": "FeatureCollection",
@@ -216,11 +244,19 @@ class GisIocProvider(BaseProvider):  # type: ignore[misc]
     def get(self, identifier: Any, **kwargs: Any) -> dict[str, Any]:
         raw = str(identifier)
         if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-            raise ProviderItemNotFoundError(user_msg=f"no feature {identifier!r}")
+            raise ProviderItemNotFoundError(
+                user_msg=say(self.lang, f"no feature {identifier!r}", f"không có đối tượng {identifier!r}")
+            )
         fid = int(raw)
         spec = kwargs.get("crs_transform_spec")
         crs = lookup(spec.target_crs_uri) if spec is not None else lookup("CRS84")
         text: str | None = self._read(lambda conn: fetch_feature(conn, self.viewer, self.layer, fid, crs))
         if text is None:
-            raise ProviderItemNotFoundError(user_msg=f"no feature {fid} in {self.layer.id}")
+            raise ProviderItemNotFoundError(
+                user_msg=say(
+                    self.lang,
+                    f"no feature {fid} in {self.layer.id}",
+                    f"không có đối tượng {fid} trong lớp {self.layer.id}",
+                )
+            )
         return json.loads(text)  # type: ignore[no-any-return]

@@ -346,7 +346,10 @@ def parse_format(raw: str | None) -> str:
     if raw is None:
         return "qml"
     if raw not in FORMATS:
-        raise InvalidInput(f"f={raw!r}: a style is offered as {', '.join(FORMATS)}")
+        raise InvalidInput(
+            f"f={raw!r}: a style is offered as {', '.join(FORMATS)}",
+            vi=f"f={raw!r}: kiểu hiển thị chỉ có ở các định dạng {', '.join(FORMATS)}",
+        )
     return raw
 
 
@@ -354,13 +357,16 @@ def parse_lang(raw: str | None) -> str:
     if raw is None:
         return "vi"
     if raw not in ("vi", "en"):
-        raise InvalidInput(f"lang={raw!r}: use vi or en")
+        raise InvalidInput(f"lang={raw!r}: use vi or en", vi=f"lang={raw!r}: dùng vi hoặc en")
     return raw
 
 
 def check_style_id(style_id: str) -> None:
     if style_id != STYLE_ID:
-        raise NotFound(f"style {style_id!r} not found; this collection has the style {STYLE_ID!r}")
+        raise NotFound(
+            f"style {style_id!r} not found; this collection has the style {STYLE_ID!r}",
+            vi=f"không có kiểu hiển thị {style_id!r}; lớp này có kiểu hiển thị {STYLE_ID!r}",
+        )
 
 
 def styles_list(layer: Layer, catalog: Catalog, base: str) -> dict[str, Any]:

@@ -94,15 +94,23 @@ def tile_and_version(row: tuple[Any, ...] | None) -> tuple[bytes, int | None]:
 
 def parse_tile(layer: Layer, tms: str, z: str, row: str, col: str) -> tuple[int, int, int]:
     if tms != TMS_ID:
-        raise NotFound(f"tile matrix set {tms!r} is not offered; use {TMS_ID}")
+        raise NotFound(
+            f"tile matrix set {tms!r} is not offered; use {TMS_ID}",
+            vi=f"tile matrix set {tms!r} không được hỗ trợ; dùng {TMS_ID}",
+        )
     try:
         zi, yi, xi = int(z), int(row), int(col)
     except ValueError:
-        raise InvalidInput(f"tile indices must be integers: {z}/{row}/{col}") from None
+        raise InvalidInput(
+            f"tile indices must be integers: {z}/{row}/{col}", vi=f"chỉ số tile phải là số nguyên: {z}/{row}/{col}"
+        ) from None
     if not 0 <= zi <= MAX_ZOOM:
-        raise InvalidInput(f"tileMatrix {zi} outside 0–{MAX_ZOOM}")
+        raise InvalidInput(f"tileMatrix {zi} outside 0–{MAX_ZOOM}", vi=f"tileMatrix {zi} nằm ngoài khoảng 0–{MAX_ZOOM}")
     if not (0 <= xi < 2**zi and 0 <= yi < 2**zi):
-        raise InvalidInput(f"tile {zi}/{yi}/{xi} is outside the tile matrix (0–{2**zi - 1})")
+        raise InvalidInput(
+            f"tile {zi}/{yi}/{xi} is outside the tile matrix (0–{2**zi - 1})",
+            vi=f"tile {zi}/{yi}/{xi} nằm ngoài lưới tile (0–{2**zi - 1})",
+        )
     return zi, xi, yi
 
 
@@ -115,7 +123,11 @@ def parse_tile_properties(layer: Layer, catalog: Catalog, raw: str | None) -> li
     names = [n.strip() for n in raw.split(",") if n.strip()]
     unknown = [n for n in names if layer.field(n) is None]
     if unknown:
-        raise InvalidInput(f"properties: unknown {unknown}; available: {', '.join(f.name for f in layer.fields)}")
+        available = ", ".join(f.name for f in layer.fields)
+        raise InvalidInput(
+            f"properties: unknown {unknown}; available: {available}",
+            vi=f"properties: không có trường {unknown}; các trường hiện có: {available}",
+        )
     return names
 
 

@@ -59,7 +59,8 @@ def _ids(client: TestClient, cid: str, headers: Headers, **params: str) -> list[
 
 
 def _error(client: TestClient, url: str, headers: Headers, **params: str) -> str:
-    response = client.get(url, params=params, headers=headers)
+    """The 400's detail, asked in English (the default is Vietnamese)."""
+    response = client.get(url, params=params, headers={**headers, "Accept-Language": "en"})
     assert response.status_code == 400, f"{url} {params}: {response.status_code} {response.text[:300]}"
     assert response.headers["content-type"] == "application/problem+json"
     return str(response.json()["detail"])

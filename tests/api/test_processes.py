@@ -65,7 +65,7 @@ def test_bad_inputs_fail_with_the_reason(client: TestClient) -> None:
         "/ogc/processes/scenario-health/execution", json={"inputs": {"period": "2026-Q3", "communes": ["99999"]}}
     )
     assert response.status_code == 400 and "unknown commune codes: 99999" in response.json()["description"]
-    response = client.post("/ogc/processes/scenario-health/execution", json={"inputs": {"province": True}})
+    response = client.post("/ogc/processes/scenario-health/execution?lang=en", json={"inputs": {"province": True}})
     assert response.status_code == 400 and "period is required" in response.json()["description"]
     response = client.post(
         "/ogc/processes/scenario-emergency/execution", json={"inputs": {"incident": "flood", "rings": [1]}}
@@ -100,7 +100,9 @@ def test_the_job_list_is_the_callers_newest_first_in_pages(client: TestClient, d
 def test_an_execution_body_that_is_not_an_object_is_a_400(client: TestClient) -> None:
     for body in ("[null, null]", "3", '"inputs"'):
         answer = client.post(
-            "/ogc/processes/scenario-health/execution", content=body, headers={"Content-Type": "application/json"}
+            "/ogc/processes/scenario-health/execution",
+            content=body,
+            headers={"Content-Type": "application/json", "Accept-Language": "en"},
         )
         assert answer.status_code == 400, (body, answer.text)
         assert "JSON object" in answer.json()["detail"]
