@@ -127,6 +127,24 @@ def key_account(
     return accounts.issue_key(conn, username, SUITE_REQUEST, "cli:test", label="test suite")
 
 
+def remove_devices(conn: psycopg.Connection[Any], codes: list[str]) -> None:
+    """Take a test's own sensor devices out of the shared database again, with all that was recorded of them
+    (readings, rollups, latest values, judgements, alerts, datastreams, credentials): the demo's counts and
+    the stations near a point stay what the tests after it expect."""
+    with conn.transaction():
+        ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM gis_ioc.iot_datastreams WHERE device_code = ANY(%s)", (codes,)
+            ).fetchall()
+        ]
+        for table in ("iot_observations", "iot_latest", "iot_hourly", "iot_daily"):
+            conn.execute(f"DELETE FROM gis_ioc.{table} WHERE datastream_id = ANY(%s)", (ids,))
+        for table in ("iot_alerts", "iot_station_state", "iot_credentials", "iot_datastreams"):
+            conn.execute(f"DELETE FROM gis_ioc.{table} WHERE device_code = ANY(%s)", (codes,))
+        conn.execute("DELETE FROM layers.iot_devices WHERE device_code = ANY(%s)", (codes,))
+
+
 @pytest.fixture(scope="session")
 def reader_key(settings: Settings, loaded: DemoResult) -> str:
     """An API key of a leader (reads every internal layer, no personal data), for tests that read as one."""

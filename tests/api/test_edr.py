@@ -25,7 +25,7 @@ from gis_ioc.iot import model
 from gis_ioc.iot.store import Message, store_messages
 from gis_ioc.publish import edr
 from gis_ioc.settings import Settings
-from tests.conftest import key_account, serve
+from tests.conftest import key_account, remove_devices, serve
 
 BASE = "/ogc/collections/iot_devices"
 LON, LAT = 106.0612, 20.6687
@@ -53,7 +53,7 @@ def _place(conn: psycopg.Connection[Any], code: str, commune: str, east_m: float
 
 
 @pytest.fixture(scope="module")
-def stations(settings: Settings, loaded: DemoResult) -> dict[str, Any]:
+def stations(settings: Settings, loaded: DemoResult) -> Iterator[dict[str, Any]]:
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     hours = [end - timedelta(hours=k) for k in (3, 2, 1)]
     with connect(settings, autocommit=True) as conn:
@@ -78,7 +78,9 @@ def stations(settings: Settings, loaded: DemoResult) -> dict[str, Any]:
             "leader": key_account(conn, "edr.leader", ["leader"]),
             "officer": key_account(conn, "edr.officer", ["commune_officer"], communes=["11953"]),
         }
-    return {"hours": hours, "old": end - timedelta(hours=30), "keys": keys}
+    yield {"hours": hours, "old": end - timedelta(hours=30), "keys": keys}
+    with connect(settings, autocommit=True) as conn:
+        remove_devices(conn, ["EDR-A", "EDR-B", "EDR-C"])
 
 
 def _iso(when: datetime) -> str:

@@ -45,7 +45,11 @@ def value(v):
     if v is None or (hasattr(v, "isNull") and v.isNull()):
         return None
     if hasattr(v, "toString") and not isinstance(v, str):
-        return v.toString("yyyy-MM-dd") if v.__class__.__name__ == "QDate" else v.toString()
+        if v.__class__.__name__ == "QDate":
+            return v.toString("yyyy-MM-dd")
+        if v.__class__.__name__ == "QDateTime":  # in UTC, as the server's JSON gives it
+            return v.toUTC().toString("yyyy-MM-dd'T'HH:mm:ss")
+        return v.toString()
     return v
 
 

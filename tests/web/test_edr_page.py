@@ -25,7 +25,7 @@ from gis_ioc.iot import model
 from gis_ioc.iot.store import Message, store_messages
 from gis_ioc.settings import Settings
 from tests.auth.conftest import create
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, remove_devices
 from tests.web.conftest import PageLog
 
 LON, LAT = 106.0650, 20.6760  # Phố Hiến (commune 11953)
@@ -57,7 +57,7 @@ def _push(conn: psycopg.Connection[Any], code: str, readings: list[tuple[str, fl
 
 
 @pytest.fixture(scope="module")
-def leader(settings: Settings, loaded: DemoResult) -> tuple[str, str]:
+def leader(settings: Settings, loaded: DemoResult) -> Iterator[tuple[str, str]]:
     """The stations with their readings, and a leader's account (user name, one-time password)."""
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     hours = [end - timedelta(hours=k) for k in (3, 2, 1)]
@@ -73,7 +73,10 @@ def leader(settings: Settings, loaded: DemoResult) -> tuple[str, str]:
                     for p in UNITS
                 ],
             )
-        return "edrpage.leader", create(conn, "edrpage.leader", ["leader"], full_name="Trần Văn Bình")
+        account = create(conn, "edrpage.leader", ["leader"], full_name="Trần Văn Bình")
+    yield "edrpage.leader", account
+    with connect(settings, autocommit=True) as conn:
+        remove_devices(conn, list(STATIONS))
 
 
 @dataclass
