@@ -76,6 +76,7 @@ from gis_ioc.catalog import Catalog, Layer
 from gis_ioc.catalog.ddl import SCHEMA
 from gis_ioc.errors import DatabaseUnavailable, InvalidInput
 from gis_ioc.http import problem
+from gis_ioc.iot.model import Property, properties
 from gis_ioc.publish.cql import Params
 from gis_ioc.publish.provider import BACKEND, ProviderUnavailable, _catalog, _pool
 from gis_ioc.query import scope
@@ -338,31 +339,19 @@ def parse_query(kind: str, params: Mapping[str, str], now: dt.datetime, location
 # -- reading -------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Property:
-    id: str
-    name_vi: str
-    name_en: str
-    unit: str
-
-    def parameter(self) -> dict[str, Any]:
-        """The CoverageJSON parameter object."""
-        unit: dict[str, Any] = {"label": {"vi": self.unit, "en": self.unit}}
-        if self.unit in UCUM:
-            unit["symbol"] = {"value": UCUM[self.unit], "type": UCUM_TYPE}
-        else:
-            unit["symbol"] = self.unit
-        return {
-            "type": "Parameter",
-            "description": {"vi": self.name_vi, "en": self.name_en},
-            "unit": unit,
-            "observedProperty": {"id": self.id, "label": {"vi": self.name_vi, "en": self.name_en}},
-        }
-
-
-def properties(conn: psycopg.Connection[Any]) -> dict[str, Property]:
-    rows = conn.execute("SELECT id, name_vi, name_en, unit FROM gis_ioc.iot_properties ORDER BY id").fetchall()
-    return {r[0]: Property(r[0], r[1], r[2], r[3]) for r in rows}
+def parameter(p: Property) -> dict[str, Any]:
+    """An observed property as a CoverageJSON parameter object."""
+    unit: dict[str, Any] = {"label": {"vi": p.unit, "en": p.unit}}
+    if p.unit in UCUM:
+        unit["symbol"] = {"value": UCUM[p.unit], "type": UCUM_TYPE}
+    else:
+        unit["symbol"] = p.unit
+    return {
+        "type": "Parameter",
+        "description": {"vi": p.name_vi, "en": p.name_en},
+        "unit": unit,
+        "observedProperty": {"id": p.id, "label": {"vi": p.name_vi, "en": p.name_en}},
+    }
 
 
 def check_parameters(names: Sequence[str], known: Mapping[str, Property]) -> None:
@@ -535,7 +524,7 @@ def coverage_collection(
                 },
             }
         )
-    out["parameters"] = {p: known[p].parameter() for p in (query.parameters or sorted(used))}
+    out["parameters"] = {p: parameter(known[p]) for p in (query.parameters or sorted(used))}
     return out
 
 
@@ -623,7 +612,7 @@ class SensorEdrProvider(BaseEDRProvider):  # type: ignore[misc]
         except ProviderUnavailable:
             log.warning("the observed properties could not be read for the collection description")
             return [] if as_list else {}
-        chosen = {k: p.parameter() | {"id": k} for k, p in known.items() if not parameters or k in parameters}
+        chosen = {k: parameter(p) | {"id": k} for k, p in known.items() if not parameters or k in parameters}
         return list(chosen.values()) if as_list else chosen
 
     def _query(self, kind: str, kwargs: dict[str, Any]) -> EdrQuery:
