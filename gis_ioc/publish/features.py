@@ -78,9 +78,17 @@ def geometry_sql(crs: PublishedCrs) -> sql.Composable:
 
 def feature_sql(layer: Layer, crs: PublishedCrs, properties: list[str] | None, skip_geometry: bool) -> sql.Composed:
     names = properties if properties is not None else [f.name for f in layer.fields]
+    numbers = {f.name for f in layer.fields if f.type == "number"}
     pairs: list[sql.Composable] = []
     for name in names:
-        pairs.extend([sql.Literal(name), sql.Identifier("t", name)])
+        column = sql.Identifier("t", name)
+        if name in numbers:
+            # a whole value of a number field written 20.0, not 20: clients that type a field by its first
+            # features (QGIS, GDAL) would take it for an integer field and lose the 52.1 that follows
+            column = sql.SQL(
+                "CASE WHEN abs({c}) < 1e15 AND {c} = trunc({c}) THEN to_json({c}::numeric(16, 1)) ELSE to_json({c}) END"
+            ).format(c=column)
+        pairs.extend([sql.Literal(name), column])
     props = sql.SQL("json_build_object({})").format(sql.SQL(", ").join(pairs)) if pairs else sql.SQL("'{}'::json")
     geographic = crs.srid == 4326
     geometry = (

@@ -93,7 +93,8 @@ def one_layer(request, spec):
     rows = []
     for feature in layer.getFeatures(query):
         rows.append({n: value(feature[n]) for n in names})
-    answer.update({"fields": names, "count": len(rows), "features": rows, "crs": layer.crs().authid()})
+    types = {f.name(): f.typeName() for f in layer.fields()}
+    answer.update({"fields": names, "types": types, "count": len(rows), "features": rows, "crs": layer.crs().authid()})
     return answer
 
 

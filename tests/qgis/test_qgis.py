@@ -98,7 +98,7 @@ def same_features(got: dict[str, Any], expected: list[dict[str, Any]], layer: st
         json.dumps({k: comparable(f["properties"].get(k)) for k in got["fields"]}, sort_keys=True) for f in expected
     )
     differ = next(((a, b) for a, b in zip(mine, theirs, strict=True) if a != b), None)
-    assert differ is None, f"{layer}: QGIS {differ[0]} != server {differ[1]}" if differ else layer
+    assert differ is None, f"{layer}: QGIS {differ[0]} != server {differ[1]}; QGIS types {got.get('types')}"
     return len(expected) * len(got["fields"])
 
 
