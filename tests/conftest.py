@@ -7,6 +7,8 @@ Nothing is mocked and nothing is skipped: if PostGIS cannot be started, the test
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import shutil
 import socket
@@ -14,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -33,6 +35,7 @@ from gis_ioc.database.cluster import Cluster
 from gis_ioc.database.connection import cluster_for, connect, ensure_database
 from gis_ioc.database.migrations import upgrade
 from gis_ioc.demo import DemoOptions, DemoResult, generate_demo
+from gis_ioc.iot.store import Message, store_messages
 from gis_ioc.loaders.boundaries import BoundarySet, load_boundaries
 from gis_ioc.settings import Settings
 
@@ -125,6 +128,20 @@ def key_account(
         **extra,
     )
     return accounts.issue_key(conn, username, SUITE_REQUEST, "cli:test", label="test suite")
+
+
+#: The unit each sensor test's reading is sent in (SenML ``u``), as ``gis_ioc.iot_properties`` has it.
+SENML_UNITS = {"pm25": "µg/m³", "pm10": "µg/m³", "water_level": "m", "temperature": "°C"}
+
+
+def push_readings(
+    conn: psycopg.Connection[Any], device: str, readings: Sequence[tuple[str, float, dt.datetime]]
+) -> None:
+    """A device's readings (property, value, phenomenon time) stored as one SenML pack through the HTTP
+    push's path (``store_messages``); every one must be accepted."""
+    pack = [{"n": p, "u": SENML_UNITS[p], "v": value, "t": when.timestamp()} for p, value, when in readings]
+    [outcome] = store_messages(conn, [Message(device, json.dumps(pack).encode(), "http", dt.datetime.now(dt.UTC))])
+    assert outcome.accepted == len(readings), outcome.as_json("en")
 
 
 def remove_devices(conn: psycopg.Connection[Any], codes: list[str]) -> None:

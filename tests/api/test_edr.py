@@ -22,22 +22,14 @@ from owslib.ogcapi.edr import EnvironmentalDataRetrieval
 from gis_ioc.database.connection import connect
 from gis_ioc.demo import DemoResult
 from gis_ioc.iot import model
-from gis_ioc.iot.store import Message, store_messages
 from gis_ioc.publish import edr
 from gis_ioc.settings import Settings
-from tests.conftest import key_account, remove_devices, serve
+from tests.conftest import key_account, push_readings, remove_devices, serve
 
 BASE = "/ogc/collections/iot_devices"
 LON, LAT = 106.0612, 20.6687
 CENTRE = f"POINT({LON} {LAT})"
-UNITS = {"pm25": "µg/m³", "pm10": "µg/m³"}
 COVJSON = "application/vnd.cov+json"
-
-
-def _push(conn: psycopg.Connection[Any], device: str, readings: list[tuple[str, float, datetime]]) -> None:
-    pack = [{"n": prop, "u": UNITS[prop], "v": value, "t": when.timestamp()} for prop, value, when in readings]
-    [outcome] = store_messages(conn, [Message(device, json.dumps(pack).encode(), "http", datetime.now(UTC))])
-    assert outcome.accepted == len(readings), outcome.as_json("en")
 
 
 def _place(conn: psycopg.Connection[Any], code: str, commune: str, east_m: float) -> None:
@@ -60,7 +52,7 @@ def stations(settings: Settings, loaded: DemoResult) -> Iterator[dict[str, Any]]
         _place(conn, "EDR-A", "11953", 0.0)
         _place(conn, "EDR-B", "11953", 1900.0)
         _place(conn, "EDR-C", "11977", 2100.0)
-        _push(
+        push_readings(
             conn,
             "EDR-A",
             [
@@ -72,8 +64,8 @@ def stations(settings: Settings, loaded: DemoResult) -> Iterator[dict[str, Any]]
                 ("pm25", 12.0, end - timedelta(hours=30)),  # before the default 24 hours
             ],
         )
-        _push(conn, "EDR-B", [("pm25", 20.0, hours[2])])
-        _push(conn, "EDR-C", [("pm25", 30.0, hours[2])])
+        push_readings(conn, "EDR-B", [("pm25", 20.0, hours[2])])
+        push_readings(conn, "EDR-C", [("pm25", 30.0, hours[2])])
         keys = {
             "leader": key_account(conn, "edr.leader", ["leader"]),
             "officer": key_account(conn, "edr.officer", ["commune_officer"], communes=["11953"]),

@@ -23,10 +23,13 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gis_ioc.api import iot_live
+from gis_ioc.app import create_app
 from gis_ioc.catalog import load_catalog
 from gis_ioc.database.cluster import Cluster
 from gis_ioc.database.connection import connect
 from gis_ioc.database.migrations import upgrade
+from gis_ioc.demo import DemoResult
 from gis_ioc.iot import model
 from gis_ioc.iot.broker import Broker
 from gis_ioc.settings import Settings
@@ -197,3 +200,12 @@ def clean(sensors: Sensors) -> Sensors:
 
 def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture(scope="module")
+def app(settings: Settings, loaded: DemoResult) -> Any:
+    """The application with the live sensors' routes, on the suite's shared database (demo data)."""
+    application = create_app(settings)
+    if not any(getattr(r, "path", "") == "/api/iot/stations" for r in application.routes):
+        application.include_router(iot_live.router)
+    return application

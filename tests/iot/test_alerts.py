@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,11 +12,8 @@ from click.testing import CliRunner
 
 from gis_ioc.errors import NotFound
 from gis_ioc.iot import alerts, alerts_cli, judge, model
-from gis_ioc.iot.store import Message, store_messages
 from gis_ioc.settings import Settings
-from tests.conftest import scalar
-
-UNITS = {"pm25": "µg/m³", "pm10": "µg/m³", "water_level": "m"}
+from tests.conftest import push_readings, scalar
 
 
 def _device(conn: psycopg.Connection[Any], kind: str, index: int) -> str:
@@ -29,12 +25,6 @@ def _device(conn: psycopg.Connection[Any], kind: str, index: int) -> str:
             (kind, index),
         )
     )
-
-
-def _push(conn: psycopg.Connection[Any], device: str, readings: Sequence[tuple[str, float, datetime]]) -> None:
-    pack = [{"n": prop, "u": UNITS[prop], "v": value, "t": when.timestamp()} for prop, value, when in readings]
-    [outcome] = store_messages(conn, [Message(device, json.dumps(pack).encode(), "http", datetime.now(UTC))])
-    assert outcome.accepted == len(readings), outcome.as_json("en")
 
 
 def _live(conn: psycopg.Connection[Any], device: str) -> dict[str, tuple[str, int, float | None]]:
@@ -50,13 +40,13 @@ def test_stale_after_16_minutes_then_a_reading_clears_it(db: psycopg.Connection[
     device = _device(db, "air_quality", 0)
     ds = model.register(db, device, "pm25", 300)
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
-    _push(db, device, [("pm25", 20.0, t0)])
+    push_readings(db, device, [("pm25", 20.0, t0)])
     judge.after_commit(db, [ds.id], settings.config_dir, now=t0 + timedelta(minutes=15))
     assert "stale:pm25" not in _live(db, device)
     judge.judge_all(db, settings.config_dir, now=t0 + timedelta(minutes=16))  # cron: no reading needed
     assert _live(db, device)["stale:pm25"][0] == "open"
     [stale] = [a for a in alerts.listing(db, state="live", device_code=device) if a.condition == "stale:pm25"]
-    _push(db, device, [("pm25", 21.0, t0 + timedelta(minutes=16))])
+    push_readings(db, device, [("pm25", 21.0, t0 + timedelta(minutes=16))])
     judge.after_commit(db, [ds.id], settings.config_dir, now=t0 + timedelta(minutes=16))
     assert "stale:pm25" not in _live(db, device)
     closed = alerts.get(db, stale.id)
@@ -73,7 +63,7 @@ def test_hung_yen_gauge_alarm_levels(db: psycopg.Connection[Any], settings: Sett
 
     def reading(minutes: int, metres: float) -> dict[str, tuple[str, int, float | None]]:
         when = t0 + timedelta(minutes=minutes)
-        _push(db, station.device, [("water_level", metres, when)])
+        push_readings(db, station.device, [("water_level", metres, when)])
         judge.after_store(db, [station.device], settings.config_dir, now=when)  # the ingester's call, by device
         return _live(db, station.device)
 
@@ -98,7 +88,7 @@ def test_pm25_daily_limit_by_date_and_aqi_band(db: psycopg.Connection[Any], sett
         (after, datetime(2026, 1, 2, 16, tzinfo=UTC)),
     ):
         ds = model.register(db, device, "pm25", 3600)
-        _push(db, device, [("pm25", 47.0, end - timedelta(hours=k)) for k in range(24)])
+        push_readings(db, device, [("pm25", 47.0, end - timedelta(hours=k)) for k in range(24)])
         judge.after_commit(db, [ds.id], settings.config_dir, now=end + timedelta(minutes=30))
         rows[device] = _live(db, device)
     assert "limit:pm25:24h" not in rows[before]  # 47 ≤ 50 on 31/12/2025 (Vietnam's day)
@@ -108,7 +98,7 @@ def test_pm25_daily_limit_by_date_and_aqi_band(db: psycopg.Connection[Any], sett
     smoky = _device(db, "air_quality", 3)
     ds = model.register(db, smoky, "pm25", 3600)
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    _push(db, smoky, [("pm25", 100.0, end - timedelta(hours=k)) for k in range(12)])
+    push_readings(db, smoky, [("pm25", 100.0, end - timedelta(hours=k)) for k in range(12)])
     judge.after_commit(db, [ds.id], settings.config_dir, now=end)
     [aqi] = [a for a in alerts.listing(db, state="live", device_code=smoky) if a.condition == "aqi"]
     # NowCast 100 → 50/70 × 20 + 150 = 164.3 → 164, Xấu (the fourth band)
@@ -119,7 +109,7 @@ def test_acknowledge_then_close(db: psycopg.Connection[Any], settings: Settings)
     device = _device(db, "air_quality", 4)
     ds = model.register(db, device, "pm25", 3600)
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
-    _push(db, device, [("pm25", 200.0, end - timedelta(hours=k)) for k in range(3)])
+    push_readings(db, device, [("pm25", 200.0, end - timedelta(hours=k)) for k in range(3)])
     judge.after_commit(db, [ds.id], settings.config_dir, now=end)
     [alert] = [a for a in alerts.listing(db, state="open", device_code=device) if a.condition == "aqi"]
     acked = alerts.acknowledge(db, alert.id, "suite.operator", address="127.0.0.1", note="đã báo Sở")
@@ -129,7 +119,7 @@ def test_acknowledge_then_close(db: psycopg.Connection[Any], settings: Settings)
     assert refused.value.status == 409 and "đã xác nhận" in refused.value.text("vi")
     with pytest.raises(NotFound):
         alerts.acknowledge(db, 10**12, "suite.operator")
-    _push(db, device, [("pm25", 5.0, end + timedelta(hours=k)) for k in range(1, 4)])  # the air clears
+    push_readings(db, device, [("pm25", 5.0, end + timedelta(hours=k)) for k in range(1, 4)])  # the air clears
     judge.after_commit(db, [ds.id], settings.config_dir, now=end + timedelta(hours=3))
     assert alerts.get(db, alert.id).state == "closed"
     assert _trail(db, alert.id) == ["iot.alert.open", "iot.alert.acknowledge", "iot.alert.close"]

@@ -9,43 +9,23 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
 from pydantic import ValidationError
 
-from gis_ioc.api import iot_live
-from gis_ioc.app import create_app
 from gis_ioc.catalog import Catalog, Layer
 from gis_ioc.database.connection import connect
 from gis_ioc.demo import DemoResult
 from gis_ioc.iot import aqi, judge, model
-from gis_ioc.iot.store import Message, store_messages
 from gis_ioc.settings import Settings
-from tests.conftest import INSIDE, key_account
+from tests.conftest import INSIDE, key_account, push_readings
 
-UNITS = {"pm25": "µg/m³", "pm10": "µg/m³", "water_level": "m", "temperature": "°C"}
 ITEMS = "/ogc/collections/iot_devices/items"
-
-
-def _push(conn: psycopg.Connection[Any], device: str, readings: Sequence[tuple[str, float, datetime]]) -> None:
-    pack = [{"n": prop, "u": UNITS[prop], "v": value, "t": when.timestamp()} for prop, value, when in readings]
-    [outcome] = store_messages(conn, [Message(device, json.dumps(pack).encode(), "http", datetime.now(UTC))])
-    assert outcome.accepted == len(readings), outcome.as_json("en")
-
-
-@pytest.fixture(scope="module")
-def app(settings: Settings, loaded: DemoResult) -> Any:
-    application = create_app(settings)
-    if not any(getattr(r, "path", "") == "/api/iot/stations" for r in application.routes):
-        application.include_router(iot_live.router)
-    return application
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +64,10 @@ def station(settings: Settings, loaded: DemoResult) -> Iterator[dict[str, Any]]:
         readings += [("pm10", 60.0, end - timedelta(hours=k)) for k in range(12)]
         silent_since = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=4)  # 3 intervals are 3 min
         readings.append(("temperature", 24.5, silent_since))
-        _push(conn, device, readings)
+        push_readings(conn, device, readings)
         gauge = judge.load_rules(settings.config_dir).stations[0].device
         level = model.register(conn, gauge, "water_level", 900)
-        _push(conn, gauge, [("water_level", 5.49, datetime.now(UTC) - timedelta(minutes=3))])
+        push_readings(conn, gauge, [("water_level", 5.49, datetime.now(UTC) - timedelta(minutes=3))])
         judge.after_commit(conn, [*ids, level.id], settings.config_dir)
     yield {
         "device": device,
@@ -151,7 +131,7 @@ def test_the_flood_level_follows_the_gauge(
     assert (props["water_level"], props["flood_level"]) == (5.49, 0)
     assert _stations(web, keys["leader"])[station["gauge"]]["water"]["level"] == 0
     with connect(settings, autocommit=True) as conn:
-        _push(conn, station["gauge"], [("water_level", 5.50, datetime.now(UTC) - timedelta(minutes=2))])
+        push_readings(conn, station["gauge"], [("water_level", 5.50, datetime.now(UTC) - timedelta(minutes=2))])
         judge.after_commit(conn, [station["level"]], settings.config_dir)
     props = _one(web, keys["leader"], station["gauge"])
     assert (props["water_level"], props["flood_level"]) == (5.5, 1)
@@ -170,7 +150,7 @@ def test_staleness_turns_with_the_clock_and_clears_with_a_reading(
     assert before.json()["features"][0]["properties"]["stale"] is True
     assert _stations(web, leader)[station["device"]]["stale"] is True
     with connect(settings, autocommit=True) as conn:
-        _push(conn, station["device"], [("temperature", 25.0, datetime.now(UTC) - timedelta(seconds=5))])
+        push_readings(conn, station["device"], [("temperature", 25.0, datetime.now(UTC) - timedelta(seconds=5))])
         judge.after_commit(conn, [station["temperature"]], settings.config_dir)
     after = web.get(ITEMS, params={"device_code": station["device"]}, headers={"X-API-Key": leader})
     assert after.content != before.content
@@ -229,7 +209,7 @@ def test_a_single_feature_shows_the_live_state_and_keeps_its_row_version(
     assert first.json()["properties"]["aqi"] == 133 and first.headers["cache-control"] == "private, no-cache"
     tag = first.headers["etag"]
     with connect(settings, autocommit=True) as conn:
-        _push(conn, station["device"], [("temperature", 26.5, datetime.now(UTC) - timedelta(seconds=2))])
+        push_readings(conn, station["device"], [("temperature", 26.5, datetime.now(UTC) - timedelta(seconds=2))])
         judge.after_commit(conn, [station["temperature"]], settings.config_dir)
     again = web.get(f"{ITEMS}/{listed['id']}", headers={**leader, "If-None-Match": tag})
     assert again.status_code == 200  # never 304: the live state moved though the row did not

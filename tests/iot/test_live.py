@@ -9,38 +9,18 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from gis_ioc.api import iot_live
-from gis_ioc.app import create_app
 from gis_ioc.database.connection import connect
 from gis_ioc.demo import DemoResult
 from gis_ioc.iot import judge, model
-from gis_ioc.iot.store import Message, store_messages
 from gis_ioc.settings import Settings
-from tests.conftest import INSIDE, key_account, scalar
-
-UNITS = {"pm25": "µg/m³", "pm10": "µg/m³", "water_level": "m"}
-
-
-def _push(conn: psycopg.Connection[Any], device: str, readings: Sequence[tuple[str, float, datetime]]) -> None:
-    pack = [{"n": prop, "u": UNITS[prop], "v": value, "t": when.timestamp()} for prop, value, when in readings]
-    [outcome] = store_messages(conn, [Message(device, json.dumps(pack).encode(), "http", datetime.now(UTC))])
-    assert outcome.accepted == len(readings), outcome.as_json("en")
-
-
-@pytest.fixture(scope="module")
-def app(settings: Settings, loaded: DemoResult) -> Any:
-    application = create_app(settings)
-    if not any(getattr(r, "path", "") == "/api/iot/stations" for r in application.routes):
-        application.include_router(iot_live.router)
-    return application
+from tests.conftest import INSIDE, key_account, push_readings, scalar
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +54,10 @@ def station(settings: Settings, loaded: DemoResult) -> dict[str, Any]:
         end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         readings = [("pm25", 47.0, end - timedelta(hours=k)) for k in range(12)]
         readings += [("pm10", 160.0, end - timedelta(hours=k)) for k in range(12)]
-        _push(conn, device, readings)
+        push_readings(conn, device, readings)
         gauge = judge.load_rules(settings.config_dir).stations[0].device
         level = model.register(conn, gauge, "water_level", 900)
-        _push(conn, gauge, [("water_level", 5.50, datetime.now(UTC) - timedelta(minutes=1))])
+        push_readings(conn, gauge, [("water_level", 5.50, datetime.now(UTC) - timedelta(minutes=1))])
         judge.after_commit(conn, [pm25.id, pm10.id, level.id], settings.config_dir)
     return {"device": device, "pm25": pm25.id, "pm10": pm10.id, "gauge": gauge, "level": level.id, "end": end}
 
@@ -188,7 +168,7 @@ def test_the_stream_pushes_new_readings_and_alerts(
     def later() -> None:
         time.sleep(1.0)
         with connect(settings, autocommit=True) as conn:
-            _push(conn, station["gauge"], [("water_level", 6.70, datetime.now(UTC) - timedelta(seconds=5))])
+            push_readings(conn, station["gauge"], [("water_level", 6.70, datetime.now(UTC) - timedelta(seconds=5))])
             judge.after_commit(conn, [station["level"]], settings.config_dir)
 
     pusher = threading.Thread(target=later)

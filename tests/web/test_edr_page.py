@@ -8,7 +8,6 @@ own storing path."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,10 +21,9 @@ from playwright.sync_api import Browser, BrowserContext, Page
 from gis_ioc.database.connection import connect
 from gis_ioc.demo import DemoResult
 from gis_ioc.iot import model
-from gis_ioc.iot.store import Message, store_messages
 from gis_ioc.settings import Settings
 from tests.auth.conftest import create
-from tests.conftest import ARTIFACTS, remove_devices
+from tests.conftest import ARTIFACTS, push_readings, remove_devices
 from tests.web.conftest import PageLog
 
 LON, LAT = 106.0650, 20.6760  # Phố Hiến (commune 11953)
@@ -50,12 +48,6 @@ def _place(conn: psycopg.Connection[Any], code: str, east_m: float) -> None:
         model.register(conn, code, prop, 3600)
 
 
-def _push(conn: psycopg.Connection[Any], code: str, readings: list[tuple[str, float, datetime]]) -> None:
-    pack = [{"n": prop, "u": UNITS[prop], "v": value, "t": when.timestamp()} for prop, value, when in readings]
-    [outcome] = store_messages(conn, [Message(code, json.dumps(pack).encode(), "http", datetime.now(UTC))])
-    assert outcome.accepted == len(readings), outcome.as_json("en")
-
-
 @pytest.fixture(scope="module")
 def leader(settings: Settings, loaded: DemoResult) -> Iterator[tuple[str, str]]:
     """The stations with their readings, and a leader's account (user name, one-time password)."""
@@ -64,7 +56,7 @@ def leader(settings: Settings, loaded: DemoResult) -> Iterator[tuple[str, str]]:
     with connect(settings, autocommit=True) as conn:
         for n, (code, east) in enumerate(STATIONS.items()):
             _place(conn, code, east)
-            _push(
+            push_readings(
                 conn,
                 code,
                 [
