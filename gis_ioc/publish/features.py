@@ -81,7 +81,7 @@ def feature_sql(layer: Layer, crs: PublishedCrs, properties: list[str] | None, s
     numbers = {f.name for f in layer.fields if f.type == "number"}
     pairs: list[sql.Composable] = []
     for name in names:
-        column = sql.Identifier("t", name)
+        column: sql.Composable = sql.Identifier("t", name)
         if name in numbers:
             # a whole value of a number field written 20.0, not 20: clients that type a field by its first
             # features (QGIS, GDAL) would take it for an integer field and lose the 52.1 that follows
