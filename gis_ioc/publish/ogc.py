@@ -942,6 +942,20 @@ def _collection_routes(pygeoapi: PygeoapiDoor, features: FeaturesApi) -> list[Ro
     return routes + edr_routes(pygeoapi, features)  # OGC API EDR over the sensor observations
 
 
+async def _no_route(request: Request, exc: Exception) -> Response:
+    """An address the OGC API does not have, or a method it does not take there: problem+json in the caller's
+    language (Starlette's own answer is plain text, which the API definition does not declare)."""
+    status = int(getattr(exc, "status_code", 404))
+    lang = language(request)
+    path = request.url.path[:200]
+    if status == 405:
+        detail = say(lang, f"{request.method} is not allowed on {path}", f"không dùng được {request.method} với {path}")
+        answer = problem(405, "Method not allowed", detail)
+        answer.headers.update(getattr(exc, "headers", None) or {})  # Allow
+        return answer
+    return problem(404, NotFound.title, say(lang, f"no such address: {path}", f"không có địa chỉ {path}"))
+
+
 def create_ogc_app(
     config: dict[str, Any],
     catalog: Catalog,
@@ -985,7 +999,7 @@ def create_ogc_app(
         Route("/jobs/{job_id}/results", _guard(pygeoapi_(processes_api.get_job_result, "job_id"))),
         Mount("/static", StaticFiles(directory=Path(pygeoapi.__file__).parent / "static")),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={404: _no_route, 405: _no_route})
     app.router.redirect_slashes = False
     app.state.pygeoapi = apis.default
     app.state.features = features

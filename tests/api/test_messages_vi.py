@@ -438,3 +438,19 @@ def test_the_providers_messages_through_pygeoapi_are_in_the_callers_language(cli
     assert vietnamese.json()["description"] == "không có đối tượng 99999999 trong lớp schools", vietnamese.text
     english = client.get(url, params={"f": "jsonld", "lang": "en"})
     assert english.status_code == 404 and english.json()["description"] == "no feature 99999999 in schools"
+
+
+def test_an_address_or_method_the_ogc_api_lacks_is_a_problem_in_the_callers_language(client: TestClient) -> None:
+    """Starlette's own 404 and 405 are plain text, which the API definition does not declare (schemathesis
+    found one for a feature id ending in a newline)."""
+    missing = client.get("/ogc/collections/trees/items/%C3%90%0A")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    assert missing.json()["detail"].startswith("không có địa chỉ /ogc/")
+    assert (
+        client.get("/ogc/no-such-thing", params={"lang": "en"}).json()["detail"]
+        == "no such address: /ogc/no-such-thing"
+    )
+    refused = client.delete("/ogc/conformance")
+    assert refused.status_code == 405 and "GET" in refused.headers["allow"]
+    assert refused.json()["detail"] == "không dùng được DELETE với /ogc/conformance"
