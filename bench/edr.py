@@ -38,10 +38,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -53,7 +51,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _support import bench_database
-from iot_year import INTERVAL_S, fill
+from iot_year import INTERVAL_S, fill, timed
 
 from gis_ioc.app import create_app
 from gis_ioc.auth import accounts, audit
@@ -230,20 +228,6 @@ def cases(codes: list[str], lon: float, lat: float, wkt: str, start: datetime, e
     ]
 
 
-def timed(run: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
-    """Median and p95 milliseconds of ``repeat`` runs after two to warm up; the last result."""
-    result = None
-    for _ in range(2):
-        result = run()
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        result = run()
-        times.append((time.perf_counter() - began) * 1000)
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, int(0.95 * len(times)))], result
-
-
 def non_null(body: dict[str, Any]) -> tuple[int, int]:
     """The answer's stations and non-null PM2.5 values."""
     coverages = body["coverages"]
@@ -308,7 +292,7 @@ def main() -> None:
             connect(settings, autocommit=True) as owner,
         ):
             print()
-            print(f"{args.repeat} timed runs each after 2 to warm up; ms; EDR through the ASGI app as a leader")
+            print(f"{args.repeat} timed runs each after 3 to warm up; ms; EDR through the ASGI app as a leader")
             print(
                 f"{'request':<34} {'stations':>8} {'readings':>9} {'answer':>9} {'EDR p50/p95':>17} "
                 f"{'SQL p50/p95':>15} {'EDR/SQL':>8}"
